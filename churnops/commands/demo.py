@@ -1,0 +1,8 @@
+"""Placeholder until the demo lands."""
+
+import typer
+
+
+def demo() -> None:
+    """Not implemented yet."""
+    raise typer.Exit(code=2)

@@ -1,0 +1,96 @@
+"""Feast object definitions for ChurnOps, built for one sources directory.
+
+``feature_repo/`` re-exports these for ``feast apply``; the CLI applies the same objects
+programmatically, so there is one definition of the feature contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64, PrimitiveFeastType, String
+
+from churnops.schema import (
+    CREATED_TS,
+    ENTITY,
+    EVENT_TS,
+    FEATURE_SERVICE,
+    JOIN_KEY,
+    LABEL_SOURCE,
+    VIEWS,
+    Column,
+    View,
+    view_columns,
+)
+from churnops.sources import source_glob
+
+TTL: dict[View, timedelta] = {
+    # Profile attributes rarely change; account and services are refreshed monthly, so a
+    # value older than 45 days means the customer dropped out of the snapshots.
+    "profile": timedelta(days=400),
+    "account": timedelta(days=45),
+    "services": timedelta(days=45),
+}
+_FEAST_TYPES: dict[str, PrimitiveFeastType] = {
+    "category": String,
+    "flag": Int64,
+    "int": Int64,
+    "float": Float64,
+}
+
+
+def feast_type(col: Column) -> PrimitiveFeastType:
+    return _FEAST_TYPES[col.kind]
+
+
+@dataclass(frozen=True)
+class Definitions:
+    """Every Feast object of the repo, ready for ``FeatureStore.apply``."""
+
+    customer: Entity
+    sources: dict[str, FileSource]
+    views: dict[View, FeatureView]
+    churn_v1: FeatureService
+
+    def objects(self) -> list[object]:
+        return [self.customer, *self.sources.values(), *self.views.values(), self.churn_v1]
+
+
+def build_definitions(*, sources_dir: Path) -> Definitions:
+    """Entity, sources (absolute paths), the three feature views and FeatureService churn_v1."""
+    customer = Entity(
+        name=ENTITY,
+        join_keys=[JOIN_KEY],
+        value_type=ValueType.STRING,
+        description="A subscriber, keyed by the Telco customer id (e.g. 7590-VHVEG).",
+    )
+    sources = {
+        name: FileSource(
+            name=f"{name}_source",
+            path=source_glob(sources_dir, name),
+            timestamp_field=EVENT_TS,
+            created_timestamp_column=CREATED_TS,
+        )
+        for name in (*VIEWS, LABEL_SOURCE)
+    }
+    views: dict[View, FeatureView] = {
+        view: FeatureView(
+            name=view,
+            entities=[customer],
+            ttl=TTL[view],
+            schema=[Field(name=c.name, dtype=feast_type(c)) for c in view_columns(view)],
+            source=sources[view],
+            online=True,
+            tags={"owner": "churnops"},
+        )
+        for view in VIEWS
+    }
+    churn_v1 = FeatureService(
+        name=FEATURE_SERVICE,
+        features=[views[v] for v in VIEWS],
+        description="The contract between training and serving for the churn model.",
+    )
+    return Definitions(customer=customer, sources=sources, views=views, churn_v1=churn_v1)

@@ -1,0 +1,86 @@
+"""The churn data contract: one declaration of every column, shared by ingestion, the
+synthetic generator, the Feast definitions and serving-side validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["category", "flag", "int", "float"]
+View = Literal["profile", "account", "services"]
+
+ENTITY = "customer"
+JOIN_KEY = "customer_id"
+EVENT_TS = "event_timestamp"
+CREATED_TS = "created"
+LABEL = "churned"
+FEATURE_SERVICE = "churn_v1"
+
+YES_NO = ("No", "Yes")
+NO_PHONE = ("No", "Yes", "No phone service")
+NO_INTERNET = ("No", "Yes", "No internet service")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One feature column: its name in the Feast views, its Telco CSV header and its domain."""
+
+    name: str
+    telco: str
+    view: View
+    kind: Kind
+    categories: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+FEATURES: tuple[Column, ...] = (
+    Column("gender", "gender", "profile", "category", ("Female", "Male")),
+    Column("senior_citizen", "SeniorCitizen", "profile", "flag"),
+    Column("partner", "Partner", "profile", "flag"),
+    Column("dependents", "Dependents", "profile", "flag"),
+    Column("tenure", "tenure", "account", "int", minimum=0, maximum=1200),
+    Column("contract", "Contract", "account", "category", ("Month-to-month", "One year", "Two year")),
+    Column("paperless_billing", "PaperlessBilling", "account", "flag"),
+    Column(
+        "payment_method",
+        "PaymentMethod",
+        "account",
+        "category",
+        ("Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)"),
+    ),
+    Column("monthly_charges", "MonthlyCharges", "account", "float", minimum=0.0, maximum=10_000.0),
+    Column("total_charges", "TotalCharges", "account", "float", minimum=0.0, maximum=1_000_000.0),
+    Column("phone_service", "PhoneService", "services", "flag"),
+    Column("multiple_lines", "MultipleLines", "services", "category", NO_PHONE),
+    Column("internet_service", "InternetService", "services", "category", ("DSL", "Fiber optic", "No")),
+    Column("online_security", "OnlineSecurity", "services", "category", NO_INTERNET),
+    Column("online_backup", "OnlineBackup", "services", "category", NO_INTERNET),
+    Column("device_protection", "DeviceProtection", "services", "category", NO_INTERNET),
+    Column("tech_support", "TechSupport", "services", "category", NO_INTERNET),
+    Column("streaming_tv", "StreamingTV", "services", "category", NO_INTERNET),
+    Column("streaming_movies", "StreamingMovies", "services", "category", NO_INTERNET),
+)
+
+VIEWS: tuple[View, ...] = ("profile", "account", "services")
+LABEL_SOURCE = "labels"
+TELCO_ID = "customerID"
+TELCO_LABEL = "Churn"
+
+
+def view_columns(view: View) -> list[Column]:
+    """The feature columns that belong to one feature view, in declaration order."""
+    return [c for c in FEATURES if c.view == view]
+
+
+def feature_names() -> list[str]:
+    """All feature names in declaration order (the model's raw input columns)."""
+    return [c.name for c in FEATURES]
+
+
+def column(name: str) -> Column:
+    """Look a feature column up by name."""
+    for c in FEATURES:
+        if c.name == name:
+            return c
+    raise KeyError(name)

@@ -1,0 +1,79 @@
+"""Reading and writing the Feast source parquet files (one directory of part files per source)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from churnops.schema import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL, LABEL_SOURCE, VIEWS, Column, view_columns
+
+_ARROW_TYPES = {"category": pa.string(), "flag": pa.int64(), "int": pa.int64(), "float": pa.float64()}
+TS_TYPE = pa.timestamp("us", tz="UTC")
+
+
+def arrow_type(col: Column) -> pa.DataType:
+    return _ARROW_TYPES[col.kind]
+
+
+def source_schema(name: str) -> pa.Schema:
+    """The arrow schema of one source: key, timestamps, then its features (or the label)."""
+    fields = [pa.field(JOIN_KEY, pa.string()), pa.field(EVENT_TS, TS_TYPE), pa.field(CREATED_TS, TS_TYPE)]
+    if name == LABEL_SOURCE:
+        fields.append(pa.field(LABEL, pa.int64()))
+    else:
+        fields.extend(pa.field(c.name, arrow_type(c)) for c in view_columns(name))  # type: ignore[arg-type]
+    return pa.schema(fields)
+
+
+def source_glob(sources_dir: Path, name: str) -> str:
+    """The absolute glob a Feast FileSource reads (duckdb reads every part file)."""
+    return str((sources_dir / name).resolve() / "*.parquet")
+
+
+def write_sources(
+    *, frame: pd.DataFrame, sources_dir: Path, part: str, replace_all: bool = False
+) -> dict[str, Path]:
+    """Split one wide frame (key, timestamps, all features, label) into the Feast sources.
+
+    Each source gets the part file ``<part>.parquet``; writing the same part again replaces it,
+    so re-running an ingestion of the same snapshot is idempotent. ``replace_all`` removes the
+    other parts first (a generated dataset replaces whatever was there).
+    """
+    written: dict[str, Path] = {}
+    for name in (*VIEWS, LABEL_SOURCE):
+        schema = source_schema(name)
+        directory = sources_dir / name
+        directory.mkdir(parents=True, exist_ok=True)
+        if replace_all:
+            for old in directory.glob("*.parquet"):
+                old.unlink()
+        table = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+        path = directory / f"{part}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        written[name] = path
+    return written
+
+
+def read_source(*, sources_dir: Path, name: str) -> pd.DataFrame:
+    """All part files of one source as one frame (empty frame with the schema if none)."""
+    schema = source_schema(name)
+    files = sorted((sources_dir / name).glob("*.parquet"))
+    if not files:
+        return schema.empty_table().to_pandas()
+    return pq.read_table(files, schema=schema).to_pandas() if len(files) > 1 else pq.read_table(files[0]).to_pandas()
+
+
+def utc(ts: datetime | str | pd.Timestamp) -> pd.Timestamp:
+    """Parse a timestamp that must carry an offset (or be explicitly UTC) into UTC."""
+    value = pd.Timestamp(ts)
+    if value.tzinfo is None:
+        raise ValueError(
+            f"timestamp {ts!s} has no UTC offset: write it as 2024-01-31T00:00:00Z or with +HH:MM"
+        )
+    return value.tz_convert("UTC")
