@@ -35,16 +35,17 @@ def source_glob(sources_dir: Path, name: str) -> str:
 
 
 def write_sources(
-    *, frame: pd.DataFrame, sources_dir: Path, part: str, replace_all: bool = False
+    *, frame: pd.DataFrame, sources_dir: Path, part: str, replace_all: bool = False, with_labels: bool = True
 ) -> dict[str, Path]:
     """Split one wide frame (key, timestamps, all features, label) into the Feast sources.
 
     Each source gets the part file ``<part>.parquet``; writing the same part again replaces it,
     so re-running an ingestion of the same snapshot is idempotent. ``replace_all`` removes the
-    other parts first (a generated dataset replaces whatever was there).
+    other parts first (a generated dataset replaces whatever was there). ``with_labels=False``
+    writes the feature sources only (a scoring snapshot without outcomes).
     """
     written: dict[str, Path] = {}
-    for name in (*VIEWS, LABEL_SOURCE):
+    for name in (*VIEWS, LABEL_SOURCE) if with_labels else VIEWS:
         schema = source_schema(name)
         directory = sources_dir / name
         directory.mkdir(parents=True, exist_ok=True)

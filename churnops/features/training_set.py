@@ -1,0 +1,115 @@
+"""Point-in-time correct training frames for a FeatureService (DuckDB offline store)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from feast import FeatureStore
+
+from churnops.schema import CREATED_TS, EVENT_TS, FEATURE_SERVICE, FEATURES, JOIN_KEY, LABEL_SOURCE
+from churnops.sources import read_source
+
+NaivePolicy = Literal["reject", "utc"]
+_ROW = "__churnops_row"
+
+
+class TimestampError(ValueError):
+    """Entity timestamps that cannot be placed on the UTC time axis unambiguously."""
+
+
+def normalize_timestamps(values: pd.Series, *, naive: NaivePolicy = "reject", field: str = EVENT_TS) -> pd.Series:
+    """Timestamps as tz-aware UTC. Offsets are converted; naive values are only accepted when
+    the caller declares them UTC (``naive="utc"``), since a naive local time is ambiguous."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        if naive == "utc":
+            return values.dt.tz_localize("UTC")
+        raise TimestampError(
+            f"{field}: timestamps have no UTC offset; pass them tz-aware (e.g. "
+            "pd.to_datetime(..., utc=True)) or declare them UTC with naive='utc' (--naive-utc)"
+        )
+    parsed = []
+    bad: list[str] = []
+    for raw in values.tolist():
+        ts = pd.Timestamp(raw) if raw is not None else pd.NaT
+        if ts is pd.NaT:
+            bad.append(repr(raw))
+        elif ts.tzinfo is None:
+            if naive != "utc":
+                bad.append(repr(raw))
+            else:
+                parsed.append(ts.tz_localize("UTC"))
+                continue
+        else:
+            parsed.append(ts.tz_convert("UTC"))
+    if bad:
+        raise TimestampError(
+            f"{field}: {len(bad)} value(s) without a UTC offset or unparseable, e.g. {', '.join(bad[:3])}; "
+            "write them as 2024-01-31T00:00:00Z or with +HH:MM, or declare naive values UTC (--naive-utc)"
+        )
+    return pd.Series(pd.DatetimeIndex(parsed), index=values.index, name=values.name)
+
+
+def label_entity_frame(
+    *, sources_dir: Path, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """The label source as an entity frame (customer_id, event_timestamp, churned).
+
+    When a label was written twice for the same customer and time, the latest ``created`` wins.
+    """
+    labels = read_source(sources_dir=sources_dir, name=LABEL_SOURCE)
+    labels = labels.sort_values(CREATED_TS).drop_duplicates([JOIN_KEY, EVENT_TS], keep="last")
+    if start is not None:
+        labels = labels[labels[EVENT_TS] >= pd.Timestamp(start)]
+    if end is not None:
+        labels = labels[labels[EVENT_TS] <= pd.Timestamp(end)]
+    return labels.drop(columns=[CREATED_TS]).sort_values([EVENT_TS, JOIN_KEY]).reset_index(drop=True)
+
+
+def cast_features(frame: pd.DataFrame) -> pd.DataFrame:
+    """Feast hands back integer features as floats when any is null; restore declared types."""
+    for col in FEATURES:
+        if col.name not in frame:
+            continue
+        if col.kind in ("flag", "int"):
+            frame[col.name] = pd.to_numeric(frame[col.name]).astype("Int64")
+        elif col.kind == "float":
+            frame[col.name] = pd.to_numeric(frame[col.name]).astype("float64")
+        else:
+            frame[col.name] = frame[col.name].astype("object").where(frame[col.name].notna(), None)
+    return frame
+
+
+def build_training_set(
+    *,
+    store: FeatureStore,
+    entity_df: pd.DataFrame,
+    feature_service: str = FEATURE_SERVICE,
+    naive: NaivePolicy = "reject",
+) -> pd.DataFrame:
+    """Join the FeatureService's features as of each entity row's time.
+
+    The result has exactly one row per entity row, in the input order, with every input
+    column kept; a customer with no feature row inside a view's TTL gets nulls, never a
+    dropped row.
+    """
+    missing = [c for c in (JOIN_KEY, EVENT_TS) if c not in entity_df.columns]
+    if missing:
+        raise ValueError(f"entity frame lacks column(s) {missing}; it needs {JOIN_KEY} and {EVENT_TS}")
+    frame = entity_df.copy()
+    frame[EVENT_TS] = normalize_timestamps(frame[EVENT_TS], naive=naive)
+    frame[JOIN_KEY] = frame[JOIN_KEY].astype(str)
+    frame[_ROW] = range(len(frame))
+    if frame.empty:
+        raise ValueError("entity frame is empty: there is nothing to build a training set for")
+    service = store.get_feature_service(feature_service)
+    result = store.get_historical_features(entity_df=frame, features=service).to_df()
+    if len(result) != len(frame):
+        raise RuntimeError(f"offline store returned {len(result)} rows for {len(frame)} entity rows")
+    result = result.sort_values(_ROW).drop(columns=[_ROW]).reset_index(drop=True)
+    result[EVENT_TS] = pd.to_datetime(result[EVENT_TS], utc=True)
+    return cast_features(result)
