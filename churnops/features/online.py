@@ -1,0 +1,125 @@
+"""Online features for serving: churn_v1 for a list of customer ids, with per-row status.
+
+Feast does not enforce a view's TTL on online reads (an old value comes back as present),
+so staleness is judged here from each view's event timestamp against its TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from feast import FeatureService, FeatureStore
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+from feast.type_map import feast_value_type_to_python_type
+
+from churnops.schema import JOIN_KEY, feature_names
+
+RowStatus = Literal["ok", "unknown_customer", "stale_features", "missing_features"]
+
+
+@dataclass(frozen=True)
+class OnlineRow:
+    """One customer's feature vector as served, and why it may not be usable."""
+
+    customer_id: str
+    features: dict[str, Any]
+    status: RowStatus
+    event_timestamps: dict[str, datetime | None]
+    stale_views: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceLayout:
+    """Which feature belongs to which view, and each view's TTL (resolved once, not per call)."""
+
+    service: FeatureService
+    view_of: dict[str, str]
+    ttl: dict[str, timedelta | None]
+
+
+def service_layout(*, store: FeatureStore, feature_service: str) -> ServiceLayout:
+    """Resolve a FeatureService's features to their views and TTLs from the registry."""
+    service = store.get_feature_service(feature_service)
+    view_of: dict[str, str] = {}
+    ttl: dict[str, timedelta | None] = {}
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        ttl[projection.name] = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
+        for feature in projection.features:
+            view_of[feature.name] = projection.name
+    return ServiceLayout(service=service, view_of=view_of, ttl=ttl)
+
+
+def fetch_online(
+    *,
+    store: FeatureStore,
+    layout: ServiceLayout,
+    customer_ids: Sequence[str],
+    now: datetime | None = None,
+) -> list[OnlineRow]:
+    """Fetch the service's features for each id (in order) and classify each row.
+
+    ``unknown_customer``: no view has a row for the id. ``stale_features``: some view's value
+    is older than its TTL at ``now``. ``missing_features``: some view has no row.
+    """
+    if not customer_ids:
+        return []
+    now = now or datetime.now(UTC)
+    response = store.get_online_features(
+        features=layout.service, entity_rows=[{JOIN_KEY: cid} for cid in customer_ids]
+    )
+    proto = response.proto
+    names = list(proto.metadata.feature_names.val)
+    columns: dict[str, list[Any]] = {}
+    statuses: dict[str, list[int]] = {}
+    stamps: dict[str, list[int]] = {}
+    for name, vector in zip(names, proto.results, strict=True):
+        if name == JOIN_KEY:
+            continue
+        columns[name] = [feast_value_type_to_python_type(v) for v in vector.values]
+        statuses[name] = list(vector.statuses)
+        stamps[name] = [ts.seconds for ts in vector.event_timestamps]
+    rows: list[OnlineRow] = []
+    wanted = [n for n in feature_names() if n in columns] + [n for n in columns if n not in feature_names()]
+    for i, cid in enumerate(customer_ids):
+        view_ts: dict[str, datetime | None] = {}
+        missing: list[str] = []
+        for name in wanted:
+            view = layout.view_of.get(name, name)
+            if statuses[name][i] == FieldStatus.NOT_FOUND:
+                missing.append(name)
+                view_ts.setdefault(view, None)
+            elif view_ts.get(view) is None:
+                view_ts[view] = datetime.fromtimestamp(stamps[name][i], tz=UTC)
+        features = {name: columns[name][i] for name in wanted}
+        stale = tuple(
+            sorted(
+                view
+                for view, ts in view_ts.items()
+                if ts is not None and (limit := layout.ttl.get(view)) is not None and now - ts > limit
+            )
+        )
+        status: RowStatus
+        if len(missing) == len(wanted):
+            status = "unknown_customer"
+        elif missing:
+            status = "missing_features"
+        elif stale:
+            status = "stale_features"
+        else:
+            status = "ok"
+        rows.append(
+            OnlineRow(
+                customer_id=cid,
+                features=features,
+                status=status,
+                event_timestamps=view_ts,
+                stale_views=stale,
+                missing=tuple(missing),
+            )
+        )
+    return rows
