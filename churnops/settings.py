@@ -9,9 +9,10 @@ parquet, local artifacts). One variable each moves a piece onto a real service:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +40,25 @@ class Settings(BaseSettings):
     )
     artifact_root: str | None = Field(
         default=None, description="Model artifact root: a local dir or s3://bucket/prefix."
+    )
+    registry_database_url: str | None = Field(
+        default=None,
+        description="Database of MLflow's backend store, for registry_ext's tables (default: the "
+        "tracking URI; set it when the tracking URI is an http:// MLflow server).",
+    )
+
+    # Online serving (serving/): CHURNOPS_SERVING_API_KEY etc.
+    serving_api_key: SecretStr | None = Field(
+        default=None, description="When set, /predict* need it (Authorization: Bearer or X-API-Key)."
+    )
+    serving_max_ids: int = Field(default=1000, ge=1, le=100_000, description="Ids per /predict request.")
+    serving_max_rows: int = Field(default=1000, ge=1, le=100_000, description="Rows per /predict_features.")
+    serving_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
+    serving_poll_seconds: float = Field(
+        default=2.0, gt=0, le=3600, description="How often the service checks the production alias."
+    )
+    serving_online_reader: Literal["auto", "feast", "redis"] = Field(
+        default="auto", description="auto: read Feast's Redis layout directly when redis_url is set."
     )
 
     @field_validator("home")

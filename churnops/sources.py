@@ -65,9 +65,9 @@ def read_source(*, sources_dir: Path, name: str) -> pd.DataFrame:
     """All part files of one source as one frame (empty frame with the schema if none)."""
     schema = source_schema(name)
     files = sorted((sources_dir / name).glob("*.parquet"))
-    if not files:
-        return schema.empty_table().to_pandas()
-    return pq.read_table(files, schema=schema).to_pandas() if len(files) > 1 else pq.read_table(files[0]).to_pandas()
+    table = schema.empty_table() if not files else pq.read_table([str(f) for f in files], schema=schema)
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
 
 
 def utc(ts: datetime | str | pd.Timestamp) -> pd.Timestamp:

@@ -1,5 +1,149 @@
-"""Placeholder until the `features` commands land (being written now)."""
+"""`churnops features ...`: apply the Feast repo, build training sets, materialize, read online."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(help="features commands", no_args_is_help=True)
+app = typer.Typer(
+    help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
+)
+console = Console()
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    from churnops.sources import utc
+
+    try:
+        return utc(value).to_pydatetime()
+    except ValueError as error:
+        raise _fail(f"{option}: {error}") from None
+
+
+@app.command("apply")
+def apply_cmd() -> None:
+    """Register the entity, sources, feature views and FeatureService churn_v1."""
+    from churnops.features.store import apply, definitions, feature_store
+    from churnops.settings import Settings
+
+    settings = Settings()
+    names = apply(store=feature_store(settings), defs=definitions(settings))
+    console.print(f"applied {len(names)} Feast objects to {settings.registry_url}")
+
+
+@app.command("training-set")
+def training_set_cmd(
+    out: Path = typer.Option(
+        Path("training_set.parquet"), "--out", help="Where to write the frame (parquet)."
+    ),
+    feature_service: str = typer.Option("churn_v1", "--feature-service"),
+    start: str | None = typer.Option(
+        None, "--start", help="First label time (with offset, e.g. 2024-01-01T00:00:00Z)."
+    ),
+    end: str | None = typer.Option(None, "--end", help="Last label time (with offset)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Build the point-in-time training frame for a FeatureService from the label source."""
+    from churnops.features.store import feature_store
+    from churnops.features.training_set import TimestampError, build_training_set, label_entity_frame
+    from churnops.schema import EVENT_TS, LABEL
+    from churnops.settings import Settings
+
+    settings = Settings()
+    entity = label_entity_frame(
+        sources_dir=settings.sources_dir, start=_when(start, "--start"), end=_when(end, "--end")
+    )
+    if entity.empty:
+        raise _fail(
+            f"no labels under {settings.source_dir('labels')}: run `churnops data generate` or "
+            "`churnops data ingest FILE --as-of TIME` first"
+        )
+    try:
+        frame = build_training_set(
+            store=feature_store(settings), entity_df=entity, feature_service=feature_service
+        )
+    except (TimestampError, ValueError) as error:
+        raise _fail(str(error)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    summary = {
+        "rows_in": len(entity),
+        "rows_out": len(frame),
+        "positives": int(frame[LABEL].sum()),
+        "start": frame[EVENT_TS].min().isoformat(),
+        "end": frame[EVENT_TS].max().isoformat(),
+        "columns": list(frame.columns),
+        "path": str(out.resolve()),
+    }
+    if json_output:
+        typer.echo(json.dumps(summary))
+        return
+    console.print(
+        f"training set: {summary['rows_out']:,} rows (of {summary['rows_in']:,} labels), "
+        f"{summary['positives']:,} churned, {summary['start']} .. {summary['end']} -> {summary['path']}"
+    )
+
+
+@app.command("materialize")
+def materialize_cmd(
+    end: str | None = typer.Option(
+        None, "--end", help="Cut-off time (default: the newest event in the sources)."
+    ),
+) -> None:
+    """Load the online store so it equals the offline point-in-time view at --end."""
+    from churnops.features.materialize import latest_event_time, materialize
+    from churnops.features.store import feature_store
+    from churnops.schema import VIEWS
+    from churnops.settings import Settings
+
+    settings = Settings()
+    cutoff = _when(end, "--end") or latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
+    if cutoff is None:
+        raise _fail("the sources are empty: generate or ingest data first")
+    result = materialize(store=feature_store(settings), end=cutoff)
+    target = "Redis" if settings.redis_url else "SQLite"
+    console.print(f"materialized {', '.join(result.windows)} into {target} as of {result.end.isoformat()}")
+
+
+@app.command("online")
+def online_cmd(
+    customer_ids: list[str] = typer.Argument(..., help="Customer ids to look up."),
+    feature_service: str = typer.Option("churn_v1", "--feature-service"),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """Read a FeatureService's online features for customer ids (with per-row status)."""
+    from churnops.features.online import fetch_online, service_layout
+    from churnops.features.store import feature_store
+    from churnops.settings import Settings
+
+    settings = Settings()
+    store = feature_store(settings)
+    rows = fetch_online(
+        store=store,
+        layout=service_layout(store=store, feature_service=feature_service),
+        customer_ids=customer_ids,
+    )
+    if json_output:
+        typer.echo(
+            json.dumps(
+                [{"customer_id": r.customer_id, "status": r.status, "features": r.features} for r in rows],
+                default=str,
+            )
+        )
+        return
+    table = Table("customer_id", "status", *rows[0].features.keys())
+    for r in rows:
+        table.add_row(r.customer_id, r.status, *("" if v is None else str(v) for v in r.features.values()))
+    console.print(table)

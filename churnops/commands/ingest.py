@@ -1,8 +1,116 @@
-"""Placeholder until the `ingest` command lands (being written now)."""
+"""`churnops data ingest`: a Telco churn CSV into the Feast sources, bad rows quarantined.
+
+Exit codes: 0 when the file was ingested (even if rows were quarantined), 2 when the file as a
+whole is unusable or ``--as-of`` is invalid. pandas and friends are imported inside the command
+so `churnops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from datetime import datetime
 
-def ingest() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(code=2)
+    from churnops.data.ingest import IngestReport
+
+TOP_REASONS = 8
+
+
+def _fail(message: str, *, json_output: bool) -> typer.Exit:
+    """Print a file-level error (one JSON object with --json) and return the exit to raise."""
+    if json_output:
+        typer.echo(json.dumps({"error": message}))
+    else:
+        typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _parse_as_of(value: str) -> datetime:
+    """An ISO time that carries its offset ('Z' or +HH:MM); naive times are ambiguous."""
+    from datetime import datetime
+
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ValueError(
+            f"--as-of {value!r} is not an ISO time; write it like 2024-06-30T00:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValueError(
+            f"--as-of {value!r} has no UTC offset; write it as 2024-06-30T00:00:00Z or with +HH:MM"
+        )
+    return parsed
+
+
+def _print_summary(report: IngestReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    counts = Table(title=f"Ingested {report.path.name} as of {report.as_of.isoformat()}", show_header=False)
+    counts.add_row("read", f"{report.read:,}")
+    counts.add_row("accepted", f"[green]{report.accepted:,}[/green]")
+    colour = "red" if report.quarantined else "green"
+    counts.add_row("quarantined", f"[{colour}]{report.quarantined:,}[/{colour}]")
+    if report.filled_total_charges:
+        counts.add_row("blank TotalCharges (tenure 0) -> 0.0", f"{report.filled_total_charges:,}")
+    counts.add_row("labels", "written" if report.with_labels else "no Churn column: features only")
+    console.print(counts)
+    if report.extra_columns:
+        console.print(f"ignored extra columns: {', '.join(repr(c) for c in report.extra_columns)}")
+    if report.violations:
+        reasons = Table(title="Top reasons")
+        reasons.add_column("column")
+        reasons.add_column("problem")
+        reasons.add_column("rows", justify="right")
+        reasons.add_column("fix")
+        for v in report.violations[:TOP_REASONS]:
+            reasons.add_row(v.column, v.code, f"{v.rows:,}", v.fix)
+        console.print(reasons)
+        if len(report.violations) > TOP_REASONS:
+            console.print(f"... and {len(report.violations) - TOP_REASONS} more kinds of problem")
+    console.print(f"quarantine file: {report.quarantine_path}")
+    console.print(f"sources: {', '.join(str(p) for p in report.sources.values())}")
+
+
+def ingest(
+    path: Annotated[
+        Path, typer.Argument(help="The Telco churn CSV (the public file or an export of the same shape).")
+    ],
+    as_of: Annotated[
+        str,
+        typer.Option(
+            "--as-of",
+            help="Snapshot time the CSV describes, with its offset: 2024-06-30T00:00:00Z. "
+            "Re-ingesting with the same time replaces that snapshot.",
+        ),
+    ],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+) -> None:
+    """Validate a Telco CSV, quarantine bad rows with reasons, write the good ones as Feast sources."""
+    from churnops.data.ingest import DataFileError, ingest_telco
+    from churnops.settings import Settings
+
+    try:
+        when = _parse_as_of(as_of)
+    except ValueError as error:
+        raise _fail(str(error), json_output=json_output) from None
+    settings = Settings()
+    try:
+        report = ingest_telco(
+            path=path, as_of=when, sources_dir=settings.sources_dir, quarantine_dir=settings.quarantine_dir
+        )
+    except DataFileError as error:
+        raise _fail(str(error), json_output=json_output) from None
+    if json_output:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        _print_summary(report)

@@ -1,5 +1,364 @@
-"""Placeholder until the `registry` commands land (being written now)."""
+"""`churnops registry ...`: stages, audit trail, comparison, search and rollback of model versions.
+
+Every command builds ``Settings()``, an ``MlflowClient`` and the registry engine here and
+passes them down, then reconciles the table with MLflow's aliases (recording any alias moved
+outside registry_ext) before doing its work. ``--json`` prints exactly one JSON document on
+stdout (``{"error": ...}`` on failure). Errors exit with code 2 and a one-line message, never a
+stack trace. Heavy imports happen inside the commands so `churnops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-app = typer.Typer(help="registry commands", no_args_is_help=True)
+if TYPE_CHECKING:
+    from registry_ext import ModelRecord, ModelRegistry, TransitionRecord
+    from registry_ext.compare import Comparison
+
+app = typer.Typer(
+    help="Govern model versions: promote, audit, compare, search, rollback (MLflow + registry_ext).",
+    no_args_is_help=True,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Registered model name (default: CHURNOPS_MODEL_NAME / churn).")
+]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Who does this (default: CHURNOPS_ACTOR, else the OS user).")
+]
+TriggerOpt = Annotated[str, typer.Option("--trigger", help="manual, scheduled, performance or drift.")]
+
+
+class _Failure(Exception):
+    """An error to report as one line and exit code 2."""
+
+
+def _emit(doc: Any) -> None:
+    typer.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
+
+
+def _warn(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@contextmanager
+def _errors(json_output: bool) -> Iterator[None]:
+    """Turn every expected failure into a clear message and exit code 2."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from churnops.artifacts import ArtifactIntegrityError
+    from registry_ext import RegistryError
+
+    try:
+        yield
+    except (
+        RegistryError,
+        ArtifactIntegrityError,
+        ValidationError,
+        SQLAlchemyError,
+        _Failure,
+        OSError,
+    ) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, SQLAlchemyError):
+            message = f"registry database error: {message}"
+        if json_output:
+            _emit({"error": message})
+        else:
+            _warn(f"error: {message}")
+        raise typer.Exit(code=2) from None
+    except Exception as error:
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(error, MlflowException):
+            raise
+        message = f"MLflow: {error.message}"
+        if json_output:
+            _emit({"error": message})
+        else:
+            _warn(f"error: {message}")
+        raise typer.Exit(code=2) from None
+
+
+def _open_registry(model: str | None) -> ModelRegistry:
+    """Settings -> MlflowClient + engine -> ModelRegistry, then reconcile with MLflow's aliases."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow import MlflowClient
+
+    from churnops.settings import Settings
+    from registry_ext import ModelRegistry, registry_engine
+
+    settings = Settings()
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    engine = registry_engine(settings.registry_database_url or settings.tracking_uri)
+    registry = ModelRegistry(client=client, engine=engine, model_name=model or settings.model_name)
+    report = registry.reconcile()
+    for transition in report.recorded:
+        _warn(
+            f"reconciled: version {transition.version} {_stage(transition.from_stage)} -> "
+            f"{transition.to_stage.value} ({transition.reason})"
+        )
+    for warning in report.warnings:
+        _warn(f"warning: {warning}")
+    return registry
+
+
+def _stage(stage: Any) -> str:
+    return "-" if stage is None else str(stage.value)
+
+
+def _run(json_output: bool, model: str | None, work: Callable[[ModelRegistry], None]) -> None:
+    with _errors(json_output):
+        work(_open_registry(model))
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _versions_table(records: list[ModelRecord], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("name", "version", "stage", "created", "run", "feature service", "metrics", "tags"):
+        table.add_column(column, justify="right" if column == "version" else "left")
+    for r in records:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())[:4])
+        tags = ", ".join(f"{k}={v}" for k, v in sorted(r.tags.items()))
+        table.add_row(
+            r.name,
+            str(r.version),
+            r.stage.value,
+            r.created.strftime("%Y-%m-%d %H:%M"),
+            r.run_id[:12],
+            r.feature_service,
+            metrics,
+            tags,
+        )
+    Console().print(table)
+
+
+def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("time", "version", "from", "to", "actor", "trigger", "reason"):
+        table.add_column(column)
+    for t in transitions:
+        table.add_row(
+            t.time.strftime("%Y-%m-%d %H:%M:%S"),
+            str(t.version),
+            _stage(t.from_stage),
+            t.to_stage.value,
+            t.actor,
+            t.trigger,
+            t.reason,
+        )
+    Console().print(table)
+
+
+def _comparison_tables(comparison: Comparison) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for section in comparison.sections():
+        table = Table(title=section.title)
+        table.add_column("")
+        for header in section.headers:
+            table.add_column(header)
+        for label, cells in section.rows:
+            table.add_row(label, *cells)
+        console.print(table)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+@app.command("promote")
+def promote(
+    version: Annotated[int, typer.Argument(help="Model version number.")],
+    stage: Annotated[str, typer.Option("--stage", help="Staging, Production or Archived.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded in the audit trail).")],
+    actor: ActorOpt = None,
+    trigger: TriggerOpt = "manual",
+    model: ModelOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Move VERSION to a stage; Production archives the previous Production version."""
+
+    def work(registry: ModelRegistry) -> None:
+        result = registry.change_stage(
+            version=version, stage=stage, reason=reason, actor=actor, trigger=trigger
+        )
+        record = registry.get(version)
+        if json_output:
+            _emit(
+                {
+                    "version": record.to_json(),
+                    "transition": result.transition.to_json(),
+                    "displaced": [t.to_json() for t in result.displaced],
+                }
+            )
+            return
+        for t in result.transitions:
+            typer.echo(f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({t.reason})")
+
+    _run(json_output, model, work)
+
+
+@app.command("rollback")
+def rollback(
+    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded in the audit trail).")],
+    actor: ActorOpt = None,
+    trigger: TriggerOpt = "manual",
+    model: ModelOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Return Production to the previous Production version."""
+
+    def work(registry: ModelRegistry) -> None:
+        result = registry.rollback(reason=reason, actor=actor, trigger=trigger)
+        record = registry.get(result.transition.version)
+        if json_output:
+            _emit(
+                {
+                    "version": record.to_json(),
+                    "transition": result.transition.to_json(),
+                    "displaced": [t.to_json() for t in result.displaced],
+                }
+            )
+            return
+        for t in result.transitions:
+            typer.echo(f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({t.reason})")
+
+    _run(json_output, model, work)
+
+
+@app.command("audit")
+def audit(
+    version: Annotated[int | None, typer.Option("--version", help="Only this version.")] = None,
+    model: ModelOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """The full, append-only history of stage changes."""
+
+    def work(registry: ModelRegistry) -> None:
+        transitions = registry.audit(version=version)
+        if json_output:
+            _emit([t.to_json() for t in transitions])
+            return
+        scope = f" version {version}" if version is not None else ""
+        _audit_table(transitions, f"Audit trail of {registry.model_name!r}{scope}")
+
+    _run(json_output, model, work)
+
+
+@app.command("show")
+def show(
+    version: Annotated[int, typer.Argument(help="Model version number.")],
+    model: ModelOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """One version: stage, run, SHA-256, metrics, tags, gate results, history."""
+
+    def work(registry: ModelRegistry) -> None:
+        record = registry.get(version)
+        transitions = registry.audit(version=version)
+        if json_output:
+            _emit({**record.to_json(), "transitions": [t.to_json() for t in transitions]})
+            return
+        _versions_table([record], f"{record.name} version {record.version}")
+        typer.echo(f"sha256: {record.sha256}\nartifact: {record.artifact_uri}")
+        typer.echo(f"gate results: {json.dumps(record.gate_results, default=str)}")
+        _audit_table(transitions, "History")
+
+    _run(json_output, model, work)
+
+
+@app.command("list")
+def list_versions(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
+    """Every version of the model, newest first."""
+
+    def work(registry: ModelRegistry) -> None:
+        records = registry.all_versions()
+        if json_output:
+            _emit([r.to_json() for r in records])
+            return
+        _versions_table(records, f"Versions of {registry.model_name!r}")
+
+    _run(json_output, model, work)
+
+
+def _parse_tags(pairs: list[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise _Failure(f"--tag expects key=value, got {pair!r}")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+@app.command("search")
+def search(
+    name: Annotated[str | None, typer.Option("--name", help="Model name; '*' is a wildcard.")] = None,
+    version: Annotated[int | None, typer.Option("--version", help="Version number.")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help="None, Staging, Production, Archived.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="key=value; repeat to require several.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many results.")] = None,
+    model: ModelOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Versions matching every given filter (all models unless --name), newest first."""
+
+    def work(registry: ModelRegistry) -> None:
+        records = registry.search(
+            name=name, version=version, stage=stage, tags=_parse_tags(tag or []), limit=limit
+        )
+        if json_output:
+            _emit([r.to_json() for r in records])
+            return
+        _versions_table(records, f"{len(records)} matching version(s)")
+
+    _run(json_output, model, work)
+
+
+@app.command("compare")
+def compare(
+    versions: Annotated[list[int], typer.Argument(help="Two or more version numbers.")],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")
+    ] = None,
+    model: ModelOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Metrics, deltas, params, features, data windows, gates and stages side by side."""
+
+    def work(registry: ModelRegistry) -> None:
+        from registry_ext.compare import write_html
+
+        comparison = registry.compare(versions=versions)
+        written = None
+        if html is not None:
+            written = write_html(comparison=comparison, path=html)
+        if json_output:
+            _emit({**comparison.to_json(), "html": None if written is None else str(written)})
+            return
+        _comparison_tables(comparison)
+        if written is not None:
+            typer.echo(f"HTML report: {written}")
+
+    _run(json_output, model, work)

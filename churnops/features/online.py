@@ -90,7 +90,10 @@ def fetch_online(
         missing: list[str] = []
         for name in wanted:
             view = layout.view_of.get(name, name)
-            if statuses[name][i] == FieldStatus.NOT_FOUND:
+            # Feast's Redis store answers an absent key with status PRESENT, an empty value and
+            # event time 0 (measured with feast 0.67), so that counts as not found too.
+            absent = stamps[name][i] == 0 and columns[name][i] is None
+            if statuses[name][i] == FieldStatus.NOT_FOUND or absent:
                 missing.append(name)
                 view_ts.setdefault(view, None)
             elif view_ts.get(view) is None:

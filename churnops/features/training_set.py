@@ -20,23 +20,32 @@ class TimestampError(ValueError):
     """Entity timestamps that cannot be placed on the UTC time axis unambiguously."""
 
 
-def normalize_timestamps(values: pd.Series, *, naive: NaivePolicy = "reject", field: str = EVENT_TS) -> pd.Series:
+def normalize_timestamps(
+    values: pd.Series, *, naive: NaivePolicy = "reject", field: str = EVENT_TS
+) -> pd.Series:
     """Timestamps as tz-aware UTC. Offsets are converted; naive values are only accepted when
     the caller declares them UTC (``naive="utc"``), since a naive local time is ambiguous."""
+    converted: pd.Series
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC")
+        converted = values.dt.tz_convert("UTC")
+        return converted
     if pd.api.types.is_datetime64_dtype(values.dtype):
         if naive == "utc":
-            return values.dt.tz_localize("UTC")
+            converted = values.dt.tz_localize("UTC")
+            return converted
         raise TimestampError(
             f"{field}: timestamps have no UTC offset; pass them tz-aware (e.g. "
             "pd.to_datetime(..., utc=True)) or declare them UTC with naive='utc' (--naive-utc)"
         )
-    parsed = []
+    parsed: list[pd.Timestamp] = []
     bad: list[str] = []
     for raw in values.tolist():
-        ts = pd.Timestamp(raw) if raw is not None else pd.NaT
-        if ts is pd.NaT:
+        ts: object
+        try:
+            ts = pd.Timestamp(raw)
+        except (TypeError, ValueError):
+            ts = None
+        if not isinstance(ts, pd.Timestamp):
             bad.append(repr(raw))
         elif ts.tzinfo is None:
             if naive != "utc":

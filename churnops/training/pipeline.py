@@ -1,0 +1,541 @@
+"""`train`: a FeatureService's point-in-time training set -> candidates -> gates -> version.
+
+Steps (one MLflow run, started through Feast's MLflow integration so the retrieval inside it
+is tagged with Feast's lineage: ``feast.feature_service``, ``feast.feature_refs``, ...):
+
+1. labels from the label source are the entity frame; it is checked before any run starts;
+2. the training set is built for the FeatureService and split (out-of-time when the labels
+   span at least three times, else seeded stratified random; see :mod:`split`);
+3. every candidate family is fitted on the training split and the best validation ROC-AUC
+   wins. **No refit**: the winner is the model fitted on the training split only, so the model
+   evaluated on the test split is byte for byte the one logged and registered, and the threshold
+   chosen on validation stays calibrated to it. (Refitting on train+validation would ship a model
+   nobody evaluated.)
+4. validation and test metrics (overall and per slice), the Production version scored on the
+   same test rows, and the gate report;
+5. everything logged; a passing candidate is registered (``registry.register``), a failing one
+   leaves its run tagged ``churnops.gates=failed`` with ``gate_results.json`` and no version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pandas as pd
+
+from churnops.schema import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL
+from churnops.training.candidates import FAMILIES, FittedCandidate, fit_candidate, score
+from churnops.training.errors import TrainingDataError, TrainingError
+from churnops.training.frame import check_class_balance, feature_columns, labels, model_input
+from churnops.training.gates import GatePolicy, GateReport, MetricsSnapshot, evaluate_gates
+from churnops.training.metrics import SplitMetrics, choose_threshold, evaluate_split
+from churnops.training.mlflow_logging import (
+    ENTITY_DF_ARTIFACT,
+    GATE_RESULTS_ARTIFACT,
+    HOLDOUT_ARTIFACT,
+    METRICS_ARTIFACT,
+    REFERENCE_ARTIFACT,
+    CodeVersion,
+    code_version,
+    frame_sha256,
+    log_json,
+    log_model,
+    log_parquet,
+)
+from churnops.training.split import Split, SplitPolicy, Window, split_training_set
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from mlflow import MlflowClient
+
+DEFAULT_EXPERIMENT = "churn"
+TAG_PREFIX = "churnops."
+
+
+class VersionRecord(Protocol):
+    """What training reads of a registered version (registry_ext.ModelRecord has more)."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def metrics(self) -> dict[str, float]: ...
+
+
+class Registry(Protocol):
+    """The part of registry_ext.ModelRegistry that training calls (docs/registry-api.md)."""
+
+    def production(self) -> Any: ...
+
+    def load_model(self, version: int) -> Any: ...
+
+    def register(
+        self,
+        *,
+        run_id: str,
+        artifact_path: str = ...,
+        sha256: str,
+        feature_service: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str] | None = ...,
+        gate_results: Any = ...,
+        actor: str | None = ...,
+        trigger: str = ...,
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    feature_service: str = FEATURE_SERVICE
+    experiment: str = DEFAULT_EXPERIMENT
+    trigger: str = "manual"
+    actor: str | None = None
+    families: tuple[str, ...] = tuple(FAMILIES)
+    split: SplitPolicy = field(default_factory=SplitPolicy)
+    reference_rows: int = 5000
+    labels_start: datetime | None = None
+    labels_end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CandidateSummary:
+    family: str
+    validation_roc_auc: float
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    experiment_id: str
+    feature_service: str
+    family: str
+    candidates: tuple[CandidateSummary, ...]
+    threshold: float
+    split_strategy: str
+    split_reason: str
+    windows: dict[str, Window]
+    validation: SplitMetrics
+    test: SplitMetrics
+    production_version: int | None
+    production_test: SplitMetrics | None
+    gates: GateReport
+    sha256: str
+    training_frame_sha256: str
+    code_version: CodeVersion
+    version: int | None
+    registration: str
+
+    def registered_metrics(self) -> dict[str, float]:
+        return registered_metrics(validation=self.validation, test=self.test, threshold=self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "feature_service": self.feature_service,
+            "family": self.family,
+            "candidates": [vars(c) for c in self.candidates],
+            "threshold": self.threshold,
+            "split": {
+                "strategy": self.split_strategy,
+                "reason": self.split_reason,
+                "windows": {
+                    k: {
+                        "start": w.start.isoformat(),
+                        "end": w.end.isoformat(),
+                        "rows": w.rows,
+                        "positives": w.positives,
+                    }
+                    for k, w in self.windows.items()
+                },
+            },
+            "validation": self.validation.to_dict(),
+            "test": self.test.to_dict(),
+            "production_version": self.production_version,
+            "production_test": None if self.production_test is None else self.production_test.to_dict(),
+            "gates": self.gates.to_dict(),
+            "sha256": self.sha256,
+            "training_frame_sha256": self.training_frame_sha256,
+            "code_version": self.code_version.label(),
+            "version": self.version,
+            "registration": self.registration,
+        }
+
+
+def registered_metrics(*, validation: SplitMetrics, test: SplitMetrics, threshold: float) -> dict[str, float]:
+    return {**validation.flat("val"), **test.flat("test"), "threshold": threshold}
+
+
+def _service_features(store: FeatureStore, name: str) -> list[str]:
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        service = store.get_feature_service(name)
+    except FeatureServiceNotFoundException:
+        known = sorted(s.name for s in store.list_feature_services())
+        raise TrainingError(
+            f"feature service {name!r} is not registered in the Feast repo "
+            f"(registered: {', '.join(known) or 'none'}); apply the feature definitions first"
+        ) from None
+    return [f.name for p in service.feature_view_projections for f in p.features]
+
+
+def _experiment_id(client: MlflowClient, *, name: str, artifact_location: str | None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = None if artifact_location is None else f"{artifact_location.rstrip('/')}/{name}"
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def _check_tracking(store: FeatureStore, client: MlflowClient) -> None:
+    if store.mlflow is None:
+        raise TrainingError(
+            "Feast's MLflow integration is disabled in the feature store config (mlflow.enabled); "
+            "training needs it for the feature lineage tags"
+        )
+    feast_uri = store.config.mlflow.get_tracking_uri()
+    if feast_uri != client.tracking_uri:
+        raise TrainingError(
+            f"Feast logs lineage to {feast_uri!r} but the MLflow client tracks {client.tracking_uri!r}; "
+            "they must be the same tracking URI"
+        )
+
+
+def _window_params(windows: Mapping[str, Window]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, w in windows.items():
+        out[f"window_{name}_start"] = w.start.isoformat()
+        out[f"window_{name}_end"] = w.end.isoformat()
+    return out
+
+
+def _current_production(registry: Registry) -> Any:
+    """The Production record, or None; a model never registered has no Production version."""
+    from registry_ext import UnknownModelError
+
+    try:
+        return registry.production()
+    except UnknownModelError:
+        return None
+
+
+def _production_metrics(
+    *, registry: Registry, split: Split, columns: list[Any], policy: GatePolicy
+) -> tuple[int | None, SplitMetrics | None]:
+    record = _current_production(registry)
+    if record is None:
+        return None, None
+    version = int(record.version)
+    try:
+        model = registry.load_model(version)
+        x = model_input(split.test, columns=columns)
+        wanted = getattr(model, "feature_names_in_", None)
+        if wanted is not None:
+            missing = [c for c in wanted if c not in x.columns]
+            if missing:
+                raise TrainingError(f"it needs feature(s) {missing} that the candidate's rows lack")
+            x = x[list(wanted)]
+        scores = score(model, x)
+        threshold = float(record.metrics.get("threshold", 0.5))
+        metrics = evaluate_split(
+            frame=split.test,
+            y_true=labels(split.test),
+            scores=scores,
+            threshold=threshold,
+            slices=policy.slice_specs(),
+            min_slice_rows=policy.min_slice_rows,
+        )
+    except Exception as error:
+        raise TrainingError(
+            f"could not score the Production version {version} on the candidate's test rows: {error}"
+        ) from error
+    return version, metrics
+
+
+def train(
+    *,
+    store: FeatureStore,
+    client: MlflowClient,
+    registry: Registry | None,
+    sources_dir: Path,
+    policy: GatePolicy,
+    options: TrainOptions | None = None,
+    artifact_location: str | None = None,
+) -> TrainResult:
+    """Train, evaluate and gate a churn model on ``options.feature_service``.
+
+    ``registry=None`` is a dry run: no Production comparison (relative rules are skipped) and no
+    registration, whatever the gates say. ``artifact_location`` is used when the experiment has
+    to be created (``<artifact_location>/<experiment>``).
+    """
+    from churnops.features.training_set import build_training_set, label_entity_frame
+
+    options = options or TrainOptions()
+    unknown = [f for f in options.families if f not in FAMILIES]
+    if unknown or not options.families:
+        raise TrainingError(f"unknown or no model families {unknown}; known: {', '.join(FAMILIES)}")
+    _check_tracking(store, client)
+    columns = feature_columns(_service_features(store, options.feature_service))
+    entity_df = label_entity_frame(
+        sources_dir=sources_dir, start=options.labels_start, end=options.labels_end
+    )
+    if entity_df.empty:
+        raise TrainingDataError(
+            f"the label source under {sources_dir} has no labels; ingest or generate data first"
+        )
+    check_class_balance(
+        labels(entity_df),
+        what="the label source",
+        min_rows=options.split.min_rows,
+        min_per_class=options.split.min_per_class,
+    )
+    experiment_id = _experiment_id(client, name=options.experiment, artifact_location=artifact_location)
+    version_info = code_version()
+    tags = {
+        f"{TAG_PREFIX}feature_service": options.feature_service,
+        f"{TAG_PREFIX}trigger": options.trigger,
+        f"{TAG_PREFIX}code_version": version_info.label(),
+        f"{TAG_PREFIX}gate_policy": f"{policy.name}@{policy.digest()}",
+    }
+    if version_info.git_commit:
+        tags["mlflow.source.git.commit"] = version_info.git_commit
+
+    with store.mlflow.start_run(
+        run_name=f"train-{options.feature_service}", experiment_id=experiment_id, tags=tags
+    ) as run:
+        run_id = run.info.run_id
+        try:
+            result = _train_in_run(
+                store=store,
+                client=client,
+                registry=registry,
+                run_id=run_id,
+                experiment_id=experiment_id,
+                entity_df=entity_df,
+                columns=columns,
+                policy=policy,
+                options=options,
+                version_info=version_info,
+                build_training_set=build_training_set,
+            )
+        except Exception as error:
+            client.set_tag(run_id, f"{TAG_PREFIX}error", f"{type(error).__name__}: {error}"[:4900])
+            raise
+    return _register(client=client, registry=registry, result=result, options=options)
+
+
+def _train_in_run(
+    *,
+    store: FeatureStore,
+    client: MlflowClient,
+    registry: Registry | None,
+    run_id: str,
+    experiment_id: str,
+    entity_df: pd.DataFrame,
+    columns: list[Any],
+    policy: GatePolicy,
+    options: TrainOptions,
+    version_info: CodeVersion,
+    build_training_set: Any,
+) -> TrainResult:
+    # The retrieval runs inside the active run: Feast tags it with the service and feature refs.
+    frame = build_training_set(store=store, entity_df=entity_df, feature_service=options.feature_service)
+    log_parquet(
+        client=client, run_id=run_id, frame=entity_df[[JOIN_KEY, EVENT_TS, LABEL]], path=ENTITY_DF_ARTIFACT
+    )
+    split = split_training_set(frame=frame, policy=options.split)
+    windows = split.windows()
+    names = [c.name for c in columns]
+    x_train, y_train = model_input(split.train, columns=columns), labels(split.train)
+    x_val, y_val = model_input(split.validation, columns=columns), labels(split.validation)
+    x_test, y_test = model_input(split.test, columns=columns), labels(split.test)
+
+    fitted: list[tuple[FittedCandidate, float]] = []
+    for family in options.families:
+        candidate = fit_candidate(
+            family=family, columns=columns, x=x_train, y=y_train, seed=options.split.seed
+        )
+        val_auc = evaluate_split(
+            frame=split.validation, y_true=y_val, scores=score(candidate.pipeline, x_val), threshold=0.5
+        ).overall["roc_auc"]
+        fitted.append((candidate, val_auc))
+    best, _ = max(fitted, key=lambda pair: pair[1])  # first family wins a tie
+    val_scores = score(best.pipeline, x_val)
+    threshold = choose_threshold(y_val, val_scores)
+    slices, min_rows = policy.slice_specs(), policy.min_slice_rows
+    validation = evaluate_split(
+        frame=split.validation,
+        y_true=y_val,
+        scores=val_scores,
+        threshold=threshold,
+        slices=slices,
+        min_slice_rows=min_rows,
+    )
+    test_scores = score(best.pipeline, x_test)
+    test = evaluate_split(
+        frame=split.test,
+        y_true=y_test,
+        scores=test_scores,
+        threshold=threshold,
+        slices=slices,
+        min_slice_rows=min_rows,
+    )
+    production_version, production_test = (
+        (None, None)
+        if registry is None
+        else _production_metrics(registry=registry, split=split, columns=columns, policy=policy)
+    )
+    report = evaluate_gates(
+        candidate=MetricsSnapshot(overall=test.overall, slices=test.slices),
+        production=None
+        if production_test is None
+        else MetricsSnapshot(overall=production_test.overall, slices=production_test.slices),
+        policy=policy,
+        production_version=production_version,
+    )
+
+    training_hash = frame_sha256(frame)
+    params: dict[str, Any] = {
+        "feature_service": options.feature_service,
+        "features": ",".join(names),
+        "families": ",".join(options.families),
+        "model_family": best.family,
+        "split_strategy": split.strategy,
+        "seed": options.split.seed,
+        "validation_fraction": options.split.validation_fraction,
+        "test_fraction": options.split.test_fraction,
+        "threshold_rule": "max F1 on validation",
+        "refit": "none (fitted on the training split only)",
+        **_window_params(windows),
+        **{f"model.{k}": v for k, v in best.params.items()},
+    }
+    client.log_batch(run_id, params=_params(params))
+    metrics = {
+        **registered_metrics(validation=validation, test=test, threshold=threshold),
+        "rows_total": float(len(frame)),
+        **{f"rows_{k}": float(w.rows) for k, w in windows.items()},
+        **{f"positives_{k}": float(w.positives) for k, w in windows.items()},
+        **{f"candidate_{c.family}_val_roc_auc": auc for c, auc in fitted},
+    }
+    if production_test is not None:
+        metrics.update(production_test.flat("production_test"))
+    _log_metrics(client, run_id, metrics)
+    for key, value in {
+        f"{TAG_PREFIX}model_family": best.family,
+        f"{TAG_PREFIX}split_strategy": split.strategy,
+        f"{TAG_PREFIX}split_reason": split.reason,
+        f"{TAG_PREFIX}training_frame_sha256": training_hash,
+        f"{TAG_PREFIX}compared_with_production": str(production_version) if production_version else "none",
+    }.items():
+        client.set_tag(run_id, key, value)
+
+    raw = [c for c in (JOIN_KEY, EVENT_TS, *names, LABEL) if c in split.test.columns]
+    log_parquet(client=client, run_id=run_id, frame=split.test[raw], path=HOLDOUT_ARTIFACT)
+    reference = split.train[raw].copy()
+    reference["score"] = score(best.pipeline, x_train)
+    if len(reference) > options.reference_rows:
+        reference = reference.sample(n=options.reference_rows, random_state=options.split.seed)
+    log_parquet(client=client, run_id=run_id, frame=reference.reset_index(drop=True), path=REFERENCE_ARTIFACT)
+    log_json(
+        client=client,
+        run_id=run_id,
+        data={
+            "validation": validation.to_dict(),
+            "test": test.to_dict(),
+            "production_test": None if production_test is None else production_test.to_dict(),
+            "threshold": threshold,
+        },
+        path=METRICS_ARTIFACT,
+    )
+    log_json(client=client, run_id=run_id, data=report.to_dict(), path=GATE_RESULTS_ARTIFACT)
+    logged = log_model(
+        client=client, run_id=run_id, model=best.pipeline, columns=columns, input_example=x_train.head(5)
+    )
+    client.set_tag(run_id, f"{TAG_PREFIX}model_sha256", logged.sha256)
+    client.set_tag(run_id, f"{TAG_PREFIX}gates", "passed" if report.passed else "failed")
+    failed = ",".join(r.rule for r in report.failures)
+    client.set_tag(run_id, f"{TAG_PREFIX}gates_failed_rules", failed[:4900] or "none")
+
+    return TrainResult(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        feature_service=options.feature_service,
+        family=best.family,
+        candidates=tuple(CandidateSummary(c.family, auc, c is best) for c, auc in fitted),
+        threshold=threshold,
+        split_strategy=split.strategy,
+        split_reason=split.reason,
+        windows=windows,
+        validation=validation,
+        test=test,
+        production_version=production_version,
+        production_test=production_test,
+        gates=report,
+        sha256=logged.sha256,
+        training_frame_sha256=training_hash,
+        code_version=version_info,
+        version=None,
+        registration="pending",
+    )
+
+
+def _params(params: Mapping[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)[:6000]) for k, v in params.items()]
+
+
+def _log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float]) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for start in range(0, len(items), 500):
+        client.log_batch(run_id, metrics=items[start : start + 500])
+
+
+def _register(
+    *, client: MlflowClient, registry: Registry | None, result: TrainResult, options: TrainOptions
+) -> TrainResult:
+    from dataclasses import replace
+
+    if not result.gates.passed:
+        failed = ", ".join(r.rule for r in result.gates.failures)
+        return replace(result, registration=f"not registered: gate(s) failed: {failed}")
+    if registry is None:
+        return replace(result, registration="not registered: dry run (no registry)")
+    tags = {
+        "trigger": options.trigger,
+        "model_family": result.family,
+        "split_strategy": result.split_strategy,
+        "training_frame_sha256": result.training_frame_sha256,
+        "code_version": result.code_version.label(),
+        "gate_policy": f"{result.gates.policy}@{result.gates.policy_digest}",
+    }
+    try:
+        record = registry.register(
+            run_id=result.run_id,
+            artifact_path="model",
+            sha256=result.sha256,
+            feature_service=result.feature_service,
+            metrics=result.registered_metrics(),
+            tags=tags,
+            gate_results=result.gates.to_dict(),
+            actor=options.actor,
+            trigger=options.trigger,
+        )
+    except Exception as error:
+        client.set_tag(result.run_id, f"{TAG_PREFIX}registration", f"failed: {error}"[:4900])
+        raise
+    version = int(record.version)
+    client.set_tag(result.run_id, f"{TAG_PREFIX}registration", "registered")
+    client.set_tag(result.run_id, f"{TAG_PREFIX}version", str(version))
+    return replace(result, version=version, registration=f"registered as version {version}")

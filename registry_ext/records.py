@@ -1,0 +1,199 @@
+"""Values the registry returns: stages, triggers, version and transition records."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from registry_ext.errors import InvalidInputError, InvalidStageError
+
+JSONValue = Any
+"""Anything ``json.dumps(..., allow_nan=False)`` accepts."""
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Stage(StrEnum):
+    """Lifecycle stage of a version. ``NONE`` is the stage of a freshly registered version."""
+
+    NONE = "None"
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ARCHIVED = "Archived"
+
+    @classmethod
+    def parse(cls, value: str | Stage) -> Stage:
+        """Case-insensitive parse; raises :class:`InvalidStageError` naming the valid stages."""
+        if isinstance(value, Stage):
+            return value
+        for stage in cls:
+            if str(value).strip().lower() == stage.value.lower():
+                return stage
+        valid = ", ".join(s.value for s in cls)
+        raise InvalidStageError(f"invalid stage {value!r}: expected one of {valid}")
+
+
+class Trigger(StrEnum):
+    """Why a transition happened."""
+
+    MANUAL = "manual"
+    SCHEDULED = "scheduled"
+    PERFORMANCE = "performance"
+    DRIFT = "drift"
+
+    @classmethod
+    def parse(cls, value: str | Trigger) -> Trigger:
+        if isinstance(value, Trigger):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            valid = ", ".join(t.value for t in cls)
+            raise InvalidInputError(f"invalid trigger {value!r}: expected one of {valid}") from None
+
+
+ALIAS_OF_STAGE: dict[Stage, str] = {Stage.STAGING: "staging", Stage.PRODUCTION: "production"}
+"""The MLflow alias that mirrors each aliased stage (one version per alias, so one per stage)."""
+
+MLFLOW_ACTOR = "mlflow"
+"""Actor recorded for a change detected in MLflow (an alias moved outside registry_ext)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    """One registered version, as held in the ``models`` table."""
+
+    name: str
+    version: int
+    stage: Stage
+    run_id: str
+    artifact_uri: str
+    sha256: str
+    feature_service: str
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    gate_results: JSONValue
+    created: datetime
+    experiment_id: str | None = None
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """A JSON-able dict (what ``--json`` prints for a version)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "stage": self.stage.value,
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "artifact_uri": self.artifact_uri,
+            "sha256": self.sha256,
+            "feature_service": self.feature_service,
+            "metrics": dict(self.metrics),
+            "tags": dict(self.tags),
+            "gate_results": self.gate_results,
+            "created": self.created.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecord:
+    """One row of the append-only ``model_transitions`` table."""
+
+    id: int
+    name: str
+    version: int
+    from_stage: Stage | None
+    to_stage: Stage
+    actor: str
+    reason: str
+    trigger: str
+    gate_results: JSONValue
+    time: datetime
+
+    def to_json(self) -> dict[str, JSONValue]:
+        """A JSON-able dict (what ``--json`` prints for an audit entry)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "from_stage": None if self.from_stage is None else self.from_stage.value,
+            "to_stage": self.to_stage.value,
+            "actor": self.actor,
+            "reason": self.reason,
+            "trigger": self.trigger,
+            "gate_results": self.gate_results,
+            "time": self.time.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionResult:
+    """Everything one promotion wrote: the requested change first, then the versions it displaced."""
+
+    transition: TransitionRecord
+    displaced: tuple[TransitionRecord, ...] = ()
+
+    @property
+    def transitions(self) -> tuple[TransitionRecord, ...]:
+        return (self.transition, *self.displaced)
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """What :meth:`ModelRegistry.reconcile` found and recorded."""
+
+    recorded: tuple[TransitionRecord, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.recorded)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Filters for :meth:`ModelRegistry.search`; every given filter must match."""
+
+    name: str | None = None
+    version: int | None = None
+    stage: Stage | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    limit: int | None = None
+
+
+def require_text(value: str | None, what: str) -> str:
+    """A non-blank string, stripped; raises :class:`InvalidInputError` otherwise."""
+    if value is None or not str(value).strip():
+        raise InvalidInputError(f"{what} must not be empty")
+    return str(value).strip()
+
+
+def require_sha256(value: str) -> str:
+    digest = str(value).strip().lower()
+    if not _SHA256.match(digest):
+        raise InvalidInputError(f"sha256 must be 64 hex characters, got {value!r}")
+    return digest
+
+
+def require_finite_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Metrics as floats; a non-numeric or non-finite value is refused, naming the metric."""
+    clean: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInputError(f"metric {key!r} is not a number: {value!r}")
+        if not math.isfinite(value):
+            raise InvalidInputError(f"metric {key!r} is not finite: {value!r}")
+        clean[str(key)] = float(value)
+    return clean
+
+
+def require_tags(tags: dict[str, str]) -> dict[str, str]:
+    clean: dict[str, str] = {}
+    for key, value in tags.items():
+        if not str(key).strip():
+            raise InvalidInputError("tag keys must not be empty")
+        clean[str(key)] = str(value)
+    return clean

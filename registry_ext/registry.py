@@ -1,0 +1,466 @@
+"""ModelRegistry: versions, stages, aliases and the audit trail of one registered model.
+
+The ``models`` table is the source of truth for stages; MLflow's ``staging`` / ``production``
+aliases mirror it. Every stage change runs under the per-model lock (``registry_ext.locking``):
+
+1. read the aliases and the stage holders, adopt any alias moved in MLflow (``reconcile``);
+2. plan the change (``registry_ext.lifecycle``), refusing what the lifecycle does not allow;
+3. set the MLflow aliases to what the table will say;
+4. in one database transaction, change ``models.stage`` and append the ``model_transitions``
+   rows; if that fails, put the aliases back.
+
+A crash between 3 and 4 leaves an alias ahead of the table; the next ``reconcile`` records it
+(actor ``mlflow``), so the trail stays complete. With an MLflow *server*, its registry webhooks
+(``model_version_alias.created`` / ``.deleted``) can call ``reconcile`` to record such changes
+as they happen; nothing here depends on a server.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from registry_ext import store
+from registry_ext.artifacts import load_sklearn, resolve_model_location, verified_copy
+from registry_ext.engine import write_transaction
+from registry_ext.errors import (
+    InvalidInputError,
+    NoRollbackTargetError,
+    RegistrationError,
+    RegistryError,
+    UnknownModelError,
+    UnknownVersionError,
+)
+from registry_ext.lifecycle import (
+    Change,
+    aliases_for,
+    apply_changes,
+    plan_promotion,
+    plan_reconcile,
+    plan_rollback,
+    rollback_target,
+    write_order,
+)
+from registry_ext.locking import DEFAULT_LOCK_TIMEOUT_S, model_lock
+from registry_ext.records import (
+    ALIAS_OF_STAGE,
+    MLFLOW_ACTOR,
+    JSONValue,
+    ModelRecord,
+    PromotionResult,
+    ReconcileReport,
+    SearchQuery,
+    Stage,
+    TransitionRecord,
+    Trigger,
+    require_finite_metrics,
+    require_sha256,
+    require_tags,
+    require_text,
+)
+from registry_ext.search import search_query
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from registry_ext.compare import Comparison
+
+
+def default_actor(environ: Mapping[str, str] | None = None) -> str:
+    """``CHURNOPS_ACTOR`` if set, else the OS user."""
+    env = os.environ if environ is None else environ
+    actor = env.get("CHURNOPS_ACTOR", "").strip()
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _mlflow_error_code(error: Exception) -> str:
+    return str(getattr(error, "error_code", ""))
+
+
+class ModelRegistry:
+    """Versions and stages of registered model ``model_name`` (MLflow + registry_ext tables)."""
+
+    def __init__(
+        self,
+        *,
+        client: MlflowClient,
+        engine: Engine,
+        model_name: str = "churn",
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    ) -> None:
+        self.client = client
+        self.engine = engine
+        self.model_name = require_text(model_name, "model name")
+        self.lock_timeout_s = lock_timeout_s
+
+    # --- registration ----------------------------------------------------------------------
+
+    def register(
+        self,
+        *,
+        run_id: str,
+        artifact_path: str = "model",
+        sha256: str,
+        feature_service: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str] | None = None,
+        gate_results: JSONValue = None,
+        actor: str | None = None,
+        trigger: str = "manual",
+    ) -> ModelRecord:
+        """Register the model logged at ``artifact_path`` in run ``run_id`` as a new version.
+
+        Checks the artifact's SHA-256 against ``sha256`` before anything is created. The MLflow
+        version and its ``models`` row come together or not at all: if the database write fails,
+        the MLflow version is deleted again and :class:`RegistrationError` is raised.
+        """
+        from mlflow.exceptions import MlflowException
+
+        digest = require_sha256(sha256)
+        service = require_text(feature_service, "feature_service")
+        clean_metrics = require_finite_metrics(dict(metrics))
+        clean_tags = require_tags(dict(tags or {}))
+        who = require_text(actor if actor is not None else default_actor(), "actor")
+        why = Trigger.parse(trigger).value
+        try:
+            gate_json = json.loads(json.dumps(gate_results, allow_nan=False))
+        except (TypeError, ValueError) as error:
+            raise InvalidInputError(f"gate_results must be JSON without NaN/inf: {error}") from error
+        try:
+            run = self.client.get_run(require_text(run_id, "run_id"))
+        except MlflowException as error:
+            raise InvalidInputError(f"unknown MLflow run {run_id!r}") from error
+
+        location = resolve_model_location(client=self.client, run=run, artifact_path=artifact_path)
+        label = f"model {self.model_name!r} run {run_id} artifact {artifact_path!r}"
+        with verified_copy(artifact_uri=location.artifact_uri, expected=digest, label=label):
+            pass
+
+        self._ensure_registered_model()
+        mlflow_tags = {**clean_tags, "sha256": digest, "feature_service": service}
+        version = self.client.create_model_version(
+            name=self.model_name,
+            source=location.source,
+            run_id=run.info.run_id,
+            tags=mlflow_tags,
+            model_id=location.model_id,
+        )
+        number = int(version.version)
+        try:
+            with write_transaction(self.engine) as conn:
+                store.insert_version(
+                    conn,
+                    name=self.model_name,
+                    version=number,
+                    run_id=run.info.run_id,
+                    experiment_id=run.info.experiment_id,
+                    artifact_uri=location.artifact_uri,
+                    sha256=digest,
+                    feature_service=service,
+                    metrics=clean_metrics,
+                    tags=clean_tags,
+                    gate_results=gate_json,
+                    actor=who,
+                    trigger=why,
+                    created=store.utcnow(),
+                )
+        except Exception as error:
+            cleanup = ""
+            try:
+                self.client.delete_model_version(name=self.model_name, version=str(number))
+            except Exception as delete_error:
+                cleanup = f"; deleting MLflow version {number} failed too: {delete_error}"
+            raise RegistrationError(
+                f"registering model {self.model_name!r} version {number} failed, the MLflow version "
+                f"was removed again: {error}{cleanup}"
+            ) from error
+        return self.get(number)
+
+    def _ensure_registered_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.create_registered_model(self.model_name)
+        except MlflowException as error:
+            if "ALREADY_EXISTS" not in _mlflow_error_code(error):
+                raise
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def get(self, version: int) -> ModelRecord:
+        """The version's record; :class:`UnknownVersionError` if registry_ext doesn't know it."""
+        number = self._version_number(version)
+        with self.engine.connect() as conn:
+            record = store.fetch_record(conn, name=self.model_name, version=number)
+        if record is None:
+            raise UnknownVersionError(f"model {self.model_name!r} has no version {number}")
+        return record
+
+    def all_versions(self) -> list[ModelRecord]:
+        """Every version of this model, newest first."""
+        return self.search(name=self.model_name)
+
+    def search(
+        self,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        stage: str | Stage | None = None,
+        tags: Mapping[str, str] | None = None,
+        limit: int | None = None,
+    ) -> list[ModelRecord]:
+        """Versions (of any model) matching every given filter, newest first.
+
+        ``name`` is exact, or a pattern with ``*`` wildcards; ``tags`` must all match exactly.
+        """
+        query = SearchQuery(
+            name=name,
+            version=None if version is None else self._version_number(version),
+            stage=None if stage is None else Stage.parse(stage),
+            tags=require_tags(dict(tags or {})),
+            limit=limit,
+        )
+        with self.engine.connect() as conn:
+            return store.fetch_records(conn, search_query(query, dialect=self.engine.dialect.name))
+
+    def audit(self, *, version: int | None = None) -> list[TransitionRecord]:
+        """The full transition history (of one version, or of the model), oldest first."""
+        number = None if version is None else self._version_number(version)
+        with self.engine.connect() as conn:
+            if number is not None and store.fetch_record(conn, name=self.model_name, version=number) is None:
+                raise UnknownVersionError(f"model {self.model_name!r} has no version {number}")
+            return store.fetch_transitions(conn, name=self.model_name, version=number)
+
+    def production(self) -> ModelRecord | None:
+        """The Production version, after reconciling the table with the ``production`` alias."""
+        return self._aliased(Stage.PRODUCTION)
+
+    def staging(self) -> ModelRecord | None:
+        """The Staging version, after reconciling the table with the ``staging`` alias."""
+        return self._aliased(Stage.STAGING)
+
+    def _aliased(self, stage: Stage) -> ModelRecord | None:
+        pointed = self._alias_version(ALIAS_OF_STAGE[stage])
+        with self.engine.connect() as conn:
+            held = store.stage_holders(conn, name=self.model_name).get(stage)
+            if held == pointed:
+                return None if held is None else store.fetch_record(conn, name=self.model_name, version=held)
+        self.reconcile()
+        with self.engine.connect() as conn:
+            held = store.stage_holders(conn, name=self.model_name).get(stage)
+            return None if held is None else store.fetch_record(conn, name=self.model_name, version=held)
+
+    def load_model(self, version: int) -> Any:
+        """The version's sklearn estimator, after verifying the artifact's SHA-256.
+
+        Raises :class:`churnops.artifacts.ArtifactIntegrityError` (naming version, expected and
+        actual digest) if any file of the model directory changed since registration.
+        """
+        record = self.get(version)
+        label = f"model {record.name!r} version {record.version}"
+        with verified_copy(artifact_uri=record.artifact_uri, expected=record.sha256, label=label) as local:
+            return load_sklearn(local)
+
+    def compare(self, *, versions: Sequence[int]) -> Comparison:
+        """Side-by-side comparison (see :func:`registry_ext.compare.compare_versions`)."""
+        from registry_ext.compare import compare_versions
+
+        return compare_versions(registry=self, versions=versions)
+
+    # --- stage changes ---------------------------------------------------------------------
+
+    def promote(
+        self,
+        *,
+        version: int,
+        stage: str | Stage,
+        reason: str,
+        actor: str | None = None,
+        trigger: str = "manual",
+    ) -> TransitionRecord:
+        """Move ``version`` to ``stage``; see :meth:`change_stage` for what else it writes."""
+        return self.change_stage(
+            version=version, stage=stage, reason=reason, actor=actor, trigger=trigger
+        ).transition
+
+    def change_stage(
+        self,
+        *,
+        version: int,
+        stage: str | Stage,
+        reason: str,
+        actor: str | None = None,
+        trigger: str = "manual",
+    ) -> PromotionResult:
+        """Move ``version`` to ``stage``, archiving the version that held Staging/Production.
+
+        Returns the requested transition and those of the displaced version. Raises a
+        :class:`RegistryError` (nothing written) for an unknown version, an empty reason, an
+        invalid stage or trigger, or a change the lifecycle does not allow.
+        """
+        number = self._version_number(version)
+        target = Stage.parse(stage)
+        why = require_text(reason, "reason")
+        who = require_text(actor if actor is not None else default_actor(), "actor")
+        kind = Trigger.parse(trigger).value
+
+        def plan(conn: sa.Connection, holders: Mapping[Stage, int]) -> list[Change]:
+            current = store.fetch_stages(conn, name=self.model_name, versions=[number]).get(number)
+            if current is None:
+                raise UnknownVersionError(f"model {self.model_name!r} has no version {number}")
+            return plan_promotion(version=number, current=current, target=target, holders=holders, reason=why)
+
+        written = self._locked_change(plan, actor=who, trigger=kind)
+        return PromotionResult(transition=written[0], displaced=tuple(written[1:]))
+
+    def rollback(self, *, reason: str, actor: str | None = None, trigger: str = "manual") -> PromotionResult:
+        """Return Production to the version that was Production before the current one.
+
+        The returned transition is the previous version's Archived -> Production; ``displaced``
+        holds the current version's Production -> Archived. Both carry ``reason``.
+        """
+        why = require_text(reason, "reason")
+        who = require_text(actor if actor is not None else default_actor(), "actor")
+        kind = Trigger.parse(trigger).value
+
+        def plan(conn: sa.Connection, holders: Mapping[Stage, int]) -> list[Change]:
+            current = holders.get(Stage.PRODUCTION)
+            if current is None:
+                raise NoRollbackTargetError(f"model {self.model_name!r} has no Production version")
+            history = store.production_history(conn, name=self.model_name)
+            target = rollback_target(history=history, current=current)
+            target_stage = store.fetch_stages(conn, name=self.model_name, versions=[target])[target]
+            return plan_rollback(current=current, target=target, target_stage=target_stage, reason=why)
+
+        written = self._locked_change(plan, actor=who, trigger=kind)
+        return PromotionResult(transition=written[0], displaced=tuple(written[1:]))
+
+    def reconcile(self) -> ReconcileReport:
+        """Record alias changes made directly in MLflow (actor ``mlflow``); cheap when none."""
+        aliases = self._aliases()
+        with self.engine.connect() as conn:
+            holders = store.stage_holders(conn, name=self.model_name)
+        if aliases_for(holders) == aliases:
+            return ReconcileReport()
+        with self._lock():
+            recorded, warnings = self._reconcile_locked()
+        return ReconcileReport(recorded=tuple(recorded), warnings=tuple(warnings))
+
+    # --- internals -------------------------------------------------------------------------
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        with model_lock(self.engine, name=self.model_name, timeout_s=self.lock_timeout_s):
+            yield
+
+    def _version_number(self, version: int | str) -> int:
+        try:
+            number = int(version)
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"a version is a positive integer, got {version!r}") from None
+        if number < 1:
+            raise InvalidInputError(f"a version is a positive integer, got {version!r}")
+        return number
+
+    def _alias_version(self, alias: str) -> int | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client.get_model_version_by_alias(self.model_name, alias)
+        except MlflowException as error:
+            code = _mlflow_error_code(error)
+            if "RESOURCE_DOES_NOT_EXIST" in code and "alias" not in str(error).lower():
+                raise UnknownModelError(f"registered model {self.model_name!r} does not exist") from error
+            if "not found" in str(error).lower():
+                return None
+            raise
+        return int(version.version)
+
+    def _aliases(self) -> dict[str, int | None]:
+        return {alias: self._alias_version(alias) for alias in ALIAS_OF_STAGE.values()}
+
+    def _set_aliases(self, current: Mapping[str, int | None], wanted: Mapping[str, int | None]) -> None:
+        for alias, version in wanted.items():
+            if current.get(alias) == version:
+                continue
+            if version is None:
+                self.client.delete_registered_model_alias(self.model_name, alias)
+            else:
+                self.client.set_registered_model_alias(self.model_name, alias, str(version))
+
+    def _write(self, changes: list[Change], *, actor: str, trigger: str) -> list[TransitionRecord]:
+        """Apply ``changes`` in one transaction; returns their transitions in ``changes`` order."""
+        when = store.utcnow()
+        written: dict[int, TransitionRecord] = {}
+        with write_transaction(self.engine) as conn:
+            for change in write_order(changes):
+                written[id(change)] = store.change_stage(
+                    conn,
+                    name=self.model_name,
+                    version=change.version,
+                    from_stage=change.from_stage,
+                    to_stage=change.to_stage,
+                    actor=actor,
+                    reason=change.reason,
+                    trigger=trigger,
+                    time=when,
+                )
+        return [written[id(change)] for change in changes]
+
+    def _reconcile_locked(self) -> tuple[list[TransitionRecord], list[str]]:
+        aliases = self._aliases()
+        with self.engine.connect() as conn:
+            holders = store.stage_holders(conn, name=self.model_name)
+            pointed = [v for v in aliases.values() if v is not None]
+            stages = store.fetch_stages(conn, name=self.model_name, versions=pointed)
+        plan = plan_reconcile(aliases=aliases, holders=holders, stages=stages)
+        recorded = (
+            self._write(plan.changes, actor=MLFLOW_ACTOR, trigger=Trigger.MANUAL.value)
+            if plan.changes
+            else []
+        )
+        for alias in plan.stale_aliases:
+            self.client.delete_registered_model_alias(self.model_name, alias)
+        return recorded, plan.warnings
+
+    def _locked_change(
+        self,
+        plan: Any,
+        *,
+        actor: str,
+        trigger: str,
+    ) -> list[TransitionRecord]:
+        with self._lock():
+            self._reconcile_locked()
+            with self.engine.connect() as conn:
+                holders = store.stage_holders(conn, name=self.model_name)
+                changes: list[Change] = plan(conn, holders)
+            before = aliases_for(holders)
+            after = aliases_for(apply_changes(holders, changes))
+            self._set_aliases(before, after)
+            try:
+                return self._write(changes, actor=actor, trigger=trigger)
+            except BaseException as error:
+                try:
+                    self._set_aliases(after, before)
+                except Exception as restore_error:
+                    error.add_note(f"restoring the MLflow aliases failed too: {restore_error}")
+                if isinstance(error, RegistryError | KeyboardInterrupt):
+                    raise
+                if isinstance(error, Exception):
+                    raise RegistryError(
+                        f"the stage change was not recorded, nothing changed: {error}"
+                    ) from error
+                raise

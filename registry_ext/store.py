@@ -1,0 +1,250 @@
+"""Reads and writes of the registry_ext tables (no MLflow here).
+
+Only two kinds of writes exist: inserting rows, and changing ``models.stage`` together with
+the ``model_transitions`` row that records it. Nothing updates or deletes a transition row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, RowMapping
+
+from registry_ext.errors import RegistryError
+from registry_ext.records import JSONValue, ModelRecord, Stage, TransitionRecord
+from registry_ext.tables import model_experiments, model_transitions, models
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+_registration = model_transitions.alias("registration")
+_training = model_experiments.alias("training")
+
+
+def record_select() -> sa.Select[Any]:
+    """SELECT of everything a :class:`ModelRecord` needs (the version, its gate results and experiment)."""
+    return (
+        sa.select(
+            models,
+            _registration.c.gate_results.label("gate_results"),
+            _training.c.experiment_id.label("experiment_id"),
+        )
+        .select_from(models)
+        .outerjoin(
+            _registration,
+            sa.and_(
+                _registration.c.name == models.c.name,
+                _registration.c.version == models.c.version,
+                _registration.c.from_stage.is_(None),
+            ),
+        )
+        .outerjoin(
+            _training,
+            sa.and_(
+                _training.c.name == models.c.name,
+                _training.c.version == models.c.version,
+                _training.c.role == "training",
+            ),
+        )
+    )
+
+
+def row_to_record(row: RowMapping) -> ModelRecord:
+    return ModelRecord(
+        name=row["name"],
+        version=int(row["version"]),
+        stage=Stage(row["stage"]),
+        run_id=row["run_id"],
+        artifact_uri=row["artifact_uri"],
+        sha256=row["sha256"],
+        feature_service=row["feature_service"],
+        metrics=dict(row["metrics"] or {}),
+        tags=dict(row["tags"] or {}),
+        gate_results=row["gate_results"],
+        created=row["created"],
+        experiment_id=row["experiment_id"],
+    )
+
+
+def row_to_transition(row: RowMapping) -> TransitionRecord:
+    return TransitionRecord(
+        id=int(row["id"]),
+        name=row["name"],
+        version=int(row["version"]),
+        from_stage=None if row["from_stage"] is None else Stage(row["from_stage"]),
+        to_stage=Stage(row["to_stage"]),
+        actor=row["actor"],
+        reason=row["reason"],
+        trigger=row["trigger"],
+        gate_results=row["gate_results"],
+        time=row["time"],
+    )
+
+
+def fetch_record(conn: Connection, *, name: str, version: int) -> ModelRecord | None:
+    row = (
+        conn.execute(record_select().where(models.c.name == name, models.c.version == version))
+        .mappings()
+        .first()
+    )
+    return None if row is None else row_to_record(row)
+
+
+def fetch_records(conn: Connection, query: sa.Select[Any]) -> list[ModelRecord]:
+    return [row_to_record(row) for row in conn.execute(query).mappings()]
+
+
+def stage_holders(conn: Connection, *, name: str) -> dict[Stage, int]:
+    """Which version holds Staging and Production (at most one each, by a unique index)."""
+    rows = conn.execute(
+        sa.select(models.c.stage, models.c.version).where(
+            models.c.name == name, models.c.stage.in_([Stage.STAGING.value, Stage.PRODUCTION.value])
+        )
+    )
+    return {Stage(stage): int(version) for stage, version in rows}
+
+
+def fetch_stages(conn: Connection, *, name: str, versions: Iterable[int]) -> dict[int, Stage]:
+    wanted = sorted(set(versions))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        sa.select(models.c.version, models.c.stage).where(models.c.name == name, models.c.version.in_(wanted))
+    )
+    return {int(version): Stage(stage) for version, stage in rows}
+
+
+def fetch_transitions(conn: Connection, *, name: str, version: int | None = None) -> list[TransitionRecord]:
+    query = sa.select(model_transitions).where(model_transitions.c.name == name)
+    if version is not None:
+        query = query.where(model_transitions.c.version == version)
+    rows = conn.execute(query.order_by(model_transitions.c.id)).mappings()
+    return [row_to_transition(row) for row in rows]
+
+
+def production_history(conn: Connection, *, name: str) -> list[int]:
+    """Versions in the order they entered Production (one entry per transition to Production)."""
+    rows = conn.execute(
+        sa.select(model_transitions.c.version)
+        .where(model_transitions.c.name == name, model_transitions.c.to_stage == Stage.PRODUCTION.value)
+        .order_by(model_transitions.c.id)
+    )
+    return [int(version) for (version,) in rows]
+
+
+def insert_version(
+    conn: Connection,
+    *,
+    name: str,
+    version: int,
+    run_id: str,
+    experiment_id: str,
+    artifact_uri: str,
+    sha256: str,
+    feature_service: str,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    gate_results: JSONValue,
+    actor: str,
+    trigger: str,
+    created: datetime,
+) -> None:
+    """The ``models`` row, its ``model_experiments`` link and its registration transition."""
+    conn.execute(
+        models.insert().values(
+            name=name,
+            version=version,
+            stage=Stage.NONE.value,
+            run_id=run_id,
+            artifact_uri=artifact_uri,
+            sha256=sha256,
+            feature_service=feature_service,
+            metrics=metrics,
+            tags=tags,
+            created=created,
+        )
+    )
+    conn.execute(
+        model_experiments.insert().values(
+            name=name,
+            version=version,
+            experiment_id=experiment_id,
+            run_id=run_id,
+            role="training",
+            created=created,
+        )
+    )
+    conn.execute(
+        model_transitions.insert().values(
+            name=name,
+            version=version,
+            from_stage=None,
+            to_stage=Stage.NONE.value,
+            actor=actor,
+            reason="registered",
+            trigger=trigger,
+            gate_results=gate_results,
+            time=created,
+        )
+    )
+
+
+def change_stage(
+    conn: Connection,
+    *,
+    name: str,
+    version: int,
+    from_stage: Stage,
+    to_stage: Stage,
+    actor: str,
+    reason: str,
+    trigger: str,
+    time: datetime,
+) -> TransitionRecord:
+    """Move one version and append its transition row (the caller's transaction holds both)."""
+    result = conn.execute(
+        models.update()
+        .where(models.c.name == name, models.c.version == version, models.c.stage == from_stage.value)
+        .values(stage=to_stage.value)
+    )
+    if result.rowcount != 1:
+        raise RegistryError(
+            f"model {name!r} version {version} is no longer in stage {from_stage.value}; "
+            "it was changed concurrently outside registry_ext, nothing was written"
+        )
+    inserted = conn.execute(
+        model_transitions.insert()
+        .values(
+            name=name,
+            version=version,
+            from_stage=from_stage.value,
+            to_stage=to_stage.value,
+            actor=actor,
+            reason=reason,
+            trigger=trigger,
+            gate_results=None,
+            time=time,
+        )
+        .returning(model_transitions.c.id)
+    )
+    return TransitionRecord(
+        id=int(inserted.scalar_one()),
+        name=name,
+        version=version,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        actor=actor,
+        reason=reason,
+        trigger=trigger,
+        gate_results=None,
+        time=time,
+    )
+
+
+def known_versions(conn: Connection, *, name: str, versions: Sequence[int]) -> set[int]:
+    return set(fetch_stages(conn, name=name, versions=versions))

@@ -1,0 +1,105 @@
+"""The registry_ext tables (SQLAlchemy Core), living next to MLflow's own in its backend database.
+
+Created and migrated only by the Alembic revisions in ``registry_ext/migrations`` (never
+``metadata.create_all``); this module is what queries are written against. Names come from the
+product spec: ``models``, ``model_transitions``, ``model_experiments``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+STAGES = ("None", "Staging", "Production", "Archived")
+TRIGGERS = ("manual", "scheduled", "performance", "drift")
+
+VERSION_TABLE = "registry_ext_alembic_version"  # MLflow owns ``alembic_version`` in the same DB
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores it without an offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        stamp: datetime = value
+        return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+def _json() -> sa.types.TypeEngine[Any]:
+    # JSONB on PostgreSQL: indexable (GIN) containment queries for tag search.
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY KEY = rowid on SQLite
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(16), nullable=False, server_default="None"),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("artifact_uri", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("feature_service", sa.String(256), nullable=False),
+    sa.Column("metrics", _json(), nullable=False),
+    sa.Column("tags", _json(), nullable=False),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("name", "version", name="uq_models_name_version"),
+    sa.CheckConstraint("stage IN ('None', 'Staging', 'Production', 'Archived')", name="ck_models_stage"),
+    sa.Index("ix_models_name_stage", "name", "stage"),
+)
+
+model_transitions = sa.Table(
+    "model_transitions",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("from_stage", sa.String(16), nullable=True),  # NULL on the registration row
+    sa.Column("to_stage", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("gate_results", _json(), nullable=True),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"], ["models.name", "models.version"], name="fk_model_transitions_version"
+    ),
+    sa.Index("ix_model_transitions_name_version", "name", "version"),
+    sa.Index("ix_model_transitions_name_to_stage", "name", "to_stage"),
+)
+
+model_experiments = sa.Table(
+    "model_experiments",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("experiment_id", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False, server_default="training"),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(
+        ["name", "version"], ["models.name", "models.version"], name="fk_model_experiments_version"
+    ),
+    sa.UniqueConstraint("name", "version", "run_id", name="uq_model_experiments_version_run"),
+    sa.Index("ix_model_experiments_run_id", "run_id"),
+)

@@ -1,0 +1,158 @@
+"""The ASGI guard in front of the API routes: auth, content type, body size, latency and error metrics.
+
+It refuses before BentoML parses anything: 401 without the API key, 415 for a content type other
+than JSON (BentoML's ``application/vnd.bentoml+pickle`` included), 413 for a body over the limit
+(by Content-Length, and by counting a chunked body). Health, readiness and /metrics pass
+through untouched so the scraper and probes never need the key. Every API response's latency
+is observed by endpoint, and every error is counted by reason (the service names its own
+reasons in the ``x-churnops-error`` header; a 400 from BentoML's validation is
+``invalid_request``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from serving.auth import authorized, presented_key
+from serving.validation import error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ERROR_HEADER = b"x-churnops-error"
+JSON_TYPES = (b"application/json", b"")
+_STATUS_REASON = {400: "invalid_request", 401: "unauthorized", 413: "body_too_large", 415: "unsupported_media_type"}
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """What the guard enforces, and where it reports (resolved from the running service)."""
+
+    api_key: bytes | None
+    max_body_bytes: int
+    observe: Callable[[str, int, float], None]
+    count_error: Callable[[str], None]
+
+
+class RequestGuard:
+    """ASGI middleware; ``config`` is resolved lazily (the service instance exists after start-up)."""
+
+    def __init__(self, app: ASGIApp, *, config: Callable[[], GuardConfig | None], paths: tuple[str, ...]) -> None:
+        self.app = app
+        self._config = config
+        self._paths = frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in self._paths:
+            await self.app(scope, receive, send)
+            return
+        config = self._config()
+        if config is None:
+            await _reply(send, 503, error_body(message="service is starting", code="model_unavailable"))
+            return
+        start = time.perf_counter()
+        endpoint = str(scope["path"])
+        status = await self._guarded(config, scope, receive, send)
+        config.observe(endpoint, status, time.perf_counter() - start)
+
+    async def _guarded(self, config: GuardConfig, scope: Scope, receive: Receive, send: Send) -> int:
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        if not authorized(expected=config.api_key, presented=presented_key(headers)):
+            config.count_error("unauthorized")
+            body = error_body(message="missing or wrong API key", code="unauthorized", loc=["header", "authorization"])
+            await _reply(send, 401, body, extra=[(b"www-authenticate", b"Bearer")])
+            return 401
+        if scope.get("method") != "POST":
+            return await self._forward(config, scope, receive, send)
+        content_type = b""
+        length: int | None = None
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value.split(b";")[0].strip().lower()
+            elif name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = None
+        if content_type not in JSON_TYPES:
+            config.count_error("unsupported_media_type")
+            body = error_body(
+                message=f"content type {content_type.decode('latin-1')[:80]!r} is not accepted; send application/json",
+                code="unsupported_media_type",
+                loc=["header", "content-type"],
+            )
+            await _reply(send, 415, body)
+            return 415
+        limit = config.max_body_bytes
+        if length is not None and length > limit:
+            config.count_error("body_too_large")
+            await _reply(send, 413, _too_large(limit))
+            return 413
+
+        # Read the whole body here (bounded), then replay it: BentoML turns any exception
+        # raised while it reads into a 500, so the limit has to be enforced before it runs.
+        chunks: list[bytes] = []
+        seen = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return 499  # client went away
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > limit:
+                config.count_error("body_too_large")
+                await _reply(send, 413, _too_large(limit))
+                return 413
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        return await self._forward(config, scope, replay, send)
+
+    async def _forward(self, config: GuardConfig, scope: Scope, receive: Receive, send: Send) -> int:
+        status = 500
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                if status >= 400:
+                    reason = None
+                    for name, value in message.get("headers", []):
+                        if name == ERROR_HEADER:
+                            reason = value.decode("latin-1")
+                    config.count_error(reason or _STATUS_REASON.get(status, "internal"))
+            await send(message)
+
+        await self.app(scope, receive, observed_send)
+        return status
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return error_body(message=f"request body exceeds {limit} bytes", code="body_too_large", loc=["body"])
+
+
+async def _reply(send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    payload = json.dumps(body).encode("utf-8")
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,183 @@
+"""The prediction log: every answered row, appended to parquet partitions monitoring reads.
+
+Layout: ``<home>/predictions/date=YYYY-MM-DD/part-<utc time>-<pid>-<random>.parquet`` (hive
+partitioning; each flush writes new files, nothing is ever rewritten). Rows are buffered in
+memory and written by a background thread every ``flush_seconds`` or ``flush_rows``, so a
+request never waits for disk. A failed write is counted (``on_failure(rows)``) and dropped;
+it never fails a request.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from churnops.schema import FEATURES
+
+PARTITION = "date"
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    request_id: str
+    ts: datetime
+    endpoint: str
+    customer_id: str | None
+    model_name: str
+    model_version: str
+    feature_service: str
+    score: float | None
+    status: str
+    features: dict[str, Any] | None
+
+
+def log_schema() -> Any:
+    import pyarrow as pa
+
+    from churnops.sources import arrow_type
+
+    return pa.schema(
+        [
+            pa.field("request_id", pa.string()),
+            pa.field("ts", pa.timestamp("us", tz="UTC")),
+            pa.field("endpoint", pa.string()),
+            pa.field("customer_id", pa.string()),
+            pa.field("model_name", pa.string()),
+            pa.field("model_version", pa.string()),
+            pa.field("feature_service", pa.string()),
+            pa.field("score", pa.float64()),
+            pa.field("status", pa.string()),
+            *(pa.field(c.name, arrow_type(c)) for c in FEATURES),
+        ]
+    )
+
+
+def write_records(*, directory: Path, records: Sequence[LogRecord]) -> list[Path]:
+    """Write records as new part files, one per date partition (tmp file + atomic rename)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = log_schema()
+    by_date: dict[str, list[LogRecord]] = {}
+    for record in records:
+        by_date.setdefault(record.ts.strftime("%Y-%m-%d"), []).append(record)
+    written = []
+    for day, group in sorted(by_date.items()):
+        columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+        for r in group:
+            columns["request_id"].append(r.request_id)
+            columns["ts"].append(r.ts)
+            columns["endpoint"].append(r.endpoint)
+            columns["customer_id"].append(r.customer_id)
+            columns["model_name"].append(r.model_name)
+            columns["model_version"].append(r.model_version)
+            columns["feature_service"].append(r.feature_service)
+            columns["score"].append(r.score)
+            columns["status"].append(r.status)
+            for c in FEATURES:
+                columns[c.name].append(None if r.features is None else r.features.get(c.name))
+        table = pa.Table.from_pydict(columns, schema=schema)
+        partition = directory / f"{PARTITION}={day}"
+        partition.mkdir(parents=True, exist_ok=True)
+        stamp = group[0].ts.strftime("%Y%m%dT%H%M%S%f")
+        path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def read_prediction_log(directory: Path) -> Any:
+    """Every logged row as a pandas DataFrame, with the ``date`` partition as a column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = log_schema()
+    tables = []
+    for path in sorted(directory.glob(f"{PARTITION}=*/*.parquet")):
+        table = pq.read_table(path, schema=schema)
+        day = path.parent.name.split("=", 1)[1]
+        tables.append(table.append_column(PARTITION, pa.array([day] * table.num_rows, pa.string())))
+    if not tables:
+        return schema.append(pa.field(PARTITION, pa.string())).empty_table().to_pandas()
+    return pa.concat_tables(tables).to_pandas()
+
+
+class PredictionLog:
+    """Buffered, append-only writer with a background flusher."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        flush_seconds: float = 1.0,
+        flush_rows: int = 5000,
+        max_buffer_rows: int = 200_000,
+        on_written: Callable[[int], None] = lambda n: None,
+        on_failure: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.directory = directory
+        self._flush_seconds = flush_seconds
+        self._flush_rows = flush_rows
+        self._max_buffer = max_buffer_rows
+        self._on_written = on_written
+        self._on_failure = on_failure
+        self._buffer: list[LogRecord] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def append(self, records: Sequence[LogRecord]) -> None:
+        """Queue rows; never raises (a full buffer drops and counts)."""
+        try:
+            with self._lock:
+                room = self._max_buffer - len(self._buffer)
+                accepted = records[: max(room, 0)]
+                self._buffer.extend(accepted)
+                dropped = len(records) - len(accepted)
+                full = len(self._buffer) >= self._flush_rows
+            if dropped:
+                self._on_failure(dropped)
+            if full:
+                self._wake.set()
+        except Exception:
+            self._on_failure(len(records))
+
+    def flush(self) -> int:
+        """Write what is buffered now; returns rows written (0 on failure, which is counted)."""
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        if not batch:
+            return 0
+        try:
+            write_records(directory=self.directory, records=batch)
+        except Exception:
+            self._on_failure(len(batch))
+            return 0
+        self._on_written(len(batch))
+        return len(batch)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._flush_seconds)
+            self._wake.clear()
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()

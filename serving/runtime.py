@@ -1,0 +1,266 @@
+"""What the service does, as plain typed code: build the parts from Settings, answer requests.
+
+``Runtime.start(settings=..., metrics=...)`` wires the Feast store, the model source and its
+watcher, the prediction log and the guard configuration. ``predict_ids`` / ``predict_rows``
+return a response model or an ``ApiError``; the BentoML service only translates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from churnops.features.online import OnlineRow, ServiceLayout
+from churnops.settings import Settings
+from serving.features import FeastReader, FeaturesUnavailable, OnlineReader, RedisReader
+from serving.guard import GuardConfig
+from serving.metrics import ServingMetrics
+from serving.model_source import LoadedModel, ModelRef, ModelSource, model_source
+from serving.model_watch import ModelWatcher
+from serving.prediction_log import LogRecord, PredictionLog
+from serving.scoring import Scored, Scorer, make_scorer, score_rows
+from serving.validation import FeatureRow, Prediction, PredictResponse, error_body
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Everything one Production version needs to answer, swapped as one reference."""
+
+    model: LoadedModel
+    scorer: Scorer
+    scorer_kind: str
+    feature_service: str
+    reader: OnlineReader
+
+
+@dataclass(frozen=True)
+class ApiError:
+    status: int
+    reason: str
+    message: str
+    loc: tuple[str | int, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        return error_body(message=self.message, code=self.reason, loc=list(self.loc))
+
+
+def make_reader(*, settings: Settings, store: Any, layout: ServiceLayout) -> OnlineReader:
+    """The direct Redis reader when the online store is Redis (unless told otherwise), else Feast."""
+    use_redis = settings.redis_url is not None and settings.serving_online_reader in ("auto", "redis")
+    if use_redis and settings.redis_url is not None:
+        return RedisReader(
+            redis_url=settings.redis_url,
+            project=settings.project,
+            layout=layout,
+            timeout_ms=settings.redis_timeout_ms,
+            entity_key_serialization_version=store.config.entity_key_serialization_version,
+        )
+    return FeastReader(store=store, layout=layout, deadline_s=max(settings.redis_timeout_ms * 2, 100) / 1000)
+
+
+class Runtime:
+    """The serving state of one worker process."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        metrics: ServingMetrics,
+        store: Any,
+        source: ModelSource,
+        log: PredictionLog,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.store = store
+        self.log = log
+        self.source = source
+        self._layouts: dict[str, ServiceLayout] = {}
+        self._readers: dict[str, OnlineReader] = {}
+        self.watcher: ModelWatcher[Deployment] = ModelWatcher(
+            source=source,
+            build=self._deploy,
+            interval_s=settings.serving_poll_seconds,
+            on_swap=self._swapped,
+            on_failure=self._load_failed,
+        )
+        key = settings.serving_api_key
+        self.guard = GuardConfig(
+            api_key=key.get_secret_value().encode("utf-8") if key is not None else None,
+            max_body_bytes=settings.serving_max_body_bytes,
+            observe=lambda endpoint, status, seconds: metrics.request_latency.labels(
+                endpoint, str(status)
+            ).observe(seconds),
+            count_error=lambda reason: metrics.errors.labels(reason).inc(),
+        )
+
+    @classmethod
+    def start(cls, *, settings: Settings, metrics: ServingMetrics) -> Runtime:
+        """Build every part, load Production if there is one, start the watcher and log threads."""
+        from churnops.features.store import feature_store
+
+        store = feature_store(settings)
+        log = PredictionLog(
+            directory=settings.home / "predictions",
+            on_written=lambda n: metrics.log_rows.inc(n),
+            on_failure=lambda n: metrics.log_failures.inc(n),
+        )
+        runtime = cls(
+            settings=settings,
+            metrics=metrics,
+            store=store,
+            source=model_source(tracking_uri=settings.tracking_uri, model_name=settings.model_name),
+            log=log,
+        )
+        runtime.watcher.refresh()
+        runtime.watcher.start()
+        log.start()
+        return runtime
+
+    # -- model lifecycle -------------------------------------------------------------------
+
+    def _layout(self, feature_service: str) -> ServiceLayout:
+        from churnops.features.online import service_layout
+
+        if feature_service not in self._layouts:
+            self._layouts[feature_service] = service_layout(store=self.store, feature_service=feature_service)
+        return self._layouts[feature_service]
+
+    def _deploy(self, ref: ModelRef) -> Deployment:
+        feature_service = ref.feature_service or self.settings.feature_service
+        layout = self._layout(feature_service)
+        model = self.source.load(ref)
+        scorer, kind = make_scorer(model.estimator)
+        if feature_service not in self._readers:
+            self._readers[feature_service] = make_reader(settings=self.settings, store=self.store, layout=layout)
+        return Deployment(
+            model=model,
+            scorer=scorer,
+            scorer_kind=kind,
+            feature_service=feature_service,
+            reader=self._readers[feature_service],
+        )
+
+    def _swapped(self, ref: ModelRef, deployment: Deployment) -> None:
+        self.metrics.model_swaps.inc()
+        self.metrics.set_model(
+            name=ref.name, version=ref.version, feature_service=deployment.feature_service, scorer=deployment.scorer_kind
+        )
+
+    def _load_failed(self, ref: ModelRef | None, error: Exception) -> None:
+        reason = "registry_unreachable" if ref is None else type(error).__name__
+        self.metrics.model_load_failures.labels(reason).inc()
+
+    def ready(self) -> bool:
+        return self.watcher.current is not None
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def predict_ids(self, customer_ids: Sequence[str]) -> PredictResponse | ApiError:
+        if len(customer_ids) > self.settings.serving_max_ids:
+            return ApiError(
+                413,
+                "too_many_items",
+                f"at most {self.settings.serving_max_ids} customer ids per request, got {len(customer_ids)}",
+                ("customer_ids",),
+            )
+        deployment = self.watcher.current
+        if deployment is None:
+            return ApiError(503, "model_unavailable", "no Production model is loaded yet")
+        started = time.perf_counter()
+        try:
+            rows = await deployment.reader.fetch(customer_ids)
+        except FeaturesUnavailable as error:
+            return ApiError(503, "features_unavailable", f"online feature store unavailable ({error})")
+        finally:
+            self.metrics.feature_latency.observe(time.perf_counter() - started)
+        for status, count in Counter(r.status for r in rows if r.status != "ok").items():
+            self.metrics.feature_problems.labels(status).inc(count)
+        return await self._answer(deployment, rows, endpoint="predict")
+
+    async def predict_rows(self, rows: Sequence[FeatureRow]) -> PredictResponse | ApiError:
+        if len(rows) > self.settings.serving_max_rows:
+            return ApiError(
+                413, "too_many_items", f"at most {self.settings.serving_max_rows} rows per request", ("rows",)
+            )
+        deployment = self.watcher.current
+        if deployment is None:
+            return ApiError(503, "model_unavailable", "no Production model is loaded yet")
+        online = [
+            OnlineRow(customer_id=row.customer_id or "", features=row.features(), status="ok", event_timestamps={})
+            for row in rows
+        ]
+        return await self._answer(deployment, online, endpoint="predict_features", ids=[r.customer_id for r in rows])
+
+    async def _answer(
+        self,
+        deployment: Deployment,
+        rows: Sequence[OnlineRow],
+        *,
+        endpoint: str,
+        ids: Sequence[str | None] | None = None,
+    ) -> PredictResponse:
+        version = deployment.model.ref.version
+        started = time.perf_counter()
+        if deployment.scorer_kind == "sklearn":
+            scored = await asyncio.to_thread(score_rows, scorer=deployment.scorer, rows=rows)
+        else:
+            scored = score_rows(scorer=deployment.scorer, rows=rows)
+        self.metrics.predict_latency.labels(version).observe(time.perf_counter() - started)
+        if ids is not None:
+            scored = [
+                Scored(customer_id=cid, features=s.features, score=s.score, status=s.status)
+                for cid, s in zip(ids, scored, strict=True)
+            ]
+        request_id = uuid.uuid4().hex
+        self._record(deployment, scored, request_id=request_id, endpoint=endpoint)
+        return PredictResponse(
+            model_name=deployment.model.ref.name,
+            model_version=version,
+            request_id=request_id,
+            predictions=[
+                Prediction(customer_id=s.customer_id, churn_probability=s.score, status=s.status)  # type: ignore[arg-type]
+                for s in scored
+            ],
+        )
+
+    def _record(self, deployment: Deployment, scored: Sequence[Scored], *, request_id: str, endpoint: str) -> None:
+        ref = deployment.model.ref
+        now = datetime.now(UTC)
+        by_status = Counter(s.status for s in scored)
+        for status, count in by_status.items():
+            self.metrics.predictions.labels(ref.version, status).inc(count)
+        histogram = self.metrics.scores.labels(ref.version)
+        for s in scored:
+            if s.score is not None:
+                histogram.observe(s.score)
+        self.log.append(
+            [
+                LogRecord(
+                    request_id=request_id,
+                    ts=now,
+                    endpoint=endpoint,
+                    customer_id=s.customer_id,
+                    model_name=ref.name,
+                    model_version=ref.version,
+                    feature_service=deployment.feature_service,
+                    score=s.score,
+                    status=s.status,
+                    features=s.features,
+                )
+                for s in scored
+            ]
+        )
+
+    async def refresh(self) -> bool:
+        return await asyncio.to_thread(self.watcher.refresh)
+
+    def close(self) -> None:
+        self.watcher.stop()
+        self.log.close()

@@ -1,0 +1,90 @@
+"""The BentoML service: a declaration. Settings are built in ``__init__``; logic lives in ``Runtime``.
+
+Run it with ``bentoml serve serving.service:ChurnService`` from the project root, or
+``churnops serve --port 3000``. Endpoints: ``POST /predict``, ``POST /predict_features``,
+``POST /model/refresh`` (registry webhook: re-check the production alias now), and BentoML's
+``/livez``, ``/readyz`` (ready once a Production model and the feature store are loaded) and
+``/metrics``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import bentoml
+from starlette.responses import JSONResponse, Response
+
+from serving.guard import ERROR_HEADER, GuardConfig, RequestGuard
+from serving.runtime import ApiError, Runtime
+from serving.validation import (
+    PredictFeaturesRequest,
+    PredictRequest,
+    PredictResponse,
+    RefreshResponse,
+)
+
+API_PATHS = ("/predict", "/predict_features", "/model/refresh")
+logger = logging.getLogger(__name__)
+
+
+def _guard_config() -> GuardConfig | None:
+    """The running instance's guard settings (None until the service has started)."""
+    instance: Any = bentoml.get_current_service()
+    runtime = getattr(instance, "runtime", None)
+    return runtime.guard if isinstance(runtime, Runtime) else None
+
+
+def _error(error: ApiError) -> Response:
+    return JSONResponse(
+        error.body(), status_code=error.status, headers={ERROR_HEADER.decode(): error.reason}
+    )
+
+
+@bentoml.service(
+    name="churn",
+    workers=1,
+    threads=4,
+    traffic={"timeout": 10, "max_concurrency": 256},
+    logging={"access": {"enabled": False}},
+    metrics={"enabled": True, "namespace": "bentoml_service"},
+)
+class ChurnService:
+    """Churn probability by customer id (features from Feast's online store) or by raw features."""
+
+    def __init__(self) -> None:
+        from churnops.settings import Settings
+        from serving.metrics import ServingMetrics
+
+        self.runtime = Runtime.start(settings=Settings(), metrics=ServingMetrics())
+
+    def __is_ready__(self) -> bool:
+        return self.runtime.ready()
+
+    @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=PredictResponse)
+    async def predict(self, customer_ids: list[str]) -> PredictResponse | Response:
+        """Score customers by id; each row has a status (ok, unknown_customer, stale_features, ...)."""
+        result = await self.runtime.predict_ids(customer_ids)
+        return _error(result) if isinstance(result, ApiError) else result
+
+    @bentoml.api(route="/predict_features", input_spec=PredictFeaturesRequest, output_spec=PredictResponse)
+    async def predict_features(self, rows: list[Any]) -> PredictResponse | Response:
+        """Score raw churn_v1 feature rows (what-if)."""
+        result = await self.runtime.predict_rows(rows)
+        return _error(result) if isinstance(result, ApiError) else result
+
+    @bentoml.api(route="/model/refresh", output_spec=RefreshResponse)
+    async def refresh_model(self) -> RefreshResponse:
+        """Re-read the production alias now (point an MLflow registry webhook here)."""
+        changed = await self.runtime.refresh()
+        ref = self.runtime.watcher.current_ref
+        return RefreshResponse(
+            model_name=ref.name if ref else None, model_version=ref.version if ref else None, changed=changed
+        )
+
+    @bentoml.on_shutdown
+    def _close(self) -> None:
+        self.runtime.close()
+
+
+ChurnService.add_asgi_middleware(RequestGuard, config=_guard_config, paths=API_PATHS)

@@ -1,0 +1,197 @@
+"""A small, real serving environment for tests, the benchmark and a local try-out.
+
+``build_environment`` writes generated customers as Feast sources, applies the repo, materializes
+the online store, fits a small sklearn Pipeline on the raw churn_v1 features and registers it in
+MLflow (skops format, ``production`` alias, ``sha256`` and ``feast.feature_service`` version tags)
+the way training and registry_ext do. Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnops.schema import CREATED_TS, EVENT_TS, FEATURES, JOIN_KEY, LABEL, feature_names
+from churnops.settings import Settings
+
+CATEGORICAL = [c.name for c in FEATURES if c.kind == "category"]
+NUMERIC = [c.name for c in FEATURES if c.kind != "category"]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What was built: the ids that have fresh features, the stale ones, and the model version."""
+
+    customer_ids: list[str]
+    stale_ids: list[str]
+    as_of: datetime
+    model_version: str
+
+
+def generate_rows(*, n: int, seed: int, as_of: datetime, prefix: str = "C") -> pd.DataFrame:
+    """``n`` customers' snapshot rows at ``as_of`` with features inside their declared domains."""
+    rng = np.random.default_rng(seed)
+    frame: dict[str, Any] = {JOIN_KEY: [f"{prefix}{i:06d}-{seed:03d}" for i in range(n)]}
+    for col in FEATURES:
+        if col.kind == "category":
+            frame[col.name] = rng.choice(list(col.categories), size=n)
+        elif col.kind == "flag":
+            frame[col.name] = rng.integers(0, 2, size=n)
+        elif col.kind == "int":
+            frame[col.name] = rng.integers(0, 73, size=n)
+        else:
+            frame[col.name] = np.round(rng.uniform(18.0, 120.0, size=n), 2)
+    out = pd.DataFrame(frame)
+    out["total_charges"] = np.round(out["monthly_charges"] * out["tenure"], 2)
+    ts = pd.Timestamp(as_of).tz_convert("UTC")
+    out[EVENT_TS] = ts
+    out[CREATED_TS] = ts
+    hazard = (
+        (out["contract"] == "Month-to-month") * 1.2
+        + (out["internet_service"] == "Fiber optic") * 0.6
+        - out["tenure"] / 30.0
+    )
+    out[LABEL] = (rng.uniform(size=n) < 1 / (1 + np.exp(-hazard))).astype("int64")
+    return out
+
+
+def fit_pipeline(rows: pd.DataFrame, *, c: float = 1.0) -> Any:
+    """One-hot + scale + logistic regression on the raw features (a DataFrame in, predict_proba)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    pre = ColumnTransformer(
+        [
+            ("cat", OneHotEncoder(handle_unknown="ignore"), CATEGORICAL),
+            ("num", StandardScaler(), NUMERIC),
+        ]
+    )
+    model = Pipeline([("pre", pre), ("clf", LogisticRegression(C=c, max_iter=500))])
+    model.fit(rows[feature_names()], rows[LABEL])
+    return model
+
+
+def register_model(*, settings: Settings, model: Any, example: pd.DataFrame, alias: bool = True) -> str:
+    """Log ``model`` in skops format, register it, tag its sha256 and feature service; returns the version."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    from churnops.artifacts import sha256_of_path
+
+    client = MlflowClient(settings.tracking_uri)
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    try:
+        name = "churnops-serving-tests"
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(name, artifact_location=settings.artifact_location)
+        )
+        features = example[feature_names()]
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.set_tag("feast.feature_service", settings.feature_service)
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                serialization_format="skops",
+                signature=infer_signature(features, model.predict_proba(features)),
+                input_example=features.head(2),
+            )
+    finally:
+        mlflow.set_tracking_uri(previous or "")
+    with tempfile.TemporaryDirectory() as tmp:
+        import mlflow.artifacts
+
+        location = client.get_logged_model(info.model_id).artifact_location
+        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp)
+        sha = sha256_of_path(Path(local))
+    from serving.model_source import registry_ext_available
+
+    if registry_ext_available():
+        from registry_ext import ModelRegistry, registry_engine
+
+        registry = ModelRegistry(
+            client=client, engine=registry_engine(settings.tracking_uri), model_name=settings.model_name
+        )
+        record = registry.register(
+            run_id=run.info.run_id,
+            artifact_path="model",
+            sha256=sha,
+            feature_service=settings.feature_service,
+            metrics={"test_roc_auc": 0.5},
+            actor="serving-tests",
+        )
+        version = str(record.version)
+        if alias:
+            promote(settings=settings, version=version)
+        return version
+    registered = mlflow.register_model(info.model_uri, settings.model_name, tracking_uri=settings.tracking_uri)
+    version = str(registered.version)
+    client.set_model_version_tag(settings.model_name, version, "sha256", sha)
+    client.set_model_version_tag(settings.model_name, version, "feast.feature_service", settings.feature_service)
+    if alias:
+        promote(settings=settings, version=version)
+    return version
+
+
+def promote(*, settings: Settings, version: str) -> None:
+    """Make ``version`` Production (through registry_ext when present, else the MLflow alias)."""
+    from mlflow import MlflowClient
+
+    from serving.model_source import registry_ext_available
+
+    client = MlflowClient(settings.tracking_uri)
+    if registry_ext_available():
+        from registry_ext import ModelRegistry, registry_engine
+
+        registry = ModelRegistry(
+            client=client, engine=registry_engine(settings.tracking_uri), model_name=settings.model_name
+        )
+        registry.promote(version=int(version), stage="Production", reason="serving test", actor="serving-tests")
+        return
+    client.set_registered_model_alias(settings.model_name, "production", version)
+
+
+def build_environment(
+    *, settings: Settings, n_customers: int = 200, seed: int = 7, as_of: datetime | None = None
+) -> Environment:
+    """Sources, Feast registry + online store (materialized), and a registered Production model.
+
+    The last ten customers' account/services rows are 60 days older than the rest (past the
+    45-day TTL) and are materialized from an earlier window, so the online store serves them
+    as present while they are stale.
+    """
+    from churnops.features.materialize import materialize
+    from churnops.features.store import apply, definitions, feature_store
+    from churnops.sources import write_sources
+
+    as_of = as_of or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    fresh = generate_rows(n=n_customers, seed=seed, as_of=as_of)
+    old = generate_rows(n=10, seed=seed + 1, as_of=as_of - timedelta(days=60), prefix="S")
+    write_sources(frame=old, sources_dir=settings.sources_dir, part="old", replace_all=True)
+    write_sources(frame=fresh, sources_dir=settings.sources_dir, part="fresh")
+    store = feature_store(settings)
+    apply(store=store, defs=definitions(settings))
+    # The stale customers: loaded by a materialization at their own time, then the fresh
+    # window on top (which does not reach back 60 days, so it leaves them untouched).
+    materialize(store=store, end=as_of - timedelta(days=60) + timedelta(minutes=1))
+    materialize(store=store, end=as_of + timedelta(minutes=1))
+    model = fit_pipeline(fresh)
+    version = register_model(settings=settings, model=model, example=fresh)
+    return Environment(
+        customer_ids=list(fresh[JOIN_KEY]),
+        stale_ids=list(old[JOIN_KEY]),
+        as_of=as_of,
+        model_version=version,
+    )

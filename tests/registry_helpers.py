@@ -1,0 +1,154 @@
+"""Test helpers for registry_ext: real MLflow runs holding a tiny skops model, registered for real.
+
+The training code is written in parallel, so these helpers produce what it will log: a model
+directory in MLflow's sklearn flavor (skops format, with signature) and
+``evaluation/holdout.parquet``, then call ``ModelRegistry.register``. Saving an MLflow model is
+the slow part (requirement inference, signature), so each distinct model is saved once per
+process and its directory logged into as many runs as needed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnops.artifacts import sha256_of_path
+
+FEATURES = ["tenure", "monthly_charges", "contract"]
+_SAVED: dict[int, Path] = {}
+_ROOT = Path(tempfile.mkdtemp(prefix="registry-test-models-"))
+
+
+@dataclass(frozen=True)
+class LoggedCandidate:
+    run_id: str
+    experiment_id: str
+    sha256: str
+
+
+def churn_frame(*, seed: int, rows: int = 200) -> pd.DataFrame:
+    """Raw feature rows with a label that depends on them (so ROC curves mean something)."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 72, rows).astype("float64")
+    charges = rng.uniform(20, 120, rows)
+    contract = rng.choice(["Month-to-month", "One year", "Two year"], rows)
+    logit = -0.04 * tenure + 0.02 * charges + np.where(contract == "Month-to-month", 1.0, -0.8)
+    churned = (rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))).astype("int64")
+    return pd.DataFrame(
+        {
+            "customer_id": [f"{seed:04d}-{i:05d}" for i in range(rows)],
+            "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(np.arange(rows), "h"),
+            "tenure": tenure,
+            "monthly_charges": charges,
+            "contract": contract,
+            "churned": churned,
+        }
+    )
+
+
+def fit_pipeline(*, seed: int, c: float = 1.0) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = churn_frame(seed=seed, rows=300)
+    pre = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["tenure", "monthly_charges"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["contract"]),
+        ]
+    )
+    model = Pipeline([("pre", pre), ("clf", LogisticRegression(C=c, max_iter=200))])
+    return model.fit(frame[FEATURES], frame["churned"])
+
+
+def saved_model_dir(*, seed: int) -> Path:
+    """An MLflow sklearn model directory (skops, with signature), saved once per seed."""
+    if seed not in _SAVED:
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        model = fit_pipeline(seed=seed, c=0.05 + seed % 7)
+        sample = churn_frame(seed=seed, rows=20)[FEATURES]
+        path = _ROOT / f"model-{seed}"
+        mlflow.sklearn.save_model(
+            model,
+            str(path),
+            serialization_format="skops",
+            signature=infer_signature(sample, model.predict_proba(sample)[:, 1]),
+            pip_requirements=["scikit-learn", "skops"],
+        )
+        _SAVED[seed] = path
+    return _SAVED[seed]
+
+
+def log_candidate(
+    client: Any, *, experiment_id: str, seed: int = 1, params: dict[str, str] | None = None
+) -> LoggedCandidate:
+    """A finished MLflow run holding ``model/`` and ``evaluation/holdout.parquet``."""
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    model_dir = saved_model_dir(seed=seed)
+    client.log_artifacts(run_id, str(model_dir), "model")
+    with tempfile.TemporaryDirectory() as tmp:
+        holdout = Path(tmp) / "holdout.parquet"
+        churn_frame(seed=1000 + seed, rows=150).to_parquet(holdout)
+        client.log_artifact(run_id, str(holdout), "evaluation")
+    for key, value in {
+        "model_family": "logistic_regression",
+        "seed": str(seed),
+        "train_start": "2025-01-01",
+        "train_end": "2025-10-01",
+        **(params or {}),
+    }.items():
+        client.log_param(run_id, key, value)
+    client.log_metric(run_id, "test_roc_auc", 0.8 + seed / 1000)
+    client.set_tag(run_id, "feast.feature_refs", "account:tenure,account:monthly_charges,account:contract")
+    client.set_terminated(run_id)
+    return LoggedCandidate(run_id=run_id, experiment_id=experiment_id, sha256=sha256_of_path(model_dir))
+
+
+def register_candidate(
+    registry: Any,
+    *,
+    experiment_id: str,
+    seed: int = 1,
+    tags: dict[str, str] | None = None,
+    metrics: dict[str, float] | None = None,
+) -> Any:
+    """Log a candidate and register it (as training does for a candidate that passed its gates)."""
+    logged = log_candidate(registry.client, experiment_id=experiment_id, seed=seed)
+    return registry.register(
+        run_id=logged.run_id,
+        artifact_path="model",
+        sha256=logged.sha256,
+        feature_service="churn_v1",
+        metrics=metrics or {"test_roc_auc": 0.8 + seed / 1000, "test_brier": 0.15},
+        tags={"trigger": "manual", **(tags or {})},
+        gate_results={"passed": True, "checks": [{"name": "roc_auc_floor", "passed": True}]},
+        actor="tester",
+        trigger="manual",
+    )
+
+
+def make_registry(tracking_uri: str, artifact_location: str, *, model_name: str = "churn") -> tuple[Any, str]:
+    """A ModelRegistry on a real MLflow store and the id of a fresh experiment."""
+    from mlflow import MlflowClient
+
+    from registry_ext import ModelRegistry, registry_engine
+
+    client = MlflowClient(tracking_uri)
+    experiment_id = client.create_experiment(f"exp-{model_name}", artifact_location=artifact_location)
+    engine = registry_engine(tracking_uri)
+    return ModelRegistry(client=client, engine=engine, model_name=model_name), experiment_id
+
+
+def remove_saved_models() -> None:
+    shutil.rmtree(_ROOT, ignore_errors=True)

@@ -1,0 +1,356 @@
+"""registry_ext on the embedded default: a real SQLite MLflow store and real model artifacts.
+
+One MLflow database per module (creating MLflow's schema takes seconds); every test works on
+its own registered model name, so tests do not see each other's versions.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from registry_ext import (
+    InvalidInputError,
+    InvalidStageError,
+    InvalidTransitionError,
+    ModelRegistry,
+    NoRollbackTargetError,
+    RegistrationError,
+    Stage,
+    UnknownModelError,
+    UnknownVersionError,
+    registry_engine,
+)
+from registry_ext.tables import VERSION_TABLE
+from tests.registry_helpers import log_candidate, make_registry, register_candidate
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    home = tmp_path_factory.mktemp("registry-home")
+    return f"sqlite:///{home / 'mlflow.db'}", str(home / "artifacts")
+
+
+@pytest.fixture
+def registry(store: tuple[str, str], request: pytest.FixtureRequest) -> tuple[ModelRegistry, str]:
+    name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60]
+    return make_registry(store[0], store[1], model_name=name)
+
+
+def aliases(registry: ModelRegistry) -> dict[str, int | None]:
+    return registry._aliases()
+
+
+def transition_count(registry: ModelRegistry) -> int:
+    return len(registry.audit())
+
+
+def test_migrations_are_idempotent_and_use_their_own_version_table(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    engine = registry_engine(uri)  # registry_ext first, MLflow creates its schema afterwards
+    MlflowClient(uri).search_experiments()
+    registry_engine(uri)  # second run: no-op
+    with engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+        version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+        journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+    assert {"models", "model_transitions", "model_experiments", VERSION_TABLE} <= tables
+    assert {"registered_models", "alembic_version"} <= tables  # MLflow's schema, same database
+    assert version == "0001"
+    assert journal == "wal"
+
+
+def test_register_writes_row_mlflow_version_and_registration_transition(
+    registry: tuple[ModelRegistry, str],
+) -> None:
+    reg, experiment_id = registry
+    record = register_candidate(reg, experiment_id=experiment_id, seed=1, tags={"trigger": "drift"})
+    assert record.version == 1
+    assert record.stage is Stage.NONE
+    assert record.feature_service == "churn_v1"
+    assert record.tags == {"trigger": "drift"}
+    assert record.gate_results["passed"] is True
+    assert record.experiment_id == experiment_id
+    mlflow_version = reg.client.get_model_version(reg.model_name, "1")
+    assert mlflow_version.tags["sha256"] == record.sha256
+    assert mlflow_version.run_id == record.run_id
+    (registration,) = reg.audit(version=1)
+    assert registration.from_stage is None
+    assert registration.to_stage is Stage.NONE
+    assert registration.actor == "tester"
+    assert registration.gate_results == record.gate_results
+    assert aliases(reg) == {"staging": None, "production": None}
+
+
+def test_lifecycle_moves_aliases_and_archives_the_previous_production(registry: tuple[ModelRegistry, str]) -> None:
+    reg, experiment_id = registry
+    for seed in (1, 2):
+        register_candidate(reg, experiment_id=experiment_id, seed=seed)
+    reg.promote(version=1, stage="Staging", reason="candidate", actor="alice")
+    assert aliases(reg) == {"staging": 1, "production": None}
+    reg.promote(version=1, stage="production", reason="ship it", actor="alice")
+    assert aliases(reg) == {"staging": None, "production": 1}
+    reg.promote(version=2, stage=Stage.STAGING, reason="next", actor="bob", trigger="drift")
+    result = reg.change_stage(version=2, stage="Production", reason="better", actor="bob", trigger="drift")
+
+    assert aliases(reg) == {"staging": None, "production": 2}
+    assert [(t.version, t.from_stage, t.to_stage) for t in result.transitions] == [
+        (2, Stage.STAGING, Stage.PRODUCTION),
+        (1, Stage.PRODUCTION, Stage.ARCHIVED),
+    ]
+    assert result.displaced[0].reason == "superseded by version 2 in Production: better"
+    assert reg.get(1).stage is Stage.ARCHIVED
+    production = reg.production()
+    assert production is not None and production.version == 2
+    history = [(t.version, t.from_stage, t.to_stage, t.actor, t.trigger) for t in reg.audit()]
+    assert history == [
+        (1, None, Stage.NONE, "tester", "manual"),
+        (2, None, Stage.NONE, "tester", "manual"),
+        (1, Stage.NONE, Stage.STAGING, "alice", "manual"),
+        (1, Stage.STAGING, Stage.PRODUCTION, "alice", "manual"),
+        (2, Stage.NONE, Stage.STAGING, "bob", "drift"),
+        (1, Stage.PRODUCTION, Stage.ARCHIVED, "bob", "drift"),
+        (2, Stage.STAGING, Stage.PRODUCTION, "bob", "drift"),
+    ]
+
+
+def test_a_new_staging_version_archives_the_previous_one(registry: tuple[ModelRegistry, str]) -> None:
+    reg, experiment_id = registry
+    for seed in (1, 2):
+        register_candidate(reg, experiment_id=experiment_id, seed=seed)
+    reg.promote(version=1, stage="Staging", reason="first", actor="a")
+    reg.promote(version=2, stage="Staging", reason="second", actor="a")
+    assert reg.get(1).stage is Stage.ARCHIVED
+    assert aliases(reg) == {"staging": 2, "production": None}
+    staging = reg.staging()
+    assert staging is not None and staging.version == 2
+
+
+@pytest.mark.parametrize(
+    ("setup", "kwargs", "error", "message"),
+    [
+        ([], {"version": 9, "stage": "Staging", "reason": "x"}, UnknownVersionError, "has no version 9"),
+        ([], {"version": 1, "stage": "Staging", "reason": "  "}, InvalidInputError, "reason must not be empty"),
+        ([], {"version": 1, "stage": "Live", "reason": "x"}, InvalidStageError, "invalid stage 'Live'"),
+        ([], {"version": 1, "stage": "Production", "reason": "x"}, InvalidTransitionError, "Staging before"),
+        ([], {"version": 1, "stage": "Staging", "reason": "x", "trigger": "cron"}, InvalidInputError, "trigger"),
+        ([], {"version": 0, "stage": "Staging", "reason": "x"}, InvalidInputError, "positive integer"),
+        (["Archived"], {"version": 1, "stage": "Staging", "reason": "x"}, InvalidTransitionError, "is Archived"),
+        (["Staging"], {"version": 1, "stage": "Staging", "reason": "x"}, InvalidTransitionError, "already in"),
+        (
+            ["Staging", "Production"],
+            {"version": 1, "stage": "Staging", "reason": "x"},
+            InvalidTransitionError,
+            "Production; it can move to Archived",
+        ),
+    ],
+)
+def test_bad_promotions_are_refused_and_write_nothing(
+    registry: tuple[ModelRegistry, str], setup: list[str], kwargs: dict[str, Any], error: type, message: str
+) -> None:
+    reg, experiment_id = registry
+    register_candidate(reg, experiment_id=experiment_id, seed=1)
+    for stage in setup:
+        reg.promote(version=1, stage=stage, reason="setup", actor="a")
+    before = (transition_count(reg), reg.get(1).stage, aliases(reg))
+    with pytest.raises(error, match=message):
+        reg.promote(actor="a", **kwargs)
+    assert (transition_count(reg), reg.get(1).stage, aliases(reg)) == before
+
+
+def test_unknown_model_is_a_clear_error(store: tuple[str, str]) -> None:
+    from mlflow import MlflowClient
+
+    reg = ModelRegistry(client=MlflowClient(store[0]), engine=registry_engine(store[0]), model_name="nope")
+    with pytest.raises(UnknownModelError, match="'nope' does not exist"):
+        reg.promote(version=1, stage="Staging", reason="x", actor="a")
+    with pytest.raises(UnknownVersionError):
+        reg.get(1)
+    assert reg.reconcile().recorded == ()
+
+
+def test_rollback_walks_back_through_production_history(registry: tuple[ModelRegistry, str]) -> None:
+    reg, experiment_id = registry
+    for seed in (1, 2, 3):
+        register_candidate(reg, experiment_id=experiment_id, seed=seed)
+        reg.promote(version=seed, stage="Staging", reason="stage", actor="a")
+        reg.promote(version=seed, stage="Production", reason="ship", actor="a")
+    first = reg.rollback(reason="v3 degrades recall", actor="oncall")
+    assert (first.transition.version, first.transition.from_stage, first.transition.to_stage) == (
+        2,
+        Stage.ARCHIVED,
+        Stage.PRODUCTION,
+    )
+    assert first.displaced[0].version == 3 and "v3 degrades recall" in first.displaced[0].reason
+    assert aliases(reg)["production"] == 2
+    second = reg.rollback(reason="v2 too", actor="oncall")
+    assert second.transition.version == 1
+    assert aliases(reg)["production"] == 1
+    with pytest.raises(NoRollbackTargetError):
+        reg.rollback(reason="again", actor="oncall")
+    assert [r.version for r in reg.search(name=reg.model_name, stage="Production")] == [1]
+
+
+def test_rollback_without_production_is_refused(registry: tuple[ModelRegistry, str]) -> None:
+    reg, experiment_id = registry
+    register_candidate(reg, experiment_id=experiment_id, seed=1)
+    with pytest.raises(NoRollbackTargetError, match="no Production version"):
+        reg.rollback(reason="x", actor="a")
+    with pytest.raises(InvalidInputError):
+        reg.rollback(reason="", actor="a")
+
+
+def test_transitions_are_append_only(registry: tuple[ModelRegistry, str]) -> None:
+    reg, experiment_id = registry
+    register_candidate(reg, experiment_id=experiment_id, seed=1)
+    for statement in ("UPDATE model_transitions SET reason = 'edited'", "DELETE FROM model_transitions"):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), reg.engine.begin() as conn:
+            conn.execute(sa.text(statement))
+    assert [t.reason for t in reg.audit()] == ["registered"]
+
+
+def test_no_code_path_updates_or_deletes_transitions() -> None:
+    source = "\n".join(p.read_text() for p in Path("registry_ext").rglob("*.py") if "migrations" not in p.parts)
+    assert not re.search(r"model_transitions\s*\.\s*(update|delete)\s*\(", source)
+    assert not re.search(r"(UPDATE|DELETE FROM)\s+model_transitions", source, re.IGNORECASE)
+
+
+def test_out_of_band_alias_move_is_recorded_by_reconcile(registry: tuple[ModelRegistry, str]) -> None:
+    reg, experiment_id = registry
+    for seed in (1, 2):
+        register_candidate(reg, experiment_id=experiment_id, seed=seed)
+    reg.promote(version=1, stage="Staging", reason="s", actor="a")
+    reg.promote(version=1, stage="Production", reason="p", actor="a")
+    assert reg.reconcile().recorded == ()
+
+    reg.client.set_registered_model_alias(reg.model_name, "production", "2")  # as the MLflow UI would
+    production = reg.production()  # serving's call reconciles
+    assert production is not None and production.version == 2
+    recorded = [t for t in reg.audit() if t.actor == "mlflow"]
+    assert [(t.version, t.from_stage, t.to_stage) for t in recorded] == [
+        (1, Stage.PRODUCTION, Stage.ARCHIVED),
+        (2, Stage.NONE, Stage.PRODUCTION),
+    ]
+    assert "outside registry_ext" in recorded[1].reason
+    assert reg.reconcile().recorded == ()  # recorded once
+
+    reg.client.delete_registered_model_alias(reg.model_name, "production")
+    report = reg.reconcile()
+    assert [(t.version, t.to_stage, t.actor) for t in report.recorded] == [(2, Stage.ARCHIVED, "mlflow")]
+    assert reg.production() is None
+
+
+def test_alias_on_a_version_unknown_to_registry_ext_is_reported_not_adopted(
+    registry: tuple[ModelRegistry, str],
+) -> None:
+    reg, experiment_id = registry
+    record = register_candidate(reg, experiment_id=experiment_id, seed=1)
+    stray = reg.client.create_model_version(reg.model_name, record.artifact_uri, run_id=record.run_id)
+    reg.client.set_registered_model_alias(reg.model_name, "staging", stray.version)
+    report = reg.reconcile()
+    assert report.recorded == ()
+    assert "did not register" in report.warnings[0]
+
+
+def test_failed_database_write_deletes_the_new_mlflow_version(registry: tuple[ModelRegistry, str]) -> None:
+    reg, experiment_id = registry
+    register_candidate(reg, experiment_id=experiment_id, seed=1)
+    # A stray row for version 2 makes the models insert fail after MLflow created version 2.
+    with reg.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO models (name, version, stage, run_id, artifact_uri, sha256, feature_service, "
+                "metrics, tags, created) VALUES (:n, 2, 'None', 'r', 'u', :s, 'f', '{}', '{}', '2026-01-01')"
+            ),
+            {"n": reg.model_name, "s": "0" * 64},
+        )
+    with pytest.raises(RegistrationError, match="version 2 failed, the MLflow version was removed"):
+        register_candidate(reg, experiment_id=experiment_id, seed=2)
+    versions = reg.client.search_model_versions(f"name = '{reg.model_name}'")
+    assert sorted(int(v.version) for v in versions) == [1]
+    assert [t.version for t in reg.audit()] == [1]
+
+
+def test_failed_transition_insert_changes_no_stage_and_restores_aliases(
+    registry: tuple[ModelRegistry, str],
+) -> None:
+    reg, experiment_id = registry
+    register_candidate(reg, experiment_id=experiment_id, seed=1)
+    reg.promote(version=1, stage="Staging", reason="s", actor="a")
+    with reg.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER test_refuse_insert BEFORE INSERT ON model_transitions "
+                "BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+            )
+        )
+    try:
+        with pytest.raises(Exception, match="disk full"):
+            reg.promote(version=1, stage="Production", reason="p", actor="a")
+    finally:
+        with reg.engine.begin() as conn:
+            conn.execute(sa.text("DROP TRIGGER test_refuse_insert"))
+    assert reg.get(1).stage is Stage.STAGING
+    assert aliases(reg) == {"staging": 1, "production": None}
+    assert reg.reconcile().recorded == ()
+
+
+def test_register_refuses_a_wrong_sha256_before_creating_anything(registry: tuple[ModelRegistry, str]) -> None:
+    from churnops.artifacts import ArtifactIntegrityError
+
+    reg, experiment_id = registry
+    logged = log_candidate(reg.client, experiment_id=experiment_id, seed=1)
+    with pytest.raises(ArtifactIntegrityError, match="expected 0{64}, actual " + logged.sha256):
+        reg.register(
+            run_id=logged.run_id,
+            sha256="0" * 64,
+            feature_service="churn_v1",
+            metrics={"auc": 0.8},
+            actor="a",
+        )
+    assert reg.client.search_model_versions(f"name = '{reg.model_name}'") == []
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"metrics": {"auc": float("nan")}}, "metric 'auc' is not finite"),
+        ({"metrics": {"auc": "high"}}, "metric 'auc' is not a number"),
+        ({"sha256": "abc"}, "sha256 must be 64 hex"),
+        ({"feature_service": ""}, "feature_service must not be empty"),
+        ({"run_id": "0" * 32}, "unknown MLflow run"),
+        ({"artifact_path": "nothing-here"}, "no model at artifact path 'nothing-here'"),
+        ({"gate_results": {"auc": float("inf")}}, "gate_results must be JSON"),
+    ],
+)
+def test_register_refuses_bad_input(
+    registry: tuple[ModelRegistry, str], override: dict[str, Any], message: str
+) -> None:
+    reg, experiment_id = registry
+    logged = log_candidate(reg.client, experiment_id=experiment_id, seed=1)
+    kwargs: dict[str, Any] = {
+        "run_id": logged.run_id,
+        "sha256": logged.sha256,
+        "feature_service": "churn_v1",
+        "metrics": {"auc": 0.8},
+        "actor": "a",
+        **override,
+    }
+    with pytest.raises(InvalidInputError, match=message):
+        reg.register(**kwargs)
+    assert reg.client.search_model_versions(f"name = '{reg.model_name}'") == []
+
+
+def test_actor_defaults_to_the_environment(
+    registry: tuple[ModelRegistry, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg, experiment_id = registry
+    register_candidate(reg, experiment_id=experiment_id, seed=1)
+    monkeypatch.setenv("CHURNOPS_ACTOR", "ci-bot")
+    assert reg.promote(version=1, stage="Staging", reason="auto").actor == "ci-bot"
