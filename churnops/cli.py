@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import typer
 
 from churnops.commands import demo, features, generate, ingest, registry, serve, train
@@ -16,6 +18,16 @@ data_app = typer.Typer(help="Bring churn data in: ingest a Telco CSV or generate
 data_app.command("ingest")(ingest.ingest)
 data_app.command("generate")(generate.generate)
 app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _entry() -> None:
+    """Quiet known third-party deprecation chatter for CLI users (tests keep warnings as errors)."""
+    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
+
+
+
 app.add_typer(features.app, name="features")
 app.add_typer(registry.app, name="registry")
 app.command("train")(train.train)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     artifact_root: str | None = Field(
         default=None, description="Model artifact root: a local dir or s3://bucket/prefix."
     )
+    gate_policy: Path | None = Field(
+        default=None, description="Training quality-gate policy YAML (default: the packaged one)."
+    )
     registry_database_url: str | None = Field(
         default=None,
         description="Database of MLflow's backend store, for registry_ext's tables (default: the "

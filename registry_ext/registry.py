@@ -348,8 +348,14 @@ class ModelRegistry:
         return PromotionResult(transition=written[0], displaced=tuple(written[1:]))
 
     def reconcile(self) -> ReconcileReport:
-        """Record alias changes made directly in MLflow (actor ``mlflow``); cheap when none."""
-        aliases = self._aliases()
+        """Record alias changes made directly in MLflow (actor ``mlflow``); cheap when none.
+
+        A model MLflow does not know yet has nothing to reconcile (an empty report).
+        """
+        try:
+            aliases = self._aliases()
+        except UnknownModelError:
+            return ReconcileReport()
         with self.engine.connect() as conn:
             holders = store.stage_holders(conn, name=self.model_name)
         if aliases_for(holders) == aliases:

@@ -9,6 +9,8 @@ the way training and registry_ext do. Nothing here runs at import.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -79,18 +81,46 @@ def fit_pipeline(rows: pd.DataFrame, *, c: float = 1.0) -> Any:
     return model
 
 
-def register_model(*, settings: Settings, model: Any, example: pd.DataFrame, alias: bool = True) -> str:
-    """Log ``model`` in skops format, register it, tag its sha256 and feature service; returns the version."""
+@contextmanager
+def _tracking(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (and parts of registry_ext) read the global tracking URI: set it briefly."""
     import mlflow
+
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous or "")
+
+
+def _registry(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+    from registry_ext import ModelRegistry, registry_engine
+
+    return ModelRegistry(
+        client=MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri),
+        engine=registry_engine(settings.tracking_uri),
+        model_name=settings.model_name,
+    )
+
+
+def register_model(*, settings: Settings, model: Any, example: pd.DataFrame, alias: bool = True) -> str:
+    """Log ``model`` in skops format and register it with its sha256 and feature service.
+
+    Through registry_ext when it is importable (register + promote), else straight in MLflow
+    (version tags ``sha256`` and ``feast.feature_service``, ``production`` alias). Returns the version.
+    """
+    import mlflow
+    import mlflow.artifacts
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
     from churnops.artifacts import sha256_of_path
+    from serving.model_source import registry_ext_available
 
-    client = MlflowClient(settings.tracking_uri)
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    try:
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    with _tracking(settings.tracking_uri):
         name = "churnops-serving-tests"
         experiment = client.get_experiment_by_name(name)
         experiment_id = (
@@ -99,47 +129,37 @@ def register_model(*, settings: Settings, model: Any, example: pd.DataFrame, ali
             else client.create_experiment(name, artifact_location=settings.artifact_location)
         )
         features = example[feature_names()]
-        with mlflow.start_run(experiment_id=experiment_id) as run:
-            mlflow.set_tag("feast.feature_service", settings.feature_service)
-            info = mlflow.sklearn.log_model(
+        with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=experiment_id) as run:
+            # Saved locally and logged as the run's ``model/`` directory (the layout both
+            # registry_ext and plain MLflow resolve); the digest covers exactly these files.
+            local = Path(tmp) / "model"
+            mlflow.sklearn.save_model(
                 model,
-                name="model",
+                str(local),
                 serialization_format="skops",
                 signature=infer_signature(features, model.predict_proba(features)),
                 input_example=features.head(2),
             )
-    finally:
-        mlflow.set_tracking_uri(previous or "")
-    with tempfile.TemporaryDirectory() as tmp:
-        import mlflow.artifacts
-
-        location = client.get_logged_model(info.model_id).artifact_location
-        local = mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp)
-        sha = sha256_of_path(Path(local))
-    from serving.model_source import registry_ext_available
-
-    if registry_ext_available():
-        from registry_ext import ModelRegistry, registry_engine
-
-        registry = ModelRegistry(
-            client=client, engine=registry_engine(settings.tracking_uri), model_name=settings.model_name
-        )
-        record = registry.register(
-            run_id=run.info.run_id,
-            artifact_path="model",
-            sha256=sha,
-            feature_service=settings.feature_service,
-            metrics={"test_roc_auc": 0.5},
-            actor="serving-tests",
-        )
-        version = str(record.version)
-        if alias:
-            promote(settings=settings, version=version)
-        return version
-    registered = mlflow.register_model(info.model_uri, settings.model_name, tracking_uri=settings.tracking_uri)
-    version = str(registered.version)
-    client.set_model_version_tag(settings.model_name, version, "sha256", sha)
-    client.set_model_version_tag(settings.model_name, version, "feast.feature_service", settings.feature_service)
+            sha = sha256_of_path(local)
+            mlflow.log_artifacts(str(local), artifact_path="model")
+            mlflow.set_tag("feast.feature_service", settings.feature_service)
+        if registry_ext_available():
+            record = _registry(settings).register(
+                run_id=run.info.run_id,
+                artifact_path="model",
+                sha256=sha,
+                feature_service=settings.feature_service,
+                metrics={"test_roc_auc": 0.5},
+                actor="serving-tests",
+            )
+            version = str(record.version)
+        else:
+            registered = mlflow.register_model(f"runs:/{run.info.run_id}/model", settings.model_name)
+            version = str(registered.version)
+            client.set_model_version_tag(settings.model_name, version, "sha256", sha)
+            client.set_model_version_tag(
+                settings.model_name, version, "feast.feature_service", settings.feature_service
+            )
     if alias:
         promote(settings=settings, version=version)
     return version
@@ -151,16 +171,19 @@ def promote(*, settings: Settings, version: str) -> None:
 
     from serving.model_source import registry_ext_available
 
-    client = MlflowClient(settings.tracking_uri)
-    if registry_ext_available():
-        from registry_ext import ModelRegistry, registry_engine
+    with _tracking(settings.tracking_uri):
+        if registry_ext_available():
+            from registry_ext import InvalidTransitionError
 
-        registry = ModelRegistry(
-            client=client, engine=registry_engine(settings.tracking_uri), model_name=settings.model_name
-        )
-        registry.promote(version=int(version), stage="Production", reason="serving test", actor="serving-tests")
-        return
-    client.set_registered_model_alias(settings.model_name, "production", version)
+            registry = _registry(settings)
+            try:
+                registry.promote(version=int(version), stage="Production", reason="serving test", actor="tests")
+            except InvalidTransitionError:  # a new version goes through Staging first
+                registry.promote(version=int(version), stage="Staging", reason="serving test", actor="tests")
+                registry.promote(version=int(version), stage="Production", reason="serving test", actor="tests")
+            return
+        client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+        client.set_registered_model_alias(settings.model_name, "production", version)
 
 
 def build_environment(

@@ -145,9 +145,31 @@ def make_registry(tracking_uri: str, artifact_location: str, *, model_name: str 
     from registry_ext import ModelRegistry, registry_engine
 
     client = MlflowClient(tracking_uri)
-    experiment_id = client.create_experiment(f"exp-{model_name}", artifact_location=artifact_location)
+    experiment_id = client.create_experiment(f"exp-{model_name}", artifact_location=f"{artifact_location}/{model_name}")
     engine = registry_engine(tracking_uri)
     return ModelRegistry(client=client, engine=engine, model_name=model_name), experiment_id
+
+
+_STORES: dict[str, tuple[str, str]] = {}
+
+
+def shared_sqlite_store(tmp_path_factory: Any) -> tuple[str, str]:
+    """(tracking URI, artifact root) of one SQLite MLflow store per test session.
+
+    Creating MLflow's schema takes seconds, so the SQLite test modules share one store and
+    isolate themselves by registered model name instead.
+    """
+    if "sqlite" not in _STORES:
+        home = tmp_path_factory.mktemp("registry-home")
+        _STORES["sqlite"] = (f"sqlite:///{home / 'mlflow.db'}", str(home / "artifacts"))
+    return _STORES["sqlite"]
+
+
+def model_name_for(request: Any) -> str:
+    """A registered model name unique to the requesting test."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{request.module.__name__.rsplit('.', 1)[-1]}_{request.node.name}")[-90:]
 
 
 def remove_saved_models() -> None:

@@ -1,8 +1,187 @@
-"""Placeholder until the `train` command lands (being written now)."""
+"""`churnops train`: train on a Feast FeatureService, gate the candidate, register it if it passes.
+
+Builds ``Settings()``, the Feast store, an ``MlflowClient`` and the registry here and passes them
+to :func:`churnops.training.train`. Prints a summary (candidates, test metrics, gate table, the
+version or why none) or, with ``--json``, exactly one JSON object (``{"error": ...}`` on
+failure). Exit codes: 0 trained (whether or not the gates passed: see ``gates.passed`` /
+``version``), 2 on an error, with a one-line message and no stack trace. Heavy imports happen
+inside the command so `churnops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+if TYPE_CHECKING:
+    from churnops.training import TrainResult
 
-def train() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(code=2)
+SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "recall_at_threshold")
+
+
+def _fail(message: str, *, json_output: bool) -> typer.Exit:
+    if json_output:
+        typer.echo(json.dumps({"error": message}))
+    else:
+        typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def _print_summary(result: TrainResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"run [bold]{result.run_id}[/bold] on feature service [bold]{result.feature_service}[/bold]; "
+        f"split: {result.split_strategy} ({result.split_reason})"
+    )
+    windows = Table(title="Splits")
+    for column in ("split", "label times", "rows", "positives"):
+        windows.add_column(column, justify="right" if column in ("rows", "positives") else "left")
+    for name, w in result.windows.items():
+        span = f"{w.start:%Y-%m-%d}" if w.start == w.end else f"{w.start:%Y-%m-%d} .. {w.end:%Y-%m-%d}"
+        windows.add_row(name, span, f"{w.rows:,}", f"{w.positives:,}")
+    console.print(windows)
+
+    candidates = Table(title="Candidates (picked on validation ROC-AUC)")
+    candidates.add_column("family")
+    candidates.add_column("validation ROC-AUC", justify="right")
+    candidates.add_column("chosen")
+    for c in result.candidates:
+        candidates.add_row(c.family, f"{c.validation_roc_auc:.4f}", "[green]yes[/green]" if c.chosen else "")
+    console.print(candidates)
+
+    metrics = Table(title=f"Metrics (threshold {result.threshold:.3f}, chosen on validation by max F1)")
+    metrics.add_column("metric")
+    metrics.add_column("validation", justify="right")
+    metrics.add_column("test", justify="right")
+    if result.production_test is not None:
+        metrics.add_column(f"Production v{result.production_version} on test", justify="right")
+    for name in SHOWN_METRICS:
+        row = [name, f"{result.validation.overall[name]:.4f}", f"{result.test.overall[name]:.4f}"]
+        if result.production_test is not None:
+            row.append(f"{result.production_test.overall[name]:.4f}")
+        metrics.add_row(*row)
+    for slice_name, values in result.test.slices.items():
+        row = [f"roc_auc [{slice_name}]", "", f"{values['roc_auc']:.4f}"]
+        val = result.validation.slices.get(slice_name)
+        row[1] = f"{val['roc_auc']:.4f}" if val else "-"
+        if result.production_test is not None:
+            prod = result.production_test.slices.get(slice_name)
+            row.append(f"{prod['roc_auc']:.4f}" if prod else "-")
+        metrics.add_row(*row)
+    console.print(metrics)
+
+    gates = Table(title=f"Quality gates ({result.gates.policy})")
+    gates.add_column("rule")
+    gates.add_column("result")
+    gates.add_column("detail")
+    for r in result.gates.results:
+        verdict = (
+            "[yellow]skipped[/yellow]"
+            if r.skipped
+            else "[green]pass[/green]"
+            if r.passed
+            else "[red]FAIL[/red]"
+        )
+        gates.add_row(r.rule, verdict, r.detail)
+    console.print(gates)
+    if result.version is not None:
+        console.print(
+            f"[green]registered[/green] as version [bold]{result.version}[/bold] (sha256 {result.sha256})"
+        )
+    else:
+        console.print(f"[red]no version[/red]: {result.registration}")
+
+
+def train(
+    feature_service: Annotated[
+        str, typer.Option("--feature-service", help="The Feast FeatureService to train on.")
+    ] = "churn_v1",
+    gate_policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--gate-policy", help="Gate policy YAML (default: CHURNOPS_GATE_POLICY, else the packaged one)."
+        ),
+    ] = None,
+    trigger: Annotated[
+        str, typer.Option("--trigger", help="Why: manual, scheduled, performance or drift.")
+    ] = "manual",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+) -> None:
+    """Train candidates on a FeatureService, evaluate them, and register the best if it passes the gates."""
+    from churnops.settings import Settings
+
+    if trigger not in ("manual", "scheduled", "performance", "drift"):
+        raise _fail(
+            f"--trigger {trigger!r}: expected manual, scheduled, performance or drift",
+            json_output=json_output,
+        )
+    try:
+        settings = Settings()
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        raise _fail(f"invalid settings: {error}", json_output=json_output) from None
+    try:
+        result = _run(
+            settings=settings, feature_service=feature_service, gate_policy=gate_policy, trigger=trigger
+        )
+    except _expected_errors() as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise _fail(message, json_output=json_output) from None
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), default=str, allow_nan=False))
+    else:
+        _print_summary(result)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from churnops.artifacts import ArtifactIntegrityError
+    from churnops.features.training_set import TimestampError
+    from churnops.training import TrainingError
+    from registry_ext import RegistryError
+
+    return (
+        TrainingError,
+        TimestampError,
+        RegistryError,
+        ArtifactIntegrityError,
+        MlflowException,
+        SQLAlchemyError,
+        OSError,
+    )
+
+
+def _run(*, settings: Any, feature_service: str, gate_policy: Path | None, trigger: str) -> TrainResult:
+    from mlflow import MlflowClient
+
+    from churnops.features.store import feature_store
+    from churnops.training import TrainOptions, load_policy
+    from churnops.training import train as train_model
+    from registry_ext import ModelRegistry, registry_engine
+
+    policy = load_policy(gate_policy or settings.gate_policy)
+    store = feature_store(settings)
+    client = MlflowClient(settings.tracking_uri)
+    engine = registry_engine(settings.tracking_uri)
+    try:
+        registry = ModelRegistry(client=client, engine=engine, model_name=settings.model_name)
+        return train_model(
+            store=store,
+            client=client,
+            registry=registry,
+            sources_dir=settings.sources_dir,
+            policy=policy,
+            options=TrainOptions(feature_service=feature_service, trigger=trigger),
+            artifact_location=settings.artifact_location,
+        )
+    finally:
+        engine.dispose()

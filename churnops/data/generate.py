@@ -220,7 +220,9 @@ def _log_odds(
     return np.asarray(odds, dtype=np.float64)
 
 
-def _validate(*, customers: int, months: int, start: date) -> None:
+def _validate(*, customers: int, months: int, seed: int, start: date) -> None:
+    if seed < 0:
+        raise InvalidArgument("seed", f"seed must be zero or positive, got {seed}")
     if customers <= 0:
         raise InvalidArgument("customers", f"customers must be positive, got {customers}")
     if months <= 0:
@@ -239,7 +241,7 @@ def generate_churn_data(
     concept_drift_from: date | None = None,
 ) -> GeneratedData:
     """Generate ``customers`` customers over ``months`` monthly snapshots (same arguments, same frame)."""
-    _validate(customers=customers, months=months, start=start)
+    _validate(customers=customers, months=months, seed=seed, start=start)
     times = snapshot_times(start=start, months=months)
     data_month = _drift_month(argument="data_drift_from", when=data_drift_from, times=times)
     concept_month = _drift_month(argument="concept_drift_from", when=concept_drift_from, times=times)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -50,6 +52,8 @@ def materialize(*, store: FeatureStore, end: datetime, views: list[str] | None =
         ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else timedelta(days=3650)
         # Feast's window is [start, end]; offline PIT keeps rows with ts >= end - ttl too.
         start = end - ttl
-        store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+        # Feast prints progress bars to stdout; a library function returns, it does not print.
+        with contextlib.redirect_stdout(io.StringIO()):
+            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
         windows[view.name] = (start, end)
     return MaterializeResult(end=end, windows=windows)

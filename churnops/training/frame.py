@@ -62,7 +62,7 @@ def labels(frame: pd.DataFrame) -> np.ndarray:
     if values.isna().any():
         raise TrainingDataError(f"{int(values.isna().sum())} row(s) have no {LABEL!r} label")
     as_int = pd.to_numeric(values).astype("int64")
-    bad = sorted(set(as_int.unique()) - {0, 1})
+    bad = sorted({int(v) for v in as_int.unique()} - {0, 1})
     if bad:
         raise TrainingDataError(f"label {LABEL!r} must be 0 or 1; found {bad[:5]}")
     return as_int.to_numpy()

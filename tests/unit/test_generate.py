@@ -241,6 +241,7 @@ def test_concept_drift_changes_churn_not_features(base: GeneratedData, concept_d
     [
         ({"customers": 0}, "customers"),
         ({"months": 0}, "months"),
+        ({"seed": -1}, "seed"),
         ({"start": date(2024, 1, 15)}, "start"),
         ({"data_drift_from": date(2024, 1, 1)}, "data_drift_from"),
         ({"concept_drift_from": date(2025, 1, 1)}, "concept_drift_from"),
@@ -300,6 +301,7 @@ def test_cli_writes_sources_that_read_back(cli_home: Path) -> None:
     [
         (["--customers", "0"], "--customers"),
         (["--months", "-1"], "--months"),
+        (["--seed", "-5"], "--seed"),
         (["--start", "2024-13-01"], "--start"),
         (["--start", "2024-01-15"], "--start"),
         (["--data-drift-from", "yesterday"], "--data-drift-from"),

@@ -26,19 +26,23 @@ from registry_ext import (
     registry_engine,
 )
 from registry_ext.tables import VERSION_TABLE
-from tests.registry_helpers import log_candidate, make_registry, register_candidate
+from tests.registry_helpers import (
+    log_candidate,
+    make_registry,
+    model_name_for,
+    register_candidate,
+    shared_sqlite_store,
+)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    home = tmp_path_factory.mktemp("registry-home")
-    return f"sqlite:///{home / 'mlflow.db'}", str(home / "artifacts")
+    return shared_sqlite_store(tmp_path_factory)
 
 
 @pytest.fixture
 def registry(store: tuple[str, str], request: pytest.FixtureRequest) -> tuple[ModelRegistry, str]:
-    name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60]
-    return make_registry(store[0], store[1], model_name=name)
+    return make_registry(store[0], store[1], model_name=model_name_for(request))
 
 
 def aliases(registry: ModelRegistry) -> dict[str, int | None]:

@@ -1,0 +1,110 @@
+"""Materialization of N customers into Redis: Feast vs a raw pipelined HSET floor.
+
+    uv run python benchmarks/materialize.py [--customers 100000] [--redis redis://127.0.0.1:6379/13]
+
+The floor writes the same number of hashes with the same fields (values as bytes) through one
+redis-py pipeline in batches; Feast serializes protobuf values and writes per view.
+Target on the 2-core machine: Feast within 3x the floor. Uses (and flushes) the given Redis db.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import emit, peak_rss_mb, run_case, timed  # noqa: E402
+
+
+def prepare(home: Path, customers: int) -> None:
+    from churnops.data.generate import generate_churn_data, write_generated
+    from churnops.settings import Settings
+
+    settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
+    data = generate_churn_data(customers=customers, months=2, seed=3)
+    write_generated(data=data, sources_dir=settings.sources_dir)
+    last = data.frame[data.frame["event_timestamp"] == data.frame["event_timestamp"].max()]
+    emit({"customers_at_end": int(last["customer_id"].nunique()), "end": last["event_timestamp"].max().isoformat()})
+
+
+def case_feast(home: Path, redis_url: str, end: str) -> None:
+    import pandas as pd
+    import redis
+
+    from churnops.features.materialize import materialize
+    from churnops.features.store import apply, definitions, feature_store
+    from churnops.settings import Settings
+
+    redis.Redis.from_url(redis_url).flushdb()
+    settings = Settings(home=home, redis_url=redis_url, redis_timeout_ms=5000, _env_file=None)  # type: ignore[call-arg]
+    store = feature_store(settings)
+    apply(store=store, defs=definitions(settings))
+    _, seconds = timed(lambda: materialize(store=store, end=pd.Timestamp(end).to_pydatetime()))
+    keys = redis.Redis.from_url(redis_url).dbsize()
+    emit({"case": "feast", "seconds": seconds, "keys": keys, "rss_mb": peak_rss_mb()})
+
+
+def case_raw(home: Path, redis_url: str, end: str) -> None:
+    import pandas as pd
+    import redis
+
+    from churnops.schema import VIEWS, view_columns
+    from churnops.sources import read_source
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    frames = {}
+    for view in VIEWS:
+        frame = read_source(sources_dir=home / "sources", name=view)
+        frames[view] = frame[frame["event_timestamp"] <= pd.Timestamp(end)].drop_duplicates("customer_id", keep="last")
+
+    def write() -> int:
+        pipe = client.pipeline(transaction=False)
+        n = 0
+        for view, frame in frames.items():
+            cols = [c.name for c in view_columns(view)]  # type: ignore[arg-type]
+            for record in frame[["customer_id", "event_timestamp", *cols]].itertuples(index=False):
+                mapping = {f"{view}:{c}": str(v).encode() for c, v in zip(cols, record[2:], strict=True)}
+                mapping[f"_ts:{view}"] = str(record[1].timestamp()).encode()
+                pipe.hset(f"churnops:{record[0]}", mapping=mapping)
+                n += 1
+                if n % 5000 == 0:
+                    pipe.execute()
+        pipe.execute()
+        return n
+
+    _, seconds = timed(write)
+    emit({"case": "raw", "seconds": seconds, "keys": client.dbsize(), "rss_mb": peak_rss_mb()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--case", choices=["prepare", "feast", "raw"])
+    parser.add_argument("--home")
+    parser.add_argument("--end")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    args = parser.parse_args()
+    if args.case == "prepare":
+        prepare(Path(args.home), args.customers)
+        return
+    if args.case in ("feast", "raw"):
+        (case_feast if args.case == "feast" else case_raw)(Path(args.home), args.redis, args.end)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        prep = run_case(__file__, "prepare", "--home", str(home), "--customers", str(args.customers))
+        raw = run_case(__file__, "raw", "--home", str(home), "--redis", args.redis, "--end", prep["end"])
+        feast = run_case(__file__, "feast", "--home", str(home), "--redis", args.redis, "--end", prep["end"])
+    print(f"materialize {prep['customers_at_end']:,} customers (3 views) into Redis")
+    print(f"{'case':<26}{'wall s':>10}{'keys':>10}{'peak RSS MB':>14}{'rows/s':>12}")
+    for name, r in (("raw pipelined HSET (floor)", raw), ("Feast materialize", feast)):
+        rate = prep["customers_at_end"] / r["seconds"]
+        print(f"{name:<26}{r['seconds']:>10.2f}{r['keys']:>10,}{r['rss_mb']:>14.0f}{rate:>12,.0f}")
+    print(f"ratio to floor: {feast['seconds'] / raw['seconds']:.2f}x (target <= 3x)")
+
+
+if __name__ == "__main__":
+    main()

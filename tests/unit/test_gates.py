@@ -1,0 +1,201 @@
+"""The gate logic is a pure function: every rule can fail, and the policy file is validated."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from churnops.training.errors import GatePolicyError
+from churnops.training.gates import (
+    GatePolicy,
+    MetricsSnapshot,
+    default_policy_path,
+    evaluate_gates,
+    load_policy,
+)
+
+POLICY = GatePolicy.model_validate(
+    {
+        "name": "test",
+        "floors": {"roc_auc": 0.70, "pr_auc_lift": 1.5},
+        "ceilings": {"brier": 0.20},
+        "relative": {"metric": "roc_auc", "min_improvement": 0.0, "max_slice_regression": {"mtm": 0.02}},
+        "slices": {"mtm": {"column": "contract", "equals": "Month-to-month"}},
+    }
+)
+GOOD = {"roc_auc": 0.85, "pr_auc_lift": 2.5, "brier": 0.13, "pr_auc": 0.6}
+
+
+def snap(overall: dict[str, float] | None = None, mtm: float | None = 0.78) -> MetricsSnapshot:
+    slices = {} if mtm is None else {"mtm": {"roc_auc": mtm}}
+    return MetricsSnapshot(overall={**GOOD, **(overall or {})}, slices=slices)
+
+
+def result(report, rule: str):  # type: ignore[no-untyped-def]
+    matches = [r for r in report.results if r.rule == rule]
+    assert len(matches) == 1, [r.rule for r in report.results]
+    return matches[0]
+
+
+def test_a_good_candidate_without_production_passes_and_skips_relative_rules() -> None:
+    report = evaluate_gates(candidate=snap(), production=None, policy=POLICY)
+    assert report.passed
+    assert report.failures == []
+    for rule in ("min_improvement:roc_auc", "max_slice_regression:mtm:roc_auc"):
+        r = result(report, rule)
+        assert r.passed and r.skipped
+    assert report.production_version is None
+
+
+def test_a_good_candidate_matching_production_passes() -> None:
+    report = evaluate_gates(candidate=snap(), production=snap(), policy=POLICY, production_version=3)
+    assert report.passed, report.failures
+    r = result(report, "min_improvement:roc_auc")
+    assert r.value == 0.0 and not r.skipped
+    assert report.production_version == 3
+
+
+@pytest.mark.parametrize(
+    ("overall", "rule"),
+    [
+        ({"roc_auc": 0.69}, "floor:roc_auc"),
+        ({"pr_auc_lift": 1.2}, "floor:pr_auc_lift"),
+        ({"brier": 0.2001}, "ceiling:brier"),
+    ],
+)
+def test_each_absolute_rule_can_fail(overall: dict[str, float], rule: str) -> None:
+    report = evaluate_gates(candidate=snap(overall), production=None, policy=POLICY)
+    assert not report.passed
+    assert [r.rule for r in report.failures] == [rule]
+    assert "fails" in result(report, rule).detail
+
+
+def test_bounds_are_inclusive() -> None:
+    report = evaluate_gates(candidate=snap({"roc_auc": 0.70, "brier": 0.20}), production=None, policy=POLICY)
+    assert report.passed
+
+
+def test_a_missing_metric_fails_its_rule() -> None:
+    candidate = MetricsSnapshot(overall={"roc_auc": 0.9, "brier": 0.1}, slices={})
+    report = evaluate_gates(candidate=candidate, production=None, policy=POLICY)
+    r = result(report, "floor:pr_auc_lift")
+    assert not r.passed and "missing" in r.detail
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_any_non_finite_metric_fails(bad: float) -> None:
+    # A NaN on a metric no other rule reads still fails the finite rule.
+    report = evaluate_gates(candidate=snap({"log_loss": bad}), production=None, policy=POLICY)
+    assert not report.passed
+    assert [r.rule for r in report.failures] == ["finite_metrics"]
+    assert "log_loss" in result(report, "finite_metrics").detail
+
+
+def test_a_non_finite_gated_metric_fails_its_own_rule_too() -> None:
+    report = evaluate_gates(candidate=snap({"roc_auc": math.nan}), production=None, policy=POLICY)
+    assert {r.rule for r in report.failures} == {"finite_metrics", "floor:roc_auc"}
+    # NaN >= 0.7 is False anyway, but the detail must say why.
+    assert "non-finite" in result(report, "floor:roc_auc").detail
+
+
+def test_a_non_finite_slice_metric_fails() -> None:
+    report = evaluate_gates(candidate=snap(mtm=math.nan), production=None, policy=POLICY)
+    assert not result(report, "finite_metrics").passed
+    assert "mtm.roc_auc" in result(report, "finite_metrics").detail
+
+
+def test_a_candidate_worse_than_production_on_the_same_rows_fails() -> None:
+    report = evaluate_gates(candidate=snap({"roc_auc": 0.84}), production=snap({"roc_auc": 0.85}), policy=POLICY)
+    assert [r.rule for r in report.failures] == ["min_improvement:roc_auc"]
+    r = result(report, "min_improvement:roc_auc")
+    assert r.value == pytest.approx(-0.01)
+    assert "candidate 0.8400, production 0.8500" in r.detail
+
+
+def test_min_improvement_requires_a_real_gain_when_positive() -> None:
+    policy = POLICY.model_copy(update={"relative": POLICY.relative.model_copy(update={"min_improvement": 0.01})})
+    same = evaluate_gates(candidate=snap(), production=snap(), policy=policy)
+    assert [r.rule for r in same.failures] == ["min_improvement:roc_auc"]
+    better = evaluate_gates(candidate=snap({"roc_auc": 0.87}), production=snap(), policy=policy)
+    assert better.passed
+
+
+def test_a_slice_regression_beyond_the_limit_fails_even_when_overall_improves() -> None:
+    report = evaluate_gates(
+        candidate=snap({"roc_auc": 0.90}, mtm=0.75), production=snap({"roc_auc": 0.85}, mtm=0.78), policy=POLICY
+    )
+    assert [r.rule for r in report.failures] == ["max_slice_regression:mtm:roc_auc"]
+    assert result(report, "max_slice_regression:mtm:roc_auc").value == pytest.approx(0.03)
+
+
+def test_a_slice_regression_within_the_limit_passes() -> None:
+    report = evaluate_gates(candidate=snap(mtm=0.765), production=snap(mtm=0.78), policy=POLICY)
+    assert report.passed
+
+
+@pytest.mark.parametrize(("cand", "prod", "who"), [(None, 0.78, "candidate"), (0.78, None, "production")])
+def test_a_slice_without_metrics_fails_its_rule(cand: float | None, prod: float | None, who: str) -> None:
+    report = evaluate_gates(candidate=snap(mtm=cand), production=snap(mtm=prod), policy=POLICY)
+    r = result(report, "max_slice_regression:mtm:roc_auc")
+    assert not r.passed and who in r.detail
+
+
+def test_a_non_finite_production_metric_fails_the_comparison() -> None:
+    report = evaluate_gates(candidate=snap(), production=snap({"roc_auc": math.nan}), policy=POLICY)
+    assert not result(report, "min_improvement:roc_auc").passed
+
+
+def test_the_report_is_json_without_nan() -> None:
+    report = evaluate_gates(candidate=snap({"roc_auc": math.nan}), production=snap(), policy=POLICY)
+    doc = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert doc["passed"] is False
+    assert doc["policy"] == "test" and len(doc["policy_digest"]) == 16
+    floor = next(r for r in doc["results"] if r["rule"] == "floor:roc_auc")
+    assert floor["value"] is None and floor["threshold"] == 0.70 and floor["comparator"] == ">="
+
+
+def test_the_packaged_default_policy_is_valid_and_sensible() -> None:
+    policy = load_policy()
+    assert default_policy_path().is_file()
+    assert policy.floors["roc_auc"] == 0.70
+    assert policy.ceilings["brier"] <= 0.25
+    assert policy.relative.max_slice_regression == {"month_to_month": 0.02}
+    assert policy.slices["month_to_month"].equals == "Month-to-month"
+
+
+def test_a_policy_file_overrides_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "strict.yaml"
+    path.write_text("floors: {roc_auc: 0.99}\n")
+    policy = load_policy(path)
+    assert policy.name == "strict"
+    assert policy.floors == {"roc_auc": 0.99}
+    report = evaluate_gates(candidate=snap(), production=None, policy=policy)
+    assert [r.rule for r in report.failures] == ["floor:roc_auc"]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("floors: {roc_acu: 0.7}\n", "unknown metric"),
+        ("relative: {max_slice_regression: {nowhere: 0.1}}\n", "undefined slice"),
+        ("floors: {roc_auc: .nan}\n", "finite"),
+        ("flors: {roc_auc: 0.7}\n", "flors"),
+        ("floors: [1, 2\n", "not valid YAML"),
+        ("- 1\n- 2\n", "mapping"),
+        ("floors: {roc_auc: high}\n", "floors.roc_auc"),
+    ],
+)
+def test_an_invalid_policy_is_refused_naming_the_problem(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(GatePolicyError, match="bad.yaml") as info:
+        load_policy(path)
+    assert needle in str(info.value)
+
+
+def test_a_missing_policy_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(GatePolicyError, match=r"nope\.yaml: cannot be read"):
+        load_policy(tmp_path / "nope.yaml")
