@@ -16,6 +16,7 @@ down or slower than the deadline raises ``FeaturesUnavailable``; the service ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -156,7 +157,9 @@ class RedisReader:
         keys = []
         for cid in customer_ids:
             key = EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=cid)])
-            keys.append(serialize_entity_key(key, entity_key_serialization_version=self._ek_version) + self._project)
+            keys.append(
+                serialize_entity_key(key, entity_key_serialization_version=self._ek_version) + self._project
+            )
         return keys
 
     async def fetch(self, customer_ids: Sequence[str]) -> list[OnlineRow]:
@@ -211,7 +214,12 @@ class RedisReader:
                 i += 1
             rows.append(
                 classify(
-                    customer_id=cid, features=features, view_ts=view_ts, missing=missing, ttl=self._ttl, now=now
+                    customer_id=cid,
+                    features=features,
+                    view_ts=view_ts,
+                    missing=missing,
+                    ttl=self._ttl,
+                    now=now,
                 )
             )
         return rows
@@ -219,10 +227,9 @@ class RedisReader:
     async def _reset(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            try:
+            # Best effort: the connection may already be broken.
+            with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
-            except Exception:  # noqa: S110 - best effort on an already broken connection
-                pass
 
     async def aclose(self) -> None:
         await self._reset()

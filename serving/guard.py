@@ -28,7 +28,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ERROR_HEADER = b"x-churnops-error"
 JSON_TYPES = (b"application/json", b"")
-_STATUS_REASON = {400: "invalid_request", 401: "unauthorized", 413: "body_too_large", 415: "unsupported_media_type"}
+_STATUS_REASON = {
+    400: "invalid_request",
+    401: "unauthorized",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,9 @@ class GuardConfig:
 class RequestGuard:
     """ASGI middleware; ``config`` is resolved lazily (the service instance exists after start-up)."""
 
-    def __init__(self, app: ASGIApp, *, config: Callable[[], GuardConfig | None], paths: tuple[str, ...]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, config: Callable[[], GuardConfig | None], paths: tuple[str, ...]
+    ) -> None:
         self.app = app
         self._config = config
         self._paths = frozenset(paths)
@@ -66,7 +73,9 @@ class RequestGuard:
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         if not authorized(expected=config.api_key, presented=presented_key(headers)):
             config.count_error("unauthorized")
-            body = error_body(message="missing or wrong API key", code="unauthorized", loc=["header", "authorization"])
+            body = error_body(
+                message="missing or wrong API key", code="unauthorized", loc=["header", "authorization"]
+            )
             await _reply(send, 401, body, extra=[(b"www-authenticate", b"Bearer")])
             return 401
         if scope.get("method") != "POST":
@@ -84,7 +93,8 @@ class RequestGuard:
         if content_type not in JSON_TYPES:
             config.count_error("unsupported_media_type")
             body = error_body(
-                message=f"content type {content_type.decode('latin-1')[:80]!r} is not accepted; send application/json",
+                message=f"content type {content_type.decode('latin-1')[:80]!r} is not accepted; "
+                "send application/json",
                 code="unsupported_media_type",
                 loc=["header", "content-type"],
             )
@@ -147,7 +157,9 @@ def _too_large(limit: int) -> dict[str, Any]:
     return error_body(message=f"request body exceeds {limit} bytes", code="body_too_large", loc=["body"])
 
 
-async def _reply(send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _reply(
+    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = json.dumps(body).encode("utf-8")
     headers = [
         (b"content-type", b"application/json"),

@@ -99,7 +99,8 @@ class RegistryExtSource:
 
     def __init__(self, *, tracking_uri: str, model_name: str) -> None:
         from mlflow import MlflowClient
-        from registry_ext import ModelRegistry, registry_engine  # type: ignore[attr-defined]
+
+        from registry_ext import ModelRegistry, registry_engine
 
         self._registry = ModelRegistry(
             client=MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri),

@@ -138,7 +138,9 @@ class Runtime:
         model = self.source.load(ref)
         scorer, kind = make_scorer(model.estimator)
         if feature_service not in self._readers:
-            self._readers[feature_service] = make_reader(settings=self.settings, store=self.store, layout=layout)
+            self._readers[feature_service] = make_reader(
+                settings=self.settings, store=self.store, layout=layout
+            )
         return Deployment(
             model=model,
             scorer=scorer,
@@ -150,7 +152,10 @@ class Runtime:
     def _swapped(self, ref: ModelRef, deployment: Deployment) -> None:
         self.metrics.model_swaps.inc()
         self.metrics.set_model(
-            name=ref.name, version=ref.version, feature_service=deployment.feature_service, scorer=deployment.scorer_kind
+            name=ref.name,
+            version=ref.version,
+            feature_service=deployment.feature_service,
+            scorer=deployment.scorer_kind,
         )
 
     def _load_failed(self, ref: ModelRef | None, error: Exception) -> None:
@@ -193,10 +198,14 @@ class Runtime:
         if deployment is None:
             return ApiError(503, "model_unavailable", "no Production model is loaded yet")
         online = [
-            OnlineRow(customer_id=row.customer_id or "", features=row.features(), status="ok", event_timestamps={})
+            OnlineRow(
+                customer_id=row.customer_id or "", features=row.features(), status="ok", event_timestamps={}
+            )
             for row in rows
         ]
-        return await self._answer(deployment, online, endpoint="predict_features", ids=[r.customer_id for r in rows])
+        return await self._answer(
+            deployment, online, endpoint="predict_features", ids=[r.customer_id for r in rows]
+        )
 
     async def _answer(
         self,
@@ -225,12 +234,14 @@ class Runtime:
             model_version=version,
             request_id=request_id,
             predictions=[
-                Prediction(customer_id=s.customer_id, churn_probability=s.score, status=s.status)  # type: ignore[arg-type]
+                Prediction(customer_id=s.customer_id, churn_probability=s.score, status=s.status)
                 for s in scored
             ],
         )
 
-    def _record(self, deployment: Deployment, scored: Sequence[Scored], *, request_id: str, endpoint: str) -> None:
+    def _record(
+        self, deployment: Deployment, scored: Sequence[Scored], *, request_id: str, endpoint: str
+    ) -> None:
         ref = deployment.model.ref
         now = datetime.now(UTC)
         by_status = Counter(s.status for s in scored)

@@ -110,7 +110,9 @@ def compile_linear(estimator: Any) -> LinearTables | None:
         elif isinstance(transformer, StandardScaler) or transformer == "passthrough":
             for j, col in enumerate(columns):
                 mean = float(transformer.mean_[j]) if getattr(transformer, "mean_", None) is not None else 0.0
-                scale = float(transformer.scale_[j]) if getattr(transformer, "scale_", None) is not None else 1.0
+                scale = (
+                    float(transformer.scale_[j]) if getattr(transformer, "scale_", None) is not None else 1.0
+                )
                 if transformer == "passthrough" or not transformer.with_mean:
                     mean = 0.0
                 if transformer == "passthrough" or not transformer.with_std:

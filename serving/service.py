@@ -10,7 +10,7 @@ Run it with ``bentoml serve serving.service:ChurnService`` from the project root
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import bentoml
 from starlette.responses import JSONResponse, Response
@@ -36,9 +36,7 @@ def _guard_config() -> GuardConfig | None:
 
 
 def _error(error: ApiError) -> Response:
-    return JSONResponse(
-        error.body(), status_code=error.status, headers={ERROR_HEADER.decode(): error.reason}
-    )
+    return JSONResponse(error.body(), status_code=error.status, headers={ERROR_HEADER.decode(): error.reason})
 
 
 @bentoml.service(
@@ -61,19 +59,20 @@ class ChurnService:
     def __is_ready__(self) -> bool:
         return self.runtime.ready()
 
-    @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=PredictResponse)
+    # BentoML's decorators are untyped for mypy; the methods' own annotations are the contract.
+    @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=PredictResponse)  # type: ignore[untyped-decorator]
     async def predict(self, customer_ids: list[str]) -> PredictResponse | Response:
         """Score customers by id; each row has a status (ok, unknown_customer, stale_features, ...)."""
         result = await self.runtime.predict_ids(customer_ids)
         return _error(result) if isinstance(result, ApiError) else result
 
-    @bentoml.api(route="/predict_features", input_spec=PredictFeaturesRequest, output_spec=PredictResponse)
+    @bentoml.api(route="/predict_features", input_spec=PredictFeaturesRequest, output_spec=PredictResponse)  # type: ignore[untyped-decorator]
     async def predict_features(self, rows: list[Any]) -> PredictResponse | Response:
         """Score raw churn_v1 feature rows (what-if)."""
         result = await self.runtime.predict_rows(rows)
         return _error(result) if isinstance(result, ApiError) else result
 
-    @bentoml.api(route="/model/refresh", output_spec=RefreshResponse)
+    @bentoml.api(route="/model/refresh", output_spec=RefreshResponse)  # type: ignore[untyped-decorator]
     async def refresh_model(self) -> RefreshResponse:
         """Re-read the production alias now (point an MLflow registry webhook here)."""
         changed = await self.runtime.refresh()
@@ -82,9 +81,12 @@ class ChurnService:
             model_name=ref.name if ref else None, model_version=ref.version if ref else None, changed=changed
         )
 
-    @bentoml.on_shutdown
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def _close(self) -> None:
         self.runtime.close()
 
 
-ChurnService.add_asgi_middleware(RequestGuard, config=_guard_config, paths=API_PATHS)
+# A class decorator's return type is invisible to mypy: ChurnService is a bentoml.Service.
+cast("bentoml.Service[Any]", ChurnService).add_asgi_middleware(
+    RequestGuard, config=_guard_config, paths=API_PATHS
+)

@@ -8,7 +8,13 @@ the way training and registry_ext do. Nothing here runs at import.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -86,7 +92,8 @@ def _tracking(uri: str) -> Iterator[None]:
     """MLflow's fluent API (and parts of registry_ext) read the global tracking URI: set it briefly."""
     import mlflow
 
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    set_before = mlflow.is_tracking_uri_set()  # type: ignore[no-untyped-call]
+    previous = mlflow.get_tracking_uri() if set_before else None
     mlflow.set_tracking_uri(uri)
     try:
         yield
@@ -96,6 +103,7 @@ def _tracking(uri: str) -> Iterator[None]:
 
 def _registry(settings: Settings) -> Any:
     from mlflow import MlflowClient
+
     from registry_ext import ModelRegistry, registry_engine
 
     return ModelRegistry(
@@ -177,10 +185,14 @@ def promote(*, settings: Settings, version: str) -> None:
 
             registry = _registry(settings)
             try:
-                registry.promote(version=int(version), stage="Production", reason="serving test", actor="tests")
+                registry.promote(
+                    version=int(version), stage="Production", reason="serving test", actor="tests"
+                )
             except InvalidTransitionError:  # a new version goes through Staging first
                 registry.promote(version=int(version), stage="Staging", reason="serving test", actor="tests")
-                registry.promote(version=int(version), stage="Production", reason="serving test", actor="tests")
+                registry.promote(
+                    version=int(version), stage="Production", reason="serving test", actor="tests"
+                )
             return
         client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
         client.set_registered_model_alias(settings.model_name, "production", version)
@@ -218,3 +230,140 @@ def build_environment(
         as_of=as_of,
         model_version=version,
     )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server on loopback (no persistence) that a test may stop and start."""
+
+    def __init__(self, *, port: int | None = None, workdir: Path) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout_s: float = 10.0) -> None:
+        import redis
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only
+            [  # noqa: S607 - redis-server from PATH, as in tests/conftest.py
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class ServiceProcess:
+    """``bentoml serve serving.service:ChurnService`` as a real subprocess on a loopback port."""
+
+    def __init__(self, *, env: dict[str, str], port: int | None = None, log_path: Path) -> None:
+        self.port = port or free_port()
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        project = Path(__file__).resolve().parents[1]
+        env = {**os.environ, **self.env}
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, loopback only
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "serving.service:ChurnService",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=project,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, *, timeout_s: float = 180.0) -> float:
+        """Seconds until /readyz answered 200."""
+        import httpx
+
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"the service exited; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the service was not ready within {timeout_s:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+            self.process = None
+            self._log.close()
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The CHURNOPS_* variables that make a service process use ``settings``' home and stores."""
+    env = {"CHURNOPS_HOME": str(settings.home), "CHURNOPS_MODEL_NAME": settings.model_name}
+    if settings.redis_url:
+        env["CHURNOPS_REDIS_URL"] = settings.redis_url
+    if settings.mlflow_tracking_uri:
+        env["CHURNOPS_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    env.update(extra)
+    return env

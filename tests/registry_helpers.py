@@ -174,3 +174,26 @@ def model_name_for(request: Any) -> str:
 
 def remove_saved_models() -> None:
     shutil.rmtree(_ROOT, ignore_errors=True)
+
+
+def fresh_postgres_database(admin_url: str) -> tuple[str, Any]:
+    """Create a fresh database on the real server; returns its URL and a dropper.
+
+    Like the ``postgres_url`` fixture, but usable from module-scoped fixtures (MLflow's schema
+    takes long to create, so a module shares one database and isolates by model name).
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    name = f"churnops_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return admin.url.set(database=name).render_as_string(hide_password=False), drop

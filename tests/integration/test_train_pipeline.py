@@ -20,9 +20,9 @@ from churnops.data.generate import generate_churn_data, write_generated
 from churnops.features.store import apply, definitions, feature_store
 from churnops.schema import EVENT_TS, JOIN_KEY, LABEL, feature_names
 from churnops.settings import Settings
+from churnops.sources import write_sources
 from churnops.training import TrainingDataError, TrainOptions, TrainResult, load_policy, train
 from churnops.training.candidates import TRUSTED_TYPES
-from churnops.sources import write_sources
 from churnops.training.frame import feature_columns, model_input
 from registry_ext import ModelRegistry, registry_engine
 
@@ -51,7 +51,9 @@ class Env:
 
 def make_env(home: Path) -> Env:
     settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
-    write_generated(data=generate_churn_data(customers=900, months=6, seed=11), sources_dir=settings.sources_dir)
+    write_generated(
+        data=generate_churn_data(customers=900, months=6, seed=11), sources_dir=settings.sources_dir
+    )
     store = feature_store(settings)
     apply(store=store, defs=definitions(settings))
     client = MlflowClient(settings.tracking_uri)
@@ -204,7 +206,9 @@ def test_the_production_version_is_compared_on_the_same_rows(
     assert again.production_test.rows == again.test.rows
     assert again.production_test.overall["roc_auc"] == pytest.approx(again.test.overall["roc_auc"], abs=1e-12)
     improvement = next(r for r in again.gates.results if r.rule == "min_improvement:roc_auc")
-    assert improvement.passed and not improvement.skipped and improvement.value == pytest.approx(0.0, abs=1e-12)
+    assert (
+        improvement.passed and not improvement.skipped and improvement.value == pytest.approx(0.0, abs=1e-12)
+    )
     assert again.version is not None and again.version > first.version
     assert env.registry.get(again.version).tags["trigger"] == "scheduled"
     assert env.client.get_run(again.run_id).data.metrics["production_test_roc_auc"] == pytest.approx(
@@ -220,18 +224,37 @@ def test_the_production_version_is_compared_on_the_same_rows(
     assert refused.version is None
 
 
-def test_labels_without_positives_are_refused_before_any_run(settings: Settings) -> None:
+def test_labels_without_positives_are_refused_before_any_run(env: Env, tmp_path: Path) -> None:
     frame = generate_churn_data(customers=300, months=3, seed=5).frame.assign(churned=0)
-    write_sources(frame=frame, sources_dir=settings.sources_dir, part="all", replace_all=True)
-    store = feature_store(settings)
-    apply(store=store, defs=definitions(settings))
-    client = MlflowClient(settings.tracking_uri)
+    write_sources(frame=frame, sources_dir=tmp_path / "sources", part="all")
+    experiment = env.client.get_experiment_by_name("churn")
+    runs_before = len(env.client.search_runs([experiment.experiment_id])) if experiment else 0
     with pytest.raises(TrainingDataError, match=r"the label source has no positives \(churned=1\)"):
         train(
-            store=store,
-            client=client,
-            registry=None,
-            sources_dir=settings.sources_dir,
+            store=env.store,
+            client=env.client,
+            registry=env.registry,
+            sources_dir=tmp_path / "sources",
             policy=load_policy(),
         )
-    assert client.search_experiments(filter_string="name = 'churn'") == []
+    experiment = env.client.get_experiment_by_name("churn")
+    assert (len(env.client.search_runs([experiment.experiment_id])) if experiment else 0) == runs_before
+
+
+def test_an_empty_label_source_is_refused(env: Env, tmp_path: Path) -> None:
+    with pytest.raises(TrainingDataError, match="has no labels; ingest or generate data first"):
+        train(store=env.store, client=env.client, registry=None, sources_dir=tmp_path, policy=load_policy())
+
+
+def test_an_unknown_feature_service_is_refused(env: Env) -> None:
+    from churnops.training import TrainingError
+
+    with pytest.raises(TrainingError, match=r"feature service 'churn_v9' is not registered.*churn_v1"):
+        train(
+            store=env.store,
+            client=env.client,
+            registry=None,
+            sources_dir=env.settings.sources_dir,
+            policy=load_policy(),
+            options=TrainOptions(feature_service="churn_v9"),
+        )

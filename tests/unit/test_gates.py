@@ -108,7 +108,9 @@ def test_a_non_finite_slice_metric_fails() -> None:
 
 
 def test_a_candidate_worse_than_production_on_the_same_rows_fails() -> None:
-    report = evaluate_gates(candidate=snap({"roc_auc": 0.84}), production=snap({"roc_auc": 0.85}), policy=POLICY)
+    report = evaluate_gates(
+        candidate=snap({"roc_auc": 0.84}), production=snap({"roc_auc": 0.85}), policy=POLICY
+    )
     assert [r.rule for r in report.failures] == ["min_improvement:roc_auc"]
     r = result(report, "min_improvement:roc_auc")
     assert r.value == pytest.approx(-0.01)
@@ -116,7 +118,9 @@ def test_a_candidate_worse_than_production_on_the_same_rows_fails() -> None:
 
 
 def test_min_improvement_requires_a_real_gain_when_positive() -> None:
-    policy = POLICY.model_copy(update={"relative": POLICY.relative.model_copy(update={"min_improvement": 0.01})})
+    policy = POLICY.model_copy(
+        update={"relative": POLICY.relative.model_copy(update={"min_improvement": 0.01})}
+    )
     same = evaluate_gates(candidate=snap(), production=snap(), policy=policy)
     assert [r.rule for r in same.failures] == ["min_improvement:roc_auc"]
     better = evaluate_gates(candidate=snap({"roc_auc": 0.87}), production=snap(), policy=policy)
@@ -125,7 +129,9 @@ def test_min_improvement_requires_a_real_gain_when_positive() -> None:
 
 def test_a_slice_regression_beyond_the_limit_fails_even_when_overall_improves() -> None:
     report = evaluate_gates(
-        candidate=snap({"roc_auc": 0.90}, mtm=0.75), production=snap({"roc_auc": 0.85}, mtm=0.78), policy=POLICY
+        candidate=snap({"roc_auc": 0.90}, mtm=0.75),
+        production=snap({"roc_auc": 0.85}, mtm=0.78),
+        policy=POLICY,
     )
     assert [r.rule for r in report.failures] == ["max_slice_regression:mtm:roc_auc"]
     assert result(report, "max_slice_regression:mtm:roc_auc").value == pytest.approx(0.03)
@@ -191,7 +197,7 @@ def test_a_policy_file_overrides_the_default(tmp_path: Path) -> None:
 def test_an_invalid_policy_is_refused_naming_the_problem(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(GatePolicyError, match="bad.yaml") as info:
+    with pytest.raises(GatePolicyError, match=r"bad\.yaml") as info:
         load_policy(path)
     assert needle in str(info.value)
 

@@ -62,7 +62,9 @@ def test_top_decile_lift_brute_force(scored: tuple[np.ndarray, np.ndarray]) -> N
     assert top_decile_lift(y2, np.linspace(1, 0, 100)) == pytest.approx(10.0)
     assert top_decile_lift(y2[::-1], np.full(100, 0.5)) == pytest.approx(0.0)
     # 11 rows -> the top ceil(1.1) = 2 rows.
-    assert top_decile_lift(np.array([1, 0] + [0] * 8 + [1]), np.linspace(1, 0, 11)) == pytest.approx(0.5 / (2 / 11))
+    assert top_decile_lift(np.array([1, 0] + [0] * 8 + [1]), np.linspace(1, 0, 11)) == pytest.approx(
+        0.5 / (2 / 11)
+    )
 
 
 def test_the_threshold_maximises_f1_on_validation(scored: tuple[np.ndarray, np.ndarray]) -> None:
@@ -123,8 +125,12 @@ def test_a_slice_of_one_class_gets_a_note() -> None:
     y = np.array([0, 1] * 50)
     frame = pd.DataFrame({"contract": ["A", "B"] * 50})
     result = evaluate_split(
-        frame=frame, y_true=y, scores=np.linspace(0, 1, 100), threshold=0.5,
-        slices=[SliceSpec("a", "contract", "A")], min_slice_rows=10,
+        frame=frame,
+        y_true=y,
+        scores=np.linspace(0, 1, 100),
+        threshold=0.5,
+        slices=[SliceSpec("a", "contract", "A")],
+        min_slice_rows=10,
     )
     assert result.slice_notes == {"a": "50 rows, all negative"}
 
@@ -132,6 +138,9 @@ def test_a_slice_of_one_class_gets_a_note() -> None:
 def test_a_slice_on_an_unknown_column_is_an_error() -> None:
     with pytest.raises(MetricError, match="column 'plan'"):
         evaluate_split(
-            frame=pd.DataFrame({"x": [1, 2]}), y_true=[0, 1], scores=[0.2, 0.8], threshold=0.5,
+            frame=pd.DataFrame({"x": [1, 2]}),
+            y_true=[0, 1],
+            scores=[0.2, 0.8],
+            threshold=0.5,
             slices=[SliceSpec("p", "plan", "gold")],
         )

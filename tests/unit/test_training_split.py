@@ -16,7 +16,9 @@ def frame(times: list[str], per_time: int, rate: float = 0.3, seed: int = 0) -> 
     rows = []
     for t in times:
         for i in range(per_time):
-            rows.append({JOIN_KEY: f"c{i}", EVENT_TS: pd.Timestamp(t, tz="UTC"), LABEL: int(rng.random() < rate)})
+            rows.append(
+                {JOIN_KEY: f"c{i}", EVENT_TS: pd.Timestamp(t, tz="UTC"), LABEL: int(rng.random() < rate)}
+            )
     return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
@@ -100,7 +102,9 @@ def test_too_few_positives_are_refused() -> None:
 def test_an_out_of_time_split_without_positives_is_named() -> None:
     data = frame(MONTHS, per_time=100)
     data.loc[data[EVENT_TS] >= pd.Timestamp("2024-09-01", tz="UTC"), LABEL] = 0
-    with pytest.raises(TrainingDataError, match=r"the test split \(labels 2024-09-01..2024-10-01\) has no positives"):
+    with pytest.raises(
+        TrainingDataError, match=r"the test split \(labels 2024-09-01..2024-10-01\) has no positives"
+    ):
         split_training_set(frame=data)
 
 

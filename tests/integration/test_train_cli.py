@@ -1,0 +1,79 @@
+"""`churnops train` from the command line: one JSON object, or a clear error with exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from churnops.cli import app
+from churnops.data.generate import generate_churn_data, write_generated
+from churnops.features.store import apply, definitions, feature_store
+from churnops.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    for var in (
+        "CHURNOPS_MLFLOW_TRACKING_URI",
+        "CHURNOPS_ARTIFACT_ROOT",
+        "CHURNOPS_REDIS_URL",
+        "CHURNOPS_FEAST_REGISTRY_URL",
+        "CHURNOPS_GATE_POLICY",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CHURNOPS_HOME", str(home))
+    monkeypatch.setenv("CHURNOPS_ACTOR", "cli-tester")
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    return home
+
+
+def test_train_json_registers_a_version_then_a_strict_policy_refuses(home: Path, tmp_path: Path) -> None:
+    settings = Settings()
+    write_generated(
+        data=generate_churn_data(customers=600, months=5, seed=2), sources_dir=settings.sources_dir
+    )
+    apply(store=feature_store(settings), defs=definitions(settings))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["version"] == 1 and doc["gates"]["passed"] is True
+    assert doc["feature_service"] == "churn_v1"
+    assert doc["split"]["strategy"] == "time"
+    assert doc["test"]["overall"]["roc_auc"] > 0.7
+
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("floors: {roc_auc: 0.999}\n")
+    result = runner.invoke(app, ["train", "--gate-policy", str(strict), "--trigger", "drift"])
+    assert result.exit_code == 0, result.output
+    assert "floor:roc_auc" in result.stdout and "FAIL" in result.stdout
+    assert "no version" in result.stdout
+
+
+def test_train_without_data_is_a_clear_error(home: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--json"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert "feature service 'churn_v1' is not registered" in doc["error"]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--trigger", "whim"], "--trigger 'whim'"),
+        (["--gate-policy", "missing.yaml"], "missing.yaml: cannot be read"),
+    ],
+)
+def test_bad_options_are_clear_errors(home: Path, args: list[str], needle: str) -> None:
+    result = CliRunner().invoke(app, ["train", *args])
+    assert result.exit_code == 2
+    assert needle in result.stderr
+    assert "Traceback" not in result.output
