@@ -197,3 +197,17 @@ def fresh_postgres_database(admin_url: str) -> tuple[str, Any]:
         admin.dispose()
 
     return admin.url.set(database=name).render_as_string(hide_password=False), drop
+
+
+def shared_postgres_store(admin_url: str, artifact_root: str) -> tuple[str, str]:
+    """(database URL, artifact root) of one PostgreSQL MLflow store per test session.
+
+    The database is dropped (WITH FORCE) when the test process exits.
+    """
+    import atexit
+
+    if "postgres" not in _STORES:
+        url, drop = fresh_postgres_database(admin_url)
+        atexit.register(drop)
+        _STORES["postgres"] = (url, artifact_root)
+    return _STORES["postgres"]

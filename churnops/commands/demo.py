@@ -8,13 +8,21 @@ and trains again (the gates decide whether that makes a new version).
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
+
+
+def _start(months: int) -> date:
+    """First snapshot such that the newest one is this month's: served features are then fresh
+    (inside the views' TTL) when the demo's model is called today."""
+    today = datetime.now(UTC).date()
+    index = today.year * 12 + today.month - 1 - (months - 1)
+    return date(index // 12, index % 12 + 1, 1)
 
 
 def demo(
@@ -36,7 +44,7 @@ def demo(
     console.print(f"home: {settings.home}")
 
     with console.status("generating synthetic customers..."):
-        data = generate_churn_data(customers=customers, months=months, seed=seed, start=date(2024, 1, 1))
+        data = generate_churn_data(customers=customers, months=months, seed=seed, start=_start(months))
         write_generated(data=data, sources_dir=settings.sources_dir)
     console.print(
         f"[green]generated[/] {data.customers:,} customers, {data.snapshot_rows:,} monthly snapshot rows, "

@@ -43,7 +43,7 @@ def test_train_json_registers_a_version_then_a_strict_policy_refuses(home: Path,
     result = runner.invoke(app, ["train", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["version"] == 1 and doc["gates"]["passed"] is True
+    assert doc["version"] == 1 and doc["gates"]["passed"] is True, doc["gates"]
     assert doc["feature_service"] == "churn_v1"
     assert doc["split"]["strategy"] == "time"
     assert doc["test"]["overall"]["roc_auc"] > 0.7

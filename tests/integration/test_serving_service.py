@@ -1,0 +1,385 @@
+"""The running BentoML service, end to end: a real `bentoml serve` subprocess, a private real
+redis-server (so stopping it never touches the shared one), a Feast repo materialized into it,
+and an MLflow SQLite store with registered models.
+
+The service starts once for the module; the tests run in file order, with the ones that move
+Production or stop Redis last.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from churnops.settings import Settings
+from serving.prediction_log import read_prediction_log
+from serving.testing import (
+    Environment,
+    RedisServer,
+    ServiceProcess,
+    build_environment,
+    fit_pipeline,
+    generate_rows,
+    promote,
+    register_model,
+    service_env,
+)
+from tests.conftest import REDIS_HOW, service_missing
+
+pytestmark = pytest.mark.integration
+API_KEY = "test-key-0123456789abcdef"
+MAX_IDS = 50
+MAX_BODY = 65_536
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    env: Environment
+    redis: RedisServer
+    service: ServiceProcess
+    next_version: str
+    client: httpx.Client
+
+    def log_rows(self) -> Any:
+        return read_prediction_log(self.settings.home / "predictions")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    if shutil.which("redis-server") is None:
+        service_missing("redis-server", REDIS_HOW, FileNotFoundError("redis-server"))
+    work = tmp_path_factory.mktemp("serving")
+    redis = RedisServer(workdir=work / "redis")
+    redis.start()
+    settings = Settings(home=work / "home", redis_url=redis.url, _env_file=None)  # type: ignore[call-arg]
+    service: ServiceProcess | None = None
+    try:
+        env = build_environment(settings=settings, n_customers=300)
+        rows = generate_rows(n=300, seed=99, as_of=env.as_of)
+        next_version = register_model(settings=settings, model=fit_pipeline(rows, c=0.05), example=rows, alias=False)
+        service = ServiceProcess(
+            env=service_env(
+                settings,
+                CHURNOPS_SERVING_API_KEY=API_KEY,
+                CHURNOPS_SERVING_MAX_IDS=str(MAX_IDS),
+                CHURNOPS_SERVING_MAX_BODY_BYTES=str(MAX_BODY),
+                CHURNOPS_SERVING_POLL_SECONDS="0.3",
+            ),
+            log_path=work / "service.log",
+        )
+        service.start()
+        service.wait_ready()
+        with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10) as client:
+            yield Stack(settings, env, redis, service, next_version, client)
+    finally:
+        if service is not None:
+            service.stop()
+        redis.stop()
+
+
+def _row() -> dict[str, Any]:
+    return {
+        "gender": "Female",
+        "senior_citizen": 0,
+        "partner": 1,
+        "dependents": 0,
+        "tenure": 12,
+        "contract": "Month-to-month",
+        "paperless_billing": 1,
+        "payment_method": "Electronic check",
+        "monthly_charges": 80.5,
+        "total_charges": 966.0,
+        "phone_service": 1,
+        "multiple_lines": "No",
+        "internet_service": "Fiber optic",
+        "online_security": "No",
+        "online_backup": "Yes",
+        "device_protection": "No",
+        "tech_support": "No",
+        "streaming_tv": "Yes",
+        "streaming_movies": "No",
+    }
+
+
+def _locs(response: httpx.Response) -> list[list[Any]]:
+    body = response.json()
+    assert isinstance(body["error"], str) and body["error"]
+    return [d["loc"] for d in body["detail"]]
+
+
+def test_predict_scores_known_ids_and_explains_the_others(stack: Stack) -> None:
+    ok_ids = stack.env.customer_ids[:3]
+    ids = [ok_ids[0], "NOPE-0000", ok_ids[1], stack.env.stale_ids[0], ok_ids[2]]
+    response = stack.client.post("/predict", json={"customer_ids": ids})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_name"] == "churn" and body["model_version"] == stack.env.model_version
+    got = [(p["customer_id"], p["status"]) for p in body["predictions"]]
+    assert got == [
+        (ok_ids[0], "ok"),
+        ("NOPE-0000", "unknown_customer"),
+        (ok_ids[1], "ok"),
+        (stack.env.stale_ids[0], "stale_features"),
+        (ok_ids[2], "ok"),
+    ]
+    for p in body["predictions"]:
+        if p["status"] == "ok":
+            assert 0.0 < p["churn_probability"] < 1.0
+        else:
+            assert p["churn_probability"] is None
+
+
+def test_predict_features_matches_the_model_offline(stack: Stack) -> None:
+    from churnops.schema import feature_names
+    from serving.model_source import model_source
+
+    rows = [_row(), {**_row(), "contract": "Two year", "tenure": 60, "customer_id": "WHATIF-1"}]
+    response = stack.client.post("/predict_features", json={"rows": rows})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["customer_id"] for p in predictions] == [None, "WHATIF-1"]
+    assert all(p["status"] == "ok" for p in predictions)
+    # The same version loaded offline (sha-verified) gives the same probabilities.
+    source = model_source(tracking_uri=stack.settings.tracking_uri, model_name="churn")
+    ref = source.production()
+    assert ref is not None and ref.version == stack.env.model_version
+    import pandas as pd
+
+    expected = source.load(ref).estimator.predict_proba(pd.DataFrame(rows)[feature_names()])[:, 1]
+    for p, e in zip(predictions, expected, strict=True):
+        assert math.isclose(p["churn_probability"], float(e), abs_tol=1e-9)
+
+
+BAD_PREDICT: list[tuple[str, bytes, int, Any]] = [
+    ("missing field", b"{}", 400, ["customer_ids"]),
+    ("extra field", b'{"customer_ids": ["A-1"], "debug": true}', 400, ["debug"]),
+    ("wrong type", b'{"customer_ids": "A-1"}', 400, ["customer_ids"]),
+    ("number id", b'{"customer_ids": [42]}', 400, ["customer_ids", 0]),
+    ("empty list", b'{"customer_ids": []}', 400, ["customer_ids"]),
+    ("null id", b'{"customer_ids": [null]}', 400, ["customer_ids", 0]),
+    ("blank id", b'{"customer_ids": [""]}', 400, ["customer_ids", 0]),
+    ("10 kB id", json.dumps({"customer_ids": ["X" * 10_240]}).encode(), 400, ["customer_ids", 0]),
+    ("too many ids", json.dumps({"customer_ids": [f"C{i}" for i in range(MAX_IDS + 1)]}).encode(), 413, ["customer_ids"]),
+    ("invalid UTF-8", b'{"customer_ids": ["\xff\xfe-bad"]}', 400, []),
+    ("not JSON", b"customer_ids=A-1", 400, []),
+    ("oversized body", b'{"customer_ids": ["' + b"A" * (MAX_BODY + 10) + b'"]}', 413, ["body"]),
+]
+
+BAD_FEATURES: list[tuple[str, dict[str, Any] | bytes, Any]] = [
+    ("missing feature", {k: v for k, v in _row().items() if k != "tenure"}, ["rows", 0, "tenure"]),
+    ("extra feature", {**_row(), "shoe_size": 44}, ["rows", 0, "shoe_size"]),
+    ("wrong type", {**_row(), "tenure": "twelve"}, ["rows", 0, "tenure"]),
+    ("float for int", {**_row(), "tenure": 12.5}, ["rows", 0, "tenure"]),
+    ("bool for flag", {**_row(), "partner": True}, ["rows", 0, "partner"]),
+    ("flag out of range", {**_row(), "partner": 2}, ["rows", 0, "partner"]),
+    ("negative charges", {**_row(), "monthly_charges": -5.0}, ["rows", 0, "monthly_charges"]),
+    ("unknown category", {**_row(), "contract": "Forever"}, ["rows", 0, "contract"]),
+    ("NaN", json.dumps({"rows": [{**_row(), "total_charges": float("nan")}]}).encode(), ["rows", 0, "total_charges"]),
+    (
+        "Infinity",
+        json.dumps({"rows": [{**_row(), "monthly_charges": float("inf")}]}).encode(),
+        ["rows", 0, "monthly_charges"],
+    ),
+    ("empty rows", b'{"rows": []}', ["rows"]),
+]
+
+
+def test_bad_input_is_a_structured_4xx_naming_the_field_and_nothing_is_logged(stack: Stack) -> None:
+    # Let earlier requests' rows reach the log first, then count.
+    time.sleep(1.5)
+    before = len(stack.log_rows())
+    for name, body, status, loc in BAD_PREDICT:
+        response = stack.client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == status, (name, response.text)
+        locs = _locs(response)
+        if loc:
+            assert loc in locs, (name, locs)
+    for name, row, loc in BAD_FEATURES:
+        content = row if isinstance(row, bytes) else json.dumps({"rows": [row]}).encode()
+        response = stack.client.post("/predict_features", content=content, headers={"Content-Type": "application/json"})
+        assert response.status_code == 400, (name, response.text)
+        # pydantic nests a row's location under the model; the field name must be in it.
+        assert any(loc[-1] in path for path in _locs(response)), (name, _locs(response))
+    time.sleep(1.5)
+    assert len(stack.log_rows()) == before
+
+
+def test_pickle_and_other_content_types_are_refused(stack: Stack) -> None:
+    for content_type in ("application/vnd.bentoml+pickle", "text/plain", "multipart/form-data; boundary=x"):
+        response = stack.client.post("/predict", content=b"\x80\x04K\x01.", headers={"Content-Type": content_type})
+        assert response.status_code == 415, (content_type, response.text)
+        assert _locs(response) == [["header", "content-type"]]
+
+
+def test_api_key_is_required_except_for_health_and_metrics(stack: Stack) -> None:
+    body = {"customer_ids": stack.env.customer_ids[:1]}
+    with httpx.Client(base_url=stack.service.url, timeout=10) as anonymous:
+        assert anonymous.post("/predict", json=body).status_code == 401
+        wrong = anonymous.post("/predict", json=body, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and _locs(wrong) == [["header", "authorization"]]
+        assert anonymous.post("/predict", json=body, headers={"X-API-Key": API_KEY}).status_code == 200
+        assert anonymous.post("/predict_features", json={"rows": [_row()]}).status_code == 401
+        for path in ("/metrics", "/livez", "/readyz"):
+            assert anonymous.get(path).status_code == 200, path
+
+
+def test_metrics_expose_the_serving_figures_without_customer_ids(stack: Stack) -> None:
+    stack.client.post("/predict", json={"customer_ids": [*stack.env.customer_ids[:5], "NOPE-1"]})
+    text = httpx.get(f"{stack.service.url}/metrics", timeout=10).text
+    for name in (
+        "churnops_request_duration_seconds_bucket",
+        "churnops_feature_fetch_duration_seconds_bucket",
+        "churnops_model_predict_duration_seconds_bucket",
+        "churnops_predictions_total",
+        "churnops_score_bucket",
+        "churnops_feature_rows_unusable_total",
+        "churnops_errors_total",
+        "churnops_model_info",
+        "churnops_prediction_log_rows_total",
+        "bentoml_service_request_duration_seconds",
+    ):
+        assert name in text, name
+    assert 'status="unknown_customer"' in text
+    assert 'reason="unauthorized"' in text and 'reason="invalid_request"' in text
+    assert f'model_version="{stack.env.model_version}"' in text
+    for cid in [*stack.env.customer_ids, *stack.env.stale_ids, "NOPE-1"]:
+        assert cid not in text
+
+
+def test_prediction_log_has_every_answered_row(stack: Stack) -> None:
+    ids = [stack.env.customer_ids[10], "NOPE-LOG"]
+    response = stack.client.post("/predict", json={"customer_ids": ids})
+    request_id = response.json()["request_id"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        frame = stack.log_rows()
+        rows = frame[frame["request_id"] == request_id]
+        if len(rows) == 2:
+            break
+        time.sleep(0.3)
+    assert list(rows["customer_id"]) == ids
+    assert list(rows["status"]) == ["ok", "unknown_customer"]
+    known = rows.iloc[0]
+    assert known["model_name"] == "churn" and known["model_version"] == stack.env.model_version
+    assert known["feature_service"] == "churn_v1" and known["endpoint"] == "predict"
+    assert 0 < known["score"] < 1 and known["contract"] in ("Month-to-month", "One year", "Two year")
+    assert math.isnan(rows.iloc[1]["score"]) and rows.iloc[1]["contract"] is None
+    assert (stack.settings.home / "predictions").glob("date=*/part-*.parquet")
+
+
+def test_hot_swap_under_load_fails_no_request(stack: Stack) -> None:
+    failures: list[str] = []
+    versions: list[str] = []
+    stop = threading.Event()
+    ids = stack.env.customer_ids[:20]
+
+    def load() -> None:
+        with httpx.Client(base_url=stack.service.url, headers={"X-API-Key": API_KEY}, timeout=10) as client:
+            i = 0
+            while not stop.is_set():
+                try:
+                    r = client.post("/predict", json={"customer_ids": [ids[i % 20]]})
+                    if r.status_code != 200 or r.json()["predictions"][0]["status"] != "ok":
+                        failures.append(f"{r.status_code} {r.text[:200]}")
+                    else:
+                        versions.append(r.json()["model_version"])
+                except httpx.HTTPError as error:
+                    failures.append(repr(error))
+                i += 1
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        promote(settings=stack.settings, version=stack.next_version)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (not versions or versions[-1] != stack.next_version):
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert versions[0] == stack.env.model_version and versions[-1] == stack.next_version
+    # Once swapped, never back.
+    first_new = versions.index(stack.next_version)
+    assert set(versions[first_new:]) == {stack.next_version}
+    refreshed = stack.client.post("/model/refresh", json={})
+    assert refreshed.status_code == 200
+    assert refreshed.json() == {"model_name": "churn", "model_version": stack.next_version, "changed": False}
+    text = httpx.get(f"{stack.service.url}/metrics", timeout=10).text
+    assert f'model_version="{stack.next_version}",scorer="linear_tables"}} 1.0' in text
+
+
+def test_slow_redis_answers_503_fast_and_recovers(stack: Stack) -> None:
+    import redis
+
+    ids = stack.env.customer_ids[:3]
+    blocker = redis.Redis.from_url(stack.redis.url, socket_timeout=5)
+    sleeper = threading.Thread(target=lambda: blocker.execute_command("DEBUG", "SLEEP", "1.5"))
+    sleeper.start()
+    time.sleep(0.1)
+    try:
+        started = time.perf_counter()
+        response = stack.client.post("/predict", json={"customer_ids": ids})
+        elapsed = time.perf_counter() - started
+    finally:
+        sleeper.join()
+        blocker.close()
+    assert response.status_code == 503, response.text
+    assert response.json()["detail"][0]["type"] == "features_unavailable"
+    assert elapsed < 0.15, f"answered in {elapsed * 1000:.0f} ms"
+    after = stack.client.post("/predict", json={"customer_ids": ids})
+    assert after.status_code == 200 and {p["status"] for p in after.json()["predictions"]} == {"ok"}
+
+
+def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) -> None:
+    from churnops.features.materialize import materialize
+    from churnops.features.store import feature_store
+
+    ids = stack.env.customer_ids[:3]
+    stack.redis.stop()
+    try:
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            response = stack.client.post("/predict", json={"customer_ids": ids})
+            timings.append(time.perf_counter() - started)
+            assert response.status_code == 503, response.text
+            assert response.json()["detail"][0]["type"] == "features_unavailable"
+        assert max(timings) < 0.15, timings
+        assert httpx.get(f"{stack.service.url}/livez", timeout=5).status_code == 200
+    finally:
+        stack.redis.start()
+    # The restarted Redis is empty (no persistence): load it again, as an operator would.
+    from datetime import timedelta
+
+    materialize(store=feature_store(stack.settings), end=stack.env.as_of + timedelta(minutes=1))
+    deadline = time.monotonic() + 10
+    statuses: set[str] = set()
+    while time.monotonic() < deadline:
+        response = stack.client.post("/predict", json={"customer_ids": ids})
+        if response.status_code == 200:
+            statuses = {p["status"] for p in response.json()["predictions"]}
+            if statuses == {"ok"}:
+                break
+        time.sleep(0.2)
+    assert statuses == {"ok"}
+
+
+def test_the_service_log_has_no_tracebacks(stack: Stack) -> None:
+    log = Path(stack.service.log_path).read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
