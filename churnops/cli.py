@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import typer
 
 from churnops.commands import demo, features, generate, ingest, registry, serve, train
@@ -18,14 +16,6 @@ data_app = typer.Typer(help="Bring churn data in: ingest a Telco CSV or generate
 data_app.command("ingest")(ingest.ingest)
 data_app.command("generate")(generate.generate)
 app.add_typer(data_app, name="data")
-
-
-@app.callback()
-def _entry() -> None:
-    """Quiet known third-party deprecation chatter for CLI users (tests keep warnings as errors)."""
-    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
-
 
 
 app.add_typer(features.app, name="features")

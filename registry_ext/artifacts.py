@@ -48,10 +48,6 @@ def resolve_model_location(*, client: MlflowClient, run: Run, artifact_path: str
     if not path:
         raise InvalidInputError("artifact_path must not be empty")
     run_id = run.info.run_id
-    listed = {entry.path for entry in client.list_artifacts(run_id, path)}
-    if f"{path}/{MLMODEL}" in listed:
-        uri = f"{run.info.artifact_uri.rstrip('/')}/{path}"
-        return ModelLocation(source=uri, artifact_uri=uri, model_id=None)
     logged = [
         model
         for model in client.search_logged_models(
@@ -59,16 +55,22 @@ def resolve_model_location(*, client: MlflowClient, run: Run, artifact_path: str
         )
         if model.source_run_id == run_id
     ]
-    if not logged:
-        raise InvalidInputError(f"run {run_id} has no model at artifact path {path!r}")
     if len(logged) > 1:
         raise InvalidInputError(
             f"run {run_id} logged {len(logged)} models named {path!r}; log one model per name"
         )
-    model = logged[0]
-    return ModelLocation(
-        source=f"models:/{model.model_id}", artifact_uri=model.artifact_location, model_id=model.model_id
-    )
+    if logged:
+        model = logged[0]
+        return ModelLocation(
+            source=f"models:/{model.model_id}", artifact_uri=model.artifact_location, model_id=model.model_id
+        )
+    # MLflow 3 lists a run's LoggedModel files under its artifacts too, so only now (no LoggedModel
+    # of that name) does a listed MLmodel mean a directory among the run's own artifacts.
+    listed = {entry.path for entry in client.list_artifacts(run_id, path)}
+    if f"{path}/{MLMODEL}" in listed:
+        uri = f"{run.info.artifact_uri.rstrip('/')}/{path}"
+        return ModelLocation(source=uri, artifact_uri=uri, model_id=None)
+    raise InvalidInputError(f"run {run_id} has no model at artifact path {path!r}")
 
 
 def _local_path(artifact_uri: str) -> Path | None:

@@ -104,6 +104,8 @@ class ModelRegistry:
         self.engine = engine
         self.model_name = require_text(model_name, "model name")
         self.lock_timeout_s = lock_timeout_s
+        self._alias_table: sa.Table | None = None  # MLflow's alias table, reflected lazily
+        self._alias_table_usable = True
 
     # --- registration ----------------------------------------------------------------------
 
@@ -252,11 +254,14 @@ class ModelRegistry:
         return self._aliased(Stage.STAGING)
 
     def _aliased(self, stage: Stage) -> ModelRecord | None:
-        pointed = self._alias_version(ALIAS_OF_STAGE[stage])
+        alias = ALIAS_OF_STAGE[stage]
         with self.engine.connect() as conn:
+            pointed = self._alias_versions_sql(conn)
             held = store.stage_holders(conn, name=self.model_name).get(stage)
-            if held == pointed:
+            if pointed is not None and pointed.get(alias) == held:
                 return None if held is None else store.fetch_record(conn, name=self.model_name, version=held)
+        if pointed is None and self._alias_version(alias) == held:  # no SQL fast path: ask MLflow
+            return None if held is None else self.get(held)
         self.reconcile()
         with self.engine.connect() as conn:
             held = store.stage_holders(conn, name=self.model_name).get(stage)
@@ -352,13 +357,19 @@ class ModelRegistry:
 
         A model MLflow does not know yet has nothing to reconcile (an empty report).
         """
-        try:
-            aliases = self._aliases()
-        except UnknownModelError:
-            return ReconcileReport()
         with self.engine.connect() as conn:
+            aliases = self._alias_versions_sql(conn)
             holders = store.stage_holders(conn, name=self.model_name)
+        if aliases is None:
+            try:
+                aliases = self._aliases()
+            except UnknownModelError:
+                return ReconcileReport()
         if aliases_for(holders) == aliases:
+            return ReconcileReport()
+        try:
+            self._aliases()
+        except UnknownModelError:
             return ReconcileReport()
         with self._lock():
             recorded, warnings = self._reconcile_locked()
@@ -393,6 +404,43 @@ class ModelRegistry:
                 return None
             raise
         return int(version.version)
+
+    def _alias_versions_sql(self, conn: sa.Connection) -> dict[str, int | None] | None:
+        """Both aliases read straight from MLflow's ``registered_model_aliases`` (same database).
+
+        One indexed query instead of MLflow's several per alias (the alias lookup serving polls).
+        Read-only. Returns None, and callers ask ``MlflowClient``, when the table does not have the
+        expected columns (another MLflow schema) or MLflow workspaces are enabled.
+        """
+        table = self._mlflow_alias_table()
+        if table is None:
+            return None
+        query = sa.select(table.c.alias, table.c.version).where(
+            table.c.name == self.model_name, table.c.alias.in_(list(ALIAS_OF_STAGE.values()))
+        )
+        if "workspace" in table.c:
+            query = query.where(table.c.workspace == "default")
+        found = {alias: int(version) for alias, version in conn.execute(query)}
+        return {alias: found.get(alias) for alias in ALIAS_OF_STAGE.values()}
+
+    def _mlflow_alias_table(self) -> sa.Table | None:
+        if not self._alias_table_usable:
+            return None
+        if self._alias_table is None:
+            try:
+                table = sa.Table("registered_model_aliases", sa.MetaData(), autoload_with=self.engine)
+            except sa.exc.NoSuchTableError:
+                return None  # MLflow has not created its schema yet: ask again next time
+            workspaces = os.environ.get("MLFLOW_ENABLE_WORKSPACES", "").strip().lower() in (
+                "1",
+                "true",
+                "yes",
+            )
+            if workspaces or not {"name", "alias", "version"} <= set(table.c.keys()):
+                self._alias_table_usable = False
+                return None
+            self._alias_table = table
+        return self._alias_table
 
     def _aliases(self) -> dict[str, int | None]:
         return {alias: self._alias_version(alias) for alias in ALIAS_OF_STAGE.values()}

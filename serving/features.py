@@ -25,6 +25,18 @@ from typing import Any, Protocol
 from churnops.features.online import OnlineRow, RowStatus, ServiceLayout, fetch_online
 
 
+_MISS = object()
+_VALUE_CACHE = 65_536
+# HMGET of the same fields for every key in KEYS; a missing field comes back as nil.
+_HMGET_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call('HMGET', key, unpack(ARGV))
+end
+return out
+"""
+
+
 class FeaturesUnavailable(RuntimeError):
     """The online store did not answer in time (down, slow, or refusing connections)."""
 
@@ -133,6 +145,9 @@ class RedisReader:
             self._fields.extend(_mmh3(f"{plan.name}:{f}") for f in plan.features)
             self._fields.append(plan.ts_field)
         self._client: Any = None
+        self._script: Any = None
+        # Serialized values repeat (categories, flags, tenures): decode each distinct blob once.
+        self._values: dict[bytes, Any] = {}
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -170,10 +185,14 @@ class RedisReader:
         client = self._redis()
         try:
             async with asyncio.timeout(self._timeout * 2):
-                async with client.pipeline(transaction=False) as pipe:
-                    for key in self.keys(customer_ids):
-                        pipe.hmget(key, self._fields)
-                    values = await pipe.execute()
+                if len(customer_ids) == 1:
+                    values = [await client.hmget(self.keys(customer_ids)[0], self._fields)]
+                else:
+                    # One EVALSHA for the batch: packing N pipelined HMGETs of every field costs
+                    # ~5 ms per 100 ids in redis-py; the script receives the field list once.
+                    if self._script is None:
+                        self._script = client.register_script(_HMGET_MANY)
+                    values = await self._script(keys=self.keys(customer_ids), args=self._fields)
         except (TimeoutError, redis.RedisError, OSError) as error:
             # A half-read connection must not be reused: drop the pool, reconnect next time.
             await self._reset()
@@ -207,10 +226,16 @@ class RedisReader:
                         features[name] = None
                         missing.append(name)
                         continue
-                    value = Value()
-                    value.ParseFromString(blob)
-                    kind = value.WhichOneof("val")
-                    features[name] = None if kind in (None, "null_val") else getattr(value, kind)
+                    cached = self._values.get(blob, _MISS)
+                    if cached is _MISS:
+                        value = Value()
+                        value.ParseFromString(blob)
+                        kind = value.WhichOneof("val")
+                        cached = None if kind in (None, "null_val") else getattr(value, kind)
+                        if len(self._values) >= _VALUE_CACHE:
+                            self._values.clear()
+                        self._values[blob] = cached
+                    features[name] = cached
                 i += 1
             rows.append(
                 classify(
@@ -225,7 +250,7 @@ class RedisReader:
         return rows
 
     async def _reset(self) -> None:
-        client, self._client = self._client, None
+        client, self._client, self._script = self._client, None, None
         if client is not None:
             # Best effort: the connection may already be broken.
             with contextlib.suppress(Exception):

@@ -145,7 +145,9 @@ def make_registry(tracking_uri: str, artifact_location: str, *, model_name: str 
     from registry_ext import ModelRegistry, registry_engine
 
     client = MlflowClient(tracking_uri)
-    experiment_id = client.create_experiment(f"exp-{model_name}", artifact_location=f"{artifact_location}/{model_name}")
+    experiment_id = client.create_experiment(
+        f"exp-{model_name}", artifact_location=f"{artifact_location}/{model_name}"
+    )
     engine = registry_engine(tracking_uri)
     return ModelRegistry(client=client, engine=engine, model_name=model_name), experiment_id
 
@@ -169,7 +171,9 @@ def model_name_for(request: Any) -> str:
     """A registered model name unique to the requesting test."""
     import re
 
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"{request.module.__name__.rsplit('.', 1)[-1]}_{request.node.name}")[-90:]
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"{request.module.__name__.rsplit('.', 1)[-1]}_{request.node.name}")[
+        -90:
+    ]
 
 
 def remove_saved_models() -> None:

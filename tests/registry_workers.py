@@ -39,7 +39,10 @@ def promote_to_production(task: dict[str, Any]) -> dict[str, Any]:
     for stage in ("Staging", "Production"):
         try:
             result = registry.change_stage(
-                version=task["version"], stage=stage, reason=f"worker {task['version']} {stage}", actor="racer"
+                version=task["version"],
+                stage=stage,
+                reason=f"worker {task['version']} {stage}",
+                actor="racer",
             )
         except RegistryError as error:
             errors.append(f"{type(error).__name__}: {error}")

@@ -10,9 +10,20 @@ from __future__ import annotations
 import time
 from datetime import UTC, date, datetime
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from churnops.commands.common import quiet_libraries
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+    from churnops.settings import Settings
+    from registry_ext import ModelRecord
 
 console = Console()
 
@@ -38,6 +49,7 @@ def demo(
     from churnops.schema import EVENT_TS, LABEL
     from churnops.settings import Settings
 
+    quiet_libraries()
     started = time.perf_counter()
     settings = Settings()
     console.rule("[bold]ChurnOps demo")
@@ -73,6 +85,8 @@ def demo(
         f"{frame[EVENT_TS].min():%Y-%m-%d} .. {frame[EVENT_TS].max():%Y-%m-%d}, {len(features)} features"
     )
 
+    version = _train_and_promote(settings=settings, store=store)
+
     summary = Table(title="where things are", show_header=False)
     summary.add_row("sources (parquet)", str(settings.sources_dir))
     summary.add_row("Feast registry", settings.registry_url)
@@ -80,4 +94,84 @@ def demo(
     summary.add_row("MLflow", settings.tracking_uri)
     summary.add_row("features", ", ".join(features))
     console.print(summary)
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000", soft_wrap=True)
+    if version is not None:
+        _how_to_serve(settings=settings, frame=frame)
     console.print(f"done in {time.perf_counter() - started:.1f} s")
+
+
+def _train_and_promote(*, settings: Settings, store: FeatureStore) -> int | None:
+    """Train on churn_v1, let the gates decide, and walk a new version to Production."""
+    from mlflow import MlflowClient
+
+    from churnops.training import TrainOptions, load_policy, train
+    from registry_ext import ModelRegistry, registry_engine
+
+    client = MlflowClient(settings.tracking_uri)
+    engine = registry_engine(settings.tracking_uri)
+    try:
+        registry = ModelRegistry(client=client, engine=engine, model_name=settings.model_name)
+        with console.status("training candidates on churn_v1 (MLflow run, quality gates)..."):
+            result = train(
+                store=store,
+                client=client,
+                registry=registry,
+                sources_dir=settings.sources_dir,
+                policy=load_policy(settings.gate_policy),
+                options=TrainOptions(feature_service=settings.feature_service, trigger="manual"),
+                artifact_location=settings.artifact_location,
+            )
+        test = result.test.overall
+        console.print(
+            f"[green]trained[/] {result.family} (run {result.run_id[:8]}): test ROC-AUC {test['roc_auc']:.3f}, "
+            f"PR-AUC {test['pr_auc']:.3f}, Brier {test['brier']:.3f}; gates "
+            + ("[green]passed[/]" if result.gates.passed else "[red]failed[/]")
+        )
+        for gate in result.gates.failures:
+            console.print(f"  [red]x[/] {gate.rule}: {gate.detail}")
+        if result.version is None:
+            current = registry.production()
+            console.print(
+                f"no new version ({result.registration}); Production stays at "
+                f"{'v' + str(current.version) if current else 'nothing'}"
+            )
+            _registry_table(registry.all_versions())
+            return current.version if current else None
+        reason = "demo: passed the quality gates"
+        registry.promote(version=result.version, stage="Staging", reason=reason, actor="churnops-demo")
+        registry.promote(version=result.version, stage="Production", reason=reason, actor="churnops-demo")
+        console.print(f"[green]registered[/] {settings.model_name} v{result.version} -> Staging -> Production")
+        _registry_table(registry.all_versions())
+        return result.version
+    finally:
+        engine.dispose()
+
+
+def _registry_table(records: list[ModelRecord]) -> None:
+    table = Table(title="model registry (registry_ext)")
+    for column in ("version", "stage", "test ROC-AUC", "sha256", "run", "created"):
+        table.add_column(column)
+    for r in records:
+        auc = r.metrics.get("test_roc_auc")
+        table.add_row(
+            str(r.version),
+            r.stage.value,
+            "" if auc is None else f"{auc:.3f}",
+            r.sha256[:12],
+            r.run_id[:8],
+            f"{r.created:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+def _how_to_serve(*, settings: Settings, frame: pd.DataFrame) -> None:
+    from churnops.schema import EVENT_TS, JOIN_KEY
+
+    latest = frame[frame[EVENT_TS] == frame[EVENT_TS].max()][JOIN_KEY].iloc[0]
+    console.rule("[bold]serve the Production model")
+    console.print("churnops serve --port 3000      # BentoML, features from the online store", soft_wrap=True)
+    console.print(
+        "curl -s -X POST http://127.0.0.1:3000/predict -H 'Content-Type: application/json' "
+        f"-d '{{\"customer_ids\": [\"{latest}\"]}}'",
+        soft_wrap=True,
+    )

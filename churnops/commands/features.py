@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from churnops.commands.common import quiet_libraries
+
 app = typer.Typer(
     help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
 )
@@ -38,6 +40,7 @@ def apply_cmd() -> None:
     from churnops.features.store import apply, definitions, feature_store
     from churnops.settings import Settings
 
+    quiet_libraries()
     settings = Settings()
     names = apply(store=feature_store(settings), defs=definitions(settings))
     console.print(f"applied {len(names)} Feast objects to {settings.registry_url}")
@@ -61,6 +64,7 @@ def training_set_cmd(
     from churnops.schema import EVENT_TS, LABEL
     from churnops.settings import Settings
 
+    quiet_libraries()
     settings = Settings()
     entity = label_entity_frame(
         sources_dir=settings.sources_dir, start=_when(start, "--start"), end=_when(end, "--end")
@@ -108,6 +112,7 @@ def materialize_cmd(
     from churnops.schema import VIEWS
     from churnops.settings import Settings
 
+    quiet_libraries()
     settings = Settings()
     cutoff = _when(end, "--end") or latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
     if cutoff is None:
@@ -128,6 +133,7 @@ def online_cmd(
     from churnops.features.store import feature_store
     from churnops.settings import Settings
 
+    quiet_libraries()
     settings = Settings()
     store = feature_store(settings)
     rows = fetch_online(

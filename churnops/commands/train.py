@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from churnops.commands.common import quiet_libraries
+
 if TYPE_CHECKING:
     from churnops.training import TrainResult
 
@@ -32,6 +34,7 @@ def _fail(message: str, *, json_output: bool) -> typer.Exit:
 
 def _print_summary(result: TrainResult) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -67,7 +70,7 @@ def _print_summary(result: TrainResult) -> None:
             row.append(f"{result.production_test.overall[name]:.4f}")
         metrics.add_row(*row)
     for slice_name, values in result.test.slices.items():
-        row = [f"roc_auc [{slice_name}]", "", f"{values['roc_auc']:.4f}"]
+        row = [escape(f"roc_auc [{slice_name}]"), "", f"{values['roc_auc']:.4f}"]
         val = result.validation.slices.get(slice_name)
         row[1] = f"{val['roc_auc']:.4f}" if val else "-"
         if result.production_test is not None:
@@ -88,14 +91,14 @@ def _print_summary(result: TrainResult) -> None:
             if r.passed
             else "[red]FAIL[/red]"
         )
-        gates.add_row(r.rule, verdict, r.detail)
+        gates.add_row(escape(r.rule), verdict, escape(r.detail))
     console.print(gates)
     if result.version is not None:
         console.print(
             f"[green]registered[/green] as version [bold]{result.version}[/bold] (sha256 {result.sha256})"
         )
     else:
-        console.print(f"[red]no version[/red]: {result.registration}")
+        console.print(f"[red]no version[/red]: {escape(result.registration)}")
 
 
 def train(
@@ -168,6 +171,7 @@ def _run(*, settings: Any, feature_service: str, gate_policy: Path | None, trigg
     from churnops.training import train as train_model
     from registry_ext import ModelRegistry, registry_engine
 
+    quiet_libraries()  # after the imports: feast's own warning filters are set at its import
     policy = load_policy(gate_policy or settings.gate_policy)
     store = feature_store(settings)
     client = MlflowClient(settings.tracking_uri)

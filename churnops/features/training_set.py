@@ -6,7 +6,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from feast import FeatureStore
 
 from churnops.schema import CREATED_TS, EVENT_TS, FEATURE_SERVICE, FEATURES, JOIN_KEY, LABEL_SOURCE
@@ -14,6 +16,7 @@ from churnops.sources import read_source
 
 NaivePolicy = Literal["reject", "utc"]
 _ROW = "__churnops_row"
+_INT64 = {pa.int64(): pd.Int64Dtype()}
 
 
 class TimestampError(ValueError):
@@ -109,16 +112,53 @@ def build_training_set(
     missing = [c for c in (JOIN_KEY, EVENT_TS) if c not in entity_df.columns]
     if missing:
         raise ValueError(f"entity frame lacks column(s) {missing}; it needs {JOIN_KEY} and {EVENT_TS}")
-    frame = entity_df.copy()
+    if _ROW in entity_df.columns:
+        raise ValueError(f"entity frame has a column named {_ROW}, which build_training_set reserves")
+    frame = entity_df.reset_index(drop=True)
+    # Already tz-aware UTC and string keys: Feast's own entity-frame coercions become no-ops.
     frame[EVENT_TS] = normalize_timestamps(frame[EVENT_TS], naive=naive)
     frame[JOIN_KEY] = frame[JOIN_KEY].astype(str)
-    frame[_ROW] = range(len(frame))
     if frame.empty:
         raise ValueError("entity frame is empty: there is nothing to build a training set for")
     service = store.get_feature_service(feature_service)
-    result = store.get_historical_features(entity_df=frame, features=service).to_df()
-    if len(result) != len(frame):
-        raise RuntimeError(f"offline store returned {len(result)} rows for {len(frame)} entity rows")
-    result = result.sort_values(_ROW).drop(columns=[_ROW]).reset_index(drop=True)
-    result[EVENT_TS] = pd.to_datetime(result[EVENT_TS], utc=True)
-    return cast_features(result)
+    clash = [f.name for p in service.feature_view_projections for f in p.features if f.name in frame]
+    if clash:
+        raise ValueError(f"entity frame column(s) {clash} carry the name of a feature of {feature_service}")
+    # Feast's DuckDB offline store does the point-in-time join (and, inside an active MLflow
+    # run, logs its lineage tags). The row id lets us put its rows back in input order.
+    keyed = frame.assign(**{_ROW: np.arange(len(frame))})
+    table = store.get_historical_features(entity_df=keyed, features=service).to_arrow()
+    features = _features_in_input_order(table, entity_columns=list(keyed.columns), rows=len(frame))
+    return pd.concat([frame, features], axis=1)
+
+
+def _features_in_input_order(table: pa.Table, *, entity_columns: list[str], rows: int) -> pd.DataFrame:
+    """The feature columns of Feast's result, one row per entity row in input order, with the
+    declared dtypes (Int64 for integers and flags, float64, object strings with None).
+
+    Works on arrow: reordering and typing there avoids a pandas round trip of the entity
+    columns (the caller keeps its own) and the float detour Feast's ``to_df`` takes for
+    integer columns with nulls.
+    """
+    if table.num_rows != rows:
+        raise RuntimeError(f"offline store returned {table.num_rows} rows for {rows} entity rows")
+    position = np.full(rows, -1, dtype=np.int64)
+    position[table.column(_ROW).to_numpy()] = np.arange(rows)
+    if (position < 0).any():
+        raise RuntimeError("offline store returned some entity rows twice and others not at all")
+    names = [c for c in table.column_names if c not in entity_columns]
+    ordered = table.select(names).take(pa.array(position))
+    kinds = {c.name: c.kind for c in FEATURES}
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        values = ordered.column(name)
+        kind = kinds.get(name)
+        if kind in ("flag", "int"):
+            columns[name] = values.cast(pa.int64()).to_pandas(types_mapper=_INT64.get)
+        elif kind == "float":
+            columns[name] = values.cast(pa.float64()).to_pandas()
+        elif kind == "category":
+            columns[name] = values.cast(pa.string()).to_pandas()
+        else:
+            columns[name] = values.to_pandas()
+    return pd.DataFrame(columns, index=pd.RangeIndex(rows))

@@ -91,7 +91,9 @@ def test_concurrent_promotions_on_postgres(
     pool: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> None:
     try:
-        uri, artifacts = shared_postgres_store(POSTGRES_ADMIN_URL, str(tmp_path_factory.mktemp("pg-artifacts")))
+        uri, artifacts = shared_postgres_store(
+            POSTGRES_ADMIN_URL, str(tmp_path_factory.mktemp("pg-artifacts"))
+        )
     except sa.exc.OperationalError as error:
         service_missing("PostgreSQL", POSTGRES_HOW, error)
         raise

@@ -42,7 +42,13 @@ def test_postgres_urls_use_psycopg3_and_migrations_are_idempotent(pg_store: tupl
             tables = set(sa.inspect(conn).get_table_names())
             revision = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
             indexes = {i["name"] for i in sa.inspect(conn).get_indexes("models")}
-        assert {"models", "model_transitions", "model_experiments", "registered_models", "alembic_version"} <= tables
+        assert {
+            "models",
+            "model_transitions",
+            "model_experiments",
+            "registered_models",
+            "alembic_version",
+        } <= tables
         assert revision == "0001"
         assert {"uq_models_one_production", "uq_models_one_staging", "ix_models_tags"} <= indexes
     finally:
@@ -87,5 +93,6 @@ def test_database_refuses_a_second_production_version(registry: tuple[ModelRegis
     reg.promote(version=1, stage="Production", reason="p", actor="a")
     with pytest.raises(sa.exc.IntegrityError), reg.engine.begin() as conn:
         conn.execute(
-            sa.text("UPDATE models SET stage = 'Production' WHERE name = :n AND version = 2"), {"n": reg.model_name}
+            sa.text("UPDATE models SET stage = 'Production' WHERE name = :n AND version = 2"),
+            {"n": reg.model_name},
         )

@@ -36,14 +36,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_train_json_registers_a_version_then_a_strict_policy_refuses(home: Path, tmp_path: Path) -> None:
     settings = Settings()
     write_generated(
-        data=generate_churn_data(customers=600, months=5, seed=2), sources_dir=settings.sources_dir
+        data=generate_churn_data(customers=2000, months=6, seed=11), sources_dir=settings.sources_dir
     )
     apply(store=feature_store(settings), defs=definitions(settings))
     runner = CliRunner()
     result = runner.invoke(app, ["train", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert doc["version"] == 1 and doc["gates"]["passed"] is True, doc["gates"]
+    assert doc["version"] == 1 and doc["gates"]["passed"] is True, [
+        r for r in doc["gates"]["results"] if not r["passed"]
+    ]
     assert doc["feature_service"] == "churn_v1"
     assert doc["split"]["strategy"] == "time"
     assert doc["test"]["overall"]["roc_auc"] > 0.7

@@ -50,9 +50,9 @@ class Env:
 
 
 def make_env(home: Path) -> Env:
-    settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(home=home, _env_file=None)
     write_generated(
-        data=generate_churn_data(customers=900, months=6, seed=11), sources_dir=settings.sources_dir
+        data=generate_churn_data(customers=2000, months=6, seed=11), sources_dir=settings.sources_dir
     )
     store = feature_store(settings)
     apply(store=store, defs=definitions(settings))
@@ -199,8 +199,13 @@ def test_the_production_version_is_compared_on_the_same_rows(
         env.registry.promote(version=first.version, stage="Staging", reason="test", actor="tester")
         env.registry.promote(version=first.version, stage="Production", reason="test", actor="tester")
     # Same data, same seed: the candidate is the Production model again, so on the same rows
-    # the two are scored identically and the improvement is exactly zero.
-    again = env.train(trigger="scheduled")
+    # the two are scored identically and the improvement is exactly zero. A lenient policy
+    # (no improvement required) lets it through; the default one requires a real gain.
+    lenient = tmp_path / "lenient.yaml"
+    policy = load_policy().model_dump()
+    policy["relative"]["min_improvement"] = 0.0
+    lenient.write_text(yaml.safe_dump(policy))
+    again = env.train(trigger="scheduled", policy_path=lenient)
     assert again.production_version == first.version
     assert again.production_test is not None
     assert again.production_test.rows == again.test.rows
@@ -209,17 +214,14 @@ def test_the_production_version_is_compared_on_the_same_rows(
     assert (
         improvement.passed and not improvement.skipped and improvement.value == pytest.approx(0.0, abs=1e-12)
     )
-    assert again.version is not None and again.version > first.version
+    assert again.version is not None and first.version is not None and again.version > first.version
     assert env.registry.get(again.version).tags["trigger"] == "scheduled"
     assert env.client.get_run(again.run_id).data.metrics["production_test_roc_auc"] == pytest.approx(
         again.test.overall["roc_auc"]
     )
-    # Requiring a real improvement over Production fails the same candidate.
-    demanding = tmp_path / "demanding.yaml"
-    policy = load_policy().model_dump()
-    policy["relative"]["min_improvement"] = 0.01
-    demanding.write_text(yaml.safe_dump(policy))
-    refused = env.train(policy_path=demanding)
+    # The default policy requires a real improvement over Production: the same candidate fails.
+    assert load_policy().relative.min_improvement > 0
+    refused = env.train()
     assert [r.rule for r in refused.gates.failures] == ["min_improvement:roc_auc"]
     assert refused.version is None
 
@@ -258,3 +260,26 @@ def test_an_unknown_feature_service_is_refused(env: Env) -> None:
             policy=load_policy(),
             options=TrainOptions(feature_service="churn_v9"),
         )
+
+
+def test_a_tampered_production_artifact_stops_training(env: Env, first: TrainResult) -> None:
+    from churnops.training import TrainingError
+
+    if env.registry.production() is None:
+        env.registry.promote(version=first.version, stage="Staging", reason="test", actor="tester")
+        env.registry.promote(version=first.version, stage="Production", reason="test", actor="tester")
+    production = env.registry.production()
+    skops_file = Path(production.artifact_uri.removeprefix("file://")) / "model.skops"
+    original = skops_file.read_bytes()
+    skops_file.write_bytes(original + b"\0")
+    try:
+        with pytest.raises(
+            TrainingError, match=rf"Production version {production.version}.*SHA-256 mismatch"
+        ):
+            env.train()
+    finally:
+        skops_file.write_bytes(original)
+    runs = env.client.search_runs(
+        [first.experiment_id], filter_string="tags.`churnops.error` LIKE '%SHA-256%'", max_results=5
+    )
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"

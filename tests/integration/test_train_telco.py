@@ -3,6 +3,7 @@ the chosen model must reach ROC-AUC >= 0.84 on its held-out test split."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_telco_snapshot_trains_a_model_above_0_84_roc_auc(
-    settings: Settings, telco_csv: Path, record_property: pytest.RecordProperty
+    settings: Settings, telco_csv: Path, record_property: Callable[[str, object], None]
 ) -> None:
     report = ingest_telco(
         path=telco_csv,

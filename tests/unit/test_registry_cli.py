@@ -61,12 +61,12 @@ def test_promote_show_list_search_audit_print_one_json_document(cli: tuple[Model
     run("promote", "2", "--stage", "Staging", "--reason", "drift retrain", "--trigger", "drift")
 
     shown = one_json(run("show", "1", "--json").stdout)
-    assert VERSION_KEYS <= shown.keys() and shown["stage"] == "Production"
+    assert shown.keys() >= VERSION_KEYS and shown["stage"] == "Production"
     assert [t["to_stage"] for t in shown["transitions"]] == ["None", "Staging", "Production"]
 
     listed = one_json(run("list", "--json").stdout)
     assert [v["version"] for v in listed] == [2, 1]
-    assert all(VERSION_KEYS <= v.keys() for v in listed)
+    assert all(v.keys() >= VERSION_KEYS for v in listed)
 
     found = one_json(run("search", "--name", registry.model_name, "--tag", "trigger=drift", "--json").stdout)
     assert [(v["version"], v["stage"]) for v in found] == [(2, "Staging")]
@@ -74,7 +74,7 @@ def test_promote_show_list_search_audit_print_one_json_document(cli: tuple[Model
     assert [v["version"] for v in found] == [1]
 
     entries = one_json(run("audit", "--json").stdout)
-    assert all(AUDIT_KEYS <= e.keys() for e in entries)
+    assert all(e.keys() >= AUDIT_KEYS for e in entries)
     assert [(e["version"], e["to_stage"], e["actor"]) for e in entries][-2:] == [
         (1, "Production", "alice"),
         (2, "Staging", "cli-user"),
@@ -83,7 +83,7 @@ def test_promote_show_list_search_audit_print_one_json_document(cli: tuple[Model
 
 
 def test_rollback_and_human_output(cli: tuple[ModelRegistry, str, Any]) -> None:
-    registry, _, run = cli
+    _registry, _, run = cli
     for version in ("1", "2"):
         run("promote", version, "--stage", "Staging", "--reason", "s")
         run("promote", version, "--stage", "Production", "--reason", "p")
@@ -110,8 +110,10 @@ def test_rollback_and_human_output(cli: tuple[ModelRegistry, str, Any]) -> None:
         (["compare", "1"], "at least two versions"),
     ],
 )
-def test_errors_exit_2_with_a_clear_message(cli: tuple[ModelRegistry, str, Any], args: list[str], message: str) -> None:
-    registry, _, run = cli
+def test_errors_exit_2_with_a_clear_message(
+    cli: tuple[ModelRegistry, str, Any], args: list[str], message: str
+) -> None:
+    _registry, _, run = cli
     result = run(*args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
@@ -129,7 +131,9 @@ def test_promoting_an_archived_version_is_refused(cli: tuple[ModelRegistry, str,
     assert registry.get(1).stage.value == "Archived"
 
 
-def test_every_command_reconciles_out_of_band_alias_changes_first(cli: tuple[ModelRegistry, str, Any]) -> None:
+def test_every_command_reconciles_out_of_band_alias_changes_first(
+    cli: tuple[ModelRegistry, str, Any],
+) -> None:
     registry, _, run = cli
     registry.client.set_registered_model_alias(registry.model_name, "staging", "2")
     result = run("list", "--json")
@@ -143,7 +147,7 @@ def test_every_command_reconciles_out_of_band_alias_changes_first(cli: tuple[Mod
 def test_compare_shows_versions_side_by_side_and_writes_self_contained_html(
     cli: tuple[ModelRegistry, str, Any], tmp_path: Path
 ) -> None:
-    registry, _, run = cli
+    _registry, _, run = cli
     run("promote", "1", "--stage", "Staging", "--reason", "s")
     report = tmp_path / "reports" / "compare.html"
     result = run("compare", "1", "2", "--html", str(report), "--json")

@@ -6,6 +6,7 @@ its own registered model name, so tests do not see each other's versions.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,9 @@ def test_register_writes_row_mlflow_version_and_registration_transition(
     assert aliases(reg) == {"staging": None, "production": None}
 
 
-def test_lifecycle_moves_aliases_and_archives_the_previous_production(registry: tuple[ModelRegistry, str]) -> None:
+def test_lifecycle_moves_aliases_and_archives_the_previous_production(
+    registry: tuple[ModelRegistry, str],
+) -> None:
     reg, experiment_id = registry
     for seed in (1, 2):
         register_candidate(reg, experiment_id=experiment_id, seed=seed)
@@ -140,13 +143,33 @@ def test_a_new_staging_version_archives_the_previous_one(registry: tuple[ModelRe
     ("setup", "kwargs", "error", "message"),
     [
         ([], {"version": 9, "stage": "Staging", "reason": "x"}, UnknownVersionError, "has no version 9"),
-        ([], {"version": 1, "stage": "Staging", "reason": "  "}, InvalidInputError, "reason must not be empty"),
+        (
+            [],
+            {"version": 1, "stage": "Staging", "reason": "  "},
+            InvalidInputError,
+            "reason must not be empty",
+        ),
         ([], {"version": 1, "stage": "Live", "reason": "x"}, InvalidStageError, "invalid stage 'Live'"),
         ([], {"version": 1, "stage": "Production", "reason": "x"}, InvalidTransitionError, "Staging before"),
-        ([], {"version": 1, "stage": "Staging", "reason": "x", "trigger": "cron"}, InvalidInputError, "trigger"),
+        (
+            [],
+            {"version": 1, "stage": "Staging", "reason": "x", "trigger": "cron"},
+            InvalidInputError,
+            "trigger",
+        ),
         ([], {"version": 0, "stage": "Staging", "reason": "x"}, InvalidInputError, "positive integer"),
-        (["Archived"], {"version": 1, "stage": "Staging", "reason": "x"}, InvalidTransitionError, "is Archived"),
-        (["Staging"], {"version": 1, "stage": "Staging", "reason": "x"}, InvalidTransitionError, "already in"),
+        (
+            ["Archived"],
+            {"version": 1, "stage": "Staging", "reason": "x"},
+            InvalidTransitionError,
+            "is Archived",
+        ),
+        (
+            ["Staging"],
+            {"version": 1, "stage": "Staging", "reason": "x"},
+            InvalidTransitionError,
+            "already in",
+        ),
         (
             ["Staging", "Production"],
             {"version": 1, "stage": "Staging", "reason": "x"},
@@ -220,7 +243,9 @@ def test_transitions_are_append_only(registry: tuple[ModelRegistry, str]) -> Non
 
 
 def test_no_code_path_updates_or_deletes_transitions() -> None:
-    source = "\n".join(p.read_text() for p in Path("registry_ext").rglob("*.py") if "migrations" not in p.parts)
+    source = "\n".join(
+        p.read_text() for p in Path("registry_ext").rglob("*.py") if "migrations" not in p.parts
+    )
     assert not re.search(r"model_transitions\s*\.\s*(update|delete)\s*\(", source)
     assert not re.search(r"(UPDATE|DELETE FROM)\s+model_transitions", source, re.IGNORECASE)
 
@@ -305,7 +330,9 @@ def test_failed_transition_insert_changes_no_stage_and_restores_aliases(
     assert reg.reconcile().recorded == ()
 
 
-def test_register_refuses_a_wrong_sha256_before_creating_anything(registry: tuple[ModelRegistry, str]) -> None:
+def test_register_refuses_a_wrong_sha256_before_creating_anything(
+    registry: tuple[ModelRegistry, str],
+) -> None:
     from churnops.artifacts import ArtifactIntegrityError
 
     reg, experiment_id = registry
@@ -358,3 +385,72 @@ def test_actor_defaults_to_the_environment(
     register_candidate(reg, experiment_id=experiment_id, seed=1)
     monkeypatch.setenv("CHURNOPS_ACTOR", "ci-bot")
     assert reg.promote(version=1, stage="Staging", reason="auto").actor == "ci-bot"
+
+
+def test_load_model_verifies_sha256_and_refuses_a_tampered_local_artifact(
+    registry: tuple[ModelRegistry, str],
+) -> None:
+    from churnops.artifacts import ArtifactIntegrityError
+    from tests.registry_helpers import FEATURES, churn_frame
+
+    reg, experiment_id = registry
+    record = register_candidate(reg, experiment_id=experiment_id, seed=1)
+    model = reg.load_model(record.version)
+    assert model.predict_proba(churn_frame(seed=9, rows=5)[FEATURES]).shape == (5, 2)
+
+    weights = Path(record.artifact_uri) / "model.skops"
+    weights.write_bytes(weights.read_bytes() + b"\0")
+    with pytest.raises(ArtifactIntegrityError) as caught:
+        reg.load_model(record.version)
+    message = str(caught.value)
+    assert f"version {record.version}" in message and f"expected {record.sha256}" in message
+    assert re.search(r"actual [0-9a-f]{64}", message)
+
+
+def test_register_a_model_logged_with_log_model(
+    registry: tuple[ModelRegistry, str], store: tuple[str, str]
+) -> None:
+    """MLflow 3's LoggedModel layout (files under models/<model_id>/artifacts) registers too."""
+    import mlflow
+    import mlflow.sklearn
+
+    from churnops.artifacts import sha256_of_path
+    from tests.registry_helpers import fit_pipeline
+
+    reg, experiment_id = registry
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(store[0])
+    try:
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            info = mlflow.sklearn.log_model(
+                fit_pipeline(seed=4),
+                name="model",
+                serialization_format="skops",
+                pip_requirements=["scikit-learn"],
+            )
+        location = reg.client.get_logged_model(info.model_id).artifact_location
+        record = reg.register(
+            run_id=run.info.run_id,
+            sha256=sha256_of_path(Path(location)),
+            feature_service="churn_v1",
+            metrics={"auc": 0.8},
+            actor="a",
+        )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    assert record.artifact_uri == location
+    assert reg.client.get_model_version(reg.model_name, "1").source == f"models:/{info.model_id}"
+    assert reg.load_model(1) is not None
+
+
+def test_search_filters_use_the_indexes(registry: tuple[ModelRegistry, str]) -> None:
+    from registry_ext.records import SearchQuery
+    from registry_ext.search import search_query
+
+    reg, _ = registry
+    query = search_query(SearchQuery(name="churn", stage=Stage.PRODUCTION, tags={"trigger": "drift"}), dialect="sqlite")
+    compiled = query.compile(reg.engine, compile_kwargs={"literal_binds": True})
+    with reg.engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}"))
+    assert "SEARCH models USING INDEX" in plan, plan
+    assert "SCAN models" not in plan, plan

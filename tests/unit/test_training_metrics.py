@@ -76,12 +76,13 @@ def test_the_threshold_maximises_f1_on_validation(scored: tuple[np.ndarray, np.n
 
 
 def test_threshold_ties_go_to_the_higher_threshold() -> None:
-    y = np.array([0, 1, 0, 1])
-    s = np.array([0.1, 0.9, 0.5, 0.95])
-    # >= 0.9 gives F1 = 1; nothing else does.
+    y = np.array([1, 0, 0, 1])
+    s = np.array([0.9, 0.8, 0.7, 0.1])
+    # >= 0.9: P=1, R=.5 -> F1 2/3; >= 0.1: P=.5, R=1 -> F1 2/3 too; the others are lower.
+    assert f1_score(y, s >= 0.9) == pytest.approx(f1_score(y, s >= 0.1))
     assert choose_threshold(y, s) == pytest.approx(0.9)
     y = np.array([1, 0, 1, 0])
-    s = np.array([0.8, 0.6, 0.4, 0.2])  # >= 0.8: P=1,R=.5,F1=.667 ; >= 0.4: P=.667,R=1,F1=.8
+    s = np.array([0.8, 0.6, 0.4, 0.2])  # >= 0.8: F1 .667; >= 0.4: P=.667, R=1, F1 .8
     assert choose_threshold(y, s) == pytest.approx(0.4)
 
 

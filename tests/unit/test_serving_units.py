@@ -1,0 +1,358 @@
+"""The pure parts of serving/: request models, scoring, auth, the guard, the log, the watcher, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from churnops.features.online import OnlineRow
+from churnops.schema import feature_names
+from serving.auth import authorized, presented_key
+from serving.guard import GuardConfig, RequestGuard
+from serving.metrics import ServingMetrics
+from serving.model_source import LoadedModel, ModelRef
+from serving.model_watch import ModelWatcher
+from serving.prediction_log import LogRecord, PredictionLog, read_prediction_log
+from serving.scoring import compile_linear, make_scorer, score_rows, sklearn_scorer
+from serving.testing import fit_pipeline, generate_rows
+from serving.validation import FeatureRow, PredictFeaturesRequest, PredictRequest
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values (what JSON or Redis hands the service)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _row(**changes: Any) -> dict[str, Any]:
+    rows = generate_rows(n=1, seed=3, as_of=datetime(2024, 1, 1, tzinfo=UTC))
+    row = {str(k): _plain(v) for k, v in rows[feature_names()].iloc[0].items()}
+    row.update(changes)
+    return row
+
+
+# -- request models ------------------------------------------------------------------------
+
+
+def test_feature_row_is_the_schema() -> None:
+    assert [f for f in FeatureRow.model_fields if f != "customer_id"] == feature_names()
+
+
+def test_valid_row_passes_and_round_trips() -> None:
+    row = FeatureRow.model_validate_json(json.dumps(_row()))
+    assert row.features() == _row()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"contract": "Forever"}, "contract"),
+        ({"monthly_charges": -1.0}, "monthly_charges"),
+        ({"total_charges": 2_000_000.0}, "total_charges"),
+        ({"tenure": -3}, "tenure"),
+        ({"partner": 2}, "partner"),
+        ({"partner": True}, "partner"),
+        ({"tenure": "12"}, "tenure"),
+        ({"gender": 1}, "gender"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_bad_rows_name_the_field(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        FeatureRow.model_validate_json(json.dumps(_row(**change)))
+    assert [e["loc"] for e in info.value.errors()] == [(field,)]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_refused(literal: str) -> None:
+    body = json.dumps({"rows": [_row(monthly_charges=12345.5)]}).replace("12345.5", literal)
+    with pytest.raises(ValidationError) as info:
+        PredictFeaturesRequest.model_validate_json(body)
+    assert info.value.errors()[0]["loc"] == ("rows", 0, "monthly_charges")
+
+
+def test_missing_feature_is_named() -> None:
+    row = _row()
+    del row["tenure"]
+    with pytest.raises(ValidationError) as info:
+        FeatureRow.model_validate(row)
+    assert info.value.errors()[0]["loc"] == ("tenure",)
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"customer_ids": []}', '{"customer_ids": [""]}', '{"customer_ids": ["a b"]}', '{"customer_ids": [1]}'],
+)
+def test_bad_id_lists(body: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        PredictRequest.model_validate_json(body)
+    assert info.value.errors()[0]["loc"][0] == "customer_ids"
+
+
+def test_long_ids_and_invalid_utf8_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        PredictRequest.model_validate_json(json.dumps({"customer_ids": ["X" * 10_240]}))
+    with pytest.raises(ValidationError):
+        PredictRequest.model_validate_json(b'{"customer_ids": ["\xff"]}')
+
+
+# -- scoring -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    return fit_pipeline(generate_rows(n=400, seed=5, as_of=datetime(2024, 1, 1, tzinfo=UTC)))
+
+
+def test_linear_tables_match_predict_proba(model: Any) -> None:
+    rows = generate_rows(n=200, seed=11, as_of=datetime(2024, 1, 1, tzinfo=UTC))[feature_names()]
+    records = [{str(k): _plain(v) for k, v in r.items()} for r in rows.to_dict("records")]
+    tables = compile_linear(model)
+    assert tables is not None
+    expected = model.predict_proba(rows)[:, 1]
+    for got, want in zip(tables(records), expected, strict=True):
+        assert math.isclose(got, float(want), abs_tol=1e-12)
+    scorer, kind = make_scorer(model)
+    assert kind == "linear_tables" and scorer == tables
+
+
+def test_other_models_use_sklearn(model: Any) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+
+    forest = Pipeline([("pre", model.named_steps["pre"]), ("clf", RandomForestClassifier(n_estimators=3))])
+    rows = generate_rows(n=50, seed=1, as_of=datetime(2024, 1, 1, tzinfo=UTC))
+    forest.fit(rows[feature_names()], rows["churned"])
+    assert compile_linear(forest) is None
+    scorer, kind = make_scorer(forest)
+    assert kind == "sklearn"
+    assert len(scorer([_row(), _row()])) == 2
+
+
+def test_score_rows_scores_only_usable_rows(model: Any) -> None:
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = [
+        OnlineRow("A", _row(), "ok", {"account": now}),
+        OnlineRow("B", dict.fromkeys(feature_names()), "unknown_customer", {}),
+        OnlineRow("C", _row(), "stale_features", {"account": now - timedelta(days=90)}, ("account",)),
+        OnlineRow("D", _row(total_charges=None), "ok", {"account": now}),
+    ]
+    scored = score_rows(scorer=sklearn_scorer(model), rows=rows)
+    assert [s.status for s in scored] == ["ok", "unknown_customer", "stale_features", "missing_features"]
+    assert scored[0].score is not None and all(s.score is None for s in scored[1:])
+    assert scored[1].features is None and scored[2].features is not None
+
+
+# -- auth and the guard --------------------------------------------------------------------
+
+
+def test_presented_key_and_compare() -> None:
+    assert presented_key([(b"authorization", b"Bearer abc")]) == b"abc"
+    assert presented_key([(b"x-api-key", b" abc ")]) == b"abc"
+    assert presented_key([(b"authorization", b"Basic abc")]) is None
+    assert authorized(expected=None, presented=None)
+    assert not authorized(expected=b"abc", presented=None)
+    assert not authorized(expected=b"abc", presented=b"abd")
+    assert authorized(expected=b"abc", presented=b"abc")
+
+
+def _guarded_app(errors: list[str], observed: list[tuple[str, int]]) -> Any:
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse({"size": len(await request.body())})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/predict", echo, methods=["POST"]), Route("/livez", health)])
+    config = GuardConfig(
+        api_key=b"k",
+        max_body_bytes=100,
+        observe=lambda e, s, t: observed.append((e, s)),
+        count_error=errors.append,
+    )
+    return RequestGuard(app, config=lambda: config, paths=("/predict",))
+
+
+async def _chunks(parts: list[bytes]) -> Any:
+    for part in parts:
+        yield part
+
+
+def test_guard_refuses_before_the_app() -> None:
+    errors: list[str] = []
+    observed: list[tuple[str, int]] = []
+
+    async def run() -> dict[str, int]:
+        transport = httpx.ASGITransport(app=_guarded_app(errors, observed))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            key = {"X-API-Key": "k"}
+            return {
+                "no key": (await client.post("/predict", json={})).status_code,
+                "pickle": (
+                    await client.post(
+                        "/predict",
+                        content=b"x",
+                        headers={**key, "Content-Type": "application/vnd.bentoml+pickle"},
+                    )
+                ).status_code,
+                "big": (await client.post("/predict", json={"a": "x" * 200}, headers=key)).status_code,
+                "chunked big": (
+                    await client.post("/predict", content=_chunks([b"x" * 60, b"y" * 60]), headers=key)
+                ).status_code,
+                "ok": (await client.post("/predict", json={"a": 1}, headers=key)).status_code,
+                "health": (await client.get("/livez")).status_code,
+            }
+
+    codes = asyncio.run(run())
+    assert codes == {"no key": 401, "pickle": 415, "big": 413, "chunked big": 413, "ok": 200, "health": 200}
+    assert errors == ["unauthorized", "unsupported_media_type", "body_too_large", "body_too_large"]
+    assert ("/predict", 200) in observed and all(e == "/predict" for e, _ in observed)
+
+
+# -- prediction log ------------------------------------------------------------------------
+
+
+def _record(i: int, ts: datetime) -> LogRecord:
+    return LogRecord(
+        request_id=f"r{i}",
+        ts=ts,
+        endpoint="predict",
+        customer_id=f"C{i}",
+        model_name="churn",
+        model_version="1",
+        feature_service="churn_v1",
+        score=0.25 if i % 2 == 0 else None,
+        status="ok" if i % 2 == 0 else "unknown_customer",
+        features=_row() if i % 2 == 0 else None,
+    )
+
+
+def test_prediction_log_appends_partitions_by_date(tmp_path: Path) -> None:
+    written: list[int] = []
+    log = PredictionLog(directory=tmp_path / "predictions", on_written=written.append)
+    day1 = datetime(2024, 3, 1, 23, 59, tzinfo=UTC)
+    log.append([_record(0, day1), _record(1, day1 + timedelta(minutes=2))])
+    assert log.flush() == 2
+    log.append([_record(2, day1)])
+    log.close()
+    frame = read_prediction_log(tmp_path / "predictions")
+    assert sorted(frame["request_id"]) == ["r0", "r1", "r2"]
+    assert sorted(set(frame["date"])) == ["2024-03-01", "2024-03-02"]
+    assert written == [2, 1]
+    assert len(list((tmp_path / "predictions").glob("date=2024-03-01/part-*.parquet"))) == 2
+    first = frame[frame["request_id"] == "r0"].iloc[0]
+    assert first["contract"] == _row()["contract"] and first["score"] == 0.25
+
+
+def test_prediction_log_failure_is_counted_not_raised(tmp_path: Path) -> None:
+    blocked = tmp_path / "predictions"
+    blocked.write_text("a file where the directory should be")
+    failures: list[int] = []
+    log = PredictionLog(directory=blocked, on_failure=failures.append)
+    log.append([_record(0, datetime.now(UTC))])
+    assert log.flush() == 0
+    assert failures == [1]
+
+
+def test_prediction_log_bounded_buffer(tmp_path: Path) -> None:
+    failures: list[int] = []
+    log = PredictionLog(directory=tmp_path, max_buffer_rows=2, on_failure=failures.append)
+    log.append([_record(i, datetime.now(UTC)) for i in range(3)])
+    assert failures == [1] and log.flush() == 2
+
+
+# -- model watcher -------------------------------------------------------------------------
+
+
+class _Source:
+    """An in-memory registry: the Production ref can be moved and a version can be broken."""
+
+    def __init__(self) -> None:
+        self.ref: ModelRef | None = None
+        self.broken: set[str] = set()
+        self.loads = 0
+
+    def production(self) -> ModelRef | None:
+        return self.ref
+
+    def load(self, ref: ModelRef) -> LoadedModel:
+        self.loads += 1
+        if ref.version in self.broken:
+            from churnops.artifacts import ArtifactIntegrityError
+
+            raise ArtifactIntegrityError("sha mismatch")
+        return LoadedModel(ref=ref, estimator=ref.version)
+
+
+def _ref(version: str) -> ModelRef:
+    return ModelRef(name="churn", version=version, sha256="x", feature_service="churn_v1")
+
+
+def test_watcher_swaps_when_production_moves_and_keeps_serving_on_failure() -> None:
+    source = _Source()
+    failures: list[str] = []
+    watcher: ModelWatcher[LoadedModel] = ModelWatcher(
+        source=source,
+        build=source.load,
+        interval_s=60,
+        on_failure=lambda ref, e: failures.append(ref.version if ref else "?"),
+    )
+    assert not watcher.refresh() and watcher.current is None
+    source.ref = _ref("1")
+    assert watcher.refresh() and watcher.current is not None and watcher.current.estimator == "1"
+    assert not watcher.refresh() and source.loads == 1
+    source.ref, source.broken = _ref("2"), {"2"}
+    assert not watcher.refresh() and watcher.current.estimator == "1"
+    assert not watcher.refresh() and source.loads == 2  # a failed version is not retried
+    source.ref = _ref("3")
+    assert watcher.refresh() and watcher.current.estimator == "3"
+    assert failures == ["2"]
+
+
+def test_watcher_thread_follows_a_nudge() -> None:
+    source = _Source()
+    source.ref = _ref("1")
+    swapped = threading.Event()
+    watcher: ModelWatcher[LoadedModel] = ModelWatcher(
+        source=source, build=source.load, interval_s=3600, on_swap=lambda ref, d: swapped.set()
+    )
+    watcher.start()
+    try:
+        watcher.nudge()
+        assert swapped.wait(5)
+        assert watcher.current_ref == _ref("1")
+    finally:
+        watcher.stop()
+
+
+# -- metrics -------------------------------------------------------------------------------
+
+
+def test_metrics_register_on_the_given_registry_only() -> None:
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(registry=registry)
+    metrics.set_model(name="churn", version="1", feature_service="churn_v1", scorer="sklearn")
+    metrics.set_model(name="churn", version="2", feature_service="churn_v1", scorer="sklearn")
+    metrics.predictions.labels("2", "ok").inc(3)
+    labels = {"model_name": "churn", "feature_service": "churn_v1", "scorer": "sklearn"}
+    assert registry.get_sample_value("churnops_model_info", {**labels, "model_version": "1"}) == 0
+    assert registry.get_sample_value("churnops_model_info", {**labels, "model_version": "2"}) == 1
+    assert (
+        registry.get_sample_value("churnops_predictions_total", {"model_version": "2", "status": "ok"}) == 3
+    )
+    for metric in registry.collect():
+        for sample in metric.samples:
+            assert "customer_id" not in sample.labels
