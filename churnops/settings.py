@@ -54,11 +54,18 @@ class Settings(BaseSettings):
     serving_api_key: SecretStr | None = Field(
         default=None, description="When set, /predict* need it (Authorization: Bearer or X-API-Key)."
     )
+    serving_webhook_secret: SecretStr | None = Field(
+        default=None, description="Secret of the MLflow registry webhook that calls /model/refresh."
+    )
     serving_max_ids: int = Field(default=1000, ge=1, le=100_000, description="Ids per /predict request.")
     serving_max_rows: int = Field(default=1000, ge=1, le=100_000, description="Rows per /predict_features.")
     serving_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
     serving_poll_seconds: float = Field(
         default=2.0, gt=0, le=3600, description="How often the service checks the production alias."
+    )
+    serving_prediction_log_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the prediction log table (PostgreSQL); default parquet in home.",
     )
     serving_online_reader: Literal["auto", "feast", "redis"] = Field(
         default="auto", description="auto: read Feast's Redis layout directly when redis_url is set."

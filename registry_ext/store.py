@@ -27,31 +27,36 @@ _training = model_experiments.alias("training")
 
 
 def record_select() -> sa.Select[Any]:
-    """SELECT of everything a :class:`ModelRecord` needs (the version, its gate results and experiment)."""
-    return (
-        sa.select(
-            models,
-            _registration.c.gate_results.label("gate_results"),
-            _training.c.experiment_id.label("experiment_id"),
+    """SELECT of everything a :class:`ModelRecord` needs (the version, its gate results and experiment).
+
+    Gate results and experiment come from correlated subqueries, each one lookup in a unique
+    index per row, so the plan does not depend on table statistics (a join planned on stale
+    statistics after a bulk load degenerated to a nested loop over all rows on PostgreSQL).
+    """
+    gate_results = (
+        sa.select(_registration.c.gate_results)
+        .where(
+            _registration.c.name == models.c.name,
+            _registration.c.version == models.c.version,
+            _registration.c.from_stage.is_(None),
         )
-        .select_from(models)
-        .outerjoin(
-            _registration,
-            sa.and_(
-                _registration.c.name == models.c.name,
-                _registration.c.version == models.c.version,
-                _registration.c.from_stage.is_(None),
-            ),
-        )
-        .outerjoin(
-            _training,
-            sa.and_(
-                _training.c.name == models.c.name,
-                _training.c.version == models.c.version,
-                _training.c.role == "training",
-            ),
-        )
+        .limit(1)
+        .scalar_subquery()
     )
+    experiment_id = (
+        sa.select(_training.c.experiment_id)
+        .where(
+            _training.c.name == models.c.name,
+            _training.c.version == models.c.version,
+            _training.c.role == "training",
+        )
+        .order_by(_training.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sa.select(
+        models, gate_results.label("gate_results"), experiment_id.label("experiment_id")
+    ).select_from(models)
 
 
 def row_to_record(row: RowMapping) -> ModelRecord:

@@ -84,7 +84,6 @@ model_transitions = sa.Table(
         ["name", "version"], ["models.name", "models.version"], name="fk_model_transitions_version"
     ),
     sa.Index("ix_model_transitions_name_version", "name", "version"),
-    sa.Index("ix_model_transitions_name_to_stage", "name", "to_stage"),
 )
 
 model_experiments = sa.Table(

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from churnops.features.online import OnlineRow, RowStatus, ServiceLayout, fetch_online
 
-
 _MISS = object()
 _VALUE_CACHE = 65_536
 # HMGET of the same fields for every key in KEYS; a missing field comes back as nil.
@@ -43,6 +42,9 @@ class FeaturesUnavailable(RuntimeError):
 
 class OnlineReader(Protocol):
     async def fetch(self, customer_ids: Sequence[str]) -> list[OnlineRow]: ...
+
+    def warm_up(self) -> None:
+        """Pay first-call costs (registry load, connections) before the reader takes traffic."""
 
     async def aclose(self) -> None: ...
 
@@ -105,6 +107,9 @@ class FeastReader:
             if type(error).__module__.startswith("redis"):
                 raise FeaturesUnavailable(f"online store error: {type(error).__name__}") from error
             raise
+
+    def warm_up(self) -> None:
+        fetch_online(store=self._store, layout=self._layout, customer_ids=["__churnops_warm_up__"])
 
     async def aclose(self) -> None:
         return None
@@ -194,8 +199,8 @@ class RedisReader:
                         self._script = client.register_script(_HMGET_MANY)
                     values = await self._script(keys=self.keys(customer_ids), args=self._fields)
         except (TimeoutError, redis.RedisError, OSError) as error:
-            # A half-read connection must not be reused: drop the pool, reconnect next time.
-            await self._reset()
+            # redis-py drops the failed connection itself and reconnects on next use; the pool
+            # (and other requests' connections) stay, so one slow read cannot cascade.
             raise FeaturesUnavailable(f"online store unavailable: {type(error).__name__}") from error
         return self.decode(customer_ids, values, now=datetime.now(UTC))
 
@@ -255,6 +260,9 @@ class RedisReader:
             # Best effort: the connection may already be broken.
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
+
+    def warm_up(self) -> None:
+        """Nothing to do: the asyncio client belongs to the server's event loop (made on first use)."""
 
     async def aclose(self) -> None:
         await self._reset()

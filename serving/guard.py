@@ -11,6 +11,9 @@ reasons in the ``x-churnops-error`` header; a 400 from BentoML's validation is
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -27,6 +30,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ERROR_HEADER = b"x-churnops-error"
+SIGNATURE_HEADER = b"x-mlflow-signature"
 JSON_TYPES = (b"application/json", b"")
 _STATUS_REASON = {
     400: "invalid_request",
@@ -42,8 +46,10 @@ class GuardConfig:
 
     api_key: bytes | None
     max_body_bytes: int
-    observe: Callable[[str, int, float], None]
-    count_error: Callable[[str], None]
+    webhook_path: str | None = None
+    webhook_secret: bytes | None = None
+    observe: Callable[[str, int, float], None] = lambda endpoint, status, seconds: None
+    count_error: Callable[[str], None] = lambda reason: None
 
 
 class RequestGuard:
@@ -71,13 +77,16 @@ class RequestGuard:
 
     async def _guarded(self, config: GuardConfig, scope: Scope, receive: Receive, send: Send) -> int:
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-        if not authorized(expected=config.api_key, presented=presented_key(headers)):
-            config.count_error("unauthorized")
-            body = error_body(
-                message="missing or wrong API key", code="unauthorized", loc=["header", "authorization"]
-            )
-            await _reply(send, 401, body, extra=[(b"www-authenticate", b"Bearer")])
-            return 401
+        key_ok = authorized(expected=config.api_key, presented=presented_key(headers))
+        # An MLflow registry webhook cannot send the API key; it signs the body instead.
+        signed = (
+            not key_ok
+            and config.webhook_secret is not None
+            and scope.get("path") == config.webhook_path
+            and any(name == SIGNATURE_HEADER for name, _ in headers)
+        )
+        if not key_ok and not signed:
+            return await _unauthorized(config, send)
         if scope.get("method") != "POST":
             return await self._forward(config, scope, receive, send)
         content_type = b""
@@ -123,13 +132,18 @@ class RequestGuard:
                 return 413
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
+        payload = b"".join(chunks)
+        if signed and not mlflow_signature_valid(
+            secret=config.webhook_secret or b"", headers=headers, body=payload, now=time.time()
+        ):
+            return await _unauthorized(config, send)
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                return {"type": "http.request", "body": payload, "more_body": False}
             return await receive()
 
         return await self._forward(config, scope, replay, send)
@@ -151,6 +165,33 @@ class RequestGuard:
 
         await self.app(scope, receive, observed_send)
         return status
+
+
+async def _unauthorized(config: GuardConfig, send: Send) -> int:
+    config.count_error("unauthorized")
+    body = error_body(
+        message="missing or wrong API key", code="unauthorized", loc=["header", "authorization"]
+    )
+    await _reply(send, 401, body, extra=[(b"www-authenticate", b"Bearer")])
+    return 401
+
+
+def mlflow_signature_valid(
+    *, secret: bytes, headers: list[tuple[bytes, bytes]], body: bytes, now: float, max_age_s: float = 300
+) -> bool:
+    """MLflow webhook signature: ``v1,base64(HMAC-SHA256(secret, f"{delivery_id}.{timestamp}.{body}"))``."""
+    found = dict(headers)
+    signature = found.get(SIGNATURE_HEADER, b"")
+    delivery = found.get(b"x-mlflow-delivery-id", b"")
+    stamp = found.get(b"x-mlflow-timestamp", b"")
+    try:
+        age = abs(now - int(stamp))
+    except ValueError:
+        return False
+    if not signature.startswith(b"v1,") or not delivery or age > max_age_s:
+        return False
+    digest = hmac.new(secret, delivery + b"." + stamp + b"." + body, hashlib.sha256).digest()
+    return hmac.compare_digest(base64.b64encode(digest), signature[3:])
 
 
 def _too_large(limit: int) -> dict[str, Any]:

@@ -46,6 +46,12 @@ class ModelSource(Protocol):
         """Fetch and deserialize ``ref``; raise ArtifactIntegrityError on a SHA-256 mismatch."""
 
 
+def run_feature_service(client: Any, run_id: str) -> str | None:
+    """The FeatureService a training run recorded (Feast's native MLflow integration tag)."""
+    tags: dict[str, str] = client.get_run(run_id).data.tags
+    return tags.get(FEATURE_SERVICE_TAG)
+
+
 def _load_verified(*, download_uri: str, expected_sha: str | None) -> Any:
     import mlflow.artifacts
     import mlflow.sklearn
@@ -79,9 +85,9 @@ class MlflowAliasSource:
                 return None
             raise
         tags = dict(version.tags or {})
-        feature_service = tags.get(FEATURE_SERVICE_TAG)
+        feature_service = tags.get(FEATURE_SERVICE_TAG) or tags.get("feature_service")
         if feature_service is None and version.run_id:
-            feature_service = self._client.get_run(version.run_id).data.tags.get(FEATURE_SERVICE_TAG)
+            feature_service = run_feature_service(self._client, version.run_id)
         return ModelRef(
             name=self._name,
             version=str(version.version),
@@ -117,7 +123,8 @@ class RegistryExtSource:
             name=self._name,
             version=str(record.version),
             sha256=record.sha256,
-            feature_service=record.feature_service,
+            feature_service=record.feature_service
+            or (run_feature_service(self._registry.client, record.run_id) if record.run_id else None),
         )
 
     def load(self, ref: ModelRef) -> LoadedModel:

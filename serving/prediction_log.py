@@ -110,13 +110,92 @@ def read_prediction_log(directory: Path) -> Any:
     return pa.concat_tables(tables).to_pandas()
 
 
+Sink = Callable[[Sequence[LogRecord]], object]
+
+
+def parquet_sink(directory: Path) -> Sink:
+    """The embedded default: parquet partitions under ``directory``."""
+
+    def write(records: Sequence[LogRecord]) -> list[Path]:
+        return write_records(directory=directory, records=records)
+
+    return write
+
+
+class SqlSink:
+    """The production profile: an append-only ``prediction_log`` table (PostgreSQL; any SQLAlchemy URL).
+
+    One typed column per feature of the schema, indexed by time and customer; only INSERTs.
+    """
+
+    def __init__(self, url: str, *, table: str = "prediction_log") -> None:
+        import sqlalchemy as sa
+
+        self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.table = prediction_log_table(sa.MetaData(), name=table)
+        self.table.metadata.create_all(self.engine, checkfirst=True)
+
+    def __call__(self, records: Sequence[LogRecord]) -> int:
+        rows = [
+            {
+                "request_id": r.request_id,
+                "ts": r.ts,
+                "endpoint": r.endpoint,
+                "customer_id": r.customer_id,
+                "model_name": r.model_name,
+                "model_version": r.model_version,
+                "feature_service": r.feature_service,
+                "score": r.score,
+                "status": r.status,
+                **{c.name: (None if r.features is None else r.features.get(c.name)) for c in FEATURES},
+            }
+            for r in records
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(self.table.insert(), rows)
+        return len(rows)
+
+    def read(self) -> Any:
+        import pandas as pd
+
+        with self.engine.connect() as conn:
+            return pd.read_sql(self.table.select().order_by(self.table.c.id), conn)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def prediction_log_table(metadata: Any, *, name: str = "prediction_log") -> Any:
+    import sqlalchemy as sa
+
+    types = {"category": sa.Text, "flag": sa.BigInteger, "int": sa.BigInteger, "float": sa.Float}
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("request_id", sa.Text, nullable=False),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("endpoint", sa.Text, nullable=False),
+        sa.Column("customer_id", sa.Text, index=True),
+        sa.Column("model_name", sa.Text, nullable=False),
+        sa.Column("model_version", sa.Text, nullable=False),
+        sa.Column("feature_service", sa.Text, nullable=False),
+        sa.Column("score", sa.Float),
+        sa.Column("status", sa.Text, nullable=False),
+        *(sa.Column(c.name, types[c.kind]) for c in FEATURES),
+    )
+
+
 class PredictionLog:
-    """Buffered, append-only writer with a background flusher."""
+    """Buffered, append-only writer with a background flusher over a sink (parquet or SQL)."""
 
     def __init__(
         self,
         *,
         directory: Path,
+        sink: Sink | None = None,
         flush_seconds: float = 1.0,
         flush_rows: int = 5000,
         max_buffer_rows: int = 200_000,
@@ -124,6 +203,7 @@ class PredictionLog:
         on_failure: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.directory = directory
+        self._sink = sink or parquet_sink(directory)
         self._flush_seconds = flush_seconds
         self._flush_rows = flush_rows
         self._max_buffer = max_buffer_rows
@@ -162,7 +242,7 @@ class PredictionLog:
         if not batch:
             return 0
         try:
-            write_records(directory=self.directory, records=batch)
+            self._sink(batch)
         except Exception:
             self._on_failure(len(batch))
             return 0

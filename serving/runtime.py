@@ -8,6 +8,7 @@ return a response model or an ``ApiError``; the BentoML service only translates.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import Counter
@@ -23,9 +24,11 @@ from serving.guard import GuardConfig
 from serving.metrics import ServingMetrics
 from serving.model_source import LoadedModel, ModelRef, ModelSource, model_source
 from serving.model_watch import ModelWatcher
-from serving.prediction_log import LogRecord, PredictionLog
+from serving.prediction_log import LogRecord, PredictionLog, SqlSink
 from serving.scoring import Scored, Scorer, make_scorer, score_rows
 from serving.validation import FeatureRow, Prediction, PredictResponse, error_body
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,10 @@ def make_reader(*, settings: Settings, store: Any, layout: ServiceLayout) -> Onl
             timeout_ms=settings.redis_timeout_ms,
             entity_key_serialization_version=store.config.entity_key_serialization_version,
         )
-    return FeastReader(store=store, layout=layout, deadline_s=max(settings.redis_timeout_ms * 2, 100) / 1000)
+    # Redis: fail fast (2x the socket timeout). The embedded SQLite store has no "slow server"
+    # failure mode, only a cold first read, so it gets a generous bound.
+    deadline_s = settings.redis_timeout_ms * 2 / 1000 if settings.redis_url else 2.0
+    return FeastReader(store=store, layout=layout, deadline_s=deadline_s)
 
 
 class Runtime:
@@ -94,6 +100,12 @@ class Runtime:
         self.guard = GuardConfig(
             api_key=key.get_secret_value().encode("utf-8") if key is not None else None,
             max_body_bytes=settings.serving_max_body_bytes,
+            webhook_path="/model/refresh",
+            webhook_secret=(
+                settings.serving_webhook_secret.get_secret_value().encode("utf-8")
+                if settings.serving_webhook_secret is not None
+                else None
+            ),
             observe=lambda endpoint, status, seconds: metrics.request_latency.labels(
                 endpoint, str(status)
             ).observe(seconds),
@@ -106,8 +118,10 @@ class Runtime:
         from churnops.features.store import feature_store
 
         store = feature_store(settings)
+        sink = SqlSink(settings.serving_prediction_log_url) if settings.serving_prediction_log_url else None
         log = PredictionLog(
             directory=settings.home / "predictions",
+            sink=sink,
             on_written=lambda n: metrics.log_rows.inc(n),
             on_failure=lambda n: metrics.log_failures.inc(n),
         )
@@ -138,9 +152,12 @@ class Runtime:
         model = self.source.load(ref)
         scorer, kind = make_scorer(model.estimator)
         if feature_service not in self._readers:
-            self._readers[feature_service] = make_reader(
-                settings=self.settings, store=self.store, layout=layout
-            )
+            reader = make_reader(settings=self.settings, store=self.store, layout=layout)
+            try:
+                reader.warm_up()
+            except Exception as error:  # the store may be down now; requests will say so
+                logger.warning("online store warm-up failed: %s", error)
+            self._readers[feature_service] = reader
         return Deployment(
             model=model,
             scorer=scorer,

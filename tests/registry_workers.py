@@ -31,6 +31,8 @@ def promote_to_production(task: dict[str, Any]) -> dict[str, Any]:
         engine=registry_engine(task["tracking_uri"]),
         model_name=task["model_name"],
     )
+    registry.reconcile()  # open connections and MLflow's store before the start line
+    registry.production()
     written: list[dict[str, Any]] = []
     errors: list[str] = []
     delay = task["start_at"] - time.time()

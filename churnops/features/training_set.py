@@ -38,7 +38,7 @@ def normalize_timestamps(
             return converted
         raise TimestampError(
             f"{field}: timestamps have no UTC offset; pass them tz-aware (e.g. "
-            "pd.to_datetime(..., utc=True)) or declare them UTC with naive='utc' (--naive-utc)"
+            "pd.to_datetime(..., utc=True)) or declare them UTC with naive='utc'"
         )
     parsed: list[pd.Timestamp] = []
     bad: list[str] = []
@@ -61,7 +61,7 @@ def normalize_timestamps(
     if bad:
         raise TimestampError(
             f"{field}: {len(bad)} value(s) without a UTC offset or unparseable, e.g. {', '.join(bad[:3])}; "
-            "write them as 2024-01-31T00:00:00Z or with +HH:MM, or declare naive values UTC (--naive-utc)"
+            "write them as 2024-01-31T00:00:00Z or with +HH:MM, or declare naive values UTC (naive='utc')"
         )
     return pd.Series(pd.DatetimeIndex(parsed), index=values.index, name=values.name)
 

@@ -81,7 +81,7 @@ def oracle(histories: dict[str, pd.DataFrame], entity: pd.DataFrame) -> pd.DataF
         hist = histories[view]
         ttl = pd.Timedelta(TTL[view])
         names = [c.name for c in view_columns(view)]  # type: ignore[arg-type]
-        by_id = dict(hist.groupby(JOIN_KEY))
+        by_id = {str(key): group for key, group in hist.groupby(JOIN_KEY)}
         values: dict[str, list[object]] = {n: [] for n in names}
         for cid, t in zip(entity[JOIN_KEY], entity[EVENT_TS], strict=True):
             g = by_id.get(cid)

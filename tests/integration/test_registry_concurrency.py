@@ -53,6 +53,7 @@ def race(pool: Any, registry: ModelRegistry, experiment_id: str, tracking_uri: s
 
 def check_invariants(registry: ModelRegistry, results: list[dict[str, Any]]) -> None:
     records = {r.version: r for r in registry.all_versions()}
+    print("RACE", [(r["version"], len(r["written"]), r["errors"][:1]) for r in results])
     production = [v for v, r in records.items() if r.stage is Stage.PRODUCTION]
     staging = [v for v, r in records.items() if r.stage is Stage.STAGING]
     assert len(production) == 1, records

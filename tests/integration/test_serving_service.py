@@ -38,6 +38,7 @@ from tests.conftest import REDIS_HOW, service_missing
 
 pytestmark = pytest.mark.integration
 API_KEY = "test-key-0123456789abcdef"
+WEBHOOK_SECRET = "webhook-secret-42"
 MAX_IDS = 50
 MAX_BODY = 65_536
 
@@ -77,6 +78,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 CHURNOPS_SERVING_MAX_IDS=str(MAX_IDS),
                 CHURNOPS_SERVING_MAX_BODY_BYTES=str(MAX_BODY),
                 CHURNOPS_SERVING_POLL_SECONDS="0.3",
+                CHURNOPS_SERVING_WEBHOOK_SECRET=WEBHOOK_SECRET,
             ),
             log_path=work / "service.log",
         )
@@ -337,6 +339,21 @@ def test_hot_swap_under_load_fails_no_request(stack: Stack) -> None:
     refreshed = stack.client.post("/model/refresh", json={})
     assert refreshed.status_code == 200
     assert refreshed.json() == {"model_name": "churn", "model_version": stack.next_version, "changed": False}
+    # An MLflow registry webhook (signed, no API key) is accepted too.
+    from mlflow.webhooks.delivery import _generate_hmac_signature
+
+    payload = json.dumps(
+        {"entity": "model_version_alias", "action": "created", "data": {"alias": "production"}}
+    )
+    stamp = str(int(time.time()))
+    signed = {
+        "Content-Type": "application/json",
+        "X-MLflow-Signature": _generate_hmac_signature(WEBHOOK_SECRET, "d-1", stamp, payload),
+        "X-MLflow-Delivery-Id": "d-1",
+        "X-MLflow-Timestamp": stamp,
+    }
+    webhook = httpx.post(f"{stack.service.url}/model/refresh", content=payload, headers=signed, timeout=10)
+    assert webhook.status_code == 200, webhook.text
     text = httpx.get(f"{stack.service.url}/metrics", timeout=10).text
     assert f'model_version="{stack.next_version}",scorer="linear_tables"}} 1.0' in text
 

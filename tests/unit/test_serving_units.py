@@ -169,7 +169,9 @@ def test_presented_key_and_compare() -> None:
     assert authorized(expected=b"abc", presented=b"abc")
 
 
-def _guarded_app(errors: list[str], observed: list[tuple[str, int]]) -> Any:
+def _guarded_app(
+    errors: list[str], observed: list[tuple[str, int]], webhook_secret: bytes | None = None
+) -> Any:
     async def echo(request: Request) -> JSONResponse:
         return JSONResponse({"size": len(await request.body())})
 
@@ -182,6 +184,8 @@ def _guarded_app(errors: list[str], observed: list[tuple[str, int]]) -> Any:
         max_body_bytes=100,
         observe=lambda e, s, t: observed.append((e, s)),
         count_error=errors.append,
+        webhook_path="/predict",
+        webhook_secret=webhook_secret,
     )
     return RequestGuard(app, config=lambda: config, paths=("/predict",))
 
@@ -220,6 +224,33 @@ def test_guard_refuses_before_the_app() -> None:
     assert codes == {"no key": 401, "pickle": 415, "big": 413, "chunked big": 413, "ok": 200, "health": 200}
     assert errors == ["unauthorized", "unsupported_media_type", "body_too_large", "body_too_large"]
     assert ("/predict", 200) in observed and all(e == "/predict" for e, _ in observed)
+
+
+def test_guard_accepts_a_signed_mlflow_webhook_instead_of_the_key() -> None:
+    import time
+
+    from mlflow.webhooks.delivery import _generate_hmac_signature
+
+    payload = json.dumps(
+        {"entity": "model_version_alias", "action": "created", "data": {"alias": "production"}}
+    )
+
+    def headers(secret: str, stamp: int) -> dict[str, str]:
+        signature = _generate_hmac_signature(secret, "d-1", str(stamp), payload)
+        return {
+            "X-MLflow-Signature": signature,
+            "X-MLflow-Delivery-Id": "d-1",
+            "X-MLflow-Timestamp": str(stamp),
+        }
+
+    async def run() -> list[int]:
+        app = _guarded_app([], [], webhook_secret=b"s3cret")
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            now = int(time.time())
+            cases = [headers("s3cret", now), headers("wrong", now), headers("s3cret", now - 3600)]
+            return [(await client.post("/predict", content=payload, headers=h)).status_code for h in cases]
+
+    assert asyncio.run(run()) == [200, 401, 401]
 
 
 # -- prediction log ------------------------------------------------------------------------
