@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
 
     @property
+    def registry_db_url(self) -> str:
+        """Where registry_ext's tables live: MLflow's backend database."""
+        return self.registry_database_url or self.tracking_uri
+
+    @property
     def artifact_location(self) -> str:
         return self.artifact_root or str(self.home / "artifacts")
 

@@ -172,15 +172,15 @@ def head_revision() -> str:
     return head
 
 
-def migrate_to_head(engine: Engine) -> None:
-    """Upgrade the registry_ext schema to head; a no-op when it is already there."""
+def migrate_to_head(engine: Engine, *, revision: str = "head") -> None:
+    """Upgrade the registry_ext schema to ``revision`` (head); a no-op when it is already there."""
     from alembic import command
 
-    head = head_revision()
-    if current_revision(engine) == head:
+    target = head_revision() if revision == "head" else revision
+    if current_revision(engine) == target:
         return
     from registry_ext.locking import database_lock
 
     with database_lock(engine, key="registry_ext:migrations"), write_transaction(engine) as conn:
         config = _alembic_config(conn)
-        command.upgrade(config, "head")
+        command.upgrade(config, target)

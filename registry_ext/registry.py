@@ -246,7 +246,10 @@ class ModelRegistry:
             return store.fetch_transitions(conn, name=self.model_name, version=number)
 
     def production(self) -> ModelRecord | None:
-        """The Production version, after reconciling the table with the ``production`` alias."""
+        """The Production version, after reconciling the table with the ``production`` alias.
+
+        None when there is none, including for a model that was never registered.
+        """
         return self._aliased(Stage.PRODUCTION)
 
     def staging(self) -> ModelRecord | None:
@@ -260,8 +263,12 @@ class ModelRegistry:
             held = store.stage_holders(conn, name=self.model_name).get(stage)
             if pointed is not None and pointed.get(alias) == held:
                 return None if held is None else store.fetch_record(conn, name=self.model_name, version=held)
-        if pointed is None and self._alias_version(alias) == held:  # no SQL fast path: ask MLflow
-            return None if held is None else self.get(held)
+        if pointed is None:  # no SQL fast path: ask MLflow
+            try:
+                if self._alias_version(alias) == held:
+                    return None if held is None else self.get(held)
+            except UnknownModelError:
+                return None  # a model never registered has no version in any stage
         self.reconcile()
         with self.engine.connect() as conn:
             held = store.stage_holders(conn, name=self.model_name).get(stage)
@@ -372,7 +379,7 @@ class ModelRegistry:
         except UnknownModelError:
             return ReconcileReport()
         with self._lock():
-            recorded, warnings = self._reconcile_locked()
+            recorded, warnings, _ = self._reconcile_locked()
         return ReconcileReport(recorded=tuple(recorded), warnings=tuple(warnings))
 
     # --- internals -------------------------------------------------------------------------
@@ -473,7 +480,8 @@ class ModelRegistry:
                 )
         return [written[id(change)] for change in changes]
 
-    def _reconcile_locked(self) -> tuple[list[TransitionRecord], list[str]]:
+    def _reconcile_locked(self) -> tuple[list[TransitionRecord], list[str], dict[str, int | None]]:
+        """Adopt alias changes; returns what was recorded, warnings, and the aliases now in MLflow."""
         aliases = self._aliases()
         with self.engine.connect() as conn:
             holders = store.stage_holders(conn, name=self.model_name)
@@ -487,7 +495,8 @@ class ModelRegistry:
         )
         for alias in plan.stale_aliases:
             self.client.delete_registered_model_alias(self.model_name, alias)
-        return recorded, plan.warnings
+            aliases[alias] = None
+        return recorded, plan.warnings, aliases
 
     def _locked_change(
         self,
@@ -497,14 +506,17 @@ class ModelRegistry:
         trigger: str,
     ) -> list[TransitionRecord]:
         with self._lock():
-            self._reconcile_locked()
+            _, _, before = self._reconcile_locked()  # ``before``: the aliases as MLflow has them now
             with self.engine.connect() as conn:
                 holders = store.stage_holders(conn, name=self.model_name)
                 changes: list[Change] = plan(conn, holders)
-            before = aliases_for(holders)
-            after = aliases_for(apply_changes(holders, changes))
-            self._set_aliases(before, after)
+            moved = apply_changes(holders, changes)
+            after = dict(before)  # touch only the aliases whose stage changes hands
+            for stage, alias in ALIAS_OF_STAGE.items():
+                if moved.get(stage) != holders.get(stage):
+                    after[alias] = moved.get(stage)
             try:
+                self._set_aliases(before, after)
                 return self._write(changes, actor=actor, trigger=trigger)
             except BaseException as error:
                 try:

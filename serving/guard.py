@@ -160,7 +160,11 @@ class RequestGuard:
                     for name, value in message.get("headers", []):
                         if name == ERROR_HEADER:
                             reason = value.decode("latin-1")
-                    config.count_error(reason or _STATUS_REASON.get(status, "internal"))
+                    config.count_error(
+                        reason
+                        or _STATUS_REASON.get(status)
+                        or ("invalid_request" if status < 500 else "internal")
+                    )
             await send(message)
 
         await self.app(scope, receive, observed_send)

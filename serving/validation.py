@@ -20,7 +20,7 @@ MAX_ID_LENGTH = 64
 CustomerId = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[\x21-\x7e]+$")
 ]
-Status = Literal["ok", "unknown_customer", "stale_features", "missing_features", "features_unavailable"]
+Status = Literal["ok", "unknown_customer", "stale_features", "missing_features"]
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 CATEGORY_FIELDS = tuple(c.name for c in FEATURES if c.kind == "category")

@@ -22,7 +22,16 @@ from churnops.artifacts import sha256_of_path
 
 FEATURES = ["tenure", "monthly_charges", "contract"]
 _SAVED: dict[int, Path] = {}
-_ROOT = Path(tempfile.mkdtemp(prefix="registry-test-models-"))
+_ROOT: list[Path] = []  # one temp dir per process, made on first use and removed at exit
+
+
+def _models_root() -> Path:
+    if not _ROOT:
+        import atexit
+
+        _ROOT.append(Path(tempfile.mkdtemp(prefix="registry-test-models-")))
+        atexit.register(shutil.rmtree, _ROOT[0], True)
+    return _ROOT[0]
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ def saved_model_dir(*, seed: int) -> Path:
 
         model = fit_pipeline(seed=seed, c=0.05 + seed % 7)
         sample = churn_frame(seed=seed, rows=20)[FEATURES]
-        path = _ROOT / f"model-{seed}"
+        path = _models_root() / f"model-{seed}"
         mlflow.sklearn.save_model(
             model,
             str(path),
@@ -174,10 +183,6 @@ def model_name_for(request: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", f"{request.module.__name__.rsplit('.', 1)[-1]}_{request.node.name}")[
         -90:
     ]
-
-
-def remove_saved_models() -> None:
-    shutil.rmtree(_ROOT, ignore_errors=True)
 
 
 def fresh_postgres_database(admin_url: str) -> tuple[str, Any]:

@@ -50,5 +50,6 @@ def promote_to_production(task: dict[str, Any]) -> dict[str, Any]:
             errors.append(f"{type(error).__name__}: {error}")
             break
         written.extend(t.to_json() for t in result.transitions)
+        time.sleep(task["pause_s"])  # let the other workers in between our two changes
     registry.engine.dispose()
     return {"version": task["version"], "written": written, "errors": errors}

@@ -108,7 +108,7 @@ def _train_and_promote(*, settings: Settings, store: FeatureStore) -> int | None
     from registry_ext import ModelRegistry, registry_engine
 
     client = MlflowClient(settings.tracking_uri)
-    engine = registry_engine(settings.tracking_uri)
+    engine = registry_engine(settings.registry_db_url)
     try:
         registry = ModelRegistry(client=client, engine=engine, model_name=settings.model_name)
         with console.status("training candidates on churn_v1 (MLflow run, quality gates)..."):

@@ -99,7 +99,7 @@ def _open_registry(model: str | None) -> ModelRegistry:
 
     settings = Settings()
     client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    engine = registry_engine(settings.registry_database_url or settings.tracking_uri)
+    engine = registry_engine(settings.registry_db_url)
     registry = ModelRegistry(client=client, engine=engine, model_name=model or settings.model_name)
     report = registry.reconcile()
     for transition in report.recorded:

@@ -175,7 +175,7 @@ def _run(*, settings: Any, feature_service: str, gate_policy: Path | None, trigg
     policy = load_policy(gate_policy or settings.gate_policy)
     store = feature_store(settings)
     client = MlflowClient(settings.tracking_uri)
-    engine = registry_engine(settings.tracking_uri)
+    engine = registry_engine(settings.registry_db_url)
     try:
         registry = ModelRegistry(client=client, engine=engine, model_name=settings.model_name)
         return train_model(

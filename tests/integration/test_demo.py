@@ -27,7 +27,7 @@ def test_demo_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
-    engine = registry_engine(settings.tracking_uri)
+    engine = registry_engine(settings.registry_db_url)
     try:
         registry = ModelRegistry(
             client=MlflowClient(settings.tracking_uri), engine=engine, model_name=settings.model_name

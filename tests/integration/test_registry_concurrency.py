@@ -45,7 +45,13 @@ def race(pool: Any, registry: ModelRegistry, experiment_id: str, tracking_uri: s
         register_candidate(registry, experiment_id=experiment_id, seed=seed)
     start_at = time.time() + 1.0
     tasks = [
-        {"tracking_uri": tracking_uri, "model_name": registry.model_name, "version": v, "start_at": start_at}
+        {
+            "tracking_uri": tracking_uri,
+            "model_name": registry.model_name,
+            "version": v,
+            "start_at": start_at,
+            "pause_s": 0.05 * (v % 2),
+        }
         for v in range(1, WORKERS + 1)
     ]
     return list(pool.map(promote_to_production, tasks))
@@ -53,7 +59,6 @@ def race(pool: Any, registry: ModelRegistry, experiment_id: str, tracking_uri: s
 
 def check_invariants(registry: ModelRegistry, results: list[dict[str, Any]]) -> None:
     records = {r.version: r for r in registry.all_versions()}
-    print("RACE", [(r["version"], len(r["written"]), r["errors"][:1]) for r in results])
     production = [v for v, r in records.items() if r.stage is Stage.PRODUCTION]
     staging = [v for v, r in records.items() if r.stage is Stage.STAGING]
     assert len(production) == 1, records

@@ -26,6 +26,7 @@ from registry_ext import (
     UnknownVersionError,
     registry_engine,
 )
+from registry_ext.engine import head_revision
 from registry_ext.tables import VERSION_TABLE
 from tests.registry_helpers import (
     log_candidate,
@@ -67,8 +68,32 @@ def test_migrations_are_idempotent_and_use_their_own_version_table(tmp_path: Pat
         journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
     assert {"models", "model_transitions", "model_experiments", VERSION_TABLE} <= tables
     assert {"registered_models", "alembic_version"} <= tables  # MLflow's schema, same database
-    assert version == "0001"
+    assert version == head_revision()
     assert journal == "wal"
+
+
+def test_a_database_at_an_older_revision_is_upgraded(tmp_path: Path) -> None:
+    from registry_ext.engine import current_revision, migrate_to_head
+
+    uri = f"sqlite:///{tmp_path / 'old.db'}"
+    old = registry_engine(uri, migrate=False)
+    migrate_to_head(old, revision="0001")
+    assert current_revision(old) == "0001"
+    with old.begin() as conn:  # a row written by the older schema survives the upgrade
+        conn.execute(
+            sa.text(
+                "INSERT INTO models (name, version, stage, run_id, artifact_uri, sha256, feature_service, "
+                "metrics, tags, created) VALUES ('m', 1, 'None', 'r', 'u', :s, 'f', '{}', '{}', '2026-01-01')"
+            ),
+            {"s": "0" * 64},
+        )
+    upgraded = registry_engine(uri)
+    assert current_revision(upgraded) == head_revision()
+    with upgraded.connect() as conn:
+        indexes = {i["name"] for i in sa.inspect(conn).get_indexes("model_transitions")}
+        assert conn.execute(sa.text("SELECT count(*) FROM models")).scalar_one() == 1
+    assert "uq_model_transitions_registration" in indexes
+    assert "ix_model_transitions_name_to_stage" not in indexes
 
 
 def test_register_writes_row_mlflow_version_and_registration_transition(
@@ -200,6 +225,9 @@ def test_unknown_model_is_a_clear_error(store: tuple[str, str]) -> None:
     with pytest.raises(UnknownVersionError):
         reg.get(1)
     assert reg.reconcile().recorded == ()
+    assert reg.production() is None  # never registered: no Production version
+    reg._alias_table_usable = False  # the same through MlflowClient (no SQL fast path)
+    assert reg.production() is None
 
 
 def test_rollback_walks_back_through_production_history(registry: tuple[ModelRegistry, str]) -> None:
@@ -448,7 +476,9 @@ def test_search_filters_use_the_indexes(registry: tuple[ModelRegistry, str]) -> 
     from registry_ext.search import search_query
 
     reg, _ = registry
-    query = search_query(SearchQuery(name="churn", stage=Stage.PRODUCTION, tags={"trigger": "drift"}), dialect="sqlite")
+    query = search_query(
+        SearchQuery(name="churn", stage=Stage.PRODUCTION, tags={"trigger": "drift"}), dialect="sqlite"
+    )
     compiled = query.compile(reg.engine, compile_kwargs={"literal_binds": True})
     with reg.engine.connect() as conn:
         plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}"))

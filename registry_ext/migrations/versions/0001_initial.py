@@ -4,7 +4,6 @@ Besides the tables:
 - partial unique indexes: at most one Production and one Staging version per model (the
   database itself refuses a second one, whatever runs concurrently);
 - triggers that refuse UPDATE and DELETE on ``model_transitions`` (append-only audit trail);
-- a partial unique index: one registration row (``from_stage`` NULL) per version;
 - on PostgreSQL a GIN index on ``models.tags`` for tag search.
 
 Revision ID: 0001
@@ -84,15 +83,7 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_model_transitions_name_version", "model_transitions", ["name", "version"])
-    registration = sa.text("from_stage IS NULL")
-    op.create_index(  # one registration row per version; ModelRecord.gate_results reads it
-        "uq_model_transitions_registration",
-        "model_transitions",
-        ["name", "version"],
-        unique=True,
-        sqlite_where=registration,
-        postgresql_where=registration,
-    )
+    op.create_index("ix_model_transitions_name_to_stage", "model_transitions", ["name", "to_stage"])
 
     op.create_table(
         "model_experiments",
