@@ -143,10 +143,16 @@ class Comparison:
 
 
 def _gate_summary(gates: Any) -> str:
+    """'passed 6/6' or 'FAILED 4/6: rule, rule' from a stored GateReport (raw JSON otherwise)."""
     if gates is None:
         return "-"
     if isinstance(gates, dict) and "passed" in gates:
-        return ("passed" if gates["passed"] else "FAILED") + f" {json.dumps(gates, default=str)[:120]}"
+        results = [r for r in gates.get("results", []) if isinstance(r, dict)]
+        checked = [r for r in results if not r.get("skipped")]
+        failed = [str(r.get("rule")) for r in checked if not r.get("passed")]
+        head = "passed" if gates["passed"] else "FAILED"
+        summary = f"{head} {len(checked) - len(failed)}/{len(checked)}"
+        return summary + (f": {', '.join(failed)}" if failed else "")
     return json.dumps(gates, default=str)[:160]
 
 

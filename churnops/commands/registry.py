@@ -125,24 +125,24 @@ def _run(json_output: bool, model: str | None, work: Callable[[ModelRegistry], N
 
 
 def _versions_table(records: list[ModelRecord], title: str) -> None:
+    """The few columns a person scans for; `show VERSION` and `--json` have everything."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("name", "version", "stage", "created", "run", "feature service", "metrics", "tags"):
-        table.add_column(column, justify="right" if column == "version" else "left")
+    for column in ("name", "version", "stage", "created", "test ROC-AUC", "trigger", "sha256", "run"):
+        table.add_column(column, justify="right" if column in ("version", "test ROC-AUC") else "left")
     for r in records:
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(r.metrics.items())[:4])
-        tags = ", ".join(f"{k}={v}" for k, v in sorted(r.tags.items()))
+        auc = r.metrics.get("test_roc_auc")
         table.add_row(
             r.name,
             str(r.version),
             r.stage.value,
             r.created.strftime("%Y-%m-%d %H:%M"),
+            "" if auc is None else f"{auc:.4f}",
+            r.tags.get("trigger", ""),
+            r.sha256[:12],
             r.run_id[:12],
-            r.feature_service,
-            metrics,
-            tags,
         )
     Console().print(table)
 
