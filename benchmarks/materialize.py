@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit, peak_rss_mb, run_case, timed  # noqa: E402
+from _common import emit, peak_rss_mb, run_case, timed
 
 
 def prepare(home: Path, customers: int) -> None:
@@ -26,7 +26,12 @@ def prepare(home: Path, customers: int) -> None:
     data = generate_churn_data(customers=customers, months=2, seed=3)
     write_generated(data=data, sources_dir=settings.sources_dir)
     last = data.frame[data.frame["event_timestamp"] == data.frame["event_timestamp"].max()]
-    emit({"customers_at_end": int(last["customer_id"].nunique()), "end": last["event_timestamp"].max().isoformat()})
+    emit(
+        {
+            "customers_at_end": int(last["customer_id"].nunique()),
+            "end": last["event_timestamp"].max().isoformat(),
+        }
+    )
 
 
 def case_feast(home: Path, redis_url: str, end: str, skip_dedup: bool = False) -> None:
@@ -68,7 +73,9 @@ def case_raw(home: Path, redis_url: str, end: str) -> None:
     frames = {}
     for view in VIEWS:
         frame = read_source(sources_dir=home / "sources", name=view)
-        frames[view] = frame[frame["event_timestamp"] <= pd.Timestamp(end)].drop_duplicates("customer_id", keep="last")
+        frames[view] = frame[frame["event_timestamp"] <= pd.Timestamp(end)].drop_duplicates(
+            "customer_id", keep="last"
+        )
 
     def write() -> int:
         pipe = client.pipeline(transaction=False)
@@ -114,7 +121,11 @@ def main() -> None:
         )
     print(f"materialize {prep['customers_at_end']:,} customers (3 views) into Redis")
     print(f"{'case':<26}{'wall s':>10}{'keys':>10}{'peak RSS MB':>14}{'rows/s':>12}")
-    rows = (("raw pipelined HSET (floor)", raw), ("Feast materialize", feast), ("  (Feast, skip_dedup)", fast))
+    rows = (
+        ("raw pipelined HSET (floor)", raw),
+        ("Feast materialize", feast),
+        ("  (Feast, skip_dedup)", fast),
+    )
     for name, r in rows:
         rate = prep["customers_at_end"] / r["seconds"]
         print(f"{name:<26}{r['seconds']:>10.2f}{r['keys']:>10,}{r['rss_mb']:>14.0f}{rate:>12,.0f}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
-
 from typing import TYPE_CHECKING
 
 import typer
@@ -69,7 +68,8 @@ def demo(
         defs = definitions(settings)
         apply(store=store, defs=defs)
     console.print(
-        f"[green]applied[/] entity customer, views {', '.join(defs.views)}, FeatureService {defs.churn_v1.name}"
+        f"[green]applied[/] entity customer, views {', '.join(defs.views)}, "
+        f"FeatureService {defs.churn_v1.name}"
     )
 
     with console.status("materializing the online store..."):
@@ -81,7 +81,8 @@ def demo(
         frame = build_training_set(store=store, entity_df=entity, feature_service=settings.feature_service)
     features = [f.name for proj in defs.churn_v1.feature_view_projections for f in proj.features]
     console.print(
-        f"[green]training set[/] {len(frame):,} rows (= {len(entity):,} labels), {int(frame[LABEL].sum()):,} churned, "
+        f"[green]training set[/] {len(frame):,} rows (= {len(entity):,} labels), "
+        f"{int(frame[LABEL].sum()):,} churned, "
         f"{frame[EVENT_TS].min():%Y-%m-%d} .. {frame[EVENT_TS].max():%Y-%m-%d}, {len(features)} features"
     )
 
@@ -94,7 +95,9 @@ def demo(
     summary.add_row("MLflow", settings.tracking_uri)
     summary.add_row("features", ", ".join(features))
     console.print(summary)
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000", soft_wrap=True)
+    console.print(
+        f"MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000", soft_wrap=True
+    )
     if version is not None:
         _how_to_serve(settings=settings, frame=frame)
     console.print(f"done in {time.perf_counter() - started:.1f} s")
@@ -123,7 +126,8 @@ def _train_and_promote(*, settings: Settings, store: FeatureStore) -> int | None
             )
         test = result.test.overall
         console.print(
-            f"[green]trained[/] {result.family} (run {result.run_id[:8]}): test ROC-AUC {test['roc_auc']:.3f}, "
+            f"[green]trained[/] {result.family} (run {result.run_id[:8]}): "
+            f"test ROC-AUC {test['roc_auc']:.3f}, "
             f"PR-AUC {test['pr_auc']:.3f}, Brier {test['brier']:.3f}; gates "
             + ("[green]passed[/]" if result.gates.passed else "[red]failed[/]")
         )
@@ -140,7 +144,9 @@ def _train_and_promote(*, settings: Settings, store: FeatureStore) -> int | None
         reason = "demo: passed the quality gates"
         registry.promote(version=result.version, stage="Staging", reason=reason, actor="churnops-demo")
         registry.promote(version=result.version, stage="Production", reason=reason, actor="churnops-demo")
-        console.print(f"[green]registered[/] {settings.model_name} v{result.version} -> Staging -> Production")
+        console.print(
+            f"[green]registered[/] {settings.model_name} v{result.version} -> Staging -> Production"
+        )
         _registry_table(registry.all_versions())
         return result.version
     finally:
@@ -172,6 +178,6 @@ def _how_to_serve(*, settings: Settings, frame: pd.DataFrame) -> None:
     console.print("churnops serve --port 3000      # BentoML, features from the online store", soft_wrap=True)
     console.print(
         "curl -s -X POST http://127.0.0.1:3000/predict -H 'Content-Type: application/json' "
-        f"-d '{{\"customer_ids\": [\"{latest}\"]}}'",
+        f'-d \'{{"customer_ids": ["{latest}"]}}\'',
         soft_wrap=True,
     )

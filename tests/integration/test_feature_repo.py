@@ -25,7 +25,9 @@ FEAST = str(Path(sys.executable).with_name("feast"))
 
 def test_feast_apply_and_materialize_in_a_fresh_checkout(tmp_path: Path) -> None:
     project = tmp_path / "project"
-    shutil.copytree(feature_repo_dir(), project / "feature_repo", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        feature_repo_dir(), project / "feature_repo", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (project / ".churnops" / "feast").mkdir(parents=True)  # committed as .gitkeep in the repo
     data = generate_churn_data(customers=200, months=3, seed=5)
     write_generated(data=data, sources_dir=project / ".churnops" / "sources")
