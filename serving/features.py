@@ -153,6 +153,8 @@ class RedisReader:
         self._script: Any = None
         # Serialized values repeat (categories, flags, tenures): decode each distinct blob once.
         self._values: dict[bytes, Any] = {}
+        self._stamps: dict[bytes, datetime] = {}
+        self._keys: dict[str, bytes] = {}
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -175,11 +177,17 @@ class RedisReader:
         from feast.protos.feast.types.Value_pb2 import Value
 
         keys = []
+        cache = self._keys
         for cid in customer_ids:
-            key = EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=cid)])
-            keys.append(
-                serialize_entity_key(key, entity_key_serialization_version=self._ek_version) + self._project
-            )
+            redis_key = cache.get(cid)
+            if redis_key is None:
+                key = EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=cid)])
+                redis_key = serialize_entity_key(key, entity_key_serialization_version=self._ek_version)
+                redis_key += self._project
+                if len(cache) >= _VALUE_CACHE:
+                    cache.clear()
+                cache[cid] = redis_key
+            keys.append(redis_key)
         return keys
 
     async def fetch(self, customer_ids: Sequence[str]) -> list[OnlineRow]:
@@ -220,9 +228,14 @@ class RedisReader:
                 ts_raw = raw[i + len(plan.features)]
                 ts: datetime | None = None
                 if ts_raw:
-                    stamp = Timestamp()
-                    stamp.ParseFromString(ts_raw)
-                    ts = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, tz=UTC)
+                    ts = self._stamps.get(ts_raw)
+                    if ts is None:
+                        stamp = Timestamp()
+                        stamp.ParseFromString(ts_raw)
+                        ts = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, tz=UTC)
+                        if len(self._stamps) >= _VALUE_CACHE:
+                            self._stamps.clear()
+                        self._stamps[ts_raw] = ts
                 view_ts[plan.name] = ts
                 for name in plan.features:
                     blob = raw[i]

@@ -73,8 +73,25 @@ class LinearTables:
         return out
 
 
+def _unwrap_imputers(step: Any) -> Any:
+    """``Pipeline[SimpleImputer..., T]`` -> ``T``: only complete rows are scored, and an imputer
+    leaves a present value unchanged. None for any other shape."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(step, Pipeline):
+        return step
+    *head, (_, last) = step.steps
+    if not all(isinstance(s, SimpleImputer) and not s.add_indicator for _, s in head):
+        return None
+    return last
+
+
 def compile_linear(estimator: Any) -> LinearTables | None:
-    """Lookup tables for Pipeline[ColumnTransformer[OneHot|StandardScaler|passthrough], binary LR]."""
+    """Lookup tables for Pipeline[ColumnTransformer[OneHot|StandardScaler|passthrough], binary LR].
+
+    Each column transformer may be preceded by SimpleImputers (the training pipeline's shape).
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -92,9 +109,12 @@ def compile_linear(estimator: Any) -> LinearTables | None:
     categorical: dict[str, dict[str, float]] = {}
     numeric: dict[str, float] = {}
     offset = 0
-    for _name, transformer, columns in pre.transformers_:
-        if transformer == "drop":
+    for _name, step, columns in pre.transformers_:
+        if step == "drop":
             continue
+        transformer = _unwrap_imputers(step)
+        if transformer is None:
+            return None
         if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
             return None
         if isinstance(transformer, OneHotEncoder):
@@ -174,7 +194,8 @@ def score_rows(
     statuses: list[str] = []
     for i, row in enumerate(rows):
         status: str = row.status
-        if status == "ok" and any(v is None for v in row.features.values()):
+        # None, or a NaN stored as a float: never scored (no imputed, made-up answer).
+        if status == "ok" and any(v is None or v != v for v in row.features.values()):
             status = "missing_features"
         statuses.append(status)
         if status == "ok":

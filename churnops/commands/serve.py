@@ -40,6 +40,11 @@ def serve(
         **os.environ,
         "CHURNOPS_HOME": str(settings.home),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(project), os.environ.get("PYTHONPATH")])),
+        # BentoML 1.4 trips pydantic 2.11+ deprecation warnings on every start; keep the log readable.
+        "PYTHONWARNINGS": os.environ.get(
+            "PYTHONWARNINGS",
+            "ignore::DeprecationWarning:_bentoml_sdk.io_models,ignore::DeprecationWarning:_bentoml_impl.server.app",
+        ),
     }
     try:
         code = subprocess.call(argv, cwd=project, env=env)  # noqa: S603 - fixed argv

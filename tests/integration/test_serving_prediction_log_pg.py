@@ -45,6 +45,8 @@ def test_sql_sink_appends_rows_to_postgres(postgres_url: str, tmp_path: Path) ->
     assert str(first["ts"].tz) == "UTC" and not list(tmp_path.iterdir())
     # A second service process attaches to the existing table.
     again = SqlSink(postgres_url)
-    again([_record(5)])
+    other = PredictionLog(directory=tmp_path, sink=again)
+    other.append([_record(5)])
+    assert other.flush() == 1
     assert len(again.read()) == 6
     again.dispose()
