@@ -172,12 +172,12 @@ def _registry_table(records: list[ModelRecord]) -> None:
 
 def _how_to_serve(*, settings: Settings, frame: pd.DataFrame) -> None:
     from churnops.schema import EVENT_TS, JOIN_KEY
+    from serving.hints import how_to_serve
 
-    latest = frame[frame[EVENT_TS] == frame[EVENT_TS].max()][JOIN_KEY].iloc[0]
+    latest = str(frame[frame[EVENT_TS] == frame[EVENT_TS].max()][JOIN_KEY].iloc[0])
     console.rule("[bold]serve the Production model")
-    console.print("churnops serve --port 3000      # BentoML, features from the online store", soft_wrap=True)
     console.print(
-        "curl -s -X POST http://127.0.0.1:3000/predict -H 'Content-Type: application/json' "
-        f'-d \'{{"customer_ids": ["{latest}"]}}\'',
+        how_to_serve(customer_id=latest, port=3000, api_key=settings.serving_api_key is not None),
         soft_wrap=True,
+        markup=False,
     )

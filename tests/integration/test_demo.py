@@ -1,9 +1,17 @@
-"""`churnops demo` on an empty home, twice: the second run works and changes nothing it shouldn't."""
+"""`churnops demo` on an empty home, twice, then the printed curl against `churnops serve`."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
@@ -11,11 +19,13 @@ from typer.testing import CliRunner
 from churnops.cli import app
 from churnops.settings import Settings
 from registry_ext import ModelRegistry, registry_engine
+from serving.testing import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CHURNOPS = str(Path(sys.executable).with_name("churnops"))
 
 
-def test_demo_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_is_idempotent_and_its_curl_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("CHURNOPS_HOME", str(home))
     runner = CliRunner()
@@ -23,7 +33,6 @@ def test_demo_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "Production" in first.output
-    assert "curl -s -X POST http://127.0.0.1:3000/predict" in first.output
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
@@ -41,3 +50,45 @@ def test_demo_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert len(versions) == 1
     assert production is not None
     assert production.version == versions[0].version
+
+    # The curl the demo prints works against the README's serve command.
+    curl = next(line for line in second.output.splitlines() if "curl -s -X POST" in line)
+    curl = curl[curl.index("curl") :]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNOPS_")} | {
+        "CHURNOPS_HOME": str(home)
+    }
+    log = (tmp_path / "serve.log").open("wb")
+    service = subprocess.Popen(
+        [CHURNOPS, "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert service.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        answer = subprocess.run(
+            ["bash", "-c", re.sub(r"127\.0\.0\.1:3000", f"127.0.0.1:{port}", curl)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        body = json.loads(answer.stdout)
+        assert body["model_version"] == str(production.version)
+        [prediction] = body["predictions"]
+        assert prediction["status"] == "ok"
+        assert 0.0 < prediction["churn_probability"] < 1.0
+    finally:
+        os.killpg(service.pid, signal.SIGTERM)
+        service.wait(timeout=30)
+        log.close()
