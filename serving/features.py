@@ -19,10 +19,10 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from churnops.features.online import OnlineRow, RowStatus, ServiceLayout, fetch_online
+from churnops.features.online import OnlineRow, ServiceLayout, classify, fetch_online
 
 _MISS = object()
 _VALUE_CACHE = 65_536
@@ -47,42 +47,6 @@ class OnlineReader(Protocol):
         """Pay first-call costs (registry load, connections) before the reader takes traffic."""
 
     async def aclose(self) -> None: ...
-
-
-def classify(
-    *,
-    customer_id: str,
-    features: dict[str, Any],
-    view_ts: dict[str, datetime | None],
-    missing: list[str],
-    ttl: dict[str, timedelta | None],
-    now: datetime,
-) -> OnlineRow:
-    """The same rules as ``fetch_online``: unknown > missing > stale > ok."""
-    stale = tuple(
-        sorted(
-            view
-            for view, ts in view_ts.items()
-            if ts is not None and (limit := ttl.get(view)) is not None and now - ts > limit
-        )
-    )
-    status: RowStatus
-    if len(missing) == len(features):
-        status = "unknown_customer"
-    elif missing:
-        status = "missing_features"
-    elif stale:
-        status = "stale_features"
-    else:
-        status = "ok"
-    return OnlineRow(
-        customer_id=customer_id,
-        features=features,
-        status=status,
-        event_timestamps=view_ts,
-        stale_views=stale,
-        missing=tuple(missing),
-    )
 
 
 class FeastReader:

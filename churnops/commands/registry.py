@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from registry_ext import ModelRecord, ModelRegistry, TransitionRecord
+    from registry_ext import ModelRecord, ModelRegistry, PromotionResult, TransitionRecord
     from registry_ext.compare import Comparison
 
 app = typer.Typer(
@@ -182,6 +182,21 @@ def _comparison_tables(comparison: Comparison) -> None:
         console.print(table)
 
 
+def _show_promotion(record: ModelRecord, result: PromotionResult, json_output: bool) -> None:
+    """What promote and rollback print: the version and every transition the change wrote."""
+    if json_output:
+        _emit(
+            {
+                "version": record.to_json(),
+                "transition": result.transition.to_json(),
+                "displaced": [t.to_json() for t in result.displaced],
+            }
+        )
+        return
+    for t in result.transitions:
+        typer.echo(f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({t.reason})")
+
+
 # --- commands -----------------------------------------------------------------------------
 
 
@@ -201,18 +216,7 @@ def promote(
         result = registry.change_stage(
             version=version, stage=stage, reason=reason, actor=actor, trigger=trigger
         )
-        record = registry.get(version)
-        if json_output:
-            _emit(
-                {
-                    "version": record.to_json(),
-                    "transition": result.transition.to_json(),
-                    "displaced": [t.to_json() for t in result.displaced],
-                }
-            )
-            return
-        for t in result.transitions:
-            typer.echo(f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({t.reason})")
+        _show_promotion(registry.get(version), result, json_output)
 
     _run(json_output, model, work)
 
@@ -229,18 +233,7 @@ def rollback(
 
     def work(registry: ModelRegistry) -> None:
         result = registry.rollback(reason=reason, actor=actor, trigger=trigger)
-        record = registry.get(result.transition.version)
-        if json_output:
-            _emit(
-                {
-                    "version": record.to_json(),
-                    "transition": result.transition.to_json(),
-                    "displaced": [t.to_json() for t in result.displaced],
-                }
-            )
-            return
-        for t in result.transitions:
-            typer.echo(f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({t.reason})")
+        _show_promotion(registry.get(result.transition.version), result, json_output)
 
     _run(json_output, model, work)
 

@@ -54,6 +54,43 @@ def service_layout(*, store: FeatureStore, feature_service: str) -> ServiceLayou
     return ServiceLayout(service=service, view_of=view_of, ttl=ttl)
 
 
+def classify(
+    *,
+    customer_id: str,
+    features: dict[str, Any],
+    view_ts: dict[str, datetime | None],
+    missing: list[str],
+    ttl: dict[str, timedelta | None],
+    now: datetime,
+) -> OnlineRow:
+    """One row's status, by precedence: unknown > missing > stale > ok (shared with serving's
+    direct Redis reader, so both judge a row the same way)."""
+    stale = tuple(
+        sorted(
+            view
+            for view, ts in view_ts.items()
+            if ts is not None and (limit := ttl.get(view)) is not None and now - ts > limit
+        )
+    )
+    status: RowStatus
+    if len(missing) == len(features):
+        status = "unknown_customer"
+    elif missing:
+        status = "missing_features"
+    elif stale:
+        status = "stale_features"
+    else:
+        status = "ok"
+    return OnlineRow(
+        customer_id=customer_id,
+        features=features,
+        status=status,
+        event_timestamps=view_ts,
+        stale_views=stale,
+        missing=tuple(missing),
+    )
+
+
 def fetch_online(
     *,
     store: FeatureStore,
@@ -98,31 +135,14 @@ def fetch_online(
                 view_ts.setdefault(view, None)
             elif view_ts.get(view) is None:
                 view_ts[view] = datetime.fromtimestamp(stamps[name][i], tz=UTC)
-        features = {name: columns[name][i] for name in wanted}
-        stale = tuple(
-            sorted(
-                view
-                for view, ts in view_ts.items()
-                if ts is not None and (limit := layout.ttl.get(view)) is not None and now - ts > limit
-            )
-        )
-        status: RowStatus
-        if len(missing) == len(wanted):
-            status = "unknown_customer"
-        elif missing:
-            status = "missing_features"
-        elif stale:
-            status = "stale_features"
-        else:
-            status = "ok"
         rows.append(
-            OnlineRow(
+            classify(
                 customer_id=cid,
-                features=features,
-                status=status,
-                event_timestamps=view_ts,
-                stale_views=stale,
-                missing=tuple(missing),
+                features={name: columns[name][i] for name in wanted},
+                view_ts=view_ts,
+                missing=missing,
+                ttl=layout.ttl,
+                now=now,
             )
         )
     return rows
