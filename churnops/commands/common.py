@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+
+import typer
 
 
 def quiet_libraries() -> None:
@@ -16,3 +19,13 @@ def quiet_libraries() -> None:
     # fetch_arrow_table. Both are known and harmless (also filtered in pyproject.toml for tests).
     warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
     warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated")
+
+
+def fail(message: str, *, json_output: bool = False) -> typer.Exit:
+    """Report a user-facing error (one JSON object with --json, else on stderr) and return the
+    exit (code 2) for the caller to raise: a clear message, never a stack trace."""
+    if json_output:
+        typer.echo(json.dumps({"error": message}))
+    else:
+        typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)

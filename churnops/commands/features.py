@@ -10,17 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from churnops.commands.common import quiet_libraries
+from churnops.commands.common import fail, quiet_libraries
 
 app = typer.Typer(
     help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
 )
 console = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code=2)
 
 
 def _when(value: str | None, option: str) -> datetime | None:
@@ -31,7 +26,7 @@ def _when(value: str | None, option: str) -> datetime | None:
     try:
         return utc(value).to_pydatetime()
     except ValueError as error:
-        raise _fail(f"{option}: {error}") from None
+        raise fail(f"{option}: {error}") from None
 
 
 @app.command("apply")
@@ -70,16 +65,17 @@ def training_set_cmd(
         sources_dir=settings.sources_dir, start=_when(start, "--start"), end=_when(end, "--end")
     )
     if entity.empty:
-        raise _fail(
+        raise fail(
             f"no labels under {settings.source_dir('labels')}: run `churnops data generate` or "
-            "`churnops data ingest FILE --as-of TIME` first"
+            "`churnops data ingest FILE --as-of TIME` first",
+            json_output=json_output,
         )
     try:
         frame = build_training_set(
             store=feature_store(settings), entity_df=entity, feature_service=feature_service
         )
     except (TimestampError, ValueError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error), json_output=json_output) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     summary = {
@@ -116,7 +112,7 @@ def materialize_cmd(
     settings = Settings()
     cutoff = _when(end, "--end") or latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
     if cutoff is None:
-        raise _fail("the sources are empty: generate or ingest data first")
+        raise fail("the sources are empty: generate or ingest data first")
     result = materialize(store=feature_store(settings), end=cutoff)
     target = "Redis" if settings.redis_url else "SQLite"
     console.print(f"materialized {', '.join(result.windows)} into {target} as of {result.end.isoformat()}")

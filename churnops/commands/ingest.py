@@ -13,21 +13,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from churnops.commands.common import fail
+
 if TYPE_CHECKING:
     from datetime import datetime
 
     from churnops.data.ingest import IngestReport
 
 TOP_REASONS = 8
-
-
-def _fail(message: str, *, json_output: bool) -> typer.Exit:
-    """Print a file-level error (one JSON object with --json) and return the exit to raise."""
-    if json_output:
-        typer.echo(json.dumps({"error": message}))
-    else:
-        typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _parse_as_of(value: str) -> datetime:
@@ -102,14 +95,14 @@ def ingest(
     try:
         when = _parse_as_of(as_of)
     except ValueError as error:
-        raise _fail(str(error), json_output=json_output) from None
+        raise fail(str(error), json_output=json_output) from None
     settings = Settings()
     try:
         report = ingest_telco(
             path=path, as_of=when, sources_dir=settings.sources_dir, quarantine_dir=settings.quarantine_dir
         )
     except DataFileError as error:
-        raise _fail(str(error), json_output=json_output) from None
+        raise fail(str(error), json_output=json_output) from None
     if json_output:
         typer.echo(json.dumps(report.to_dict()))
     else:

@@ -16,20 +16,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import quiet_libraries
+from churnops.commands.common import fail, quiet_libraries
 
 if TYPE_CHECKING:
     from churnops.training import TrainResult
 
 SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "recall_at_threshold")
-
-
-def _fail(message: str, *, json_output: bool) -> typer.Exit:
-    if json_output:
-        typer.echo(json.dumps({"error": message}))
-    else:
-        typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def _print_summary(result: TrainResult) -> None:
@@ -122,21 +114,21 @@ def train(
     from churnops.settings import Settings
 
     if trigger not in ("manual", "scheduled", "performance", "drift"):
-        raise _fail(
+        raise fail(
             f"--trigger {trigger!r}: expected manual, scheduled, performance or drift",
             json_output=json_output,
         )
     try:
         settings = Settings()
     except ValueError as error:  # pydantic's ValidationError is a ValueError
-        raise _fail(f"invalid settings: {error}", json_output=json_output) from None
+        raise fail(f"invalid settings: {error}", json_output=json_output) from None
     try:
         result = _run(
             settings=settings, feature_service=feature_service, gate_policy=gate_policy, trigger=trigger
         )
     except _expected_errors() as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise _fail(message, json_output=json_output) from None
+        raise fail(message, json_output=json_output) from None
     if json_output:
         typer.echo(json.dumps(result.to_dict(), default=str, allow_nan=False))
     else:
