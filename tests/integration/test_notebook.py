@@ -19,7 +19,8 @@ def test_walkthrough_runs_top_to_bottom(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(code_cells) >= 6
     for index, cell in enumerate(code_cells):
         source = "".join(cell["source"])
-        exec(compile(source, f"{NOTEBOOK.name}[{index}]", "exec"), namespace)  # our own notebook, run as a user would
+        # Our own notebook, run as a user would, cell after cell in one namespace.
+        exec(compile(source, f"{NOTEBOOK.name}[{index}]", "exec"), namespace)
     rows = namespace["rows"]
     assert isinstance(rows, list)
     statuses = [row.status for row in rows]
