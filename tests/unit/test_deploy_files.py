@@ -1,0 +1,804 @@
+"""Static checks of the deployment layout (DESIGN.md section 1): compose, Dockerfile, Prometheus,
+Grafana, Kubernetes and CI files.
+
+Nothing here runs a container. The checks are plain functions returning a list of problems, so
+each is also exercised on a broken input below: a wrong metric name in the dashboard, a literal
+password in compose, a dangling ``depends_on`` must all be reported. ``promtool`` (Debian package
+``prometheus``) and ``kubectl kustomize`` add their own checks when they are on PATH.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+ENV_EXAMPLE = ROOT / ".env.example"
+PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
+ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
+GRAFANA = DEPLOY / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "churnops-serving.json"
+K8S = DEPLOY / "k8s"
+OVERLAYS = ("staging", "production")
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+
+IMAGE = "ghcr.io/churnops/churnops"
+SERVING = "churnops-serving"
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def yaml_files() -> list[Path]:
+    files = [COMPOSE, *DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml"), *(ROOT / ".github").rglob("*.yml")]
+    return sorted(set(files))
+
+
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_yaml_file_parses(path: Path) -> None:
+    documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    assert documents
+    assert all(isinstance(doc, dict) and doc for doc in documents), (
+        f"{path} holds an empty or non-mapping document"
+    )
+
+
+def test_dashboard_is_json() -> None:
+    assert json.loads(DASHBOARD.read_text(encoding="utf-8"))["uid"] == "churnops-serving"
+
+
+# --------------------------------------------------------------------------- metric names
+
+
+@cache
+def serving_series() -> dict[str, frozenset[str]]:
+    """Every series name serving/metrics.py exposes, with its label names (without target labels).
+
+    Built from the real ``ServingMetrics`` on a private registry. Counters are exposed with
+    ``_total``, histograms as ``_bucket`` (plus ``le``), ``_count`` and ``_sum``. ``_created`` is
+    left out: BentoML runs prometheus_client in multiprocess mode, which does not export it.
+    """
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics(registry=CollectorRegistry())
+    series: dict[str, frozenset[str]] = {}
+    for metric in vars(metrics).values():
+        if not isinstance(metric, MetricWrapperBase):
+            continue
+        # prometheus_client has no public accessor for a metric's name, type and label names.
+        name, kind, labels = metric._name, metric._type, frozenset(metric._labelnames)
+        if kind == "counter":
+            series[f"{name}_total"] = labels
+        elif kind == "histogram":
+            series[f"{name}_bucket"] = labels | {"le"}
+            series[f"{name}_count"] = labels
+            series[f"{name}_sum"] = labels
+        else:
+            series[name] = labels
+    assert series, "serving/metrics.py registered nothing"
+    return series
+
+
+# Labels Prometheus attaches to every scraped series (scrape job, target, static labels in prometheus.yml).
+TARGET_LABELS = frozenset({"job", "instance", "service"})
+# Prometheus' own per-target series, allowed next to the service's metrics.
+PROMETHEUS_SERIES = {"up": frozenset()}
+PROMQL_KEYWORDS = frozenset(
+    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless"}
+)
+GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)")
+MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def promql_selectors(expr: str) -> tuple[list[tuple[str, list[tuple[str, str, str]]]], set[str]]:
+    """(metric name, [(label, op, value)]) for every vector selector, and every grouping label."""
+    text = re.sub(r"\$\{?\w+\}?", "5m", expr)  # Grafana variables ($__rate_interval) only appear in ranges
+    braces: list[str] = []
+
+    def stash(match: re.Match[str]) -> str:
+        braces.append(match.group(1))
+        return f" \x00{len(braces) - 1}\x00"
+
+    text = re.sub(r"\{([^{}]*)\}", stash, text)
+    grouping: set[str] = set()
+    for match in GROUPING.finditer(text):
+        grouping.update(label.strip() for label in match.group(2).split(",") if label.strip())
+    text = GROUPING.sub(" ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery durations
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', " ", text)  # string arguments (label_replace ...)
+    selectors = []
+    for match in re.finditer(r"(?<![\w:.\x00])([A-Za-z_:][\w:]*)\s*(\x00(\d+)\x00)?\s*(\()?", text):
+        name, brace, call = match.group(1), match.group(3), match.group(4)
+        if call or name.lower() in PROMQL_KEYWORDS or name.lower() in {"inf", "nan"}:
+            continue
+        matchers = MATCHER.findall(braces[int(brace)]) if brace is not None else []
+        selectors.append((name, matchers))
+    return selectors, grouping
+
+
+def promql_problems(expr: str, where: str) -> list[str]:
+    """What is wrong with one PromQL expression against serving/metrics.py."""
+    from serving.metrics import ERROR_REASONS
+
+    known = {**serving_series(), **PROMETHEUS_SERIES}
+    selectors, grouping = promql_selectors(expr)
+    problems: list[str] = []
+    if not selectors:
+        problems.append(f"{where}: no metric in {expr!r}")
+    labels_in_use = set(TARGET_LABELS)
+    for name, matchers in selectors:
+        if name not in known:
+            problems.append(f"{where}: unknown metric {name!r} (serving/metrics.py exposes {sorted(known)})")
+            continue
+        allowed = known[name] | TARGET_LABELS
+        labels_in_use |= allowed
+        for label, op, value in matchers:
+            if label not in allowed:
+                problems.append(f"{where}: {name} has no label {label!r} (labels: {sorted(allowed)})")
+            if name == "churnops_errors_total" and label == "reason" and op in ("=", "=~"):
+                for reason in value.split("|") if op == "=~" else [value]:
+                    if re.fullmatch(r"\w+", reason) and reason not in ERROR_REASONS:
+                        problems.append(f"{where}: churnops_errors_total has no reason {reason!r}")
+    problems.extend(
+        f"{where}: grouping label {label!r} is on none of the metrics in {expr!r}"
+        for label in sorted(grouping - labels_in_use)
+    )
+    return problems
+
+
+def test_promql_parser_finds_metrics_labels_and_grouping() -> None:
+    selectors, grouping = promql_selectors(
+        "histogram_quantile(0.99, sum by (le, endpoint) (rate(churnops_request_duration_seconds_bucket"
+        '{endpoint=~"/predict|/x", status_code!="200"}[$__rate_interval]))) > 0.1 '
+        "unless on (instance) max by (instance) (churnops_model_info) == 1"
+    )
+    assert selectors == [
+        (
+            "churnops_request_duration_seconds_bucket",
+            [("endpoint", "=~", "/predict|/x"), ("status_code", "!=", "200")],
+        ),
+        ("churnops_model_info", []),
+    ]
+    assert grouping == {"le", "endpoint", "instance"}
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ("rate(churnops_requests_total[5m])", "unknown metric 'churnops_requests_total'"),
+        ('churnops_predictions{status="ok"}', "unknown metric 'churnops_predictions'"),
+        ("histogram_quantile(0.9, rate(churnops_score[5m]))", "unknown metric 'churnops_score'"),
+        ('churnops_errors_total{reason="feature_unavailable"}', "no reason 'feature_unavailable'"),
+        ('churnops_errors_total{reasn="features_unavailable"}', "no label 'reasn'"),
+        ("sum by (endpoint) (rate(churnops_errors_total[5m]))", "grouping label 'endpoint'"),
+        ("vector(1)", "no metric"),
+    ],
+)
+def test_promql_check_reports_wrong_names(expr: str, expected: str) -> None:
+    problems = promql_problems(expr, "test")
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_promql_check_accepts_real_names() -> None:
+    assert (
+        promql_problems(
+            'sum by (reason) (rate(churnops_errors_total{reason=~"features_unavailable|internal"}[5m]))'
+            " / on () group_left"
+            ' sum(rate(churnops_request_duration_seconds_count{job="churnops-serving"}[5m]))',
+            "test",
+        )
+        == []
+    )
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(ALERTS)["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_use_only_served_metric_names() -> None:
+    problems = [p for rule in alert_rules() for p in promql_problems(str(rule["expr"]), rule["alert"])]
+    # The promtool unit tests feed the rules series of the same names.
+    problems += [
+        p
+        for case in load_yaml(ALERTS_TEST)["tests"]
+        for series in case["input_series"]
+        for p in promql_problems(series["series"], f"{ALERTS_TEST.name} input")
+    ]
+    assert problems == []
+
+
+def test_alert_rules_cover_the_serving_failure_modes() -> None:
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert len(rules) == len(alert_rules()), "duplicate alert names"
+    exprs = " ".join(str(rule["expr"]) for rule in rules.values())
+    for needle in (
+        'status_code=~"5.."',  # error rate
+        "histogram_quantile(0.99",  # p99 latency
+        'churnops_errors_total{reason="features_unavailable"}',  # feature store down
+        "churnops_prediction_log_failures_total",  # prediction log
+        "churnops_model_info",  # no model loaded
+    ):
+        assert needle in exprs, f"no alert rule uses {needle}"
+    for rule in rules.values():
+        assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+
+
+def test_prometheus_scrapes_the_serving_service() -> None:
+    config = load_yaml(PROMETHEUS)
+    assert config["rule_files"] == [ALERTS.name]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    serving = jobs[SERVING]
+    assert serving.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for sc in serving["static_configs"] for t in sc["targets"]]
+    assert targets == ["serving:3000"]
+    services = load_yaml(COMPOSE)["services"]
+    assert "serving" in services and "3000:3000" in services["serving"]["ports"]
+    # The alert rules select the scrape job by name.
+    assert all(
+        f'job="{SERVING}"' in str(rule["expr"]) for rule in alert_rules() if "up{" in str(rule["expr"])
+    )
+    # Static target labels are the only extra labels the checks above allow.
+    extra = {label for sc in serving["static_configs"] for label in sc.get("labels", {})}
+    assert extra <= TARGET_LABELS
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip(
+            "promtool is not installed (Debian: apt-get install -y prometheus); the YAML checks still ran"
+        )
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "config", str(PROMETHEUS)],
+        ["check", "rules", str(ALERTS)],
+        ["test", "rules", str(ALERTS_TEST)],
+    ],
+    ids=["check-config", "check-rules", "test-rules"],
+)
+def test_promtool(args: list[str]) -> None:
+    result = subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- Grafana
+
+
+def dashboard_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in dashboard.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])  # collapsed rows hold their panels
+
+
+def dashboard_problems(dashboard: dict[str, Any], datasource_uids: set[str]) -> list[str]:
+    problems: list[str] = []
+    ids = [panel["id"] for panel in dashboard_panels(dashboard)]
+    if len(ids) != len(set(ids)):
+        problems.append(f"duplicate panel ids: {ids}")
+    for panel in dashboard_panels(dashboard):
+        if panel.get("type") == "row":
+            continue
+        where = f"panel {panel.get('title')!r}"
+        targets = panel.get("targets") or []
+        if not targets:
+            problems.append(f"{where}: no query")
+        for target in targets:
+            uid = (target.get("datasource") or panel.get("datasource") or {}).get("uid")
+            if uid not in datasource_uids:
+                problems.append(
+                    f"{where}: datasource uid {uid!r} is not provisioned ({sorted(datasource_uids)})"
+                )
+            problems.extend(promql_problems(target.get("expr", ""), where))
+    return problems
+
+
+def provisioned_datasource_uids() -> set[str]:
+    config = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")
+    return {ds["uid"] for ds in config["datasources"] if ds["type"] == "prometheus"}
+
+
+def test_dashboard_uses_only_served_metric_names() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert dashboard_problems(dashboard, provisioned_datasource_uids()) == []
+
+
+def test_dashboard_check_fails_on_a_wrong_metric_name() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    broken = copy.deepcopy(dashboard)
+    panel = next(p for p in dashboard_panels(broken) if p.get("targets"))
+    panel["targets"][0]["expr"] = panel["targets"][0]["expr"].replace("churnops_", "churnops_typo_", 1)
+    problems = dashboard_problems(broken, provisioned_datasource_uids())
+    assert any("unknown metric 'churnops_typo_" in problem for problem in problems), problems
+    panel["targets"][0]["datasource"] = {"type": "prometheus", "uid": "nope"}
+    assert any(
+        "'nope' is not provisioned" in p for p in dashboard_problems(broken, provisioned_datasource_uids())
+    )
+
+
+def test_dashboard_shows_every_serving_metric() -> None:
+    text = " ".join(
+        target["expr"]
+        for panel in dashboard_panels(json.loads(DASHBOARD.read_text(encoding="utf-8")))
+        for target in panel.get("targets", [])
+    )
+    used = {name for name, _ in promql_selectors(text)[0]}
+    families = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in serving_series()}
+    missing = {
+        f for f in families if not any(re.sub(r"_(total|bucket|count|sum)$", "", u) == f for u in used)
+    }
+    assert missing == set(), f"metrics of serving/metrics.py with no dashboard panel: {sorted(missing)}"
+
+
+def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:
+    providers = load_yaml(GRAFANA / "provisioning" / "dashboards" / "dashboards.yml")["providers"]
+    grafana = load_yaml(COMPOSE)["services"]["grafana"]
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"] if volume.startswith("./"))
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert [p["options"]["path"] for p in providers] == [mounts["./deploy/grafana/dashboards"]]
+    datasources = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")["datasources"]
+    assert [ds["url"] for ds in datasources] == ["http://prometheus:9090"]
+
+
+# --------------------------------------------------------------------------- docker compose
+
+INTERPOLATION = re.compile(r"(?<!\$)\$(?:\{([A-Za-z_]\w*)([^}]*)\}|([A-Za-z_]\w*))")
+REQUIRED_INTERPOLATION = re.compile(r"\$\{[A-Za-z_]\w*:?\?[^}]*\}")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY|_AUTH$", re.IGNORECASE)
+URL_PASSWORD = re.compile(r"://[^/\s:@]*:(?P<password>[^@\s]+)@")
+SECRET_FLAGS = ("--requirepass", "--password", "--masterauth")
+# One-shot services run to completion; everything else is long-running.
+ONE_SHOT_RESTART = "no"
+
+
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE)
+
+
+def strings(node: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from strings(value, f"{path}[{i}]")
+    elif isinstance(node, str):
+        yield path, node
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def is_long_running(service: dict[str, Any]) -> bool:
+    return str(service.get("restart", "")).strip() != ONE_SHOT_RESTART
+
+
+def compose_structure_problems(doc: dict[str, Any]) -> list[str]:
+    services = doc["services"]
+    problems = []
+    for name, service in services.items():
+        depends = service.get("depends_on") or {}
+        if isinstance(depends, list):
+            depends = {dep: {"condition": "service_started"} for dep in depends}
+        for dep, spec in depends.items():
+            if dep not in services:
+                problems.append(f"{name}: depends_on unknown service {dep!r}")
+                continue
+            wanted = "service_healthy" if is_long_running(services[dep]) else "service_completed_successfully"
+            if (spec or {}).get("condition") != wanted:
+                problems.append(f"{name}: depends_on {dep} must use condition {wanted}")
+        if is_long_running(service):
+            check = service.get("healthcheck") or {}
+            if check.get("disable") or not check.get("test") or check["test"] in (["NONE"], "NONE"):
+                problems.append(f"{name}: long-running service without a healthcheck")
+    return problems
+
+
+def compose_secret_problems(doc: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, service in doc["services"].items():
+        for key, value in environment(service).items():
+            if SECRET_NAME.search(key) and not REQUIRED_INTERPOLATION.fullmatch(value):
+                problems.append(f"{name}: {key} must be exactly ${{VAR:?...}}, not {value!r}")
+        for path, value in strings(service, name):
+            for match in URL_PASSWORD.finditer(value):
+                if not REQUIRED_INTERPOLATION.fullmatch(match["password"]):
+                    problems.append(f"{path}: literal password in URL {value!r}")
+        command = service.get("command")
+        if isinstance(command, list):
+            for flag, value in itertools.pairwise(command):
+                if str(flag) in SECRET_FLAGS and not REQUIRED_INTERPOLATION.fullmatch(str(value)):
+                    problems.append(f"{name}: {flag} takes a literal secret")
+    return problems
+
+
+def documented_variables() -> set[str]:
+    return set(re.findall(r"^#?\s*([A-Za-z_]\w*)=", ENV_EXAMPLE.read_text(encoding="utf-8"), re.MULTILINE))
+
+
+def interpolated_variables(doc: Any) -> set[str]:
+    return {m.group(1) or m.group(3) for _, value in strings(doc) for m in INTERPOLATION.finditer(value)}
+
+
+def test_compose_depends_on_and_healthchecks() -> None:
+    doc = compose()
+    assert compose_structure_problems(doc) == []
+    services = doc["services"]
+    expected = {"postgres", "minio", "minio-init", "mlflow", "redis", "prometheus", "grafana", "serving"}
+    assert expected <= set(services)
+    assert [name for name, svc in services.items() if not is_long_running(svc)] == ["minio-init"]
+    assert {"postgres", "redis", "mlflow", "minio-init"} <= set(services["serving"]["depends_on"])
+
+
+def test_compose_has_no_literal_secrets() -> None:
+    doc = compose()
+    assert compose_secret_problems(doc) == []
+    # The credentials the stack needs are all there, and all required.
+    env = {key for service in doc["services"].values() for key in environment(service)}
+    assert {"POSTGRES_PASSWORD", "MINIO_ROOT_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD"} <= env
+
+
+def test_compose_variables_are_documented_in_env_example() -> None:
+    used = interpolated_variables(compose())
+    assert used, "compose interpolates nothing"
+    assert used - documented_variables() == set()
+
+
+def test_compose_checks_fail_on_broken_input() -> None:
+    doc = copy.deepcopy(compose())
+    services = doc["services"]
+    services["postgres"]["environment"]["POSTGRES_PASSWORD"] = "hunter2"
+    services["serving"]["environment"]["CHURNOPS_REDIS_URL"] = "redis://:hunter2@redis:6379/0"
+    services["redis"]["command"] = ["redis-server", "--requirepass", "hunter2"]
+    services["serving"]["depends_on"]["ghost"] = {"condition": "service_healthy"}
+    services["mlflow"]["depends_on"]["minio-init"] = {"condition": "service_healthy"}
+    del services["grafana"]["healthcheck"]
+    services["serving"]["environment"]["CHURNOPS_SERVING_API_KEY"] = "${UNDOCUMENTED_KEY:?x}"
+    secrets = compose_secret_problems(doc)
+    assert any("POSTGRES_PASSWORD" in p for p in secrets)
+    assert any("literal password in URL" in p for p in secrets)
+    assert any("--requirepass" in p for p in secrets)
+    structure = compose_structure_problems(doc)
+    assert any("unknown service 'ghost'" in p for p in structure)
+    assert any("minio-init must use condition service_completed_successfully" in p for p in structure)
+    assert any(p.startswith("grafana: long-running service without a healthcheck") for p in structure)
+    assert "UNDOCUMENTED_KEY" in interpolated_variables(doc) - documented_variables()
+    # `$$VAR` is the container's own variable, not a compose interpolation.
+    assert interpolated_variables({"x": "$$AWS_ACCESS_KEY_ID ${A} $B ${C:-d}"}) == {"A", "B", "C"}
+
+
+def test_compose_mounts_and_build_files_exist() -> None:
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+        if "build" in service:
+            assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]) == DOCKERFILE
+
+
+def test_compose_serving_environment_matches_settings() -> None:
+    from churnops.settings import Settings
+
+    serving = compose()["services"]["serving"]
+    assert serving["command"] == ["churnops", "serve", "--host", "0.0.0.0", "--port", "3000"]
+    env = environment(serving)
+    fields = {f"CHURNOPS_{name.upper()}" for name in Settings.model_fields}
+    assert {key for key in env if key.startswith("CHURNOPS_")} - fields == set(), "unknown CHURNOPS_ setting"
+    assert env["CHURNOPS_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["CHURNOPS_REDIS_URL"].startswith("redis://") and env["CHURNOPS_REDIS_URL"].endswith(
+        "@redis:6379/0"
+    )
+    assert env["CHURNOPS_ARTIFACT_ROOT"].startswith("s3://")
+    for key in (
+        "CHURNOPS_REGISTRY_DATABASE_URL",
+        "CHURNOPS_FEAST_REGISTRY_URL",
+        "CHURNOPS_SERVING_PREDICTION_LOG_URL",
+    ):
+        assert env[key].startswith("postgresql+psycopg://") and "@postgres:5432/" in env[key], key
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CHURNOPS_SERVING_API_KEY"} <= set(env)
+
+
+def test_compose_services_are_configured_for_production() -> None:
+    services = compose()["services"]
+    redis_cmd = services["redis"]["command"]
+    assert redis_cmd[redis_cmd.index("--save") + 1] == ""
+    assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "no"
+    mlflow_cmd = " ".join(services["mlflow"]["command"])
+    assert "--backend-store-uri=postgresql+psycopg://" in mlflow_cmd
+    assert "--artifacts-destination=s3://" in mlflow_cmd
+    assert environment(services["mlflow"])["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert "mc" in services["minio-init"]["image"] and "mc mb" in services["minio-init"]["command"][0]
+    published = {
+        str(port).rsplit(":", 2)[-2]: name for name, svc in services.items() for port in svc.get("ports", [])
+    }
+    for port, name in {
+        "3000": "serving",
+        "5000": "mlflow",
+        "9001": "minio",
+        "3001": "grafana",
+        "9090": "prometheus",
+    }.items():
+        assert published.get(port) == name, f"{name} is not published on {port}"
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+def test_dockerfile() -> None:
+    instructions = dockerfile_instructions()
+    by_kind: dict[str, list[str]] = {}
+    for kind, args in instructions:
+        by_kind.setdefault(kind, []).append(args)
+    assert by_kind["FROM"] == ["python:3.11-slim"]
+    runs = " ".join(by_kind["RUN"])
+    assert re.search(r"pip install \S*uv", runs)
+    assert "uv sync --frozen --no-dev --compile-bytecode" in runs
+    user = by_kind["USER"][-1].split(":")[0]
+    assert user not in {"root", "0"}
+    assert [kind for kind, _ in instructions].index("USER") > max(
+        i for i, (kind, _) in enumerate(instructions) if kind == "RUN"
+    ), "a RUN after USER would run as the service user; keep USER last"
+    assert by_kind["EXPOSE"] == ["3000"]
+    assert "/livez" in by_kind["HEALTHCHECK"][0]
+    assert json.loads(by_kind["CMD"][0]) == ["churnops", "serve", "--host", "0.0.0.0", "--port", "3000"]
+
+
+def test_dockerignore_lets_in_what_the_dockerfile_copies() -> None:
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules[0] == "*", ".dockerignore is an allow-list"
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    assert not allowed & {".env", ".venv", ".churnops", ".git", "tests"}
+    copied = [
+        source
+        for kind, args in dockerfile_instructions()
+        if kind == "COPY" and "--from" not in args
+        for source in args.split()[:-1]
+    ]
+    assert copied
+    for source in copied:
+        assert (ROOT / source).exists(), f"COPY {source}: missing"
+        assert source.rstrip("/") in allowed, f"COPY {source}: excluded by .dockerignore"
+    # Everything the wheel packages (pyproject) is in the image: `churnops serve` imports them.
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["hatch"]["build"][
+        "targets"
+    ]["wheel"]["packages"]
+    assert set(packages) <= set(copied)
+
+
+# --------------------------------------------------------------------------- Kubernetes
+
+
+def kustomization(directory: Path) -> dict[str, Any]:
+    return load_yaml(directory / "kustomization.yaml")
+
+
+def kustomization_problems(directory: Path) -> list[str]:
+    doc = kustomization(directory)
+    problems = []
+    refs = list(doc.get("resources", []))
+    refs += [
+        p["path"] if isinstance(p, dict) else p
+        for p in doc.get("patches", [])
+        if not isinstance(p, dict) or "path" in p
+    ]
+    refs += doc.get("patchesStrategicMerge", [])
+    for ref in refs:
+        target = (directory / ref).resolve()
+        if target.is_dir():
+            if not (target / "kustomization.yaml").exists():
+                problems.append(f"{directory.name}: {ref} is a directory without kustomization.yaml")
+        elif not target.is_file():
+            problems.append(f"{directory.name}: {ref} does not exist")
+    return problems
+
+
+def base_manifests() -> list[dict[str, Any]]:
+    base = K8S / "base"
+    return [
+        doc
+        for ref in kustomization(base)["resources"]
+        for doc in yaml.safe_load_all((base / ref).read_text(encoding="utf-8"))
+    ]
+
+
+def deployment_problems(deployment: dict[str, Any]) -> list[str]:
+    problems = []
+    pod = deployment["spec"]["template"]["spec"]
+    pod_security = pod.get("securityContext", {})
+    for container in pod["containers"]:
+        name = container["name"]
+        ports = {p.get("name") for p in container.get("ports", [])} | {
+            p["containerPort"] for p in container.get("ports", [])
+        }
+        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+            http = container.get(probe, {}).get("httpGet", {})
+            if http.get("path") != path:
+                problems.append(f"{name}: {probe} must GET {path}, not {http.get('path')!r}")
+            if http.get("port") not in ports:
+                problems.append(f"{name}: {probe} port {http.get('port')!r} is not a container port")
+        security = {**pod_security, **container.get("securityContext", {})}
+        if security.get("runAsNonRoot") is not True:
+            problems.append(f"{name}: runAsNonRoot must be true")
+        if security.get("runAsUser", 1) == 0:
+            problems.append(f"{name}: runs as uid 0")
+        if container.get("securityContext", {}).get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation must be false")
+        resources = container.get("resources", {})
+        if not resources.get("requests") or not resources.get("limits"):
+            problems.append(f"{name}: resources need requests and limits")
+    return problems
+
+
+def test_k8s_base_serving_deployment() -> None:
+    docs = base_manifests()
+    kinds = [doc["kind"] for doc in docs]
+    assert sorted(kinds) == ["ConfigMap", "Deployment", "Service"]
+    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    assert deployment["metadata"]["name"] == SERVING
+    assert deployment_problems(deployment) == []
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"].split(":")[0] == IMAGE
+    config_map = next(doc for doc in docs if doc["kind"] == "ConfigMap")
+    refs = container["envFrom"]
+    assert {"configMapRef": {"name": config_map["metadata"]["name"]}} in refs
+    secret_refs = [ref["secretRef"] for ref in refs if "secretRef" in ref]
+    assert secret_refs and all(set(ref) == {"name"} for ref in secret_refs), "secrets by name only"
+    data = config_map["data"]
+    assert not [key for key in data if SECRET_NAME.search(key) or URL_PASSWORD.search(data[key])]
+    assert {f"CHURNOPS_{k}" for k in ("HOME", "MLFLOW_TRACKING_URI")} <= set(config_map["data"])
+    service = next(doc for doc in docs if doc["kind"] == "Service")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_k8s_deployment_check_fails_on_bad_probes_and_root() -> None:
+    deployment = copy.deepcopy(next(doc for doc in base_manifests() if doc["kind"] == "Deployment"))
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    container["readinessProbe"]["httpGet"]["path"] = "/livez"
+    container["livenessProbe"]["httpGet"]["port"] = 8080
+    pod["securityContext"]["runAsUser"] = 0
+    container["securityContext"].pop("runAsUser")
+    container["securityContext"]["runAsNonRoot"] = False
+    problems = deployment_problems(deployment)
+    assert any("readinessProbe must GET /readyz" in p for p in problems)
+    assert any("livenessProbe port 8080" in p for p in problems)
+    assert any("runAsNonRoot" in p for p in problems)
+    assert any("uid 0" in p for p in problems)
+
+
+def test_k8s_has_no_secret_manifests() -> None:
+    for path in [*K8S.rglob("*.yaml"), *K8S.rglob("*.yml")]:
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            assert doc.get("kind") != "Secret", (
+                f"{path}: Secret manifests stay out of git (reference by name)"
+            )
+            assert "secretGenerator" not in doc, f"{path}: no secretGenerator"
+
+
+@pytest.mark.parametrize("name", ["base", *OVERLAYS])
+def test_kustomizations_reference_existing_files(name: str) -> None:
+    assert kustomization_problems(K8S / name) == []
+
+
+def test_kustomization_check_fails_on_a_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [../nowhere, gone.yaml]\npatches: [{path: p.yaml}]\n"
+    )
+    problems = kustomization_problems(tmp_path)
+    assert len(problems) == 3, problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_sets_namespace_replicas_and_image_tag(overlay: str) -> None:
+    doc = kustomization(K8S / overlay)
+    assert doc["namespace"] == f"churnops-{overlay}"
+    assert doc["resources"][0] == "../base"
+    assert [r["name"] for r in doc["replicas"]] == [SERVING] and doc["replicas"][0]["count"] >= 1
+    assert [(i["name"], bool(str(i.get("newTag", "")))) for i in doc["images"]] == [(IMAGE, True)]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_with_kustomize(overlay: str) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed; the static kustomization checks still ran")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / overlay)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    overlay_doc = kustomization(K8S / overlay)
+    assert {doc["metadata"].get("namespace") for doc in docs} == {overlay_doc["namespace"]}
+    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == overlay_doc["replicas"][0]["count"]
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"{IMAGE}:{overlay_doc['images'][0]['newTag']}"
+    assert deployment_problems(deployment) == []
+
+
+# --------------------------------------------------------------------------- CI/CD
+
+
+def workflow() -> dict[str, Any]:
+    doc = load_yaml(WORKFLOW)
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the bare key `on` as true
+    return doc
+
+
+def step_commands(job: dict[str, Any]) -> list[str]:
+    return [str(step.get("run", "")) for step in job["steps"]]
+
+
+def test_ci_test_job_runs_the_readme_command_with_real_services() -> None:
+    jobs = workflow()["jobs"]
+    test = jobs["test"]
+    assert any(line.strip() == "./dev test" for run in step_commands(test) for line in run.splitlines())
+    assert "./dev test" in (ROOT / "README.md").read_text(encoding="utf-8")
+    services = test["services"]
+    assert {"redis", "postgres"} <= set(services)
+    assert "6379:6379" in services["redis"]["ports"] and "5432:5432" in services["postgres"]["ports"]
+    assert all("--health-cmd" in services[name]["options"] for name in ("redis", "postgres"))
+    assert str(test["env"]["CI"]).lower() == "true"
+
+
+def test_ci_build_and_deploy_chain() -> None:
+    doc = workflow()
+    jobs = doc["jobs"]
+    assert jobs["build"]["needs"] == "test"
+    build = json.dumps(jobs["build"])
+    assert "deploy/Dockerfile" in build and "${{ secrets." in build
+    assert doc["env"]["IMAGE"] == IMAGE
+    staging, production = jobs["deploy-staging"], jobs["deploy-production"]
+    assert staging["needs"] == "build" and "refs/heads/main" in staging["if"]
+    assert production["needs"] == "deploy-staging"
+    assert production["environment"]["name"] == "production"
+    for job, overlay in ((staging, "staging"), (production, "production")):
+        runs = "\n".join(step_commands(job))
+        assert f"kubectl apply -k deploy/k8s/{overlay}" in runs
+        assert kustomization(K8S / overlay)["namespace"] in runs
+    # No credential is written into the workflow itself.
+    assert not [value for _, value in strings(doc) if URL_PASSWORD.search(value)]
