@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import typer
 from rich.console import Console
@@ -101,9 +102,12 @@ def materialize_cmd(
     end: str | None = typer.Option(
         None, "--end", help="Cut-off time (default: the newest event in the sources)."
     ),
+    writer: str = typer.Option(
+        "auto", "--writer", help="auto (direct on plain Redis, else Feast), feast or direct."
+    ),
 ) -> None:
     """Load the online store so it equals the offline point-in-time view at --end."""
-    from churnops.features.materialize import latest_event_time, materialize
+    from churnops.features.materialize import Writer, latest_event_time, materialize
     from churnops.features.store import feature_store
     from churnops.schema import VIEWS
     from churnops.settings import Settings
@@ -113,9 +117,15 @@ def materialize_cmd(
     cutoff = _when(end, "--end") or latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
     if cutoff is None:
         raise fail("the sources are empty: generate or ingest data first")
-    result = materialize(store=feature_store(settings), end=cutoff)
+    if writer not in ("auto", "feast", "direct"):
+        raise fail(f"--writer: {writer!r} is not one of auto, feast, direct")
+    try:
+        result = materialize(store=feature_store(settings), end=cutoff, writer=cast(Writer, writer))
+    except ValueError as error:  # DirectWriterUnsupported: e.g. --writer direct on SQLite
+        raise fail(str(error)) from None
     target = "Redis" if settings.redis_url else "SQLite"
-    console.print(f"materialized {', '.join(result.windows)} into {target} as of {result.end.isoformat()}")
+    used = ", ".join(f"{view} ({how})" for view, how in result.writers.items())
+    console.print(f"materialized {used} into {target} as of {result.end.isoformat()}")
 
 
 @app.command("online")

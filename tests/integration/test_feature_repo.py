@@ -80,7 +80,12 @@ def test_features_cli_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     result = runner.invoke(app, ["features", "training-set", "--end", "2024-02-01"])
     assert result.exit_code == 2
     assert "offset" in result.output
-    assert runner.invoke(app, ["features", "materialize"]).exit_code == 0
+    refused = runner.invoke(app, ["features", "materialize", "--writer", "direct"])
+    assert refused.exit_code == 2  # the direct writer is for Redis; this home is on SQLite
+    assert "Redis" in refused.output
+    done = runner.invoke(app, ["features", "materialize"])
+    assert done.exit_code == 0, done.output
+    assert "account (feast)" in done.output
     some = labels.sort_values("event_timestamp").iloc[-1]["customer_id"]
     result = runner.invoke(app, ["features", "online", some, "NOPE-00000", "--json"])
     assert result.exit_code == 0, result.output
