@@ -38,6 +38,13 @@ def service_missing(what: str, how: str, error: Exception) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(autouse=True)
+def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own CHURNOPS_* variables (a Redis URL, a home) never leak into a test."""
+    for name in [n for n in os.environ if n.startswith("CHURNOPS_") and not n.startswith("CHURNOPS_TEST_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Embedded-default settings in a fresh home directory."""
@@ -47,7 +54,11 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture(scope="session")
 def telco_csv() -> Path:
     if not SHARED_TELCO.exists():
-        pytest.skip(f"the public Telco file is expected at {SHARED_TELCO}")
+        service_missing(
+            "The public Telco churn file",
+            f"put telco_churn.csv at {SHARED_TELCO} (CI lays out shared/ beside the clone)",
+            FileNotFoundError(str(SHARED_TELCO)),
+        )
     return SHARED_TELCO
 
 
