@@ -32,8 +32,6 @@ from typing import Any, Literal
 import pandas as pd
 from feast import FeatureStore
 
-from churnops.sources import read_source
-
 Writer = Literal["auto", "feast", "direct"]
 BATCH_KEYS = 1_000  # keys per Lua call: ~6 ms of Redis time each, well inside a 50 ms timeout
 
@@ -123,15 +121,22 @@ class DirectWriterUnsupported(ValueError):
     """The direct Redis writer cannot write this store or view byte-for-byte like Feast."""
 
 
-def latest_event_time(*, sources_dir: object, views: list[str]) -> datetime | None:
-    """The newest event timestamp over the given sources (the natural materialization end)."""
-    newest: pd.Timestamp | None = None
+def latest_event_time(*, sources_dir: Path, views: list[str]) -> datetime | None:
+    """The newest event timestamp over the given sources (the natural materialization end).
+
+    Reads only the timestamp column of each part file, not the features.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    newest: datetime | None = None
     for view in views:
-        frame = read_source(sources_dir=Path(str(sources_dir)), name=view)
-        if not frame.empty:
-            ts = frame["event_timestamp"].max()
-            newest = ts if newest is None or ts > newest else newest
-    return None if newest is None else newest.to_pydatetime()
+        for part in sorted((sources_dir / view).glob("*.parquet")):
+            column = pq.read_table(part, columns=["event_timestamp"]).column(0)
+            value = pc.max(column).as_py()
+            if value is not None and (newest is None or value > newest):
+                newest = value
+    return newest
 
 
 def materialize(
