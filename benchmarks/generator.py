@@ -37,7 +37,7 @@ def _numpy_floor(*, rows: int, seed: int) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
-    from churnops.schema import FEATURES
+    from churnops.contracts.columns import FEATURES
 
     started = time.perf_counter()
     rng = np.random.default_rng(seed)

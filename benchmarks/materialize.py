@@ -42,8 +42,9 @@ def case_feast(home: Path, redis_url: str, end: str, skip_dedup: bool = False, w
     from feast import FeatureStore
 
     from churnops.features.materialize import materialize
-    from churnops.features.store import apply, definitions, repo_config
+    from churnops.features.store import apply
     from churnops.settings import Settings
+    from churnops.wiring import feast_definitions, repo_config
 
     redis.Redis.from_url(redis_url).flushdb()
     settings = Settings(home=home, redis_url=redis_url, redis_timeout_ms=5000, _env_file=None)  # type: ignore[call-arg]
@@ -53,7 +54,7 @@ def case_feast(home: Path, redis_url: str, end: str, skip_dedup: bool = False, w
     config.online_store.skip_dedup = skip_dedup
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     store = FeatureStore(repo_path=str(settings.feast_dir), config=config)
-    apply(store=store, defs=definitions(settings))
+    apply(store=store, defs=feast_definitions(settings))
     when = pd.Timestamp(end).to_pydatetime()
     _, seconds = timed(lambda: materialize(store=store, end=when, writer=writer))  # type: ignore[arg-type]
     keys = redis.Redis.from_url(redis_url).dbsize()
@@ -72,7 +73,7 @@ def case_raw(home: Path, redis_url: str, end: str) -> None:
     import pandas as pd
     import redis
 
-    from churnops.schema import VIEWS, view_columns
+    from churnops.contracts.columns import VIEWS, view_columns
     from churnops.sources import read_source
 
     client = redis.Redis.from_url(redis_url)

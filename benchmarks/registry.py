@@ -144,9 +144,12 @@ def bench_backend(backend: str, tracking_uri: str, sizes: list[int], repeat: int
     from mlflow import MlflowClient
 
     from registry_ext import ModelRegistry, registry_engine
+    from registry_ext.migrate import migrate_to_head
 
     client = MlflowClient(tracking_uri)
-    registry = ModelRegistry(client=client, engine=registry_engine(tracking_uri), model_name=MODEL)
+    engine = registry_engine(tracking_uri)
+    migrate_to_head(engine)
+    registry = ModelRegistry(client=client, engine=engine, model_name=MODEL)
     client.create_registered_model(MODEL)
     source = tempfile.mkdtemp(prefix="registry-bench-model-")
     (Path(source) / "MLmodel").write_text("placeholder: true\n")

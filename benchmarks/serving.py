@@ -203,8 +203,8 @@ def floor_app(*, home: str, redis_url: str, scorer_kind: str) -> Any:
     from starlette.routing import Route
 
     from churnops.features.online import service_layout
-    from churnops.features.store import feature_store
     from churnops.settings import Settings
+    from churnops.wiring import feature_store
     from serving.features import RedisReader
     from serving.model_source import model_source
     from serving.scoring import make_scorer, sklearn_scorer
@@ -263,7 +263,7 @@ async def wait_http(port: int, path: str, body: bytes, timeout_s: float, method:
 
 def feature_read_rows(settings: Any, ids: list[str]) -> list[Result]:
     from churnops.features.online import fetch_online, service_layout
-    from churnops.features.store import feature_store
+    from churnops.wiring import feature_store
     from serving.features import RedisReader
 
     store = feature_store(settings)
@@ -347,7 +347,13 @@ def main() -> None:
         return
 
     from churnops.settings import Settings
-    from serving.testing import RedisServer, ServiceProcess, build_environment, free_port, service_env
+    from tests.support.serving_env import (
+        RedisServer,
+        ServiceProcess,
+        build_environment,
+        free_port,
+        service_env,
+    )
 
     with tempfile.TemporaryDirectory(prefix="churnops-bench-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)

@@ -59,13 +59,14 @@ def prepare(home: Path, customers: int, months: int, entities: int) -> None:
     import pandas as pd
 
     from churnops.data.generate import generate_churn_data, write_generated
-    from churnops.features.store import apply, definitions, feature_store
+    from churnops.features.store import apply
     from churnops.settings import Settings
+    from churnops.wiring import feast_definitions, feature_store
 
     settings = Settings(home=home, _env_file=None)
     data = generate_churn_data(customers=customers, months=months, seed=1)
     write_generated(data=data, sources_dir=settings.sources_dir)
-    apply(store=feature_store(settings), defs=definitions(settings))
+    apply(store=feature_store(settings), defs=feast_definitions(settings))
     labels = data.frame[["customer_id", "event_timestamp", "churned"]]
     entity = labels.sample(n=min(entities, len(labels)), random_state=0).reset_index(drop=True)
     entity.to_parquet(home / "entity.parquet", index=False)
@@ -75,9 +76,9 @@ def prepare(home: Path, customers: int, months: int, entities: int) -> None:
 def case_feast(home: Path, repeat: int) -> None:
     import pandas as pd
 
-    from churnops.features.store import feature_store
     from churnops.features.training_set import build_training_set
     from churnops.settings import Settings
+    from churnops.wiring import feature_store
 
     settings = Settings(home=home, _env_file=None)
     store = feature_store(settings)
@@ -91,8 +92,8 @@ def case_feast(home: Path, repeat: int) -> None:
 def case_asof(home: Path, repeat: int) -> None:
     import duckdb
 
+    from churnops.contracts.columns import VIEWS, view_columns
     from churnops.features.definitions import TTL
-    from churnops.schema import VIEWS, view_columns
 
     con = duckdb.connect()
     con.execute("SET threads TO 2")

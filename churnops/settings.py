@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     gate_policy: Path | None = Field(
         default=None, description="Training quality-gate policy YAML (default: the packaged one)."
     )
+    actor: str | None = Field(
+        default=None,
+        description="Who is recorded in the registry's audit trail (default: the OS user); --actor wins.",
+    )
     registry_database_url: str | None = Field(
         default=None,
         description="Database of MLflow's backend store, for registry_ext's tables (default: the "

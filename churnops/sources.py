@@ -9,14 +9,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnops.schema import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL, LABEL_SOURCE, VIEWS, Column, view_columns
-
-_ARROW_TYPES = {"category": pa.string(), "flag": pa.int64(), "int": pa.int64(), "float": pa.float64()}
-TS_TYPE = pa.timestamp("us", tz="UTC")
-
-
-def arrow_type(col: Column) -> pa.DataType:
-    return _ARROW_TYPES[col.kind]
+from churnops.contracts.columns import (
+    CREATED_TS,
+    EVENT_TS,
+    JOIN_KEY,
+    LABEL,
+    LABEL_SOURCE,
+    TS_TYPE,
+    VIEWS,
+    arrow_type,
+    view_columns,
+)
 
 
 def source_schema(name: str) -> pa.Schema:

@@ -7,7 +7,9 @@ Public API (see docs/registry-api.md)::
 Importing this package does nothing but define names: no engine, no MLflow URI, no logging.
 """
 
-from churnops.artifacts import ArtifactIntegrityError
+from churnops.contracts.artifacts import ArtifactIntegrityError
+from churnops.contracts.stages import Stage, Trigger
+from registry_ext.artifacts import load_verified_model
 from registry_ext.engine import database_url, registry_engine
 from registry_ext.errors import (
     InvalidInputError,
@@ -24,9 +26,7 @@ from registry_ext.records import (
     ModelRecord,
     PromotionResult,
     ReconcileReport,
-    Stage,
     TransitionRecord,
-    Trigger,
 )
 from registry_ext.registry import ModelRegistry, default_actor
 
@@ -50,5 +50,6 @@ __all__ = [
     "UnknownVersionError",
     "database_url",
     "default_actor",
+    "load_verified_model",
     "registry_engine",
 ]

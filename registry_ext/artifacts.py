@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from churnops.artifacts import ArtifactIntegrityError, sha256_of_path
+from churnops.contracts.artifacts import ArtifactIntegrityError, sha256_of_path
 from registry_ext.errors import InvalidInputError, RegistryError
 
 if TYPE_CHECKING:
@@ -82,8 +82,11 @@ def _local_path(artifact_uri: str) -> Path | None:
     return None
 
 
-def download(*, artifact_uri: str, dst: Path) -> Path:
-    """Copy the directory at ``artifact_uri`` into ``dst`` (local copy, or MLflow's download)."""
+def download(*, artifact_uri: str, dst: Path, tracking_uri: str | None = None) -> Path:
+    """Copy the directory at ``artifact_uri`` into ``dst`` (local copy, or MLflow's download).
+
+    ``tracking_uri`` is needed for ``mlflow-artifacts:/`` URIs (artifacts proxied by a server).
+    """
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
 
@@ -96,7 +99,9 @@ def download(*, artifact_uri: str, dst: Path) -> Path:
         return target
 
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(dst))
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri, dst_path=str(dst), tracking_uri=tracking_uri
+        )
     except (MlflowException, OSError) as error:
         raise RegistryError(f"could not download the model artifacts at {artifact_uri}: {error}") from error
     return Path(local)
@@ -113,10 +118,12 @@ def verify(*, path: Path, expected: str, label: str) -> str:
 
 
 @contextmanager
-def verified_copy(*, artifact_uri: str, expected: str, label: str) -> Iterator[Path]:
+def verified_copy(
+    *, artifact_uri: str, expected: str, label: str, tracking_uri: str | None = None
+) -> Iterator[Path]:
     """A verified local copy of the model directory, deleted on exit."""
     with tempfile.TemporaryDirectory(prefix="registry_ext-") as tmp:
-        local = download(artifact_uri=artifact_uri, dst=Path(tmp))
+        local = download(artifact_uri=artifact_uri, dst=Path(tmp), tracking_uri=tracking_uri)
         if not (local / MLMODEL).is_file():
             raise ArtifactIntegrityError(f"{label}: no {MLMODEL} file at {artifact_uri}")
         verify(path=local, expected=expected, label=label)
@@ -147,3 +154,19 @@ def load_sklearn(model_dir: Path) -> Any:
     import skops.io
 
     return skops.io.load(model_dir / conf["pickled_model"], trusted=conf.get("skops_trusted_types"))
+
+
+def load_verified_model(
+    *, artifact_uri: str, expected: str | None, label: str, tracking_uri: str | None = None
+) -> Any:
+    """The sklearn model at ``artifact_uri``, deserialized only after its SHA-256 matched ``expected``.
+
+    The one loader for everything that runs a registered model (serving, batch scoring,
+    comparison): a missing digest is refused like a wrong one.
+    """
+    if not expected:
+        raise ArtifactIntegrityError(f"{label}: no sha256 is recorded for it; refusing to load it")
+    with verified_copy(
+        artifact_uri=artifact_uri, expected=expected, label=label, tracking_uri=tracking_uri
+    ) as local:
+        return load_sklearn(local)

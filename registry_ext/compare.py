@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
+from churnops.contracts.columns import LABEL
 from registry_ext.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from registry_ext.records import ModelRecord
     from registry_ext.registry import ModelRegistry
 
-HOLDOUT_ARTIFACT = "evaluation/holdout.parquet"
-LABEL = "churned"
 _NON_FEATURES = {"customer_id", "event_timestamp", "created", LABEL}
 _WINDOW_KEY = re.compile(r"(window|(^|[._])(start|end)(_date)?$|_(from|to)$|date)", re.IGNORECASE)
 
@@ -214,7 +214,9 @@ def compare_versions(*, registry: ModelRegistry, versions: Sequence[int]) -> Com
 def _score_on_holdout(comparison: Comparison, *, registry: ModelRegistry, models: list[Any]) -> None:
     import pandas as pd
     from sklearn.calibration import calibration_curve
-    from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
+    from sklearn.metrics import roc_curve
+
+    from churnops.training.metrics import compute_metrics
 
     newest = max(comparison.versions, key=lambda r: r.version)
     with tempfile.TemporaryDirectory(prefix="registry_ext-holdout-") as tmp:
@@ -251,11 +253,9 @@ def _score_on_holdout(comparison: Comparison, *, registry: ModelRegistry, models
         scores = model.predict_proba(holdout[columns])[:, 1]
         fpr, tpr, _ = roc_curve(labels, scores)
         mean_predicted, fraction_positive = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
-        scored = {
-            "holdout_roc_auc": float(roc_auc_score(labels, scores)),
-            "holdout_pr_auc": float(average_precision_score(labels, scores)),
-            "holdout_brier": float(brier_score_loss(labels, scores)),
-        }
+        # The same metric code training and its gates use (threshold-free metrics only here).
+        computed = compute_metrics(labels, scores, threshold=0.5)
+        scored = {f"holdout_{key}": computed[key] for key in ("roc_auc", "pr_auc", "brier")}
         for key, value in scored.items():
             holdout_metrics[key].append(value)
         comparison.curves[record.version] = Curves(

@@ -1,10 +1,9 @@
-"""The registry database: an engine on MLflow's backend database, and its migrations.
+"""The registry database: an engine on MLflow's backend database, and its write transactions.
 
-``registry_engine(tracking_uri)`` turns MLflow's backend URI into a SQLAlchemy engine for the
-registry_ext tables (same database, own tables and own Alembic version table) and brings the
-schema to head. SQLite gets WAL, a busy timeout, foreign keys, and explicit ``BEGIN`` control so
-that writes can take the write lock up front (``BEGIN IMMEDIATE``); ``postgresql://`` URLs use
-psycopg v3.
+``registry_engine(database)`` turns MLflow's backend database URL into a SQLAlchemy engine for
+the registry_ext tables (same database, own tables); migrations live in ``registry_ext.migrate``.
+SQLite gets WAL, a busy timeout, foreign keys, and explicit ``BEGIN`` control so that writes can
+take the write lock up front (``BEGIN IMMEDIATE``); ``postgresql://`` URLs use psycopg v3.
 """
 
 from __future__ import annotations
@@ -19,9 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from registry_ext.errors import RegistryBusyError, RegistryError
-from registry_ext.tables import VERSION_TABLE
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _BEGIN_OPTION = "registry_ext_begin"
 
@@ -60,13 +57,14 @@ def sqlite_path(engine: Engine) -> Path | None:
     return Path(engine.url.database).resolve()
 
 
-def registry_engine(tracking_uri: str, *, migrate: bool = True, echo: bool = False) -> Engine:
-    """An engine on MLflow's backend database with the registry_ext schema at head.
+def registry_engine(database: str, *, echo: bool = False) -> Engine:
+    """An engine on MLflow's backend database (``database``: its sqlite:// or postgresql:// URL).
 
-    Migration is idempotent and safe to call from many processes at once (it runs under a
-    database-wide lock and is skipped when the schema is already current).
+    Opening an engine changes nothing in the database: the schema is brought to head only by
+    :func:`registry_ext.migrate.migrate_to_head` (``churnops registry migrate`` and the write
+    commands), so serving and read-only commands never run migrations.
     """
-    url = database_url(tracking_uri)
+    url = database_url(database)
     if url.drivername.startswith("sqlite"):
         assert url.database is not None
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -74,8 +72,6 @@ def registry_engine(tracking_uri: str, *, migrate: bool = True, echo: bool = Fal
         _configure_sqlite(engine)
     else:
         engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
-    if migrate:
-        migrate_to_head(engine)
     return engine
 
 
@@ -140,47 +136,3 @@ def write_transaction(engine: Engine, *, timeout_s: float = 60.0) -> Iterator[Co
         if transaction.is_active:
             transaction.rollback()
         raise
-
-
-# --- migrations ---------------------------------------------------------------------------
-
-
-def _alembic_config(connection: Connection) -> Any:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["connection"] = connection
-    return config
-
-
-def current_revision(engine: Engine) -> str | None:
-    """The registry_ext schema revision in the database (None before the first migration)."""
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
-
-
-def head_revision() -> str:
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
-    head = script.get_current_head()
-    assert head is not None
-    return head
-
-
-def migrate_to_head(engine: Engine, *, revision: str = "head") -> None:
-    """Upgrade the registry_ext schema to ``revision`` (head); a no-op when it is already there."""
-    from alembic import command
-
-    target = head_revision() if revision == "head" else revision
-    if current_revision(engine) == target:
-        return
-    from registry_ext.locking import database_lock
-
-    with database_lock(engine, key="registry_ext:migrations"), write_transaction(engine) as conn:
-        config = _alembic_config(conn)
-        command.upgrade(config, target)

@@ -2,7 +2,7 @@
 
 All of them derive from :class:`RegistryError`, so callers (the CLI, training, serving) can
 catch one class and show its message. Artifact tampering raises
-:class:`churnops.artifacts.ArtifactIntegrityError`, which is deliberately *not* a
+:class:`churnops.contracts.artifacts.ArtifactIntegrityError`, which is deliberately *not* a
 ``RegistryError``: it signals a security problem, not a user mistake.
 """
 

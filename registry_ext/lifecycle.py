@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from churnops.contracts.stages import ALIAS_OF_STAGE, Stage
 from registry_ext.errors import InvalidTransitionError, NoRollbackTargetError
-from registry_ext.records import ALIAS_OF_STAGE, Stage
 
 ALLOWED: dict[Stage, frozenset[Stage]] = {
     Stage.NONE: frozenset({Stage.STAGING, Stage.ARCHIVED}),

@@ -6,9 +6,9 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
+from churnops.contracts.stages import Stage, Trigger, UnknownValueError
 from registry_ext.errors import InvalidInputError, InvalidStageError
 
 JSONValue = Any
@@ -17,47 +17,21 @@ JSONValue = Any
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class Stage(StrEnum):
-    """Lifecycle stage of a version. ``NONE`` is the stage of a freshly registered version."""
-
-    NONE = "None"
-    STAGING = "Staging"
-    PRODUCTION = "Production"
-    ARCHIVED = "Archived"
-
-    @classmethod
-    def parse(cls, value: str | Stage) -> Stage:
-        """Case-insensitive parse; raises :class:`InvalidStageError` naming the valid stages."""
-        if isinstance(value, Stage):
-            return value
-        for stage in cls:
-            if str(value).strip().lower() == stage.value.lower():
-                return stage
-        valid = ", ".join(s.value for s in cls)
-        raise InvalidStageError(f"invalid stage {value!r}: expected one of {valid}")
+def parse_stage(value: str | Stage) -> Stage:
+    """:meth:`Stage.parse`, raising the registry's :class:`InvalidStageError`."""
+    try:
+        return Stage.parse(value)
+    except UnknownValueError as error:
+        raise InvalidStageError(str(error)) from None
 
 
-class Trigger(StrEnum):
-    """Why a transition happened."""
+def parse_trigger(value: str | Trigger) -> Trigger:
+    """:meth:`Trigger.parse`, raising the registry's :class:`InvalidInputError`."""
+    try:
+        return Trigger.parse(value)
+    except UnknownValueError as error:
+        raise InvalidInputError(str(error)) from None
 
-    MANUAL = "manual"
-    SCHEDULED = "scheduled"
-    PERFORMANCE = "performance"
-    DRIFT = "drift"
-
-    @classmethod
-    def parse(cls, value: str | Trigger) -> Trigger:
-        if isinstance(value, Trigger):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            valid = ", ".join(t.value for t in cls)
-            raise InvalidInputError(f"invalid trigger {value!r}: expected one of {valid}") from None
-
-
-ALIAS_OF_STAGE: dict[Stage, str] = {Stage.STAGING: "staging", Stage.PRODUCTION: "production"}
-"""The MLflow alias that mirrors each aliased stage (one version per alias, so one per stage)."""
 
 MLFLOW_ACTOR = "mlflow"
 """Actor recorded for a change detected in MLflow (an alias moved outside registry_ext)."""

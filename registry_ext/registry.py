@@ -20,15 +20,17 @@ from __future__ import annotations
 import getpass
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from churnops.contracts.artifacts import FEATURE_SERVICE_TAG, SHA256_TAG
+from churnops.contracts.stages import ALIAS_OF_STAGE, Stage, Trigger
 from registry_ext import store
-from registry_ext.artifacts import load_sklearn, resolve_model_location, verified_copy
+from registry_ext.artifacts import load_verified_model, resolve_model_location, verified_copy
 from registry_ext.engine import write_transaction
 from registry_ext.errors import (
     InvalidInputError,
@@ -50,16 +52,15 @@ from registry_ext.lifecycle import (
 )
 from registry_ext.locking import DEFAULT_LOCK_TIMEOUT_S, model_lock
 from registry_ext.records import (
-    ALIAS_OF_STAGE,
     MLFLOW_ACTOR,
     JSONValue,
     ModelRecord,
     PromotionResult,
     ReconcileReport,
     SearchQuery,
-    Stage,
     TransitionRecord,
-    Trigger,
+    parse_stage,
+    parse_trigger,
     require_finite_metrics,
     require_sha256,
     require_tags,
@@ -70,15 +71,9 @@ from registry_ext.search import search_query
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from registry_ext.compare import Comparison
 
-
-def default_actor(environ: Mapping[str, str] | None = None) -> str:
-    """``CHURNOPS_ACTOR`` if set, else the OS user."""
-    env = os.environ if environ is None else environ
-    actor = env.get("CHURNOPS_ACTOR", "").strip()
-    if actor:
-        return actor
+def default_actor() -> str:
+    """The OS user: who acted when the caller names nobody (the CLI passes ``CHURNOPS_ACTOR``)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -135,7 +130,7 @@ class ModelRegistry:
         clean_metrics = require_finite_metrics(dict(metrics))
         clean_tags = require_tags(dict(tags or {}))
         who = require_text(actor if actor is not None else default_actor(), "actor")
-        why = Trigger.parse(trigger).value
+        why = parse_trigger(trigger).value
         try:
             gate_json = json.loads(json.dumps(gate_results, allow_nan=False))
         except (TypeError, ValueError) as error:
@@ -151,7 +146,7 @@ class ModelRegistry:
             pass
 
         self._ensure_registered_model()
-        mlflow_tags = {**clean_tags, "sha256": digest, "feature_service": service}
+        mlflow_tags = {**clean_tags, SHA256_TAG: digest, FEATURE_SERVICE_TAG: service}
         version = self.client.create_model_version(
             name=self.model_name,
             source=location.source,
@@ -230,7 +225,7 @@ class ModelRegistry:
         query = SearchQuery(
             name=name,
             version=None if version is None else self._version_number(version),
-            stage=None if stage is None else Stage.parse(stage),
+            stage=None if stage is None else parse_stage(stage),
             tags=require_tags(dict(tags or {})),
             limit=limit,
         )
@@ -246,50 +241,53 @@ class ModelRegistry:
             return store.fetch_transitions(conn, name=self.model_name, version=number)
 
     def production(self) -> ModelRecord | None:
-        """The Production version, after reconciling the table with the ``production`` alias.
+        """The Production version as the ``models`` table holds it (None when there is none).
 
-        None when there is none, including for a model that was never registered.
+        A pure read: an alias moved in MLflow outside registry_ext is not adopted here (that is
+        :meth:`reconcile`, an explicit step that promote and rollback also run); see
+        :meth:`alias_mismatches` to detect one without writing.
         """
-        return self._aliased(Stage.PRODUCTION)
+        return self._held(Stage.PRODUCTION)
 
     def staging(self) -> ModelRecord | None:
-        """The Staging version, after reconciling the table with the ``staging`` alias."""
-        return self._aliased(Stage.STAGING)
+        """The Staging version as the ``models`` table holds it (a pure read, like :meth:`production`)."""
+        return self._held(Stage.STAGING)
 
-    def _aliased(self, stage: Stage) -> ModelRecord | None:
-        alias = ALIAS_OF_STAGE[stage]
-        with self.engine.connect() as conn:
-            pointed = self._alias_versions_sql(conn)
-            held = store.stage_holders(conn, name=self.model_name).get(stage)
-            if pointed is not None and pointed.get(alias) == held:
-                return None if held is None else store.fetch_record(conn, name=self.model_name, version=held)
-        if pointed is None:  # no SQL fast path: ask MLflow
-            try:
-                if self._alias_version(alias) == held:
-                    return None if held is None else self.get(held)
-            except UnknownModelError:
-                return None  # a model never registered has no version in any stage
-        self.reconcile()
+    def _held(self, stage: Stage) -> ModelRecord | None:
         with self.engine.connect() as conn:
             held = store.stage_holders(conn, name=self.model_name).get(stage)
             return None if held is None else store.fetch_record(conn, name=self.model_name, version=held)
 
+    def alias_mismatches(self) -> dict[str, tuple[int | None, int | None]]:
+        """Aliases whose MLflow version differs from the table: ``{alias: (table, mlflow)}`` (read-only)."""
+        with self.engine.connect() as conn:
+            aliases = self._alias_versions_sql(conn)
+            holders = store.stage_holders(conn, name=self.model_name)
+        if aliases is None:
+            try:
+                aliases = self._aliases()
+            except UnknownModelError:
+                return {}
+        expected = aliases_for(holders)
+        return {
+            alias: (expected.get(alias), aliases.get(alias))
+            for alias in ALIAS_OF_STAGE.values()
+            if expected.get(alias) != aliases.get(alias)
+        }
+
     def load_model(self, version: int) -> Any:
         """The version's sklearn estimator, after verifying the artifact's SHA-256.
 
-        Raises :class:`churnops.artifacts.ArtifactIntegrityError` (naming version, expected and
-        actual digest) if any file of the model directory changed since registration.
+        Raises :class:`churnops.contracts.artifacts.ArtifactIntegrityError` (naming version,
+        expected and actual digest) if any file of the model directory changed since registration.
         """
         record = self.get(version)
-        label = f"model {record.name!r} version {record.version}"
-        with verified_copy(artifact_uri=record.artifact_uri, expected=record.sha256, label=label) as local:
-            return load_sklearn(local)
-
-    def compare(self, *, versions: Sequence[int]) -> Comparison:
-        """Side-by-side comparison (see :func:`registry_ext.compare.compare_versions`)."""
-        from registry_ext.compare import compare_versions
-
-        return compare_versions(registry=self, versions=versions)
+        return load_verified_model(
+            artifact_uri=record.artifact_uri,
+            expected=record.sha256,
+            label=f"model {record.name!r} version {record.version}",
+            tracking_uri=self.client.tracking_uri,
+        )
 
     # --- stage changes ---------------------------------------------------------------------
 
@@ -323,10 +321,10 @@ class ModelRegistry:
         invalid stage or trigger, or a change the lifecycle does not allow.
         """
         number = self._version_number(version)
-        target = Stage.parse(stage)
+        target = parse_stage(stage)
         why = require_text(reason, "reason")
         who = require_text(actor if actor is not None else default_actor(), "actor")
-        kind = Trigger.parse(trigger).value
+        kind = parse_trigger(trigger).value
 
         def plan(conn: sa.Connection, holders: Mapping[Stage, int]) -> list[Change]:
             current = store.fetch_stages(conn, name=self.model_name, versions=[number]).get(number)
@@ -345,7 +343,7 @@ class ModelRegistry:
         """
         why = require_text(reason, "reason")
         who = require_text(actor if actor is not None else default_actor(), "actor")
-        kind = Trigger.parse(trigger).value
+        kind = parse_trigger(trigger).value
 
         def plan(conn: sa.Connection, holders: Mapping[Stage, int]) -> list[Change]:
             current = holders.get(Stage.PRODUCTION)

@@ -13,8 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from churnops.contracts.stages import Stage
 from registry_ext.errors import RegistryError
-from registry_ext.records import JSONValue, ModelRecord, Stage, TransitionRecord
+from registry_ext.records import JSONValue, ModelRecord, TransitionRecord
 from registry_ext.tables import model_experiments, model_transitions, models
 
 

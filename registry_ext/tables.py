@@ -13,8 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-STAGES = ("None", "Staging", "Production", "Archived")
-TRIGGERS = ("manual", "scheduled", "performance", "drift")
+from churnops.contracts.stages import Stage, Trigger
+
+STAGES = tuple(stage.value for stage in Stage)
+TRIGGERS = tuple(trigger.value for trigger in Trigger)
+STAGE_CHECK = "stage IN ({})".format(", ".join(f"'{stage}'" for stage in STAGES))
+"""The ``ck_models_stage`` constraint, from the one Stage enum (migration 0001 holds the same text)."""
 
 VERSION_TABLE = "registry_ext_alembic_version"  # MLflow owns ``alembic_version`` in the same DB
 
@@ -63,7 +67,7 @@ models = sa.Table(
     sa.Column("tags", _json(), nullable=False),
     sa.Column("created", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("name", "version", name="uq_models_name_version"),
-    sa.CheckConstraint("stage IN ('None', 'Staging', 'Production', 'Archived')", name="ck_models_stage"),
+    sa.CheckConstraint(STAGE_CHECK, name="ck_models_stage"),
     sa.Index("ix_models_name_stage", "name", "stage"),
 )
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from churnops.features.online import OnlineRow, ServiceLayout, classify, fetch_online
+from churnops.contracts.online import OnlineRow, classify
+from churnops.features.online import ServiceLayout, fetch_online
 
 _MISS = object()
 _VALUE_CACHE = 65_536

@@ -13,63 +13,12 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from churnops.schema import FEATURES
+from churnops.contracts.columns import FEATURES
+from churnops.contracts.prediction_log import COLUMNS, PARTITION, LogRecord, log_schema, prediction_log_table
 
-PARTITION = "date"
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    request_id: str
-    ts: datetime
-    endpoint: str
-    customer_id: str | None
-    model_name: str
-    model_version: str
-    feature_service: str
-    score: float | None
-    status: str
-    features: dict[str, Any] | None
-
-
-def log_schema() -> Any:
-    import pyarrow as pa
-
-    from churnops.sources import arrow_type
-
-    return pa.schema(
-        [
-            pa.field("request_id", pa.string()),
-            pa.field("ts", pa.timestamp("us", tz="UTC")),
-            pa.field("endpoint", pa.string()),
-            pa.field("customer_id", pa.string()),
-            pa.field("model_name", pa.string()),
-            pa.field("model_version", pa.string()),
-            pa.field("feature_service", pa.string()),
-            pa.field("score", pa.float64()),
-            pa.field("status", pa.string()),
-            *(pa.field(c.name, arrow_type(c)) for c in FEATURES),
-        ]
-    )
-
-
-BASE_COLUMNS = (
-    "request_id",
-    "ts",
-    "endpoint",
-    "customer_id",
-    "model_name",
-    "model_version",
-    "feature_service",
-    "score",
-    "status",
-)
-COLUMNS = (*BASE_COLUMNS, *(c.name for c in FEATURES))
 Columns = dict[str, list[Any]]
 
 
@@ -101,6 +50,7 @@ class LogBatch:
             cols["feature_service"].append(r.feature_service)
             cols["score"].append(r.score)
             cols["status"].append(r.status)
+            cols["feature_ts"].append(r.feature_ts)
             features = r.features
             for name in names:
                 cols[name].append(None if features is None else features.get(name))
@@ -121,31 +71,6 @@ def write_columns(*, directory: Path, day: str, columns: Columns) -> Path:
     pq.write_table(table, tmp)
     tmp.replace(path)
     return path
-
-
-def write_records(*, directory: Path, records: Sequence[LogRecord]) -> list[Path]:
-    """Write records as new part files, one per date partition."""
-    batch = LogBatch()
-    batch.add(records)
-    return [
-        write_columns(directory=directory, day=day, columns=cols) for day, cols in sorted(batch.days.items())
-    ]
-
-
-def read_prediction_log(directory: Path) -> Any:
-    """Every logged row as a pandas DataFrame, with the ``date`` partition as a column."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = log_schema()
-    tables = []
-    for path in sorted(directory.glob(f"{PARTITION}=*/*.parquet")):
-        table = pq.read_table(path, schema=schema)
-        day = path.parent.name.split("=", 1)[1]
-        tables.append(table.append_column(PARTITION, pa.array([day] * table.num_rows, pa.string())))
-    if not tables:
-        return schema.append(pa.field(PARTITION, pa.string())).empty_table().to_pandas()
-    return pa.concat_tables(tables).to_pandas()
 
 
 Sink = Callable[[str, Columns], object]
@@ -188,29 +113,6 @@ class SqlSink:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-def prediction_log_table(metadata: Any, *, name: str = "prediction_log") -> Any:
-    import sqlalchemy as sa
-
-    types = {"category": sa.Text, "flag": sa.BigInteger, "int": sa.BigInteger, "float": sa.Float}
-    return sa.Table(
-        name,
-        metadata,
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
-        sa.Column("request_id", sa.Text, nullable=False),
-        sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
-        sa.Column("endpoint", sa.Text, nullable=False),
-        sa.Column("customer_id", sa.Text, index=True),
-        sa.Column("model_name", sa.Text, nullable=False),
-        sa.Column("model_version", sa.Text, nullable=False),
-        sa.Column("feature_service", sa.Text, nullable=False),
-        sa.Column("score", sa.Float),
-        sa.Column("status", sa.Text, nullable=False),
-        *(sa.Column(c.name, types[c.kind]) for c in FEATURES),
-    )
 
 
 class PredictionLog:

@@ -1,8 +1,9 @@
-"""What the service does, as plain typed code: build the parts from Settings, answer requests.
+"""What the service does, as plain typed code: hold the parts, follow Production, answer requests.
 
-``Runtime.start(settings=..., metrics=...)`` wires the Feast store, the model source and its
-watcher, the prediction log and the guard configuration. ``predict_ids`` / ``predict_rows``
-return a response model or an ``ApiError``; the BentoML service only translates.
+The parts (Feast store, model source, prediction log, configuration) are built from Settings by
+``churnops.wiring.serving_runtime`` and handed in; ``start()`` loads Production and starts the
+watcher and log threads. ``predict_ids`` / ``predict_rows`` return a response model or an
+``ApiError``; the BentoML service only translates.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from churnops.features.online import OnlineRow, ServiceLayout
-from churnops.settings import Settings
+from churnops.contracts.online import OnlineRow, feature_time
+from churnops.contracts.prediction_log import LogRecord
+from churnops.features.online import ServiceLayout
+from serving.config import ServingConfig
 from serving.features import FeastReader, FeaturesUnavailable, OnlineReader, RedisReader
 from serving.guard import GuardConfig
 from serving.metrics import ServingMetrics
-from serving.model_source import LoadedModel, ModelRef, ModelSource, model_source
+from serving.model_source import LoadedModel, ModelRef, ModelSource
 from serving.model_watch import ModelWatcher
-from serving.prediction_log import LogRecord, PredictionLog, SqlSink
+from serving.prediction_log import PredictionLog
 from serving.scoring import Scored, Scorer, make_scorer, score_rows
 from serving.validation import FeatureRow, Prediction, PredictResponse, error_body
 
@@ -53,7 +56,7 @@ class ApiError:
         return error_body(message=self.message, code=self.reason, loc=list(self.loc))
 
 
-def make_reader(*, settings: Settings, store: Any, layout: ServiceLayout) -> OnlineReader:
+def make_reader(*, settings: ServingConfig, store: Any, layout: ServiceLayout) -> OnlineReader:
     """The direct Redis reader when the online store is Redis (unless told otherwise), else Feast."""
     use_redis = settings.redis_url is not None and settings.serving_online_reader in ("auto", "redis")
     if use_redis and settings.redis_url is not None:
@@ -76,7 +79,7 @@ class Runtime:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: ServingConfig,
         metrics: ServingMetrics,
         store: Any,
         source: ModelSource,
@@ -112,30 +115,12 @@ class Runtime:
             count_error=lambda reason: metrics.errors.labels(reason).inc(),
         )
 
-    @classmethod
-    def start(cls, *, settings: Settings, metrics: ServingMetrics) -> Runtime:
-        """Build every part, load Production if there is one, start the watcher and log threads."""
-        from churnops.features.store import feature_store
-
-        store = feature_store(settings)
-        sink = SqlSink(settings.serving_prediction_log_url) if settings.serving_prediction_log_url else None
-        log = PredictionLog(
-            directory=settings.home / "predictions",
-            sink=sink,
-            on_written=lambda n: metrics.log_rows.inc(n),
-            on_failure=lambda n: metrics.log_failures.inc(n),
-        )
-        runtime = cls(
-            settings=settings,
-            metrics=metrics,
-            store=store,
-            source=model_source(tracking_uri=settings.tracking_uri, model_name=settings.model_name),
-            log=log,
-        )
-        runtime.watcher.refresh()
-        runtime.watcher.start()
-        log.start()
-        return runtime
+    def start(self) -> Runtime:
+        """Load Production if there is one, then start the watcher and the log flusher."""
+        self.watcher.refresh()
+        self.watcher.start()
+        self.log.start()
+        return self
 
     # -- model lifecycle -------------------------------------------------------------------
 
@@ -245,7 +230,13 @@ class Runtime:
                 for cid, s in zip(ids, scored, strict=True)
             ]
         request_id = uuid.uuid4().hex
-        self._record(deployment, scored, request_id=request_id, endpoint=endpoint)
+        self._record(
+            deployment,
+            scored,
+            request_id=request_id,
+            endpoint=endpoint,
+            feature_times=[feature_time(r) for r in rows],
+        )
         return PredictResponse(
             model_name=deployment.model.ref.name,
             model_version=version,
@@ -257,7 +248,13 @@ class Runtime:
         )
 
     def _record(
-        self, deployment: Deployment, scored: Sequence[Scored], *, request_id: str, endpoint: str
+        self,
+        deployment: Deployment,
+        scored: Sequence[Scored],
+        *,
+        request_id: str,
+        endpoint: str,
+        feature_times: Sequence[datetime | None],
     ) -> None:
         ref = deployment.model.ref
         now = datetime.now(UTC)
@@ -281,8 +278,9 @@ class Runtime:
                     score=s.score,
                     status=s.status,
                     features=s.features,
+                    feature_ts=feature_ts,
                 )
-                for s in scored
+                for s, feature_ts in zip(scored, feature_times, strict=True)
             ]
         )
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from churnops.features.online import OnlineRow
-from churnops.schema import FEATURES, feature_names
+from churnops.contracts.columns import FEATURES, feature_names
+from churnops.contracts.online import OnlineRow
 
 Scorer = Callable[[Sequence[dict[str, Any]]], list[float]]
 PARITY_TOLERANCE = 1e-9

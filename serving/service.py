@@ -58,11 +58,12 @@ class ChurnService:
         from threadpoolctl import threadpool_limits
 
         from churnops.settings import Settings
+        from churnops.wiring import serving_runtime
         from serving.metrics import ServingMetrics
 
         # One BLAS/OpenMP thread per worker: a one-row predict is dominated by thread start-up.
         self._thread_limits = threadpool_limits(limits=1)
-        self.runtime = Runtime.start(settings=Settings(), metrics=ServingMetrics())
+        self.runtime = serving_runtime(Settings(), metrics=ServingMetrics())
         # Feast, MLflow, pandas and sklearn leave millions of long-lived objects; a full GC pass
         # over them stalls the event loop for tens of ms (seen as p99 spikes and Redis read
         # timeouts). Freezing them exempts them from collection; request garbage is still collected.

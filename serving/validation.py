@@ -1,7 +1,7 @@
 """Request and response models of the serving API, and the structured error body.
 
 The request models are strict: unknown fields, wrong JSON types, NaN/Infinity, values outside
-the declared domain of ``churnops.schema`` and over-long ids are refused by pydantic, which
+the declared domain of ``churnops.contracts.columns`` and over-long ids are refused by pydantic, which
 BentoML turns into a 400 whose ``detail[].loc`` names the field. Errors raised by the service
 itself use the same shape (``error_body``).
 """
@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
-from churnops.schema import FEATURES, column
+from churnops.contracts.columns import FEATURES, column
 
 MAX_ID_LENGTH = 64
 # Printable ASCII without spaces: Telco ids look like 7590-VHVEG.

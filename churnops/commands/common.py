@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from churnops.settings import Settings
 
 
 def quiet_libraries() -> None:
@@ -29,3 +33,30 @@ def fail(message: str, *, json_output: bool = False) -> typer.Exit:
     else:
         typer.echo(f"error: {message}", err=True)
     return typer.Exit(code=2)
+
+
+def settings_problem(error: Exception) -> str:
+    """A pydantic ValidationError of Settings as "CHURNOPS_X=value: problem" lines (all of them)."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return str(error)
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item.get("loc", ())) or "settings"
+        variable = f"CHURNOPS_{field.upper()}"
+        value = item.get("input")
+        shown = "" if value is None or isinstance(value, dict) else f"={str(value)[:80]!r}"
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{variable}{shown}: {message}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def load_settings(*, json_output: bool = False) -> Settings:
+    """``Settings()`` from the environment and ``.env``, or a clear exit 2 naming each bad variable."""
+    from churnops.settings import Settings
+
+    try:
+        return Settings()
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        raise fail(settings_problem(error), json_output=json_output) from None

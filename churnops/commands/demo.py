@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from churnops.commands.common import quiet_libraries
+from churnops.commands.common import load_settings, quiet_libraries
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,16 +41,16 @@ def demo(
     seed: int = typer.Option(42, "--seed"),
 ) -> None:
     """Run ChurnOps end to end on generated data (no services needed)."""
+    from churnops.contracts.columns import EVENT_TS, LABEL
     from churnops.data.generate import generate_churn_data, write_generated
     from churnops.features.materialize import materialize
-    from churnops.features.store import apply, definitions, feature_store
+    from churnops.features.store import apply
     from churnops.features.training_set import build_training_set, label_entity_frame
-    from churnops.schema import EVENT_TS, LABEL
-    from churnops.settings import Settings
+    from churnops.wiring import feast_definitions, feature_store
 
     quiet_libraries()
     started = time.perf_counter()
-    settings = Settings()
+    settings = load_settings()
     console.rule("[bold]ChurnOps demo")
     console.print(f"home: {settings.home}")
 
@@ -65,7 +65,7 @@ def demo(
 
     with console.status("applying the Feast repo..."):
         store = feature_store(settings)
-        defs = definitions(settings)
+        defs = feast_definitions(settings)
         apply(store=store, defs=defs)
     console.print(
         f"[green]applied[/] entity customer, views {', '.join(defs.views)}, "
@@ -105,19 +105,14 @@ def demo(
 
 def _train_and_promote(*, settings: Settings, store: FeatureStore) -> int | None:
     """Train on churn_v1, let the gates decide, and walk a new version to Production."""
-    from mlflow import MlflowClient
-
     from churnops.training import TrainOptions, load_policy, train
-    from registry_ext import ModelRegistry, registry_engine
+    from churnops.wiring import open_registry
 
-    client = MlflowClient(settings.tracking_uri)
-    engine = registry_engine(settings.registry_db_url)
-    try:
-        registry = ModelRegistry(client=client, engine=engine, model_name=settings.model_name)
+    with open_registry(settings, write=True) as registry:
         with console.status("training candidates on churn_v1 (MLflow run, quality gates)..."):
             result = train(
                 store=store,
-                client=client,
+                client=registry.client,
                 registry=registry,
                 sources_dir=settings.sources_dir,
                 policy=load_policy(settings.gate_policy),
@@ -149,8 +144,6 @@ def _train_and_promote(*, settings: Settings, store: FeatureStore) -> int | None
         )
         _registry_table(registry.all_versions())
         return result.version
-    finally:
-        engine.dispose()
 
 
 def _registry_table(records: list[ModelRecord]) -> None:
@@ -171,7 +164,7 @@ def _registry_table(records: list[ModelRecord]) -> None:
 
 
 def _how_to_serve(*, settings: Settings, frame: pd.DataFrame) -> None:
-    from churnops.schema import EVENT_TS, JOIN_KEY
+    from churnops.contracts.columns import EVENT_TS, JOIN_KEY
     from serving.hints import how_to_serve
 
     latest = str(frame[frame[EVENT_TS] == frame[EVENT_TS].max()][JOIN_KEY].iloc[0])

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from churnops.commands.common import fail, quiet_libraries
+from churnops.commands.common import fail, load_settings, quiet_libraries
 
 app = typer.Typer(
     help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
@@ -22,10 +22,10 @@ console = Console()
 def _when(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
-    from churnops.sources import utc
+    from churnops.contracts.timestamps import parse_utc
 
     try:
-        return utc(value).to_pydatetime()
+        return parse_utc(value, field=option)
     except ValueError as error:
         raise fail(f"{option}: {error}") from None
 
@@ -33,12 +33,12 @@ def _when(value: str | None, option: str) -> datetime | None:
 @app.command("apply")
 def apply_cmd() -> None:
     """Register the entity, sources, feature views and FeatureService churn_v1."""
-    from churnops.features.store import apply, definitions, feature_store
-    from churnops.settings import Settings
+    from churnops.features.store import apply
+    from churnops.wiring import feast_definitions, feature_store
 
     quiet_libraries()
-    settings = Settings()
-    names = apply(store=feature_store(settings), defs=definitions(settings))
+    settings = load_settings()
+    names = apply(store=feature_store(settings), defs=feast_definitions(settings))
     console.print(f"applied {len(names)} Feast objects to {settings.registry_url}")
 
 
@@ -55,13 +55,12 @@ def training_set_cmd(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Build the point-in-time training frame for a FeatureService from the label source."""
-    from churnops.features.store import feature_store
+    from churnops.contracts.columns import EVENT_TS, LABEL
     from churnops.features.training_set import TimestampError, build_training_set, label_entity_frame
-    from churnops.schema import EVENT_TS, LABEL
-    from churnops.settings import Settings
+    from churnops.wiring import feature_store
 
     quiet_libraries()
-    settings = Settings()
+    settings = load_settings(json_output=json_output)
     entity = label_entity_frame(
         sources_dir=settings.sources_dir, start=_when(start, "--start"), end=_when(end, "--end")
     )
@@ -107,13 +106,12 @@ def materialize_cmd(
     ),
 ) -> None:
     """Load the online store so it equals the offline point-in-time view at --end."""
+    from churnops.contracts.columns import VIEWS
     from churnops.features.materialize import Writer, latest_event_time, materialize
-    from churnops.features.store import feature_store
-    from churnops.schema import VIEWS
-    from churnops.settings import Settings
+    from churnops.wiring import feature_store
 
     quiet_libraries()
-    settings = Settings()
+    settings = load_settings()
     cutoff = _when(end, "--end") or latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
     if cutoff is None:
         raise fail("the sources are empty: generate or ingest data first")
@@ -136,11 +134,10 @@ def online_cmd(
 ) -> None:
     """Read a FeatureService's online features for customer ids (with per-row status)."""
     from churnops.features.online import fetch_online, service_layout
-    from churnops.features.store import feature_store
-    from churnops.settings import Settings
+    from churnops.wiring import feature_store
 
     quiet_libraries()
-    settings = Settings()
+    settings = load_settings(json_output=json_output)
     store = feature_store(settings)
     rows = fetch_online(
         store=store,

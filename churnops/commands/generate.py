@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from churnops.commands.common import load_settings
+
 
 def _parse_date(value: str, option: str) -> date:
     try:
@@ -37,9 +39,8 @@ def generate(
 ) -> None:
     """Generate seeded synthetic churn data (monthly snapshots with labels) as the Feast sources."""
     from churnops.data.generate import InvalidArgument, generate_churn_data, write_generated
-    from churnops.settings import Settings
 
-    settings = Settings()
+    settings = load_settings(json_output=json_output)
     first = _parse_date(start, "--start")
     data_from = None if data_drift_from is None else _parse_date(data_drift_from, "--data-drift-from")
     concept_from = (

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from churnops.commands.common import fail
+from churnops.commands.common import fail, load_settings
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -25,20 +25,9 @@ TOP_REASONS = 8
 
 def _parse_as_of(value: str) -> datetime:
     """An ISO time that carries its offset ('Z' or +HH:MM); naive times are ambiguous."""
-    from datetime import datetime
+    from churnops.contracts.timestamps import parse_utc
 
-    text = value.strip()
-    try:
-        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise ValueError(
-            f"--as-of {value!r} is not an ISO time; write it like 2024-06-30T00:00:00Z"
-        ) from None
-    if parsed.tzinfo is None:
-        raise ValueError(
-            f"--as-of {value!r} has no UTC offset; write it as 2024-06-30T00:00:00Z or with +HH:MM"
-        )
-    return parsed
+    return parse_utc(value, field="--as-of")
 
 
 def _print_summary(report: IngestReport) -> None:
@@ -90,13 +79,12 @@ def ingest(
 ) -> None:
     """Validate a Telco CSV, quarantine bad rows with reasons, write the good ones as Feast sources."""
     from churnops.data.ingest import DataFileError, ingest_telco
-    from churnops.settings import Settings
 
     try:
         when = _parse_as_of(as_of)
     except ValueError as error:
         raise fail(str(error), json_output=json_output) from None
-    settings = Settings()
+    settings = load_settings(json_output=json_output)
     try:
         report = ingest_telco(
             path=path, as_of=when, sources_dir=settings.sources_dir, quarantine_dir=settings.quarantine_dir

@@ -1,10 +1,12 @@
 """`churnops registry ...`: stages, audit trail, comparison, search and rollback of model versions.
 
-Every command builds ``Settings()``, an ``MlflowClient`` and the registry engine here and
-passes them down, then reconciles the table with MLflow's aliases (recording any alias moved
-outside registry_ext) before doing its work. ``--json`` prints exactly one JSON document on
-stdout (``{"error": ...}`` on failure). Errors exit with code 2 and a one-line message, never a
-stack trace. Heavy imports happen inside the commands so `churnops --help` stays fast.
+Every command builds ``Settings()`` and gets the registry from ``churnops.wiring``. Reads
+(list, show, search, audit, compare) never write: they run no migration and record nothing;
+an alias moved in MLflow outside registry_ext is only reported (``churnops registry reconcile``
+records it, and so do promote and rollback before they change anything). ``--json`` prints
+exactly one JSON document on stdout (``{"error": ...}`` on failure). Errors exit with code 2 and
+a one-line message (``commands.common.fail``), never a stack trace. Heavy imports happen inside
+the commands so `churnops --help` stays fast.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from churnops.commands.common import fail, load_settings
+from churnops.contracts.stages import Stage, Trigger, choices
+
 if TYPE_CHECKING:
-    from registry_ext import ModelRecord, ModelRegistry, PromotionResult, TransitionRecord
+    from churnops.settings import Settings
+    from registry_ext import ModelRecord, ModelRegistry, PromotionResult, ReconcileReport, TransitionRecord
     from registry_ext.compare import Comparison
 
 app = typer.Typer(
@@ -34,7 +40,7 @@ ModelOpt = Annotated[
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", help="Who does this (default: CHURNOPS_ACTOR, else the OS user).")
 ]
-TriggerOpt = Annotated[str, typer.Option("--trigger", help="manual, scheduled, performance or drift.")]
+TriggerOpt = Annotated[str, typer.Option("--trigger", help=f"Why: {choices(Trigger)}.")]
 
 
 class _Failure(Exception):
@@ -51,11 +57,12 @@ def _warn(message: str) -> None:
 
 @contextmanager
 def _errors(json_output: bool) -> Iterator[None]:
-    """Turn every expected failure into a clear message and exit code 2."""
+    """Turn every expected failure into a clear message and exit code 2 (``common.fail``)."""
+    from mlflow.exceptions import MlflowException
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from churnops.artifacts import ArtifactIntegrityError
+    from churnops.contracts.artifacts import ArtifactIntegrityError
     from registry_ext import RegistryError
 
     try:
@@ -65,43 +72,20 @@ def _errors(json_output: bool) -> Iterator[None]:
         ArtifactIntegrityError,
         ValidationError,
         SQLAlchemyError,
+        MlflowException,
         _Failure,
         OSError,
     ) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = error.message if isinstance(error, MlflowException) else str(error)
+        message = text.strip().splitlines()[0] if text.strip() else type(error).__name__
         if isinstance(error, SQLAlchemyError):
             message = f"registry database error: {message}"
-        if json_output:
-            _emit({"error": message})
-        else:
-            _warn(f"error: {message}")
-        raise typer.Exit(code=2) from None
-    except Exception as error:
-        from mlflow.exceptions import MlflowException
-
-        if not isinstance(error, MlflowException):
-            raise
-        message = f"MLflow: {error.message}"
-        if json_output:
-            _emit({"error": message})
-        else:
-            _warn(f"error: {message}")
-        raise typer.Exit(code=2) from None
+        elif isinstance(error, MlflowException):
+            message = f"MLflow: {message}"
+        raise fail(message, json_output=json_output) from None
 
 
-def _open_registry(model: str | None) -> ModelRegistry:
-    """Settings -> MlflowClient + engine -> ModelRegistry, then reconcile with MLflow's aliases."""
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mlflow import MlflowClient
-
-    from churnops.settings import Settings
-    from registry_ext import ModelRegistry, registry_engine
-
-    settings = Settings()
-    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-    engine = registry_engine(settings.registry_db_url)
-    registry = ModelRegistry(client=client, engine=engine, model_name=model or settings.model_name)
-    report = registry.reconcile()
+def _report_reconcile(report: ReconcileReport) -> None:
     for transition in report.recorded:
         _warn(
             f"reconciled: version {transition.version} {_stage(transition.from_stage)} -> "
@@ -109,16 +93,41 @@ def _open_registry(model: str | None) -> ModelRegistry:
         )
     for warning in report.warnings:
         _warn(f"warning: {warning}")
-    return registry
+
+
+def _warn_mismatches(registry: ModelRegistry) -> None:
+    for alias, (table, mlflow) in registry.alias_mismatches().items():
+        _warn(
+            f"warning: MLflow alias {alias!r} points at {mlflow or 'nothing'} while the registry says "
+            f"{table or 'nothing'}; `churnops registry reconcile` records the move"
+        )
 
 
 def _stage(stage: Any) -> str:
     return "-" if stage is None else str(stage.value)
 
 
-def _run(json_output: bool, model: str | None, work: Callable[[ModelRegistry], None]) -> None:
-    with _errors(json_output):
-        work(_open_registry(model))
+def _run(
+    json_output: bool,
+    model: str | None,
+    work: Callable[[ModelRegistry], None],
+    *,
+    write: bool,
+    settings: Settings | None = None,
+) -> None:
+    """Open the registry (reads: no writes at all; writes: migrate, reconcile), then ``work``."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from churnops.wiring import open_registry
+
+    settings = settings or load_settings(json_output=json_output)
+    if model:
+        settings = settings.model_copy(update={"model_name": model})
+    with _errors(json_output), open_registry(settings, write=write) as registry:
+        if write:
+            _report_reconcile(registry.reconcile())
+        else:
+            _warn_mismatches(registry)
+        work(registry)
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -203,7 +212,7 @@ def _show_promotion(record: ModelRecord, result: PromotionResult, json_output: b
 @app.command("promote")
 def promote(
     version: Annotated[int, typer.Argument(help="Model version number.")],
-    stage: Annotated[str, typer.Option("--stage", help="Staging, Production or Archived.")],
+    stage: Annotated[str, typer.Option("--stage", help=f"{choices(Stage)}.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded in the audit trail).")],
     actor: ActorOpt = None,
     trigger: TriggerOpt = "manual",
@@ -214,11 +223,12 @@ def promote(
 
     def work(registry: ModelRegistry) -> None:
         result = registry.change_stage(
-            version=version, stage=stage, reason=reason, actor=actor, trigger=trigger
+            version=version, stage=stage, reason=reason, actor=actor or settings.actor, trigger=trigger
         )
         _show_promotion(registry.get(version), result, json_output)
 
-    _run(json_output, model, work)
+    settings = load_settings(json_output=json_output)
+    _run(json_output, model, work, write=True, settings=settings)
 
 
 @app.command("rollback")
@@ -232,10 +242,11 @@ def rollback(
     """Return Production to the previous Production version."""
 
     def work(registry: ModelRegistry) -> None:
-        result = registry.rollback(reason=reason, actor=actor, trigger=trigger)
+        result = registry.rollback(reason=reason, actor=actor or settings.actor, trigger=trigger)
         _show_promotion(registry.get(result.transition.version), result, json_output)
 
-    _run(json_output, model, work)
+    settings = load_settings(json_output=json_output)
+    _run(json_output, model, work, write=True, settings=settings)
 
 
 @app.command("audit")
@@ -254,7 +265,7 @@ def audit(
         scope = f" version {version}" if version is not None else ""
         _audit_table(transitions, f"Audit trail of {registry.model_name!r}{scope}")
 
-    _run(json_output, model, work)
+    _run(json_output, model, work, write=False)
 
 
 @app.command("show")
@@ -276,7 +287,7 @@ def show(
         typer.echo(f"gate results: {json.dumps(record.gate_results, default=str)}")
         _audit_table(transitions, "History")
 
-    _run(json_output, model, work)
+    _run(json_output, model, work, write=False)
 
 
 @app.command("list")
@@ -290,7 +301,7 @@ def list_versions(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
             return
         _versions_table(records, f"Versions of {registry.model_name!r}")
 
-    _run(json_output, model, work)
+    _run(json_output, model, work, write=False)
 
 
 def _parse_tags(pairs: list[str]) -> dict[str, str]:
@@ -307,12 +318,11 @@ def _parse_tags(pairs: list[str]) -> dict[str, str]:
 def search(
     name: Annotated[str | None, typer.Option("--name", help="Model name; '*' is a wildcard.")] = None,
     version: Annotated[int | None, typer.Option("--version", help="Version number.")] = None,
-    stage: Annotated[str | None, typer.Option("--stage", help="None, Staging, Production, Archived.")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", help=f"{choices(Stage)}.")] = None,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", help="key=value; repeat to require several.")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many results.")] = None,
-    model: ModelOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Versions matching every given filter (all models unless --name), newest first."""
@@ -326,7 +336,7 @@ def search(
             return
         _versions_table(records, f"{len(records)} matching version(s)")
 
-    _run(json_output, model, work)
+    _run(json_output, None, work, write=False)
 
 
 @app.command("compare")
@@ -341,9 +351,9 @@ def compare(
     """Metrics, deltas, params, features, data windows, gates and stages side by side."""
 
     def work(registry: ModelRegistry) -> None:
-        from registry_ext.compare import write_html
+        from registry_ext.compare import compare_versions, write_html
 
-        comparison = registry.compare(versions=versions)
+        comparison = compare_versions(registry=registry, versions=versions)
         written = None
         if html is not None:
             written = write_html(comparison=comparison, path=html)
@@ -354,4 +364,47 @@ def compare(
         if written is not None:
             typer.echo(f"HTML report: {written}")
 
-    _run(json_output, model, work)
+    _run(json_output, model, work, write=False)
+
+
+@app.command("reconcile")
+def reconcile(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
+    """Record alias moves made in MLflow outside registry_ext (actor ``mlflow``) in the audit trail."""
+
+    def work(registry: ModelRegistry) -> None:
+        report = registry.reconcile()  # _run already reconciled; this reports the (now clean) state
+        if json_output:
+            _emit(
+                {
+                    "recorded": [t.to_json() for t in report.recorded],
+                    "warnings": list(report.warnings),
+                    "mismatches": {k: list(v) for k, v in registry.alias_mismatches().items()},
+                }
+            )
+            return
+        typer.echo("registry and MLflow aliases agree")
+
+    _run(json_output, model, work, write=True)
+
+
+@app.command("migrate")
+def migrate(json_output: JsonOpt = False) -> None:
+    """Create or upgrade the registry_ext tables in MLflow's backend database (idempotent)."""
+    from churnops.wiring import migrate_registry
+
+    settings = load_settings(json_output=json_output)
+    with _errors(json_output):
+        revision = migrate_registry(settings)
+    if json_output:
+        _emit({"revision": revision, "database": _redacted(settings.registry_db_url)})
+        return
+    typer.echo(f"registry_ext schema at revision {revision} in {_redacted(settings.registry_db_url)}")
+
+
+def _redacted(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url

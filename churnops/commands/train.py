@@ -1,7 +1,7 @@
 """`churnops train`: train on a Feast FeatureService, gate the candidate, register it if it passes.
 
-Builds ``Settings()``, the Feast store, an ``MlflowClient`` and the registry here and passes them
-to :func:`churnops.training.train`. Prints a summary (candidates, test metrics, gate table, the
+Builds ``Settings()`` and gets the Feast store and the registry from ``churnops.wiring``, then
+calls :func:`churnops.training.train`. Prints a summary (candidates, test metrics, gate table, the
 version or why none) or, with ``--json``, exactly one JSON object (``{"error": ...}`` on
 failure). Exit codes: 0 trained (whether or not the gates passed: see ``gates.passed`` /
 ``version``), 2 on an error, with a one-line message and no stack trace. Heavy imports happen
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import fail, quiet_libraries
+from churnops.commands.common import fail, load_settings, quiet_libraries
+from churnops.contracts.stages import Trigger, choices
 
 if TYPE_CHECKING:
     from churnops.training import TrainResult
@@ -104,24 +105,18 @@ def train(
         ),
     ] = None,
     trigger: Annotated[
-        str, typer.Option("--trigger", help="Why: manual, scheduled, performance or drift.")
+        str, typer.Option("--trigger", help=f"Why: {choices(Trigger)}.")
     ] = "manual",
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
 ) -> None:
     """Train candidates on a FeatureService, evaluate them, and register the best if it passes the gates."""
-    from churnops.settings import Settings
-
-    if trigger not in ("manual", "scheduled", "performance", "drift"):
-        raise fail(
-            f"--trigger {trigger!r}: expected manual, scheduled, performance or drift",
-            json_output=json_output,
-        )
     try:
-        settings = Settings()
-    except ValueError as error:  # pydantic's ValidationError is a ValueError
-        raise fail(f"invalid settings: {error}", json_output=json_output) from None
+        trigger = Trigger.parse(trigger).value
+    except ValueError as error:
+        raise fail(f"--trigger: {error}", json_output=json_output) from None
+    settings = load_settings(json_output=json_output)
     try:
         result = _run(
             settings=settings, feature_service=feature_service, gate_policy=gate_policy, trigger=trigger
@@ -139,7 +134,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
-    from churnops.artifacts import ArtifactIntegrityError
+    from churnops.contracts.artifacts import ArtifactIntegrityError
     from churnops.features.training_set import TimestampError
     from churnops.training import TrainingError
     from registry_ext import RegistryError
@@ -156,28 +151,20 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def _run(*, settings: Any, feature_service: str, gate_policy: Path | None, trigger: str) -> TrainResult:
-    from mlflow import MlflowClient
-
-    from churnops.features.store import feature_store
     from churnops.training import TrainOptions, load_policy
     from churnops.training import train as train_model
-    from registry_ext import ModelRegistry, registry_engine
+    from churnops.wiring import feature_store, open_registry
 
     quiet_libraries()  # after the imports: feast's own warning filters are set at its import
     policy = load_policy(gate_policy or settings.gate_policy)
     store = feature_store(settings)
-    client = MlflowClient(settings.tracking_uri)
-    engine = registry_engine(settings.registry_db_url)
-    try:
-        registry = ModelRegistry(client=client, engine=engine, model_name=settings.model_name)
+    with open_registry(settings, write=True) as registry:
         return train_model(
             store=store,
-            client=client,
+            client=registry.client,
             registry=registry,
             sources_dir=settings.sources_dir,
             policy=policy,
             options=TrainOptions(feature_service=feature_service, trigger=trigger),
             artifact_location=settings.artifact_location,
         )
-    finally:
-        engine.dispose()

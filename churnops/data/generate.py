@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from churnops.schema import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL, NO_INTERNET, NO_PHONE, column
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL, NO_INTERNET, NO_PHONE, column
 from churnops.sources import write_sources
 
 Floats = npt.NDArray[np.float64]
@@ -26,7 +26,7 @@ Bools = npt.NDArray[np.bool_]
 
 PART = "synthetic"
 
-# Category codes follow the order of the categories in churnops.schema.
+# Category codes follow the order of the categories in churnops.contracts.columns.
 MTM, ONE_YEAR, TWO_YEAR = 0, 1, 2
 DSL, FIBER, NO_NET = 0, 1, 2
 E_CHECK = 0

@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from churnops.contracts.columns import CREATED_TS, EVENT_TS
 from churnops.data.validate import (
     REASON_SEPARATOR,
     DataFileError,
@@ -39,7 +40,6 @@ from churnops.data.validate import (
     match_header,
     validate_rows,
 )
-from churnops.schema import CREATED_TS, EVENT_TS
 from churnops.sources import write_sources
 
 __all__ = ["DataFileError", "IngestReport", "ViolationCount", "ingest_telco", "part_name"]

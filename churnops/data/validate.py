@@ -1,4 +1,4 @@
-"""Checking a Telco-shaped table of strings against the column contract in ``churnops.schema``.
+"""Checking a Telco-shaped table of strings against the column contract in ``churnops.contracts.columns``.
 
 Two levels, because they fail differently: a header that lacks a required column makes the whole
 file unusable (``DataFileError``), while a bad value only quarantines its row. Row checks run
@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnops.schema import FEATURES, JOIN_KEY, LABEL, TELCO_ID, TELCO_LABEL, Column
+from churnops.contracts.columns import FEATURES, JOIN_KEY, LABEL, TELCO_ID, TELCO_LABEL, Column
 
 Mask = npt.NDArray[np.bool_]
 

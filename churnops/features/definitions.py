@@ -13,7 +13,7 @@ from pathlib import Path
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, PrimitiveFeastType, String
 
-from churnops.schema import (
+from churnops.contracts.columns import (
     CREATED_TS,
     ENTITY,
     EVENT_TS,

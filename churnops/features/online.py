@@ -9,27 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from feast import FeatureService, FeatureStore
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.type_map import feast_value_type_to_python_type
 
-from churnops.schema import JOIN_KEY, feature_names
-
-RowStatus = Literal["ok", "unknown_customer", "stale_features", "missing_features"]
-
-
-@dataclass(frozen=True)
-class OnlineRow:
-    """One customer's feature vector as served, and why it may not be usable."""
-
-    customer_id: str
-    features: dict[str, Any]
-    status: RowStatus
-    event_timestamps: dict[str, datetime | None]
-    stale_views: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
+from churnops.contracts.columns import JOIN_KEY, feature_names
+from churnops.contracts.online import OnlineRow, classify
 
 
 @dataclass(frozen=True)
@@ -52,43 +39,6 @@ def service_layout(*, store: FeatureStore, feature_service: str) -> ServiceLayou
         for feature in projection.features:
             view_of[feature.name] = projection.name
     return ServiceLayout(service=service, view_of=view_of, ttl=ttl)
-
-
-def classify(
-    *,
-    customer_id: str,
-    features: dict[str, Any],
-    view_ts: dict[str, datetime | None],
-    missing: list[str],
-    ttl: dict[str, timedelta | None],
-    now: datetime,
-) -> OnlineRow:
-    """One row's status, by precedence: unknown > missing > stale > ok (shared with serving's
-    direct Redis reader, so both judge a row the same way)."""
-    stale = tuple(
-        sorted(
-            view
-            for view, ts in view_ts.items()
-            if ts is not None and (limit := ttl.get(view)) is not None and now - ts > limit
-        )
-    )
-    status: RowStatus
-    if len(missing) == len(features):
-        status = "unknown_customer"
-    elif missing:
-        status = "missing_features"
-    elif stale:
-        status = "stale_features"
-    else:
-        status = "ok"
-    return OnlineRow(
-        customer_id=customer_id,
-        features=features,
-        status=status,
-        event_timestamps=view_ts,
-        stale_views=stale,
-        missing=tuple(missing),
-    )
 
 
 def fetch_online(

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore
 
-from churnops.schema import CREATED_TS, EVENT_TS, FEATURE_SERVICE, FEATURES, JOIN_KEY, LABEL_SOURCE
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, FEATURE_SERVICE, FEATURES, JOIN_KEY, LABEL_SOURCE
 from churnops.sources import read_source
 
 NaivePolicy = Literal["reject", "utc"]

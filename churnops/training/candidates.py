@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from churnops.schema import Column
+from churnops.contracts.columns import Column
 from churnops.training.frame import categorical, numeric
 
 MISSING = "__missing__"

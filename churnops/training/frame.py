@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from churnops.schema import EVENT_TS, FEATURES, JOIN_KEY, LABEL, Column
+from churnops.contracts.columns import EVENT_TS, FEATURES, JOIN_KEY, LABEL, Column
 from churnops.training.errors import TrainingDataError
 
 
@@ -22,7 +22,7 @@ def feature_columns(names: Sequence[str]) -> list[Column]:
     unknown = [n for n in names if n not in known]
     if unknown:
         raise TrainingDataError(
-            f"feature(s) {unknown} are not declared in churnops.schema.FEATURES; "
+            f"feature(s) {unknown} are not declared in churnops.contracts.columns.FEATURES; "
             "the model's preprocessing needs each feature's kind"
         )
     wanted = set(names)

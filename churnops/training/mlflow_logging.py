@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churnops.artifacts import sha256_of_path
-from churnops.schema import Column
+from churnops.contracts.artifacts import MODEL_PATH, sha256_of_path
+from churnops.contracts.columns import Column
 from churnops.training.candidates import TRUSTED_TYPES
 from churnops.training.errors import TrainingError
 
@@ -31,10 +31,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.models.signature import ModelSignature
 
-MODEL_PATH = "model"
 ENTITY_DF_ARTIFACT = "entity_df.parquet"  # Feast's convention: store.mlflow.get_training_entity_df(run_id)
-HOLDOUT_ARTIFACT = ("evaluation", "holdout.parquet")
-REFERENCE_ARTIFACT = ("reference", "reference.parquet")
 GATE_RESULTS_ARTIFACT = "gate_results.json"
 METRICS_ARTIFACT = ("evaluation", "metrics.json")
 
@@ -117,6 +114,26 @@ class LoggedModel:
     sha256: str
 
 
+def save_model_dir(
+    *, model: Any, columns: Sequence[Column], input_example: pd.DataFrame, path: Path
+) -> str:
+    """Save ``model`` as an MLflow sklearn model directory at ``path`` (skops, signature,
+    input example, pinned requirements); returns its SHA-256."""
+    import mlflow.sklearn
+
+    mlflow.sklearn.save_model(
+        model,
+        str(path),
+        serialization_format="skops",
+        skops_trusted_types=list(TRUSTED_TYPES),
+        signature=model_signature(columns),
+        input_example=input_example,
+        pyfunc_predict_fn="predict_proba",
+        pip_requirements=_requirements(),
+    )
+    return sha256_of_path(path)
+
+
 def log_model(
     *,
     client: MlflowClient,
@@ -126,21 +143,9 @@ def log_model(
     input_example: pd.DataFrame,
 ) -> LoggedModel:
     """Save ``model`` (skops), upload it as the run's ``model/``, and return its verified SHA-256."""
-    import mlflow.sklearn
-
     with tempfile.TemporaryDirectory(prefix="churnops-model-") as tmp:
         local = Path(tmp) / MODEL_PATH
-        mlflow.sklearn.save_model(
-            model,
-            str(local),
-            serialization_format="skops",
-            skops_trusted_types=list(TRUSTED_TYPES),
-            signature=model_signature(columns),
-            input_example=input_example,
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=_requirements(),
-        )
-        expected = sha256_of_path(local)
+        expected = save_model_dir(model=model, columns=columns, input_example=input_example, path=local)
         client.log_artifacts(run_id, str(local), MODEL_PATH)
         back = Path(tmp) / "downloaded"
         back.mkdir()
@@ -154,19 +159,19 @@ def log_model(
     return LoggedModel(artifact_path=MODEL_PATH, sha256=actual)
 
 
-def load_logged_model(model_dir: Path) -> Any:
-    """Load a ``model/`` directory written by :func:`log_model` with skops, trusting only
-    :data:`TRUSTED_TYPES` (the list in this code, not the one in the artifact)."""
-    import skops.io
-
-    return skops.io.load(model_dir / "model.skops", trusted=list(TRUSTED_TYPES))
+def _split_path(path: tuple[str, str] | str) -> tuple[str, str]:
+    """``"dir/name"``, ``("dir", "name")`` or a root ``"name"`` as (directory, filename)."""
+    if isinstance(path, tuple):
+        return path
+    directory, _, name = path.rpartition("/")
+    return directory, name
 
 
 def log_parquet(
     *, client: MlflowClient, run_id: str, frame: pd.DataFrame, path: tuple[str, str] | str
 ) -> str:
-    """Upload ``frame`` as a parquet artifact (``(directory, filename)`` or a root filename)."""
-    directory, name = path if isinstance(path, tuple) else ("", path)
+    """Upload ``frame`` as a parquet artifact at ``path`` (``"directory/file.parquet"``)."""
+    directory, name = _split_path(path)
     with tempfile.TemporaryDirectory(prefix="churnops-artifact-") as tmp:
         local = Path(tmp) / name
         frame.to_parquet(local, index=False)
@@ -175,7 +180,7 @@ def log_parquet(
 
 
 def log_json(*, client: MlflowClient, run_id: str, data: Any, path: tuple[str, str] | str) -> str:
-    directory, name = path if isinstance(path, tuple) else ("", path)
+    directory, name = _split_path(path)
     text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False, default=str)
     client.log_text(run_id, text, f"{directory}/{name}" if directory else name)
     return f"{directory}/{name}" if directory else name

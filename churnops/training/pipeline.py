@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from churnops.schema import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from churnops.contracts.columns import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL
 from churnops.training.candidates import FAMILIES, FittedCandidate, fit_candidate, score
 from churnops.training.errors import TrainingDataError, TrainingError
 from churnops.training.frame import check_class_balance, feature_columns, labels, model_input
@@ -36,9 +37,7 @@ from churnops.training.metrics import SplitMetrics, choose_threshold, evaluate_s
 from churnops.training.mlflow_logging import (
     ENTITY_DF_ARTIFACT,
     GATE_RESULTS_ARTIFACT,
-    HOLDOUT_ARTIFACT,
     METRICS_ARTIFACT,
-    REFERENCE_ARTIFACT,
     CodeVersion,
     code_version,
     frame_sha256,
@@ -216,13 +215,8 @@ def _window_params(windows: Mapping[str, Window]) -> dict[str, str]:
 
 
 def _current_production(registry: Registry) -> Any:
-    """The Production record, or None; a model never registered has no Production version."""
-    from registry_ext import UnknownModelError
-
-    try:
-        return registry.production()
-    except UnknownModelError:
-        return None
+    """The Production record, or None (also for a model never registered: the registry says None)."""
+    return registry.production()
 
 
 def _production_metrics(

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from churnops.schema import EVENT_TS, LABEL
+from churnops.contracts.columns import EVENT_TS, LABEL
 from churnops.training.errors import TrainingDataError
 from churnops.training.frame import check_class_balance, labels
 

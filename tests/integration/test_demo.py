@@ -13,13 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from churnops.cli import app
 from churnops.settings import Settings
-from registry_ext import ModelRegistry, registry_engine
-from serving.testing import free_port
+from churnops.wiring import open_registry
+from tests.support.serving_env import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHURNOPS = str(Path(sys.executable).with_name("churnops"))
@@ -36,15 +35,9 @@ def test_demo_is_idempotent_and_its_curl_works(tmp_path: Path, monkeypatch: pyte
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
-    engine = registry_engine(settings.registry_db_url)
-    try:
-        registry = ModelRegistry(
-            client=MlflowClient(settings.tracking_uri), engine=engine, model_name=settings.model_name
-        )
+    with open_registry(settings, write=False) as registry:
         versions = registry.all_versions()
         production = registry.production()
-    finally:
-        engine.dispose()
     # The same data again gives the same model: the default gates want a real improvement.
     assert "no new version" in second.output
     assert len(versions) == 1

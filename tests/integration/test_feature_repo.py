@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from churnops.cli import app
 from churnops.data.generate import generate_churn_data, write_generated
-from churnops.features.store import feature_repo_dir, feature_store
 from churnops.settings import Settings
+from churnops.wiring import feature_repo_dir, feature_store
 
 pytestmark = pytest.mark.integration
 FEAST = str(Path(sys.executable).with_name("feast"))

@@ -19,12 +19,13 @@ from feast.type_map import python_values_to_proto_values
 from feast.types import String
 from feast.value_type import ValueType
 
+from churnops.contracts.columns import CREATED_TS, JOIN_KEY, VIEWS
+from churnops.contracts.online import OnlineRow
 from churnops.features.materialize import DirectWriterUnsupported, _DirectRedisWriter, materialize
-from churnops.features.online import OnlineRow, fetch_online, service_layout
-from churnops.schema import CREATED_TS, JOIN_KEY, VIEWS
+from churnops.features.online import fetch_online, service_layout
 from churnops.settings import Settings
 from serving.features import RedisReader
-from tests.feast_helpers import applied_store, random_view_rows, write_view
+from tests.support.feast import applied_store, random_view_rows, write_view
 
 pytestmark = pytest.mark.integration
 

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, VIEWS, feature_names
 from churnops.features.materialize import materialize
 from churnops.features.online import fetch_online, service_layout
 from churnops.features.training_set import build_training_set
-from churnops.schema import EVENT_TS, JOIN_KEY, VIEWS, feature_names
 from churnops.settings import Settings
-from tests.feast_helpers import applied_store, random_view_rows, write_view
+from tests.support.feast import applied_store, random_view_rows, write_view
 
 pytestmark = pytest.mark.integration
 

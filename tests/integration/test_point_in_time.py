@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, VIEWS, view_columns
 from churnops.features.definitions import TTL
 from churnops.features.training_set import TimestampError, build_training_set
-from churnops.schema import CREATED_TS, EVENT_TS, JOIN_KEY, VIEWS, view_columns
 from churnops.settings import Settings
-from tests.feast_helpers import applied_store, empty_sources, random_view_rows, write_view
+from tests.support.feast import applied_store, empty_sources, random_view_rows, write_view
 
 pytestmark = pytest.mark.integration
 

@@ -18,14 +18,14 @@ import sqlalchemy as sa
 
 from registry_ext import ModelRegistry, Stage
 from tests.conftest import POSTGRES_ADMIN_URL, POSTGRES_HOW, service_missing
-from tests.registry_helpers import (
+from tests.support.registry import (
     make_registry,
     model_name_for,
     register_candidate,
     shared_postgres_store,
     shared_sqlite_store,
 )
-from tests.registry_workers import promote_to_production, warm_up
+from tests.support.registry_workers import promote_to_production, warm_up
 
 pytestmark = pytest.mark.integration
 

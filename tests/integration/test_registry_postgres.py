@@ -6,10 +6,10 @@ import pytest
 import sqlalchemy as sa
 
 from registry_ext import ModelRegistry, Stage, registry_engine
-from registry_ext.engine import head_revision
+from registry_ext.migrate import head_revision, migrate_to_head
 from registry_ext.tables import VERSION_TABLE
 from tests.conftest import POSTGRES_ADMIN_URL, POSTGRES_HOW, service_missing
-from tests.registry_helpers import make_registry, model_name_for, register_candidate, shared_postgres_store
+from tests.support.registry import make_registry, model_name_for, register_candidate, shared_postgres_store
 
 pytestmark = pytest.mark.integration
 
@@ -35,10 +35,11 @@ def test_postgres_urls_use_psycopg3_and_migrations_are_idempotent(pg_store: tupl
 
     plain = pg_store[0].replace("postgresql+psycopg://", "postgresql://")
     engine = registry_engine(plain)
+    migrate_to_head(engine)
     MlflowClient(pg_store[0]).search_experiments()  # MLflow's schema next to ours
     try:
         assert engine.url.drivername == "postgresql+psycopg"
-        registry_engine(plain).dispose()  # again: no-op
+        migrate_to_head(engine)  # again: no-op
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             revision = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from churnops.artifacts import ArtifactIntegrityError
+from churnops.contracts.artifacts import ArtifactIntegrityError
 from registry_ext import ModelRegistry
 from tests.conftest import service_missing
-from tests.registry_helpers import (
+from tests.support.registry import (
     churn_frame,
     make_registry,
     model_name_for,

@@ -12,7 +12,7 @@ from serving.features import FeastReader
 from serving.hints import how_to_serve
 from serving.metrics import ServingMetrics
 from serving.runtime import ApiError, Runtime
-from serving.testing import build_environment
+from tests.support.serving_env import build_environment
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from churnops.features.online import OnlineRow, fetch_online, service_layout
-from churnops.features.store import feature_store
+from churnops.contracts.online import OnlineRow
+from churnops.features.online import fetch_online, service_layout
 from churnops.settings import Settings
+from churnops.wiring import feature_store
 from serving.features import RedisReader
-from serving.testing import build_environment
+from tests.support.serving_env import build_environment
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.prediction_log import LogRecord, PredictionLog, SqlSink
+from churnops.contracts.prediction_log import LogRecord
+from serving.prediction_log import PredictionLog, SqlSink
 
 pytestmark = pytest.mark.integration
 

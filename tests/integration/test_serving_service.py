@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from churnops.contracts.prediction_log import read_prediction_log
 from churnops.settings import Settings
-from serving.prediction_log import read_prediction_log
-from serving.testing import (
+from tests.conftest import REDIS_HOW, service_missing
+from tests.support.serving_env import (
     Environment,
     RedisServer,
     ServiceProcess,
@@ -34,7 +35,6 @@ from serving.testing import (
     register_model,
     service_env,
 )
-from tests.conftest import REDIS_HOW, service_missing
 
 pytestmark = pytest.mark.integration
 API_KEY = "test-key-0123456789abcdef"
@@ -53,7 +53,7 @@ class Stack:
     client: httpx.Client
 
     def log_rows(self) -> Any:
-        return read_prediction_log(self.settings.home / "predictions")
+        return read_prediction_log(self.settings.home / "predictions").to_pandas()
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +147,8 @@ def test_predict_scores_known_ids_and_explains_the_others(stack: Stack) -> None:
 
 
 def test_predict_features_matches_the_model_offline(stack: Stack) -> None:
-    from churnops.schema import feature_names
-    from serving.model_source import model_source
+    from churnops.contracts.columns import feature_names
+    from churnops.wiring import model_source
 
     rows = [_row(), {**_row(), "contract": "Two year", "tenure": 60, "customer_id": "WHATIF-1"}]
     response = stack.client.post("/predict_features", json={"rows": rows})
@@ -157,7 +157,7 @@ def test_predict_features_matches_the_model_offline(stack: Stack) -> None:
     assert [p["customer_id"] for p in predictions] == [None, "WHATIF-1"]
     assert all(p["status"] == "ok" for p in predictions)
     # The same version loaded offline (sha-verified) gives the same probabilities.
-    source = model_source(tracking_uri=stack.settings.tracking_uri, model_name="churn")
+    source = model_source(stack.settings)
     ref = source.production()
     assert ref is not None and ref.version == stack.env.model_version
     import pandas as pd
@@ -381,7 +381,7 @@ def test_slow_redis_answers_503_fast_and_recovers(stack: Stack) -> None:
 
 def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) -> None:
     from churnops.features.materialize import materialize
-    from churnops.features.store import feature_store
+    from churnops.wiring import feature_store
 
     ids = stack.env.customer_ids[:3]
     stack.redis.stop()

@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from churnops.cli import app
 from churnops.data.generate import generate_churn_data, write_generated
-from churnops.features.store import apply, definitions, feature_store
+from churnops.features.store import apply
 from churnops.settings import Settings
+from churnops.wiring import feast_definitions, feature_store
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def test_train_json_registers_a_version_then_a_strict_policy_refuses(home: Path,
     write_generated(
         data=generate_churn_data(customers=2000, months=6, seed=11), sources_dir=settings.sources_dir
     )
-    apply(store=feature_store(settings), defs=definitions(settings))
+    apply(store=feature_store(settings), defs=feast_definitions(settings))
     runner = CliRunner()
     result = runner.invoke(app, ["train", "--json"])
     assert result.exit_code == 0, result.output

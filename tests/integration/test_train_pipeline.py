@@ -13,18 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from mlflow import MlflowClient
 
-from churnops.artifacts import sha256_of_path
+from churnops.contracts.artifacts import sha256_of_path
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, LABEL, feature_names
 from churnops.data.generate import generate_churn_data, write_generated
-from churnops.features.store import apply, definitions, feature_store
-from churnops.schema import EVENT_TS, JOIN_KEY, LABEL, feature_names
+from churnops.features.store import apply
 from churnops.settings import Settings
 from churnops.sources import write_sources
 from churnops.training import TrainingDataError, TrainOptions, TrainResult, load_policy, train
 from churnops.training.candidates import TRUSTED_TYPES
 from churnops.training.frame import feature_columns, model_input
-from registry_ext import ModelRegistry, registry_engine
+from churnops.wiring import feast_definitions, feature_store, model_registry
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +54,9 @@ def make_env(home: Path) -> Env:
         data=generate_churn_data(customers=2000, months=6, seed=11), sources_dir=settings.sources_dir
     )
     store = feature_store(settings)
-    apply(store=store, defs=definitions(settings))
-    client = MlflowClient(settings.tracking_uri)
-    engine = registry_engine(settings.tracking_uri)
-    registry = ModelRegistry(client=client, engine=engine, model_name=settings.model_name)
+    apply(store=store, defs=feast_definitions(settings))
+    registry = model_registry(settings, write=True)
+    client, engine = registry.client, registry.engine
     return Env(settings=settings, store=store, client=client, registry=registry, engine=engine)
 
 

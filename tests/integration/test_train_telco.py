@@ -8,13 +8,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from churnops.data.ingest import ingest_telco
-from churnops.features.store import apply, definitions, feature_store
+from churnops.features.store import apply
 from churnops.settings import Settings
 from churnops.training import TrainOptions, load_policy, train
-from registry_ext import ModelRegistry, registry_engine
+from churnops.wiring import feast_definitions, feature_store, model_registry
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +29,14 @@ def test_telco_snapshot_trains_a_model_above_0_84_roc_auc(
     )
     assert report.accepted == 7043
     store = feature_store(settings)
-    apply(store=store, defs=definitions(settings))
-    client = MlflowClient(settings.tracking_uri)
-    engine = registry_engine(settings.tracking_uri)
+    apply(store=store, defs=feast_definitions(settings))
+    registry = model_registry(settings, write=True)
+    client, engine = registry.client, registry.engine
     try:
         result = train(
             store=store,
             client=client,
-            registry=ModelRegistry(client=client, engine=engine),
+            registry=registry,
             sources_dir=settings.sources_dir,
             policy=load_policy(),
             options=TrainOptions(actor="tester"),

@@ -16,6 +16,16 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from churnops.cli import app
+from churnops.contracts.columns import (
+    CREATED_TS,
+    EVENT_TS,
+    FEATURES,
+    JOIN_KEY,
+    LABEL,
+    LABEL_SOURCE,
+    VIEWS,
+    feature_names,
+)
 from churnops.data.generate import (
     CONCEPT_DRIFT_HAZARD,
     DRIFT_INTERNET_MIX,
@@ -26,16 +36,6 @@ from churnops.data.generate import (
     InvalidArgument,
     generate_churn_data,
     write_generated,
-)
-from churnops.schema import (
-    CREATED_TS,
-    EVENT_TS,
-    FEATURES,
-    JOIN_KEY,
-    LABEL,
-    LABEL_SOURCE,
-    VIEWS,
-    feature_names,
 )
 from churnops.sources import read_source, source_schema
 

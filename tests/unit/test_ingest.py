@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from churnops.cli import app
+from churnops.contracts.columns import FEATURES, JOIN_KEY, LABEL, column
 from churnops.data.ingest import DataFileError, IngestReport, ingest_telco, reasons_of
 from churnops.data.validate import ALIASES, header_key
-from churnops.schema import FEATURES, JOIN_KEY, LABEL, column
 from churnops.settings import Settings
 from churnops.sources import read_source
 

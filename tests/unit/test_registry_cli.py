@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from churnops.commands.registry import app
 from registry_ext import ModelRegistry
-from tests.registry_helpers import make_registry, model_name_for, register_candidate, shared_sqlite_store
+from tests.support.registry import make_registry, model_name_for, register_candidate, shared_sqlite_store
 
 VERSION_KEYS = {"name", "version", "stage", "run_id", "sha256", "tags"}
 AUDIT_KEYS = {"version", "from_stage", "to_stage", "actor", "reason", "trigger", "time"}
@@ -131,17 +131,47 @@ def test_promoting_an_archived_version_is_refused(cli: tuple[ModelRegistry, str,
     assert registry.get(1).stage.value == "Archived"
 
 
-def test_every_command_reconciles_out_of_band_alias_changes_first(
+def test_reads_report_out_of_band_alias_moves_and_reconcile_records_them(
     cli: tuple[ModelRegistry, str, Any],
 ) -> None:
     registry, _, run = cli
     registry.client.set_registered_model_alias(registry.model_name, "staging", "2")
-    result = run("list", "--json")
-    assert result.exit_code == 0
+    before = one_json(run("audit", "--json").stdout)
+    for args in (("list",), ("show", "2"), ("audit",), ("search", "--name", registry.model_name)):
+        result = run(*args, "--json")
+        assert result.exit_code == 0, result.output
+        assert "alias 'staging' points at 2 while the registry says nothing" in result.stderr
+    assert one_json(run("audit", "--json").stdout) == before  # reads wrote nothing
+    stages = {v["version"]: v["stage"] for v in one_json(run("list", "--json").stdout)}
+    assert stages == {2: "None", 1: "None"}
+    result = run("reconcile", "--json")
+    assert result.exit_code == 0, result.output
     assert "reconciled: version 2 None -> Staging" in result.stderr
-    assert {v["version"]: v["stage"] for v in one_json(result.stdout)} == {2: "Staging", 1: "None"}
+    assert one_json(result.stdout)["mismatches"] == {}
+    stages = {v["version"]: v["stage"] for v in one_json(run("list", "--json").stdout)}
+    assert stages == {2: "Staging", 1: "None"}
     (entry,) = [e for e in one_json(run("audit", "--json").stdout) if e["actor"] == "mlflow"]
     assert (entry["version"], entry["from_stage"], entry["to_stage"]) == (2, "None", "Staging")
+
+
+def test_read_commands_on_an_empty_registry_say_to_migrate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from churnops.cli import app
+
+    monkeypatch.setenv("CHURNOPS_HOME", str(tmp_path / "empty"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["registry", "list"])
+    assert result.exit_code == 2
+    assert "churnops registry migrate" in result.stderr
+    migrated = runner.invoke(app, ["registry", "migrate", "--json"])
+    assert migrated.exit_code == 0, migrated.output
+    assert json.loads(migrated.stdout)["revision"]
+    listed = runner.invoke(app, ["registry", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout) == []
 
 
 def test_compare_shows_versions_side_by_side_and_writes_self_contained_html(

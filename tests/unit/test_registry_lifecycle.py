@@ -26,11 +26,18 @@ from registry_ext import (
     UnknownVersionError,
     registry_engine,
 )
-from registry_ext.engine import head_revision
+from registry_ext.migrate import (
+    SchemaNotReadyError,
+    current_revision,
+    head_revision,
+    migrate_to_head,
+    require_current,
+)
 from registry_ext.tables import VERSION_TABLE
-from tests.registry_helpers import (
+from tests.support.registry import (
     log_candidate,
     make_registry,
+    migrated_engine,
     model_name_for,
     register_candidate,
     shared_sqlite_store,
@@ -59,9 +66,14 @@ def test_migrations_are_idempotent_and_use_their_own_version_table(tmp_path: Pat
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    engine = registry_engine(uri)  # registry_ext first, MLflow creates its schema afterwards
+    engine = registry_engine(uri)
+    assert current_revision(engine) is None  # opening an engine migrates nothing
+    with pytest.raises(SchemaNotReadyError, match="churnops registry migrate"):
+        require_current(engine)
+    migrate_to_head(engine)  # registry_ext first, MLflow creates its schema afterwards
     MlflowClient(uri).search_experiments()
-    registry_engine(uri)  # second run: no-op
+    migrate_to_head(engine)  # second run: no-op
+    require_current(engine)
     with engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
         version = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
@@ -73,10 +85,8 @@ def test_migrations_are_idempotent_and_use_their_own_version_table(tmp_path: Pat
 
 
 def test_a_database_at_an_older_revision_is_upgraded(tmp_path: Path) -> None:
-    from registry_ext.engine import current_revision, migrate_to_head
-
     uri = f"sqlite:///{tmp_path / 'old.db'}"
-    old = registry_engine(uri, migrate=False)
+    old = registry_engine(uri)
     migrate_to_head(old, revision="0001")
     assert current_revision(old) == "0001"
     with old.begin() as conn:  # a row written by the older schema survives the upgrade
@@ -87,7 +97,10 @@ def test_a_database_at_an_older_revision_is_upgraded(tmp_path: Path) -> None:
             ),
             {"s": "0" * 64},
         )
+    with pytest.raises(SchemaNotReadyError, match="is at schema 0001"):
+        require_current(old)
     upgraded = registry_engine(uri)
+    migrate_to_head(upgraded)
     assert current_revision(upgraded) == head_revision()
     with upgraded.connect() as conn:
         indexes = {i["name"] for i in sa.inspect(conn).get_indexes("model_transitions")}
@@ -219,7 +232,7 @@ def test_bad_promotions_are_refused_and_write_nothing(
 def test_unknown_model_is_a_clear_error(store: tuple[str, str]) -> None:
     from mlflow import MlflowClient
 
-    reg = ModelRegistry(client=MlflowClient(store[0]), engine=registry_engine(store[0]), model_name="nope")
+    reg = ModelRegistry(client=MlflowClient(store[0]), engine=migrated_engine(store[0]), model_name="nope")
     with pytest.raises(UnknownModelError, match="'nope' does not exist"):
         reg.promote(version=1, stage="Staging", reason="x", actor="a")
     with pytest.raises(UnknownVersionError):
@@ -287,8 +300,17 @@ def test_out_of_band_alias_move_is_recorded_by_reconcile(registry: tuple[ModelRe
     assert reg.reconcile().recorded == ()
 
     reg.client.set_registered_model_alias(reg.model_name, "production", "2")  # as the MLflow UI would
-    production = reg.production()  # serving's call reconciles
+    before = len(reg.audit())
+    still = reg.production()  # a read: reports nothing new, writes nothing
+    assert still is not None and still.version == 1
+    assert reg.alias_mismatches() == {"production": (1, 2)}
+    assert len(reg.audit()) == before
+    assert str(reg.client.get_model_version_by_alias(reg.model_name, "production").version) == "2"
+    report = reg.reconcile()  # the explicit step records the move
+    assert len(report.recorded) == 2
+    production = reg.production()
     assert production is not None and production.version == 2
+    assert reg.alias_mismatches() == {}
     recorded = [t for t in reg.audit() if t.actor == "mlflow"]
     assert [(t.version, t.from_stage, t.to_stage) for t in recorded] == [
         (1, Stage.PRODUCTION, Stage.ARCHIVED),
@@ -361,7 +383,7 @@ def test_failed_transition_insert_changes_no_stage_and_restores_aliases(
 def test_register_refuses_a_wrong_sha256_before_creating_anything(
     registry: tuple[ModelRegistry, str],
 ) -> None:
-    from churnops.artifacts import ArtifactIntegrityError
+    from churnops.contracts.artifacts import ArtifactIntegrityError
 
     reg, experiment_id = registry
     logged = log_candidate(reg.client, experiment_id=experiment_id, seed=1)
@@ -418,8 +440,8 @@ def test_actor_defaults_to_the_environment(
 def test_load_model_verifies_sha256_and_refuses_a_tampered_local_artifact(
     registry: tuple[ModelRegistry, str],
 ) -> None:
-    from churnops.artifacts import ArtifactIntegrityError
-    from tests.registry_helpers import FEATURES, churn_frame
+    from churnops.contracts.artifacts import ArtifactIntegrityError
+    from tests.support.registry import FEATURES, churn_frame
 
     reg, experiment_id = registry
     record = register_candidate(reg, experiment_id=experiment_id, seed=1)
@@ -442,8 +464,8 @@ def test_register_a_model_logged_with_log_model(
     import mlflow
     import mlflow.sklearn
 
-    from churnops.artifacts import sha256_of_path
-    from tests.registry_helpers import fit_pipeline
+    from churnops.contracts.artifacts import sha256_of_path
+    from tests.support.registry import fit_pipeline
 
     reg, experiment_id = registry
     previous = os.environ.get("MLFLOW_TRACKING_URI")

@@ -19,17 +19,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from churnops.features.online import OnlineRow
-from churnops.schema import feature_names
+from churnops.contracts.columns import feature_names
+from churnops.contracts.online import OnlineRow
+from churnops.contracts.prediction_log import LogRecord, read_prediction_log
 from serving.auth import authorized, presented_key
 from serving.guard import GuardConfig, RequestGuard
 from serving.metrics import ServingMetrics
 from serving.model_source import LoadedModel, ModelRef
 from serving.model_watch import ModelWatcher
-from serving.prediction_log import LogRecord, PredictionLog, read_prediction_log
+from serving.prediction_log import PredictionLog
 from serving.scoring import compile_linear, make_scorer, score_rows, sklearn_scorer
-from serving.testing import fit_pipeline, generate_rows
 from serving.validation import FeatureRow, PredictFeaturesRequest, PredictRequest
+from tests.support.serving_env import fit_pipeline, generate_rows
 
 
 def _plain(value: Any) -> Any:
@@ -130,7 +131,7 @@ def test_linear_tables_match_predict_proba(model: Any) -> None:
 
 
 def test_the_training_pipeline_compiles_and_matches() -> None:
-    from churnops.schema import FEATURES
+    from churnops.contracts.columns import FEATURES
     from churnops.training.candidates import build_pipeline
 
     rows = generate_rows(n=300, seed=8, as_of=datetime(2024, 1, 1, tzinfo=UTC))
@@ -148,7 +149,9 @@ def test_other_models_use_sklearn(model: Any) -> None:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import Pipeline
 
-    forest = Pipeline([("pre", model.named_steps["pre"]), ("clf", RandomForestClassifier(n_estimators=3))])
+    forest = Pipeline(
+        [("preprocess", model.named_steps["preprocess"]), ("model", RandomForestClassifier(n_estimators=3))]
+    )
     rows = generate_rows(n=50, seed=1, as_of=datetime(2024, 1, 1, tzinfo=UTC))
     forest.fit(rows[feature_names()], rows["churned"])
     assert compile_linear(forest) is None
@@ -294,9 +297,9 @@ def test_prediction_log_appends_partitions_by_date(tmp_path: Path) -> None:
     assert log.flush() == 2
     log.append([_record(2, day1)])
     log.close()
-    frame = read_prediction_log(tmp_path / "predictions")
+    frame = read_prediction_log(tmp_path / "predictions").to_pandas()
     assert sorted(frame["request_id"]) == ["r0", "r1", "r2"]
-    assert sorted(set(frame["date"])) == ["2024-03-01", "2024-03-02"]
+    assert sorted({ts.strftime("%Y-%m-%d") for ts in frame["ts"]}) == ["2024-03-01", "2024-03-02"]
     assert written == [1, 1, 1]  # per date partition written
     assert len(list((tmp_path / "predictions").glob("date=2024-03-01/part-*.parquet"))) == 2
     first = frame[frame["request_id"] == "r0"].iloc[0]
@@ -337,7 +340,7 @@ class _Source:
     def load(self, ref: ModelRef) -> LoadedModel:
         self.loads += 1
         if ref.version in self.broken:
-            from churnops.artifacts import ArtifactIntegrityError
+            from churnops.contracts.artifacts import ArtifactIntegrityError
 
             raise ArtifactIntegrityError("sha mismatch")
         return LoadedModel(ref=ref, estimator=ref.version)

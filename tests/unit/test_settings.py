@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from churnops.features.store import repo_config
 from churnops.settings import Settings
+from churnops.wiring import repo_config
 
 
 def test_embedded_defaults_live_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import skops.io
 
-from churnops.schema import FEATURES, feature_names
+from churnops.contracts.columns import FEATURES, feature_names
 from churnops.training.candidates import FAMILIES, TRUSTED_TYPES, build_pipeline, fit_candidate, score
 from churnops.training.errors import TrainingDataError
 from churnops.training.frame import feature_columns, labels, model_input

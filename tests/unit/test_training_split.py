@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnops.schema import EVENT_TS, JOIN_KEY, LABEL
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, LABEL
 from churnops.training.errors import TrainingDataError
 from churnops.training.split import SplitPolicy, split_training_set
 

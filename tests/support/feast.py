@@ -9,10 +9,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from churnops.features.store import apply, definitions, feature_store
-from churnops.schema import CREATED_TS, EVENT_TS, JOIN_KEY, VIEWS, view_columns
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, VIEWS, view_columns
+from churnops.features.store import apply
 from churnops.settings import Settings
 from churnops.sources import source_schema
+from churnops.wiring import feast_definitions, feature_store
 
 
 def random_view_rows(
@@ -56,7 +57,7 @@ def empty_sources(settings: Settings) -> None:
 
 def applied_store(settings: Settings):  # type: ignore[no-untyped-def]
     store = feature_store(settings)
-    apply(store=store, defs=definitions(settings))
+    apply(store=store, defs=feast_definitions(settings))
     return store
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnops.artifacts import sha256_of_path
+from churnops.contracts.artifacts import sha256_of_path
 
 FEATURES = ["tenure", "monthly_charges", "contract"]
 _SAVED: dict[int, Path] = {}
@@ -147,17 +147,27 @@ def register_candidate(
     )
 
 
+def migrated_engine(database: str) -> Any:
+    """A registry_ext engine on ``database`` with the schema at head (what the write commands do)."""
+    from registry_ext import registry_engine
+    from registry_ext.migrate import migrate_to_head
+
+    engine = registry_engine(database)
+    migrate_to_head(engine)
+    return engine
+
+
 def make_registry(tracking_uri: str, artifact_location: str, *, model_name: str = "churn") -> tuple[Any, str]:
     """A ModelRegistry on a real MLflow store and the id of a fresh experiment."""
     from mlflow import MlflowClient
 
-    from registry_ext import ModelRegistry, registry_engine
+    from registry_ext import ModelRegistry
 
     client = MlflowClient(tracking_uri)
     experiment_id = client.create_experiment(
         f"exp-{model_name}", artifact_location=f"{artifact_location}/{model_name}"
     )
-    engine = registry_engine(tracking_uri)
+    engine = migrated_engine(tracking_uri)
     return ModelRegistry(client=client, engine=engine, model_name=model_name), experiment_id
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import pyarrow as pa
+
 Kind = Literal["category", "flag", "int", "float"]
 View = Literal["profile", "account", "services"]
 
@@ -84,3 +86,13 @@ def column(name: str) -> Column:
         if c.name == name:
             return c
     raise KeyError(name)
+
+
+_ARROW_TYPES = {"category": pa.string(), "flag": pa.int64(), "int": pa.int64(), "float": pa.float64()}
+TS_TYPE = pa.timestamp("us", tz="UTC")
+"""Every timestamp in sources, training sets and the prediction log: microseconds, UTC."""
+
+
+def arrow_type(col: Column) -> pa.DataType:
+    """The Arrow type a column is stored as (sources, prediction log)."""
+    return _ARROW_TYPES[col.kind]

@@ -1,0 +1,163 @@
+"""The prediction log: the record every scored row becomes, its schema, and its window reader.
+
+Serving (``endpoint`` = ``predict`` / ``predict_features``) and batch scoring (``batch``) write
+the same record; monitoring reads windows of it. ``ts`` is when the prediction counts as made
+(for batch scoring: the as-of time, so backfills and replays line up with labels and windows);
+``feature_ts`` is the event time of the feature snapshot used (the newest of the views' event
+times), which is what a later label of that snapshot joins on.
+
+Layout on the embedded default: ``<home>/predictions/date=YYYY-MM-DD/part-*.parquet`` (hive
+partitions by the UTC date of ``ts``; files are only ever added). The production profile keeps
+the same columns in an append-only SQL table (:func:`prediction_log_table`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from churnops.contracts.columns import FEATURES, TS_TYPE, arrow_type
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+PARTITION = "date"
+ENDPOINTS = ("predict", "predict_features", "batch")
+
+BASE_COLUMNS = (
+    "request_id",
+    "ts",
+    "endpoint",
+    "customer_id",
+    "model_name",
+    "model_version",
+    "feature_service",
+    "score",
+    "status",
+    "feature_ts",
+)
+COLUMNS = (*BASE_COLUMNS, *(c.name for c in FEATURES))
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One answered row (scored or not: ``status`` says why there is no score)."""
+
+    request_id: str
+    ts: datetime
+    endpoint: str
+    customer_id: str | None
+    model_name: str
+    model_version: str
+    feature_service: str
+    score: float | None
+    status: str
+    features: dict[str, Any] | None
+    feature_ts: datetime | None = None
+
+
+def log_schema() -> pa.Schema:
+    """The Arrow schema of the log (parquet files and every reader's result)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("request_id", pa.string()),
+            pa.field("ts", TS_TYPE),
+            pa.field("endpoint", pa.string()),
+            pa.field("customer_id", pa.string()),
+            pa.field("model_name", pa.string()),
+            pa.field("model_version", pa.string()),
+            pa.field("feature_service", pa.string()),
+            pa.field("score", pa.float64()),
+            pa.field("status", pa.string()),
+            pa.field("feature_ts", TS_TYPE),
+            *(pa.field(c.name, arrow_type(c)) for c in FEATURES),
+        ]
+    )
+
+
+def prediction_log_table(metadata: sa.MetaData, *, name: str = "prediction_log") -> sa.Table:
+    """The same record as an append-only SQL table (PostgreSQL in production)."""
+    import sqlalchemy as sa
+
+    types = {"category": sa.Text, "flag": sa.BigInteger, "int": sa.BigInteger, "float": sa.Float}
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+        ),
+        sa.Column("request_id", sa.Text, nullable=False),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("endpoint", sa.Text, nullable=False),
+        sa.Column("customer_id", sa.Text, index=True),
+        sa.Column("model_name", sa.Text, nullable=False),
+        sa.Column("model_version", sa.Text, nullable=False),
+        sa.Column("feature_service", sa.Text, nullable=False),
+        sa.Column("score", sa.Float),
+        sa.Column("status", sa.Text, nullable=False),
+        sa.Column("feature_ts", sa.DateTime(timezone=True)),
+        *(sa.Column(c.name, types[c.kind]) for c in FEATURES),
+    )
+
+
+def _utc(value: datetime | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC), got {value.isoformat()}")
+    return value
+
+
+def read_prediction_log(
+    directory: str | Path,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    endpoints: tuple[str, ...] | None = None,
+) -> pa.Table:
+    """The rows with ``start <= ts < end`` (either bound optional) as one Arrow table.
+
+    Only the ``date=`` partitions that can hold the window are opened (partition pruning), and
+    the filters are pushed down to the parquet scan, so a window of a large log costs what it
+    holds. Files written before a column existed read it as null.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    root = Path(directory)
+    schema = log_schema()
+    lower, upper = _utc(start, "start"), _utc(end, "end")
+    if not root.is_dir():
+        return schema.empty_table()
+    partitions = sorted(p for p in root.glob(f"{PARTITION}=*") if p.is_dir())
+    keep = []
+    for partition in partitions:
+        day = partition.name.split("=", 1)[1]
+        if lower is not None and day < f"{lower.astimezone(UTC):%Y-%m-%d}":
+            continue
+        if upper is not None and day > f"{upper.astimezone(UTC):%Y-%m-%d}":
+            continue
+        keep.extend(sorted(str(f) for f in partition.glob("*.parquet")))
+    if not keep:
+        return schema.empty_table()
+    dataset = ds.dataset(keep, schema=schema, format="parquet")
+    condition = None
+    for part in (
+        None if lower is None else pc.field("ts") >= pa.scalar(lower, TS_TYPE),
+        None if upper is None else pc.field("ts") < pa.scalar(upper, TS_TYPE),
+        None if model_name is None else pc.field("model_name") == model_name,
+        None if model_version is None else pc.field("model_version") == str(model_version),
+        None if endpoints is None else pc.field("endpoint").isin(list(endpoints)),
+    ):
+        if part is not None:
+            condition = part if condition is None else condition & part
+    return dataset.to_table(filter=condition)
+

@@ -1,0 +1,1 @@
+"""Test harnesses: real environments for the suite and the benchmarks (never shipped)."""
