@@ -1,6 +1,10 @@
 """The ChurnOps Feast repo: `feast apply` here registers what `churnops features apply` does.
 
-Source paths are absolute, under CHURNOPS_HOME (default: the project's ./.churnops).
+``feature_store.yaml`` beside this file keeps its state in the project's ``.churnops/`` (Feast
+reads the YAML before it imports this file, and cannot default a variable), so the sources
+are read from there too. A different ``CHURNOPS_HOME`` would split the registry from the
+sources: that is refused with the fix (``churnops features apply`` builds the configuration
+for any home).
 """
 
 import os
@@ -8,8 +12,14 @@ from pathlib import Path
 
 from churnops.features.definitions import build_definitions
 
-_home = Path(os.environ.get("CHURNOPS_HOME", Path(__file__).resolve().parent.parent / ".churnops"))
-_defs = build_definitions(sources_dir=_home.resolve() / "sources")
+_repo_home = (Path(__file__).resolve().parent.parent / ".churnops").resolve()
+_asked = os.environ.get("CHURNOPS_HOME")
+if _asked and Path(_asked).expanduser().resolve() != _repo_home:
+    raise SystemExit(
+        f"CHURNOPS_HOME={_asked} but feature_store.yaml keeps Feast's registry in {_repo_home}: "
+        "run `churnops features apply` (it uses CHURNOPS_HOME for both), or unset CHURNOPS_HOME here"
+    )
+_defs = build_definitions(sources_dir=_repo_home / "sources")
 
 customer = _defs.customer
 profile_source = _defs.sources["profile"]

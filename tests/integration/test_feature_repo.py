@@ -17,16 +17,17 @@ from typer.testing import CliRunner
 from churnops.cli import app
 from churnops.data.generate import generate_churn_data, write_generated
 from churnops.settings import Settings
-from churnops.wiring import feature_repo_dir, feature_store
+from churnops.wiring import feature_store
 
 pytestmark = pytest.mark.integration
 FEAST = str(Path(sys.executable).with_name("feast"))
+FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 
 
 def test_feast_apply_and_materialize_in_a_fresh_checkout(tmp_path: Path) -> None:
     project = tmp_path / "project"
     shutil.copytree(
-        feature_repo_dir(), project / "feature_repo", ignore=shutil.ignore_patterns("__pycache__")
+        FEATURE_REPO, project / "feature_repo", ignore=shutil.ignore_patterns("__pycache__")
     )
     (project / ".churnops" / "feast").mkdir(parents=True)  # committed as .gitkeep in the repo
     data = generate_churn_data(customers=200, months=3, seed=5)
@@ -56,6 +57,13 @@ def test_feast_apply_and_materialize_in_a_fresh_checkout(tmp_path: Path) -> None
         features=service, entity_rows=[{"customer_id": last["customer_id"]}]
     ).to_dict()
     assert online["tenure"] == [last["tenure"]]
+    # Another home would split Feast's registry (the YAML's) from the sources: refused, with the fix.
+    other = {**env, "CHURNOPS_HOME": str(tmp_path / "elsewhere")}
+    run = subprocess.run(
+        [FEAST, "apply"], cwd=project / "feature_repo", env=other, capture_output=True, text=True, timeout=240
+    )
+    assert run.returncode != 0
+    assert "churnops features apply" in run.stdout + run.stderr
 
 
 def test_features_cli_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
