@@ -520,8 +520,9 @@ def test_compose_serving_environment_matches_settings() -> None:
         "@redis:6379/0"
     )
     assert env["CHURNOPS_ARTIFACT_ROOT"].startswith("s3://")
+    # Serving reads Production through MLflow's API: it gets no registry database at all.
+    assert "CHURNOPS_REGISTRY_DATABASE_URL" not in env
     for key in (
-        "CHURNOPS_REGISTRY_DATABASE_URL",
         "CHURNOPS_FEAST_REGISTRY_URL",
         "CHURNOPS_SERVING_PREDICTION_LOG_URL",
     ):
