@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from churnops.commands import demo, features, generate, ingest, registry, serve, train
+from churnops.commands import demo, features, generate, ingest, registry, score, serve, train
 
 app = typer.Typer(
     name="churnops",
@@ -21,5 +21,6 @@ app.add_typer(data_app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(registry.app, name="registry")
 app.command("train")(train.train)
+app.command("score")(score.score)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)

@@ -159,6 +159,13 @@ def prediction_log_sink(settings: Settings) -> Sink | None:
     return SqlSink(url) if url else None
 
 
+def prediction_log_writer(settings: Settings) -> Sink:
+    """Where batch jobs append prediction-log rows: the SQL table when configured, else parquet."""
+    from serving.prediction_log import parquet_sink
+
+    return prediction_log_sink(settings) or parquet_sink(prediction_log_dir(settings))
+
+
 def serving_runtime(settings: Settings, *, metrics: ServingMetrics) -> Runtime:
     """Every part the service needs, built and started (Production loaded if there is one)."""
     from serving.config import ServingConfig

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -36,9 +36,9 @@ def _start(months: int) -> date:
 
 
 def demo(
-    customers: int = typer.Option(5000, "--customers", help="Synthetic customers to generate."),
-    months: int = typer.Option(12, "--months", help="Monthly snapshots."),
-    seed: int = typer.Option(42, "--seed"),
+    customers: Annotated[int, typer.Option("--customers", help="Synthetic customers to generate.")] = 5000,
+    months: Annotated[int, typer.Option("--months", help="Monthly snapshots.")] = 12,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
 ) -> None:
     """Run ChurnOps end to end on generated data (no services needed)."""
     from churnops.contracts.columns import EVENT_TS, LABEL
