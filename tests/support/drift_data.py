@@ -21,6 +21,8 @@ from churnops.data.generate import generate_churn_data
 from churnops.schema import EVENT_TS, FEATURES
 from churnops.training.candidates import fit_candidate, score
 from churnops.training.frame import labels, model_input
+from monitoring.drift import DriftResult, detect_drift
+from monitoring.policy import load_policy
 
 Kind = Literal["clean", "data", "concept"]
 CUSTOMERS, MONTHS, SEED = 30_000, 18, 3
@@ -72,3 +74,20 @@ def scenario(kind: Kind) -> Scenario:
     current = _scored(frame[frame[EVENT_TS] >= CURRENT_START], pipeline)
     end = current[EVENT_TS].max().to_pydatetime()
     return Scenario(reference, holdout, current, CURRENT_START.to_pydatetime(), end.astimezone(UTC))
+
+
+@cache
+def detected(kind: Kind) -> DriftResult:
+    """detect_drift on a scenario with the packaged default policy (cached: Evidently is slow)."""
+    s = scenario(kind)
+    return detect_drift(
+        reference=s.reference,
+        current=s.current,
+        holdout=s.holdout,
+        labelled=s.current,
+        policy=load_policy(),
+        model_name="churn",
+        model_version=1,
+        window_start=s.window_start,
+        window_end=s.window_end,
+    )
