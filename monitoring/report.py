@@ -131,14 +131,13 @@ def report_html(result: DriftResult) -> str:
         body = "<p style='font-family:system-ui,sans-serif;text-align:center'>No Evidently report: the window is below the policy's minimum size.</p>"
         return f"<!DOCTYPE html><html lang='en'><head><meta charset='UTF-8'><title>Drift report</title></head><body>{summary_html(result)}{body}{_concept_section(result)}</body></html>"
     document = str(result.snapshot.get_html_str(as_iframe=False))
+    title = f"<title>Drift report {_e(result.model_name)} v{_e(result.model_version)}</title>"
+    document = document.replace("<head>", f"<head>{title}", 1)
     match = re.search(r"<body[^>]*>", document)
     if match is None:
         raise RuntimeError("Evidently's HTML has no <body> tag; cannot place the summary")
-    title = f"<title>Drift report {_e(result.model_name)} v{_e(result.model_version)}</title>"
-    document = document.replace("<head>", f"<head>{title}", 1)
-    insert = summary_html(result)
-    at = match.end() + (len(title) if match.start() > document.find("<head>") else 0)
-    return document[:at] + insert + _concept_section(result) + document[at:]
+    at = match.end()
+    return document[:at] + summary_html(result) + _concept_section(result) + document[at:]
 
 
 def write_report_html(*, result: DriftResult, path: Path) -> Path:
