@@ -33,7 +33,9 @@ SCORE = "score"
 DEFAULT_KEYS: tuple[str, ...] = (JOIN_KEY, EVENT_TS)
 
 
-def row_uniforms(*, frame: pd.DataFrame, keys: Sequence[str] = DEFAULT_KEYS, seed: int = 0) -> npt.NDArray[np.float64]:
+def row_uniforms(
+    *, frame: pd.DataFrame, keys: Sequence[str] = DEFAULT_KEYS, seed: int = 0
+) -> npt.NDArray[np.float64]:
     """One U(0, 1) draw per row, a pure function of the row's key values and ``seed``."""
     missing = [k for k in keys if k not in frame.columns]
     if missing:
@@ -55,20 +57,30 @@ def randomized_pit(
     y = np.asarray(churned)
     v = np.asarray(uniforms, dtype=np.float64)
     if not (p.shape == y.shape == v.shape):
-        raise MonitoringError(f"score, churned and V must have the same length: {p.shape}, {y.shape}, {v.shape}")
+        raise MonitoringError(
+            f"score, churned and V must have the same length: {p.shape}, {y.shape}, {v.shape}"
+        )
     if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
-        raise MonitoringError("score: every value must be a probability in [0, 1] (found NaN or out of range)")
+        raise MonitoringError(
+            "score: every value must be a probability in [0, 1] (found NaN or out of range)"
+        )
     if not np.isin(y, (0, 1)).all():
-        raise MonitoringError(f"{LABEL}: every value must be 0 or 1 (found {sorted(set(np.unique(y)) - {0, 1})[:5]})")
+        raise MonitoringError(
+            f"{LABEL}: every value must be 0 or 1 (found {sorted(set(np.unique(y)) - {0, 1})[:5]})"
+        )
     q = 1.0 - p
     return np.where(y == 1, q + v * p, v * q)
 
 
-def frame_pit(*, frame: pd.DataFrame, keys: Sequence[str] = DEFAULT_KEYS, seed: int = 0) -> npt.NDArray[np.float64]:
+def frame_pit(
+    *, frame: pd.DataFrame, keys: Sequence[str] = DEFAULT_KEYS, seed: int = 0
+) -> npt.NDArray[np.float64]:
     """The randomized PIT of a frame with ``score``, ``churned`` and the key columns."""
     missing = [c for c in (SCORE, LABEL) if c not in frame.columns]
     if missing:
-        raise MonitoringError(f"concept drift needs column(s) {missing} (the model's score and the matured label)")
+        raise MonitoringError(
+            f"concept drift needs column(s) {missing} (the model's score and the matured label)"
+        )
     labelled = frame[frame[LABEL].notna()]
     return randomized_pit(
         scores=labelled[SCORE].to_numpy(dtype=np.float64),
@@ -90,7 +102,12 @@ class ConceptDecision:
 
 
 def decide_concept(
-    *, statistic: float | None, p_value: float | None, labelled_rows: int, holdout_rows: int, rules: ConceptDriftRules
+    *,
+    statistic: float | None,
+    p_value: float | None,
+    labelled_rows: int,
+    holdout_rows: int,
+    rules: ConceptDriftRules,
 ) -> ConceptDecision:
     """Drift only when p <= alpha AND D >= the effect-size floor AND enough matured rows.
 
@@ -101,4 +118,6 @@ def decide_concept(
     if not enough or statistic is None or p_value is None:
         return ConceptDecision("insufficient_data", statistic, p_value, False, labelled_rows, holdout_rows)
     drifted = p_value <= rules.alpha and statistic >= rules.min_statistic
-    return ConceptDecision("drift" if drifted else "no_drift", statistic, p_value, drifted, labelled_rows, holdout_rows)
+    return ConceptDecision(
+        "drift" if drifted else "no_drift", statistic, p_value, drifted, labelled_rows, holdout_rows
+    )

@@ -158,7 +158,9 @@ def _require(frame: pd.DataFrame | None, *, name: str, columns: tuple[str, ...])
         return
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise MonitoringError(f"{name}: missing column(s) {missing}; expected the churn_v1 features and {SCORE!r}")
+        raise MonitoringError(
+            f"{name}: missing column(s) {missing}; expected the churn_v1 features and {SCORE!r}"
+        )
 
 
 def sample_reference(*, reference: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
@@ -174,7 +176,7 @@ def _evidently_frame(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFr
     for name in columns:
         values = frame[name]
         if name in CATEGORICAL:
-            out[name] = values.astype("object").where(values.notna(), None).astype("category")
+            out[name] = values.astype("category")  # nulls stay nulls; Evidently drops them
         else:
             out[name] = pd.to_numeric(values, errors="coerce").astype("float64")
     return pd.DataFrame(out).reset_index(drop=True)
@@ -238,7 +240,9 @@ def _safe_float(value: float) -> float | None:
 def _performance(labelled: pd.DataFrame | None, holdout: pd.DataFrame | None) -> Performance:
     from sklearn.metrics import brier_score_loss, roc_auc_score
 
-    def figures(frame: pd.DataFrame | None) -> tuple[int, float | None, float | None, float | None, float | None]:
+    def figures(
+        frame: pd.DataFrame | None,
+    ) -> tuple[int, float | None, float | None, float | None, float | None]:
         if frame is None:
             return 0, None, None, None, None
         rows = frame[frame[LABEL].notna()]
@@ -315,7 +319,9 @@ def detect_drift(
     _require(reference, name="reference", columns=wanted)
     _require(current, name="current", columns=wanted)
     if window_end < window_start:
-        raise MonitoringError(f"window_end {window_end.isoformat()} is before window_start {window_start.isoformat()}")
+        raise MonitoringError(
+            f"window_end {window_end.isoformat()} is before window_start {window_start.isoformat()}"
+        )
     source_rows = len(reference)
     reference = sample_reference(reference=reference, rows=policy.reference_rows, seed=policy.seed)
     metadata = {"model_name": model_name, "model_version": str(model_version)}

@@ -55,6 +55,8 @@ def _column_quality(values: pd.Series, col: Column) -> FeatureQuality:
     return FeatureQuality(col.name, float(nulls.mean()), out_of_range / rows, unseen / rows)
 
 
-def data_quality(*, frame: pd.DataFrame, columns: tuple[Column, ...] = FEATURES) -> tuple[FeatureQuality, ...]:
+def data_quality(
+    *, frame: pd.DataFrame, columns: tuple[Column, ...] = FEATURES
+) -> tuple[FeatureQuality, ...]:
     """Null, out-of-range and unseen-category shares for every feature column of ``frame``."""
     return tuple(_column_quality(frame[col.name], col) for col in columns)

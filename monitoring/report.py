@@ -71,11 +71,14 @@ def summary_html(result: DriftResult) -> str:
     p, c, perf = result.prediction, result.concept, result.performance
     shift = None if p.reference_mean is None or p.current_mean is None else p.current_mean - p.reference_mean
     quality = [
-        q for q in result.quality if q.null_share > 0 or q.out_of_range_share > 0 or q.unseen_category_share > 0
+        q
+        for q in result.quality
+        if q.null_share > 0 or q.out_of_range_share > 0 or q.unseen_category_share > 0
     ]
     quality_rows = "".join(
         f"<tr><td>{_e(q.feature)}</td><td class='num'>{q.null_share:.2%}</td>"
-        f"<td class='num'>{q.out_of_range_share:.2%}</td><td class='num'>{q.unseen_category_share:.2%}</td></tr>"
+        f"<td class='num'>{q.out_of_range_share:.2%}</td>"
+        f"<td class='num'>{q.unseen_category_share:.2%}</td></tr>"
         for q in quality
     )
     drifted = [f.feature for f in result.features if f.drifted]
@@ -91,14 +94,17 @@ def summary_html(result: DriftResult) -> str:
 <h1>Drift report: model {_e(result.model_name)} version {_e(result.model_version)}
  <span class="status" style="background:{colour}">{_e(result.status)}</span></h1>
 <p>{headline}</p>
-<p>Window {_e(result.window_start.isoformat())} to {_e(result.window_end.isoformat())}: {result.current_rows:,} rows;
+<p>Window {_e(result.window_start.isoformat())} to {_e(result.window_end.isoformat())}: {
+        result.current_rows:,} rows;
  reference {result.reference_rows:,} rows (seeded sample of {result.reference_source_rows:,}).
  Policy {_e(result.policy_name)}@{_e(result.policy_digest)}.</p>
 <h2>Prediction drift (Jensen-Shannon distance on the score)</h2>
 <p>JS {_fmt(p.score)} (threshold {_fmt(p.threshold)}); mean score {_fmt(p.reference_mean)} at training,
  {_fmt(p.current_mean)} now (moved by {_fmt(shift)}).</p>
 <h2>Concept drift (KS on the randomized PIT of matured outcomes vs the training holdout)</h2>
-<p>Status {_e(c.status)}: D = {_fmt(c.statistic)}, p = {_fmt(c.p_value)} (alpha {_fmt(result.concept_threshold)}),
+<p>Status {_e(c.status)}: D = {_fmt(c.statistic)}, p = {_fmt(c.p_value)} (alpha {
+        _fmt(result.concept_threshold)
+    }),
  {c.labelled_rows:,} matured rows against {c.holdout_rows:,} holdout rows.
  Performance on the matured rows: ROC-AUC {_fmt(perf.roc_auc, 3)} (holdout {_fmt(perf.holdout_roc_auc, 3)}),
  Brier {_fmt(perf.brier)} (holdout {_fmt(perf.holdout_brier)}), churn rate {_fmt(perf.positive_rate)}
@@ -108,8 +114,13 @@ def summary_html(result: DriftResult) -> str:
 <p class="note">tenure and total_charges grow with the customers' age: they move every month with no drift at
  all. Ageing moves both while monthly_charges and the profile columns stay put; see docs/monitoring.md.</p>
 <h2>Data quality</h2>
-{"<p>No nulls, out-of-range values or unseen categories.</p>" if not quality else
- "<table><tr><th>feature</th><th>null</th><th>out of range</th><th>unseen category</th></tr>" + quality_rows + "</table>"}
+{
+        "<p>No nulls, out-of-range values or unseen categories.</p>"
+        if not quality
+        else "<table><tr><th>feature</th><th>null</th><th>out of range</th><th>unseen category</th></tr>"
+        + quality_rows
+        + "</table>"
+    }
 </section>
 """
 
@@ -120,7 +131,8 @@ def _concept_section(result: DriftResult) -> str:
     inner = result.concept_snapshot.get_html_str(as_iframe=False)
     return (
         '<section id="churnops-concept" style="max-width:1100px;margin:24px auto">'
-        "<h2 style='font-family:system-ui,sans-serif'>Evidently: concept drift (KS on the randomized PIT)</h2>"
+        "<h2 style='font-family:system-ui,sans-serif'>"
+        "Evidently: concept drift (KS on the randomized PIT)</h2>"
         f'<iframe title="concept drift" srcdoc="{html.escape(inner, quote=True)}"></iframe></section>'
     )
 
@@ -128,8 +140,14 @@ def _concept_section(result: DriftResult) -> str:
 def report_html(result: DriftResult) -> str:
     """The whole document: summary first, then Evidently's own report (and the concept part)."""
     if result.snapshot is None:
-        body = "<p style='font-family:system-ui,sans-serif;text-align:center'>No Evidently report: the window is below the policy's minimum size.</p>"
-        return f"<!DOCTYPE html><html lang='en'><head><meta charset='UTF-8'><title>Drift report</title></head><body>{summary_html(result)}{body}{_concept_section(result)}</body></html>"
+        body = (
+            "<p style='font-family:system-ui,sans-serif;text-align:center'>"
+            "No Evidently report: the window is below the policy's minimum size.</p>"
+        )
+        return (
+            "<!DOCTYPE html><html lang='en'><head><meta charset='UTF-8'><title>Drift report</title></head>"
+            f"<body>{summary_html(result)}{body}{_concept_section(result)}</body></html>"
+        )
     document = str(result.snapshot.get_html_str(as_iframe=False))
     title = f"<title>Drift report {_e(result.model_name)} v{_e(result.model_version)}</title>"
     document = document.replace("<head>", f"<head>{title}", 1)
@@ -137,7 +155,11 @@ def report_html(result: DriftResult) -> str:
     if match is None:
         raise RuntimeError("Evidently's HTML has no <body> tag; cannot place the summary")
     at = match.end()
-    return document[:at] + summary_html(result) + _concept_section(result) + document[at:]
+    heading = (
+        "<h2 style='font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto 0'>"
+        "Evidently: data drift per feature and prediction drift</h2>"
+    )
+    return document[:at] + summary_html(result) + _concept_section(result) + heading + document[at:]
 
 
 def write_report_html(*, result: DriftResult, path: Path) -> Path:
@@ -160,8 +182,12 @@ def add_to_workspace(*, result: DriftResult, workspace_dir: Path, project_name: 
 
     workspace = Workspace.create(str(workspace_dir))
     found = workspace.search_project(project_name)
-    project: Any = found[0] if found else workspace.create_project(
-        project_name, description=f"ChurnOps drift reports for model {result.model_name}"
+    project: Any = (
+        found[0]
+        if found
+        else workspace.create_project(
+            project_name, description=f"ChurnOps drift reports for model {result.model_name}"
+        )
     )
     ids: list[str] = []
     for snapshot in (result.snapshot, result.concept_snapshot):
@@ -244,7 +270,12 @@ def log_to_mlflow(
     client.log_batch(
         run_id,
         metrics=[Metric(k, v, now, 0) for k, v in monitoring_metrics(result).items()],
-        tags=[RunTag("churnops.drifted_features", ",".join(f.feature for f in result.features if f.drifted) or "none")],
+        tags=[
+            RunTag(
+                "churnops.drifted_features",
+                ",".join(f.feature for f in result.features if f.drifted) or "none",
+            )
+        ],
     )
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "drift.json"

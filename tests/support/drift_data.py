@@ -49,11 +49,13 @@ def _scored(frame: pd.DataFrame, model: Pipeline) -> pd.DataFrame:
 
 
 @cache
-def generated(kind: Kind, *, customers: int = CUSTOMERS, months: int = MONTHS, seed: int = SEED) -> pd.DataFrame:
+def generated(
+    kind: Kind, *, customers: int = CUSTOMERS, months: int = MONTHS, seed: int = SEED
+) -> pd.DataFrame:
     drift = {"data_drift_from": DRIFT_FROM} if kind == "data" else {}
     if kind == "concept":
         drift = {"concept_drift_from": DRIFT_FROM}
-    return generate_churn_data(customers=customers, months=months, seed=seed, **drift).frame  # type: ignore[arg-type]
+    return generate_churn_data(customers=customers, months=months, seed=seed, **drift).frame
 
 
 @cache

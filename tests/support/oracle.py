@@ -28,9 +28,10 @@ def binned_shares(
     ref, cur = _clean(reference), _clean(current)
     if numeric and ref.nunique() > 20:
         both = np.concatenate([ref.to_numpy(dtype=np.float64), cur.to_numpy(dtype=np.float64)])
-        n_bins = int(math.ceil(math.log2(len(both)) + 1))
+        n_bins = math.ceil(math.log2(len(both)) + 1)
         low, high = float(both.min()), float(both.max())
         edges = np.linspace(low, high, n_bins + 1)
+
         # bin i holds edges[i] <= x < edges[i+1]; the last bin is closed on the right
         def counts(x: Floats) -> Floats:
             index = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, n_bins - 1)
@@ -67,10 +68,17 @@ def jensenshannon(reference: pd.Series, current: pd.Series, *, numeric: bool) ->
     return math.sqrt(max(div / 2, 0.0))
 
 
-def ks(reference: Floats, current: Floats) -> tuple[float, float]:
+def ks(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[float, float]:
     """Two-sample KS: D as the largest gap of the two empirical CDFs, and scipy's exact/asymptotic
     two-sided p-value for it."""
     a, b = np.sort(np.asarray(reference, dtype=np.float64)), np.sort(np.asarray(current, dtype=np.float64))
     grid = np.concatenate([a, b])
-    d = float(np.max(np.abs(np.searchsorted(a, grid, side="right") / len(a) - np.searchsorted(b, grid, side="right") / len(b))))
+    d = float(
+        np.max(
+            np.abs(
+                np.searchsorted(a, grid, side="right") / len(a)
+                - np.searchsorted(b, grid, side="right") / len(b)
+            )
+        )
+    )
     return d, float(stats.ks_2samp(a, b).pvalue)

@@ -22,7 +22,9 @@ def _outcomes(p: np.ndarray, seed: int) -> np.ndarray:
 
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**31), a=st.floats(0.3, 5), b=st.floats(0.3, 20))
-def test_u_is_uniform_whatever_the_score_distribution_when_the_model_is_right(seed: int, a: float, b: float) -> None:
+def test_u_is_uniform_whatever_the_score_distribution_when_the_model_is_right(
+    seed: int, a: float, b: float
+) -> None:
     rng = np.random.default_rng(seed)
     p = rng.beta(a, b, N)
     u = randomized_pit(scores=p, churned=_outcomes(p, seed + 1), uniforms=rng.random(N))
@@ -102,8 +104,12 @@ RULES = ConceptDriftRules(alpha=0.01, min_statistic=0.012, min_labelled_rows=100
 def test_the_decision_needs_significance_size_and_rows(
     statistic: float | None, p_value: float | None, rows: int, status: str
 ) -> None:
-    decision = decide_concept(statistic=statistic, p_value=p_value, labelled_rows=rows, holdout_rows=60_000, rules=RULES)
+    decision = decide_concept(
+        statistic=statistic, p_value=p_value, labelled_rows=rows, holdout_rows=60_000, rules=RULES
+    )
     assert decision.status == status
     assert decision.drifted == (status == "drift")
-    few_holdout = decide_concept(statistic=0.05, p_value=1e-9, labelled_rows=rows, holdout_rows=10, rules=RULES)
+    few_holdout = decide_concept(
+        statistic=0.05, p_value=1e-9, labelled_rows=rows, holdout_rows=10, rules=RULES
+    )
     assert few_holdout.status == "insufficient_data"

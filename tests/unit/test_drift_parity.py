@@ -31,14 +31,22 @@ def stattests() -> Any:
 
 def _evidently(stattests: Any, name: str, ref: pd.Series, cur: pd.Series, numeric: bool) -> float:
     mod, column_type = stattests
-    test = {"kl_div": mod.kl_div_stat_test, "jensenshannon": mod.jensenshannon_stat_test, "ks": mod.ks_stat_test}[name]
+    test = {
+        "kl_div": mod.kl_div_stat_test,
+        "jensenshannon": mod.jensenshannon_stat_test,
+        "ks": mod.ks_stat_test,
+    }[name]
     # Evidently drops nulls and infinities before calling the test (get_one_column_drift).
     ref, cur = (s.replace([np.inf, -np.inf], np.nan).dropna() if numeric else s.dropna() for s in (ref, cur))
     kind = column_type.Numerical if numeric else column_type.Categorical
     return float(test(ref, cur, kind, None).drift_score)
 
 
-numbers = st.lists(st.one_of(st.floats(-50, 50), st.just(float("nan")), st.integers(0, 3).map(float)), min_size=3, max_size=120)
+numbers = st.lists(
+    st.one_of(st.floats(-50, 50), st.just(float("nan")), st.integers(0, 3).map(float)),
+    min_size=3,
+    max_size=120,
+)
 labels = st.lists(st.sampled_from(["a", "b", "c", "d", "e", None]), min_size=3, max_size=120)
 
 
@@ -67,7 +75,9 @@ def test_numeric_scores_equal_the_oracle(stattests: Any, ref: list[float], cur: 
 
 @settings(max_examples=40, deadline=None)
 @given(ref=labels, cur=labels)
-def test_categorical_scores_equal_the_oracle_with_unseen_categories(stattests: Any, ref: list[Any], cur: list[Any]) -> None:
+def test_categorical_scores_equal_the_oracle_with_unseen_categories(
+    stattests: Any, ref: list[Any], cur: list[Any]
+) -> None:
     if not (_has_values(ref) and _has_values(cur)):
         return
     r, c = pd.Series(ref, dtype="object"), pd.Series(cur, dtype="object")
@@ -93,10 +103,14 @@ def test_every_reported_score_equals_evidentlys_own_and_the_oracle(stattests: An
         assert feature.score == pytest.approx(oracle.kl_div(ref, cur, numeric=numeric), rel=1e-9, abs=1e-12)
     js = _evidently(stattests, "jensenshannon", reference["score"], s.current["score"], True)
     assert result.prediction.score == pytest.approx(js, rel=1e-9)
-    assert result.prediction.score == pytest.approx(oracle.jensenshannon(reference["score"], s.current["score"], numeric=True), rel=1e-9)
+    assert result.prediction.score == pytest.approx(
+        oracle.jensenshannon(reference["score"], s.current["score"], numeric=True), rel=1e-9
+    )
     u_ref, u_cur = frame_pit(frame=s.holdout), frame_pit(frame=s.current)
     d, p = oracle.ks(u_ref, u_cur)
-    assert result.concept.p_value == pytest.approx(_evidently(stattests, "ks", pd.Series(u_ref), pd.Series(u_cur), True), rel=1e-9)
+    assert result.concept.p_value == pytest.approx(
+        _evidently(stattests, "ks", pd.Series(u_ref), pd.Series(u_cur), True), rel=1e-9
+    )
     assert result.concept.p_value == pytest.approx(p, rel=1e-9)
     assert result.concept.statistic == pytest.approx(d, rel=1e-12)
     # ... and the JSON carries exactly these numbers, as Evidently's snapshot.dict() has them.
@@ -131,8 +145,13 @@ def test_unseen_categories_empty_bins_and_missing_values_stay_finite() -> None:
     policy = DriftPolicy(min_current_rows=100, min_reference_rows=100)
     when = datetime(2025, 1, 1, tzinfo=UTC)
     result = detect_drift(
-        reference=reference, current=current, policy=policy, model_name="churn", model_version=3,
-        window_start=when, window_end=when,
+        reference=reference,
+        current=current,
+        policy=policy,
+        model_name="churn",
+        model_version=3,
+        window_start=when,
+        window_end=when,
     )
     scores = {f.feature: f.score for f in result.features}
     assert all(v is not None and np.isfinite(v) for v in scores.values())

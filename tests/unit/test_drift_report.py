@@ -63,8 +63,13 @@ def test_the_html_has_the_summary_first_and_escapes_user_strings(result: DriftRe
 def test_a_report_below_the_minimum_size_still_renders(result: DriftResult) -> None:
     s = scenario("clean")
     small = detect_drift(
-        reference=s.reference.head(2000), current=s.current.head(10), policy=DriftPolicy(), model_name="churn",
-        model_version=1, window_start=s.window_start, window_end=s.window_end,
+        reference=s.reference.head(2000),
+        current=s.current.head(10),
+        policy=DriftPolicy(),
+        model_name="churn",
+        model_version=1,
+        window_start=s.window_start,
+        window_end=s.window_end,
     )
     text = report_html(small)
     assert "insufficient_data" in text and "Not enough rows" in text
@@ -85,11 +90,23 @@ def test_the_html_renders_in_headless_chromium(result: DriftResult, tmp_path: Pa
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
             [
-                browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                "--window-size=1280,2400", "--virtual-time-budget=8000", f"--screenshot={png}", page.as_uri(),
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--window-size=1280,2400",
+                "--virtual-time-budget=8000",
+                f"--screenshot={png}",
+                page.as_uri(),
             ],
-            check=True, capture_output=True, timeout=120,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
     keep = os.environ.get("KEEP_DRIFT_SCREENSHOT")
     if keep:
@@ -119,13 +136,18 @@ def test_the_workspace_keeps_the_history(result: DriftResult, tmp_path: Path) ->
     assert stored.metadata["model_version"] == "7"
 
 
-def test_the_mlflow_run_is_linked_to_the_version_and_holds_the_report(result: DriftResult, tmp_path: Path) -> None:
+def test_the_mlflow_run_is_linked_to_the_version_and_holds_the_report(
+    result: DriftResult, tmp_path: Path
+) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     html = write_report_html(result=result, path=tmp_path / "drift.html")
     run_id = log_to_mlflow(
-        client=client, experiment_name="churn-monitoring", result=result, html_path=html,
+        client=client,
+        experiment_name="churn-monitoring",
+        result=result,
+        html_path=html,
         artifact_location=(tmp_path / "artifacts").as_uri(),
     )
     run = client.get_run(run_id)
@@ -137,9 +159,7 @@ def test_the_mlflow_run_is_linked_to_the_version_and_holds_the_report(result: Dr
     )
     artifacts = {a.path for a in client.list_artifacts(run_id, "drift")}
     assert artifacts == {"drift/drift.html", "drift/drift.json"}
-    found = client.search_runs(
-        [run.info.experiment_id], filter_string=f"tags.`{TAG_MODEL_VERSION}` = '7'"
-    )
+    found = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{TAG_MODEL_VERSION}` = '7'")
     assert [r.info.run_id for r in found] == [run_id]
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
