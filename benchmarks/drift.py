@@ -43,9 +43,10 @@ def _prepare(*, directory: Path, reference_rows: int, current_rows: int) -> None
     from churnops.training.candidates import fit_candidate, score
     from churnops.training.frame import labels, model_input
 
-    customers = int((reference_rows + current_rows) / 12 * 1.05) + 1000
+    # about 7.4 rows per customer in the 12 pre-drift months, 2.0 in the 3 drifted ones
+    customers = max(int(reference_rows / 7.2), int(current_rows / 1.9)) + 1000
     data = generate_churn_data(
-        customers=customers, months=14, seed=11, data_drift_from=date(2025, 1, 1)
+        customers=customers, months=15, seed=11, data_drift_from=date(2025, 1, 1)
     ).frame
     before = data[data[EVENT_TS] < pd.Timestamp("2025-01-01", tz="UTC")]
     after = data[data[EVENT_TS] >= pd.Timestamp("2025-01-01", tz="UTC")]
