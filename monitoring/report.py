@@ -162,6 +162,12 @@ def report_html(result: DriftResult) -> str:
     return document[:at] + summary_html(result) + _concept_section(result) + heading + document[at:]
 
 
+def report_path(*, home: Path, result: DriftResult) -> Path:
+    """``<home>/reports/drift-<model>-v<version>-<window end>.html`` (a safe file name)."""
+    stem = f"drift-{result.model_name}-v{result.model_version}-{result.window_end:%Y%m%dT%H%M%S}"
+    return home / "reports" / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".html")
+
+
 def write_report_html(*, result: DriftResult, path: Path) -> Path:
     """Write the report to ``path`` (parents created) and return it."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from monitoring.report import (
     log_to_mlflow,
     monitoring_metrics,
     report_html,
+    report_path,
     write_report_html,
 )
 from tests.support.drift_data import scenario
@@ -58,6 +59,12 @@ def test_the_html_has_the_summary_first_and_escapes_user_strings(result: DriftRe
     assert text.count("<html") >= 1 and "<!DOCTYPE html>" in text[:200]
     assert path.stat().st_size > 1_000_000  # Evidently's self-contained report (scripts and fonts inline)
     assert 'src="http' not in text.lower()
+
+
+def test_the_report_path_is_under_the_homes_reports_and_safe(result: DriftResult, tmp_path: Path) -> None:
+    path = report_path(home=tmp_path, result=result)
+    assert path.parent == tmp_path / "reports"
+    assert path.name == "drift-_script_alert_x_script_-v7-20250601T000000.html"
 
 
 def test_a_report_below_the_minimum_size_still_renders(result: DriftResult) -> None:
