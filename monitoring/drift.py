@@ -269,6 +269,11 @@ def _concept(
     from scipy.stats import ks_2samp
 
     rules = policy.concept_drift
+    if holdout is not None and SCORE not in holdout.columns:
+        raise MonitoringError(
+            f"holdout: no {SCORE!r} column; versions trained before the holdout kept its score need "
+            "the holdout scored with the version's model (or retrain) before concept drift can be judged"
+        )
     u_now = frame_pit(frame=labelled, seed=policy.seed) if labelled is not None else np.empty(0)
     u_ref = frame_pit(frame=holdout, seed=policy.seed) if holdout is not None else np.empty(0)
     enough = len(u_now) >= rules.min_labelled_rows and len(u_ref) >= rules.min_holdout_rows

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from churnops.schema import FEATURES
 from monitoring.concept import frame_pit
 from monitoring.drift import CATEGORICAL, detect_drift, sample_reference
+from monitoring.errors import MonitoringError
 from monitoring.policy import DriftPolicy, load_policy
 from tests.support import oracle
 from tests.support.drift_data import detected, scenario
@@ -164,3 +165,31 @@ def test_unseen_categories_empty_bins_and_missing_values_stay_finite() -> None:
     doc = result.to_json()
     assert doc["model"] == {"name": "churn", "version": "3"}
     assert result.json_text()  # strict JSON: no NaN anywhere
+
+
+def test_bad_frames_name_the_column_and_the_fix() -> None:
+    rng = np.random.default_rng(1)
+    frame = _small(rng, 200, 0.0)
+    when = datetime(2025, 1, 1, tzinfo=UTC)
+    common: dict[str, Any] = {"policy": DriftPolicy(), "model_name": "churn", "model_version": 1}
+    with pytest.raises(MonitoringError, match=r"current: missing column\(s\) \['tenure'\]"):
+        detect_drift(
+            reference=frame,
+            current=frame.drop(columns=["tenure"]),
+            window_start=when,
+            window_end=when,
+            **common,
+        )
+    holdout = pd.DataFrame({"customer_id": ["a"], "event_timestamp": [when], "churned": [0]})
+    with pytest.raises(MonitoringError, match="holdout: no 'score' column"):
+        detect_drift(
+            reference=frame, current=frame, holdout=holdout, window_start=when, window_end=when, **common
+        )
+    with pytest.raises(MonitoringError, match="window_end"):
+        detect_drift(
+            reference=frame,
+            current=frame,
+            window_start=when,
+            window_end=datetime(2024, 1, 1, tzinfo=UTC),
+            **common,
+        )
