@@ -39,8 +39,8 @@ TOLERANCE_REL = 0.05  # ... or 5% of the full score, whichever is larger
 def _prepare(*, directory: Path, reference_rows: int, current_rows: int) -> None:
     import pandas as pd
 
+    from churnops.contracts.columns import EVENT_TS, FEATURES
     from churnops.data.generate import generate_churn_data
-    from churnops.schema import EVENT_TS, FEATURES
     from churnops.training.candidates import fit_candidate, score
     from churnops.training.frame import labels, model_input
 
@@ -125,7 +125,7 @@ def _floor_scores(reference: Any, current: Any, holdout: Any, bins: int | None =
     from scipy import stats
     from scipy.spatial import distance
 
-    from churnops.schema import FEATURES
+    from churnops.contracts.columns import FEATURES
     from monitoring.concept import frame_pit
 
     def shares(ref: Any, cur: Any, numeric: bool, fill: bool) -> tuple[Any, Any]:

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from churnops.schema import EVENT_TS, JOIN_KEY, LABEL
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, LABEL
 from monitoring.errors import MonitoringError
 from monitoring.policy import ConceptDriftRules
 

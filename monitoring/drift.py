@@ -23,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from churnops.schema import FEATURES, LABEL
+from churnops.contracts.columns import FEATURES, LABEL
 from monitoring.concept import SCORE, ConceptDecision, decide_concept, frame_pit
 from monitoring.errors import MonitoringError
 from monitoring.policy import DriftPolicy

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from churnops.schema import feature_names
+from churnops.contracts.columns import feature_names
 from monitoring.errors import DriftPolicyError
 
 DEFAULT_POLICY = "default_drift.yaml"
@@ -34,7 +34,7 @@ class DataDriftRules(BaseModel):
         if unknown:
             raise ValueError(
                 f"unknown feature(s) {unknown}; thresholds are keyed by the names in "
-                f"churnops.schema.FEATURES: {', '.join(feature_names())}"
+                f"churnops.contracts.columns.FEATURES: {', '.join(feature_names())}"
             )
         bad = {k: v for k, v in self.thresholds.items() if not (math.isfinite(v) and v > 0)}
         if bad:

@@ -1,4 +1,4 @@
-"""Data quality of a window against the declared domains of churnops.schema.FEATURES.
+"""Data quality of a window against the declared domains of churnops.contracts.columns.FEATURES.
 
 Drift scores drop nulls before comparing distributions (as Evidently does), so a feature that
 goes missing or starts carrying values outside its domain must be reported on its own.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from churnops.schema import FEATURES, Column
+from churnops.contracts.columns import FEATURES, Column
 
 
 @dataclass(frozen=True)

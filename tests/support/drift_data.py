@@ -17,8 +17,8 @@ from typing import Literal
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from churnops.contracts.columns import EVENT_TS, FEATURES
 from churnops.data.generate import generate_churn_data
-from churnops.schema import EVENT_TS, FEATURES
 from churnops.training.candidates import fit_candidate, score
 from churnops.training.frame import labels, model_input
 from monitoring.drift import DriftResult, detect_drift

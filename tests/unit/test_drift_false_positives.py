@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from churnops.schema import FEATURES
+from churnops.contracts.columns import FEATURES
 from monitoring.concept import decide_concept, frame_pit
 from monitoring.drift import sample_reference
 from monitoring.policy import load_policy

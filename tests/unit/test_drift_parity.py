@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from churnops.schema import FEATURES
+from churnops.contracts.columns import FEATURES
 from monitoring.concept import frame_pit
 from monitoring.drift import CATEGORICAL, detect_drift, sample_reference
 from monitoring.errors import MonitoringError

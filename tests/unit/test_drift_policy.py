@@ -45,7 +45,7 @@ def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
     for expected in (
         "min_current_rows",
         "tenur",
-        "churnops.schema.FEATURES",
+        "churnops.contracts.columns.FEATURES",
         "prediction_drift.threshold",
         "concept_drift.alpha",
         "concept_drift.typo",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from churnops.schema import EVENT_TS
+from churnops.contracts.columns import EVENT_TS
 from monitoring.drift import detect_drift
 from monitoring.policy import DriftPolicy, load_policy
 from tests.support import oracle
