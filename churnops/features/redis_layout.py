@@ -156,22 +156,25 @@ class EntityKeyCodec:
     def decode(self, key: bytes) -> Any:
         """The join key value of a Redis key written for this project (Feast's deserializer)."""
         from feast.infra.key_encoding_utils import deserialize_entity_key
-        from feast.type_map import feast_value_type_to_python_type
 
         project = self.project.encode("utf-8")
-        if not key.endswith(project):
-            raise LayoutUnsupported(f"key {key!r} does not end with project {self.project!r}")
+        if not key.endswith(project) or not key.startswith(self._prefix()):
+            raise LayoutUnsupported(f"key {key!r} is not a {self.join_key!r} key of project {self.project!r}")
         proto = deserialize_entity_key(key[: -len(project)], entity_key_serialization_version=self.version)
-        if list(proto.join_keys) != [self.join_key]:
-            raise LayoutUnsupported(f"key {key!r} is not keyed by {self.join_key!r} alone")
-        return feast_value_type_to_python_type(proto.entity_values[0])
+        if len(proto.entity_values) != 1:
+            raise LayoutUnsupported(f"key {key!r} holds {len(proto.entity_values)} values, not one")
+        return _scalar(proto.entity_values[0])
+
+    def _prefix(self) -> bytes:
+        from feast.infra.key_encoding_utils import serialize_entity_key_prefix
+
+        return bytes(
+            serialize_entity_key_prefix([self.join_key], entity_key_serialization_version=self.version)
+        )
 
     def scan_pattern(self) -> bytes:
         """A SCAN MATCH pattern for this join key's keys in this project (as Feast's deletes scan)."""
-        from feast.infra.key_encoding_utils import serialize_entity_key_prefix
-
-        prefix = serialize_entity_key_prefix([self.join_key], entity_key_serialization_version=self.version)
-        return _glob_escape(prefix) + b"*" + _glob_escape(self.project.encode("utf-8"))
+        return _glob_escape(self._prefix()) + b"*" + _glob_escape(self.project.encode("utf-8"))
 
 
 _PROBES = ("7590-VHVEG", "", "é-ü 漢字", "x" * 300)
@@ -203,6 +206,12 @@ def entity_key_codec(*, config: Any, join_key: Any) -> EntityKeyCodec:
     if fast.encode(_PROBES) != [slow.feast_key(p) for p in _PROBES]:
         return slow
     return fast
+
+
+def _scalar(value: Any) -> Any:
+    from feast.type_map import feast_value_type_to_python_type
+
+    return feast_value_type_to_python_type(value)
 
 
 def _glob_escape(raw: bytes) -> bytes:
@@ -268,7 +277,9 @@ def service_fields(*, store: Any, service: Any) -> ServiceFields:
 
 
 def encode_timestamps(micros: Sequence[int], *, check: Sequence[Any] = ()) -> list[bytes]:
-    """``_ts`` values for event times given as integer microseconds since the epoch (>= 0).
+    """``_ts`` values for event times given as integer microseconds since the epoch (> 0).
+
+    The epoch itself serializes to an empty Timestamp, which readers take for "no row": refused.
 
     ``check``: the same times as pandas/datetime values, compared (pairwise, from the start)
     with Feast's own path (``make_tzaware`` + ``Timestamp.FromDatetime``).
@@ -277,8 +288,8 @@ def encode_timestamps(micros: Sequence[int], *, check: Sequence[Any] = ()) -> li
     from feast.utils import _coerce_datetime
     from google.protobuf.timestamp_pb2 import Timestamp
 
-    if micros and min(micros) < 0:
-        raise LayoutUnsupported("event timestamps before 1970")
+    if micros and min(micros) <= 0:
+        raise LayoutUnsupported("event timestamps at or before 1970-01-01T00:00:00Z")
     cache: dict[int, bytes] = {}
     out = []
     for us in micros:
@@ -296,7 +307,8 @@ def encode_timestamps(micros: Sequence[int], *, check: Sequence[Any] = ()) -> li
 
 
 def decode_timestamp(blob: bytes | None) -> datetime | None:
-    """An ``_ts`` value as Feast's reader returns it (None: absent or empty)."""
+    """An ``_ts`` value as Feast's reader returns it (None: absent or empty, which Feast would
+    read as the epoch with the features present; the writer never writes the epoch)."""
     from google.protobuf.timestamp_pb2 import Timestamp
 
     if not blob:
