@@ -244,33 +244,49 @@ class ServiceFields:
 
 
 def service_fields(*, store: Any, service: Any) -> ServiceFields:
-    """Resolve a FeatureService's projections to Feast's Redis fields and its single join key.
+    """Resolve a FeatureService's projections to the Redis fields Feast's reader reads for it.
 
+    Each view is resolved as Feast's ``get_online_features`` resolves it (a version-pinned
+    projection from its snapshot, else the registry's view, then ``with_projection``), so the
+    versioned name is Feast's own, quirks included: in Feast 0.67 ``with_projection`` drops a
+    "latest" view's ``current_version_number``, so an unpinned service reads the unversioned
+    name although materialize writes the versioned one (both readers then find nothing).
     Raises ``LayoutUnsupported`` for what one id per row cannot address: views keyed by more
     than one join key, or by different ones, and on-demand views.
     """
+    import copy
+
+    from feast import FeatureView
+
     config = store.config
     views: list[ViewFields] = []
     join_keys: dict[str, Any] = {}
     for projection in service.feature_view_projections:
         try:
-            view = store.get_feature_view(projection.name)
-        except Exception as error:  # FeatureViewNotFoundException: an on-demand or stream view
-            raise LayoutUnsupported(
-                f"{service.name}: {projection.name} is not a plain feature view"
-            ) from error
-        if projection.version_tag is not None:
-            raise LayoutUnsupported(f"{service.name}: version-pinned projection {projection.name_to_use()}")
+            if projection.version_tag is not None:
+                if not config.registry.enable_online_feature_view_versioning:
+                    raise LayoutUnsupported(f"{projection.name_to_use()}: online versioning is off")
+                view = store.registry.get_feature_view_by_version(
+                    projection.name, store.project, projection.version_tag, True
+                )
+            else:
+                view = store.registry.get_any_feature_view(projection.name, store.project, True)
+        except LayoutUnsupported:
+            raise
+        except Exception as error:  # not found, or a registry without version snapshots
+            raise LayoutUnsupported(f"{service.name}: {projection.name_to_use()}: {error}") from error
+        if not isinstance(view, FeatureView):
+            raise LayoutUnsupported(f"{service.name}: {projection.name} is not a plain feature view")
         if len(view.entity_columns) != 1:
             raise LayoutUnsupported(f"{service.name}: {view.name} has {len(view.entity_columns)} join keys")
         key = view.entity_columns[0]
         join_keys[key.name] = key
-        views.append(view_fields(view=view, config=config, features=[f.name for f in projection.features]))
+        table = view.with_projection(copy.copy(projection))
+        views.append(view_fields(view=table, config=config, features=[f.name for f in projection.features]))
     if len(join_keys) != 1:
         raise LayoutUnsupported(f"{service.name}: views are keyed by {sorted(join_keys)}, not one join key")
-    return ServiceFields(
-        keys=entity_key_codec(config=config, join_key=next(iter(join_keys.values()))), views=tuple(views)
-    )
+    codec = entity_key_codec(config=config, join_key=next(iter(join_keys.values())))
+    return ServiceFields(keys=codec, views=tuple(views))
 
 
 # -- timestamps ---------------------------------------------------------------------------
