@@ -32,7 +32,6 @@ _DOUBLE_TAG = 0x29
 _U32 = struct.Struct("<I").pack
 _U32X2 = struct.Struct("<II").pack
 _STRING_TYPE = 2  # feast ValueType.STRING in serialize_entity_key
-_MISS = object()
 _CACHE = 65_536  # distinct blobs remembered per decoder before it starts over
 
 
@@ -398,13 +397,27 @@ class DecodedRow:
     missing: list[str]
 
 
+class _Decoded(dict[bytes, Any]):
+    """Blob -> decoded value, computed on first lookup; starts over past ``_CACHE`` entries."""
+
+    def __init__(self, decode: Callable[[bytes], Any]) -> None:
+        super().__init__()
+        self._decode = decode
+
+    def __missing__(self, blob: bytes) -> Any:
+        if len(self) >= _CACHE:
+            self.clear()
+        value = self[blob] = self._decode(blob)
+        return value
+
+
 class HashDecoder:
     """Decodes HMGET replies of a service's fields; repeated blobs (categories, flags) decode once."""
 
     def __init__(self, layout: ServiceFields) -> None:
         self._views = [(v.view, v.features) for v in layout.views]
-        self._values: dict[bytes, Any] = {}
-        self._stamps: dict[bytes, datetime | None] = {}
+        self._values = _Decoded(decode_value)
+        self._stamps = _Decoded(decode_timestamp)
 
     def decode(self, raw: Sequence[bytes | None]) -> DecodedRow:
         """A feature is missing when its field, or its view's timestamp, is absent."""
@@ -415,14 +428,7 @@ class HashDecoder:
         i = 0
         for view, names in self._views:
             ts_raw = raw[i + len(names)]
-            ts: datetime | None = None
-            if ts_raw:
-                ts = stamps.get(ts_raw)
-                if ts is None:
-                    ts = decode_timestamp(ts_raw)
-                    if len(stamps) >= _CACHE:
-                        stamps.clear()
-                    stamps[ts_raw] = ts
+            ts = stamps[ts_raw] if ts_raw else None
             view_ts[view] = ts
             for name in names:
                 blob = raw[i]
@@ -430,13 +436,7 @@ class HashDecoder:
                 if blob is None or ts is None:
                     features[name] = None
                     missing.append(name)
-                    continue
-                cached = values.get(blob, _MISS)
-                if cached is _MISS:
-                    cached = decode_value(blob)
-                    if len(values) >= _CACHE:
-                        values.clear()
-                    values[blob] = cached
-                features[name] = cached
+                else:
+                    features[name] = values[blob]
             i += 1
         return DecodedRow(features=features, view_ts=view_ts, missing=missing)

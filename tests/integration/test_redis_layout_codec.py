@@ -9,7 +9,6 @@ import asyncio
 import logging
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 import redis
@@ -20,11 +19,10 @@ from churnops.features import redis_layout
 from churnops.features.materialize import materialize
 from churnops.features.online import OnlineRow, ServiceLayout, fetch_online, service_layout
 from churnops.features.store import definitions, repo_config
-from churnops.schema import VIEWS
 from churnops.settings import Settings
 from serving.features import FeastReader, RedisReader, first_difference
 from serving.runtime import make_reader
-from tests.feast_helpers import applied_store, random_view_rows, write_view
+from tests.feast_helpers import applied_store, seed_random_histories
 
 pytestmark = pytest.mark.integration
 
@@ -35,16 +33,10 @@ OTHER_FEAST = "0.66.0"
 
 def seed(settings: Settings, customers: int = 40) -> list[str]:
     """Random histories with sub-second event times (and some customers with no rows at all)."""
-    rng = np.random.default_rng(5)
     ids = [f"{i:04d}-CODEC" for i in range(customers)]
-    for view in VIEWS:
-        per = rng.integers(0, 4, customers)
-        row_ids = np.repeat(ids, per).tolist()
-        offsets = rng.integers(0, 120 * 24 * 3600 * 10**6, len(row_ids))
-        times = pd.DatetimeIndex(T0 + pd.to_timedelta(offsets, unit="us"))
-        write_view(
-            settings=settings, view=view, frame=random_view_rows(rng=rng, view=view, ids=row_ids, times=times)
-        )
+    seed_random_histories(
+        settings=settings, ids=ids, seed=5, start=T0, span=pd.Timedelta(days=120), max_rows=4, unit="us"
+    )
     return ids
 
 
