@@ -153,6 +153,30 @@ def drift(
     _print_drift(result, pushed)
 
 
+def drift_report(
+    *,
+    settings: Settings,
+    version: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    as_of: datetime | None = None,
+) -> DriftResult:
+    """The drift report of a window, written, added to the workspace and logged (no push)."""
+    result, _ = _drift(
+        settings=settings,
+        version=version,
+        start=start,
+        end=end,
+        days=31,
+        html=None,
+        policy=None,
+        as_of=as_of,
+        horizon=timedelta(days=31),
+        push_gateway=None,
+    )
+    return result
+
+
 def _drift(
     *,
     settings: Settings,

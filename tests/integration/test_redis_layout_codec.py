@@ -19,8 +19,8 @@ from churnops.contracts.online import OnlineRow
 from churnops.features import redis_layout
 from churnops.features.materialize import materialize
 from churnops.features.online import ServiceLayout, fetch_online, service_layout
-from churnops.features.store import definitions, repo_config
 from churnops.settings import Settings
+from churnops.wiring import feast_definitions, repo_config
 from serving.features import FeastReader, RedisReader, first_difference
 from serving.runtime import make_reader
 from tests.support.feast import applied_store, seed_random_histories
@@ -71,7 +71,7 @@ def versioned_store(settings: Settings) -> tuple[FeatureStore, FeatureService]:
     config.registry.enable_online_feature_view_versioning = True
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     store = FeatureStore(repo_path=str(settings.feast_dir), config=config)
-    defs = definitions(settings)
+    defs = feast_definitions(settings)
     defs.views["account"].version = "v1"
     projected = FeatureService(
         name="churn_projected",
