@@ -15,6 +15,8 @@ customer-snapshot resolve as Feast does: the latest ``created`` known at ``as_of
 
 Metrics come from :mod:`churnops.training.metrics` (the same definitions as the test split),
 per model version overall and per week (ISO, Monday start) or month of the prediction time.
+Joined rows are ordered by model version, customer id and snapshot, so ties in the top-decile
+ranking break the same way on every run.
 """
 
 from __future__ import annotations

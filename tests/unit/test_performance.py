@@ -254,8 +254,8 @@ def brute_auc(y: list[int], s: list[float]) -> float:
 def scored_population(
     y: list[int], s: list[float], *, version: str = "1", when: datetime = T0
 ) -> tuple[list[Pred], list[Lab]]:
-    preds = [Pred(version, f"C{i}", when, when + HOUR, si, "ok") for i, si in enumerate(s)]
-    labels = [Lab(f"C{i}", when, when + (i + 2) * HOUR, yi) for i, yi in enumerate(y)]
+    preds = [Pred(version, f"C{i:04d}", when, when + HOUR, si, "ok") for i, si in enumerate(s)]
+    labels = [Lab(f"C{i:04d}", when, when + (i + 2) * HOUR, yi) for i, yi in enumerate(y)]
     return preds, labels
 
 
@@ -288,7 +288,8 @@ def test_group_metrics_match_their_definitions(data: list[tuple[int, float]]) ->
     assert math.isclose(m["recall_at_threshold"], sum(flagged) / sum(y))
     assert math.isclose(m["precision_at_threshold"], sum(flagged) / len(flagged) if flagged else 0.0)
     top = math.ceil(len(y) / 10)
-    order = sorted(range(len(y)), key=lambda i: -s[i])  # stable: ties keep row order
+    # stable: ties keep row order, which is customer id order in the joined rows
+    order = sorted(range(len(y)), key=lambda i: -s[i])
     assert math.isclose(m["top_decile_lift"], (sum(y[i] for i in order[:top]) / top) / (sum(y) / len(y)))
     assert group.delta == {"roc_auc": m["roc_auc"] - 0.8, "brier": m["brier"] - 0.1}
     assert group.reference == {"roc_auc": 0.8, "brier": 0.1}
