@@ -288,7 +288,7 @@ def test_group_metrics_match_their_definitions(data: list[tuple[int, float]]) ->
     assert math.isclose(m["recall_at_threshold"], sum(flagged) / sum(y))
     assert math.isclose(m["precision_at_threshold"], sum(flagged) / len(flagged) if flagged else 0.0)
     top = math.ceil(len(y) / 10)
-    # stable: ties keep row order, which is customer id order in the joined rows
+    # stable: ties keep row order (same prediction time and score: the input order)
     order = sorted(range(len(y)), key=lambda i: -s[i])
     assert math.isclose(m["top_decile_lift"], (sum(y[i] for i in order[:top]) / top) / (sum(y) / len(y)))
     assert group.delta == {"roc_auc": m["roc_auc"] - 0.8, "brier": m["brier"] - 0.1}
