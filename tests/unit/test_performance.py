@@ -7,6 +7,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -381,3 +382,40 @@ def test_report_refuses_a_version_without_threshold_and_mixed_models() -> None:
         performance_on_late_labels(predictions=mixed, threshold=0.5, **kw)
     with pytest.raises(PerformanceInputError, match="period must be 'week' or 'month'"):
         performance_on_late_labels(predictions=predictions_frame(preds), threshold=0.5, period="day", **kw)  # type: ignore[arg-type]
+
+
+def test_reads_the_real_prediction_log_and_an_empty_one(tmp_path: Path) -> None:
+    """Frames from serving.prediction_log (parquet round trip) join as they are; feature_ts is
+    added here until the log carries it."""
+    from serving.prediction_log import LogRecord, read_prediction_log, write_records
+
+    empty = read_prediction_log(tmp_path / "none").assign(feature_ts=pd.Series(dtype="datetime64[us, UTC]"))
+    report = performance_on_late_labels(
+        predictions=empty, labels=labels_frame([]), as_of=T0, threshold=0.5, reference_metrics={}
+    )
+    assert (report.scored, report.versions, report.periods) == (0, (), ())
+    records = [
+        LogRecord(f"r{i}", T0 + HOUR, "/predict", f"C{i:04d}", "churn", "5", "churn_v1", i / 10, "ok", None)
+        for i in range(10)
+    ]
+    write_records(directory=tmp_path / "predictions", records=records)
+    log = read_prediction_log(tmp_path / "predictions")
+    log["feature_ts"] = pd.Series([pd.Timestamp(T0)] * len(log), dtype="datetime64[us, UTC]")
+    labels = labels_frame([Lab(f"C{i:04d}", T0, T0 + 2 * HOUR, int(i >= 5)) for i in range(10)])
+    report = performance_on_late_labels(
+        predictions=log,
+        labels=labels,
+        as_of=T0 + 2 * MONTH,
+        threshold=0.5,
+        reference_metrics={},
+        min_rows=5,
+        min_positives=2,
+    )
+    (group,) = report.versions
+    assert (report.model_name, group.model_version, group.rows, group.metrics["roc_auc"]) == (
+        "churn",
+        "5",
+        10,
+        1.0,
+    )
+    assert group.label_lag_median_s == 3600.0
