@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from churnops.settings import Settings
-from monitoring.prometheus import GAUGES, NAMESPACE, push_monitoring_metrics
+from monitoring.prometheus import GAUGES, NAMESPACE, MonitoringPushError, push_monitoring_metrics
 from serving.testing import Environment, RedisServer, ServiceProcess, build_environment, service_env
 from tests.conftest import REDIS_HOW, service_missing
 from tests.support.prometheus import Prometheus, Pushgateway, binary
@@ -36,7 +36,8 @@ PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 API_KEY = "stack-test-key-0123456789"
-# Grafana's $__rate_interval is at least four scrape intervals; the test scrapes every second.
+# Grafana's $__rate_interval is at least four scrape intervals; the test scrapes every 2 s.
+SCRAPE_INTERVAL = "2s"
 RATE_INTERVAL = "30s"
 SCRAPE_LABELS = {"job", "instance", "service"}
 
@@ -51,29 +52,40 @@ class Stack:
 
 
 def scrape_config(*, serving: str, gateway: str) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with this test's targets and a 1 s scrape/evaluation interval."""
+    """deploy/prometheus/prometheus.yml with this test's targets and a short scrape/evaluation interval."""
     config = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
-    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["global"].update(scrape_interval=SCRAPE_INTERVAL, evaluation_interval="1s")
     targets = {"churnops-serving": serving, "pushgateway": gateway}
     jobs = [job for job in config["scrape_configs"] if job["job_name"] in targets]
     assert {job["job_name"] for job in jobs} == set(targets), "prometheus.yml lost a scrape job"
     for job in jobs:
-        job["scrape_interval"] = "1s"
+        job["scrape_interval"] = SCRAPE_INTERVAL
         for static in job["static_configs"]:
             static["targets"] = [targets[job["job_name"]]]
     config["scrape_configs"] = jobs
     return config
 
 
-def wait_for(prometheus: Prometheus, expr: str, *, timeout_s: float = 60.0) -> list[Any]:
+def first_data(prometheus: Prometheus, expr: str, *, timeout_s: float = 20.0) -> list[Any]:
+    """The first non-empty result of ``expr`` within ``timeout_s`` (else empty).
+
+    A scrape that times out on a loaded machine marks the target's series stale until the next
+    good scrape, so an instant query is retried for a few scrape intervals before it counts as
+    returning nothing.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
-        result = prometheus.query(expr)["result"]
-        if result:
-            return list(result)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{expr!r} returned nothing for {timeout_s:.0f} s")
+        result = list(prometheus.query(expr)["result"])
+        if result or time.monotonic() > deadline:
+            return result
         time.sleep(0.5)
+
+
+def wait_for(prometheus: Prometheus, expr: str, *, timeout_s: float = 60.0) -> list[Any]:
+    result = first_data(prometheus, expr, timeout_s=timeout_s)
+    if not result:
+        raise AssertionError(f"{expr!r} returned nothing for {timeout_s:.0f} s")
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +106,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         settings = Settings(home=work / "home", redis_url=redis.url, _env_file=None)  # type: ignore[call-arg]
         env = build_environment(settings=settings, n_customers=60)
         service = ServiceProcess(
-            env=service_env(settings, CHURNOPS_SERVING_API_KEY=API_KEY), log_path=work / "service.log"
+            # Its own BENTOML_HOME: BentoML's Prometheus multiprocess directory lives there, and
+            # services sharing one (other tests, other checkouts) wipe each other's counters.
+            env=service_env(settings, CHURNOPS_SERVING_API_KEY=API_KEY, BENTOML_HOME=str(work / "bentoml")),
+            log_path=work / "service.log",
         )
         service.start()
         started.append(service)
@@ -168,14 +183,14 @@ def test_every_dashboard_expression_returns_data(stack: Stack) -> None:
     assert {where.split(":")[0] for where, _ in exprs} == {"churnops-monitoring", "churnops-serving"}
     empty = []
     for where, expr in exprs:
-        data = stack.prometheus.query(expr.replace("$__rate_interval", RATE_INTERVAL))
-        if not data["result"]:
+        if not first_data(stack.prometheus, expr.replace("$__rate_interval", RATE_INTERVAL)):
             empty.append(f"{where}: {expr}")
     assert empty == [], "dashboard expressions without data:\n" + "\n".join(empty)
 
 
 def test_every_alert_expression_evaluates_and_drift_fires(stack: Stack) -> None:
     results = {alert: stack.prometheus.query(expr)["result"] for alert, expr in alert_exprs()}
+    results["ChurnOpsDataDrift"] = first_data(stack.prometheus, dict(alert_exprs())["ChurnOpsDataDrift"])
     # The pushed drifted share (0.5) is over the rule's 0.3; the pushed prediction drift (0.02) is
     # under its threshold (0.1); the live AUC is over the floor; the jobs just succeeded.
     assert [r["metric"] for r in results["ChurnOpsDataDrift"]] == [
@@ -203,9 +218,9 @@ def test_pushed_gauges_keep_their_job_and_model_labels(stack: Stack) -> None:
     expected = {f"{NAMESPACE}_{name}" for name in GAUGES}
     got = {
         series["metric"]["__name__"]: series["metric"]
-        for series in stack.prometheus.query(
-            '{job=~"churnops-drift|churnops-performance", __name__=~"churnops_.+"}'
-        )["result"]
+        for series in first_data(
+            stack.prometheus, '{job=~"churnops-drift|churnops-performance", __name__=~"churnops_.+"}'
+        )
     }
     assert expected <= set(got)
     assert got["churnops_drifted_share"] == {
@@ -215,7 +230,7 @@ def test_pushed_gauges_keep_their_job_and_model_labels(stack: Stack) -> None:
         "model_version": version,
     }
     assert got["churnops_live_roc_auc"]["job"] == "churnops-performance"
-    stamps = stack.prometheus.query("churnops_monitoring_last_success_timestamp_seconds")["result"]
+    stamps = first_data(stack.prometheus, "churnops_monitoring_last_success_timestamp_seconds")
     assert {s["metric"]["job"] for s in stamps} == {"churnops-drift", "churnops-performance"}
     assert all(abs(float(s["value"][1]) - time.time()) < 600 for s in stamps)
 
@@ -229,11 +244,16 @@ def test_score_histogram_is_per_version_only_and_no_customer_id_is_a_label(stack
     for labels in buckets:
         assert set(re.findall(r'(\w+)="', labels)) == {"le", "model_version"}, labels
         assert f'model_version="{version}"' in labels
-    count = stack.prometheus.query(f'sum(churnops_score_count{{model_version="{version}"}})')["result"]
+    count = first_data(stack.prometheus, f'sum(churnops_score_count{{model_version="{version}"}})')
     assert float(count[0]["value"][1]) == 20  # the 20 known customers; unknown and stale rows have no score
     # Through Prometheus: every churnops_* series from both targets, no label value is a customer id.
-    every = stack.prometheus.query('{__name__=~"churnops_.+|push_.+"}')["result"]
-    assert every
+    wait_for(stack.prometheus, 'up{job="churnops-serving"} == 1 and on () up{job="pushgateway"} == 1')
+    every = first_data(stack.prometheus, '{__name__=~"churnops_.+|push_.+"}')
+    assert {s["metric"]["job"] for s in every} >= {
+        "churnops-serving",
+        "churnops-drift",
+        "churnops-performance",
+    }
     values = {value for series in every for value in series["metric"].values()}
     assert values.isdisjoint(stack.sent_ids)
     score_labels = {
@@ -242,3 +262,26 @@ def test_score_histogram_is_per_version_only_and_no_customer_id_is_a_label(stack
         if s["metric"]["__name__"] == "churnops_score_bucket"
     }
     assert score_labels == {frozenset({"le", "model_version"} | SCRAPE_LABELS)}
+
+
+def test_a_refused_push_names_the_gateway(stack: Stack) -> None:
+    # Prometheus itself is a real HTTP server that is not a Pushgateway: it refuses the PUT.
+    with pytest.raises(MonitoringPushError, match=re.escape(f"Pushgateway at {stack.prometheus.url}")):
+        push_monitoring_metrics(
+            gateway=stack.prometheus.url, job="churnops-drift", drift_json=drift_document(), timeout_s=5
+        )
+
+
+def test_the_next_push_replaces_the_group_and_the_drift_alert_clears(stack: Stack) -> None:
+    """Runs last: the drift job pushes again with a calm result and only one feature."""
+    version = stack.env.model_version
+    calm = drift_document(version=version, share=0.05)
+    calm["data_drift"]["features"] = calm["data_drift"]["features"][:1]
+    push_monitoring_metrics(gateway=stack.gateway.url, job="churnops-drift", drift_json=calm, timeout_s=5)
+    (expr,) = [expr for alert, expr in alert_exprs() if alert == "ChurnOpsDataDrift"]
+    wait_for(stack.prometheus, 'churnops_drifted_share{job="churnops-drift"} == 0.05', timeout_s=30)
+    assert stack.prometheus.query(expr)["result"] == []
+    features = first_data(stack.prometheus, 'churnops_drift_score{job="churnops-drift"}')
+    assert [s["metric"]["feature"] for s in features] == ["tenure"]  # monthly_charges left with the PUT
+    # The performance job's group is untouched by the drift job's push.
+    assert first_data(stack.prometheus, 'churnops_live_roc_auc{job="churnops-performance"}')
