@@ -15,8 +15,8 @@ customer-snapshot resolve as Feast does: the latest ``created`` known at ``as_of
 
 Metrics come from :mod:`churnops.training.metrics` (the same definitions as the test split),
 per model version overall and per week (ISO, Monday start) or month of the prediction time.
-Joined rows are ordered by model version, then prediction time and score (then the log's row
-order), so ties in the top-decile ranking break the same way on every run.
+Joined rows are grouped by model version and ordered by prediction time and score within it
+(then the log's row order), so ties in the top-decile ranking break the same way every run.
 """
 
 from __future__ import annotations
@@ -203,9 +203,9 @@ def matured_outcomes(
     lab[CREATED_TS] = _utc(lab[CREATED_TS], frame="labels", column=CREATED_TS)
     lab = lab[(lab[CREATED_TS] <= cut) & lab[LABEL].notna()]
     lab[JOIN_KEY] = lab[JOIN_KEY].astype(str)
-    # Customer ids as integer codes shared by both frames: de-duplicating and joining on
-    # integers and timestamps instead of strings (and sorting only numeric columns) makes the
-    # report several times faster on a million rows (benchmarks/performance.py).
+    # Customer ids as integer codes shared by both frames: de-duplicate and join on integers and
+    # timestamps, sort only numeric columns (string sorts and the merge's uniqueness check
+    # dominated the profile of benchmarks/performance.py).
     codes, _ = pd.factorize(pd.concat([preds[JOIN_KEY], lab[JOIN_KEY]], ignore_index=True))
     preds["_cid"], lab["_cid"] = codes[: len(preds)], codes[len(preds) :]
     preds["_version"] = pd.factorize(preds["model_version"])[0]
