@@ -144,8 +144,8 @@ def _monitor(*, settings: Settings, store: FeatureStore, drift_from: date, last:
     )
     before = datetime.combine(_months_before(drift_from, 1), datetime.min.time(), tzinfo=UTC)
     table = Table(title=f"drift of {ref.name} v{ref.version} (Evidently: KL, Jensen-Shannon, KS)")
-    for column in ("month scored", "rows", "drifted features", "JS score", "concept (KS)", "status"):
-        table.add_column(column)
+    for column in ("month", "rows", "drifted features (KL)", "score JS", "concept KS", "verdict"):
+        table.add_column(column, overflow="fold")
     reports = []
     for when in (before, last):
         with console.status(f"batch scoring as of {when:%Y-%m-%d} and checking drift..."):
@@ -166,13 +166,13 @@ def _monitor(*, settings: Settings, store: FeatureStore, drift_from: date, last:
             )
         doc = result.to_json()
         drifted = [f["feature"] for f in doc["data_drift"]["features"] if f["drifted"]]
-        prediction = doc["prediction_drift"]
+        prediction, concept = doc["prediction_drift"], doc["concept_drift"]
         table.add_row(
             f"{when:%Y-%m}",
             f"{scores.scored:,}",
             ", ".join(drifted) or "none",
             "-" if prediction["score"] is None else f"{prediction['score']:.3f}",
-            str(doc["concept_drift"]["status"]),
+            "no labels yet" if concept["status"] == "insufficient_data" else str(concept["status"]),
             "[red]drift[/]" if result.status == "drift" else f"[green]{result.status}[/]",
         )
         reports.append(result.report_html)

@@ -1,6 +1,6 @@
 """Serving benchmark: the running BentoML service against a floor measured in the same run.
 
-    uv run python benchmarks/serving.py [--customers 2000] [--seconds 5]
+    uv run python benchmarks/serving_latency.py [--customers 2000] [--seconds 5]
 
 Builds a private environment (temp home, a private redis-server on a free loopback port, Feast
 materialized into it, a registered Production model), starts ``bentoml serve
