@@ -22,10 +22,10 @@ from churnops.commands.common import fail, load_settings, quiet_libraries
 
 if TYPE_CHECKING:
     import pandas as pd
-    from monitoring.performance import PerformanceReport
 
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
+    from monitoring.performance import PerformanceReport
 
 app = typer.Typer(help="Watch the Production model: drift reports and performance on late labels.")
 
@@ -190,11 +190,10 @@ def _drift(
     horizon: timedelta,
     push_gateway: str | None,
 ) -> tuple[DriftResult, str | None]:
-    from monitoring.performance import matured_outcomes
-
     from churnops.wiring import mlflow_client, read_prediction_window
     from monitoring.baseline import load_baselines, read_labels
     from monitoring.drift import detect_drift
+    from monitoring.performance import matured_outcomes
     from monitoring.policy import load_policy
     from monitoring.report import add_to_workspace, log_to_mlflow, report_path, write_report_html
 
@@ -313,9 +312,8 @@ def performance(
     if period not in ("week", "month"):
         raise fail(f"--period {period!r}: week or month", json_output=json_output)
     quiet_libraries()
-    from monitoring.performance import PerformanceInputError
-
     from monitoring.errors import MonitoringError
+    from monitoring.performance import PerformanceInputError
 
     try:
         report, pushed = _performance(
@@ -348,10 +346,9 @@ def _performance(
     horizon: timedelta,
     push_gateway: str | None,
 ) -> tuple[PerformanceReport, str | None]:
-    from monitoring.performance import performance_on_late_labels
-
     from churnops.wiring import mlflow_client, read_prediction_window
     from monitoring.baseline import read_labels
+    from monitoring.performance import performance_on_late_labels
 
     everything = read_prediction_window(settings, model_name=settings.model_name)
     if everything.num_rows == 0:
