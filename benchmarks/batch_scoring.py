@@ -5,7 +5,8 @@
 Case ``score``: ``churnops.scoring.batch.score_active_customers`` (active-customer scan, the
 point-in-time training-set build through Feast's DuckDB store, ``predict_proba``, ranking and
 the prediction-log write, parquet). Case ``floor``: the same training-set build plus
-``predict_proba`` alone (the issue's floor). Each case runs in its own process, so peak RSS is
+``predict_proba`` alone (the issue's floor). Each is run twice in its process: the first (cold:
+imports, DuckDB and Feast caches) and the second (warm) are both printed. Each case runs in its own process, so peak RSS is
 its own. The model is training's logistic-regression pipeline fitted on a sample.
 """
 
@@ -60,8 +61,9 @@ def case(name: str, home: Path) -> dict[str, Any]:
     as_of = pd.Timestamp((home / "as_of.txt").read_text()).to_pydatetime()
     store = feature_store(settings)
     if name == "score":
-        result, seconds = timed(
-            lambda: score_active_customers(
+
+        def score() -> Any:
+            return score_active_customers(
                 store=store,
                 model=ScoredModel(name="churn", version="1", feature_service="churn_v1", estimator=model),
                 sources_dir=settings.sources_dir,
@@ -69,7 +71,9 @@ def case(name: str, home: Path) -> dict[str, Any]:
                 ttl=TTL["account"],
                 sink=prediction_log_writer(settings),
             )
-        )
+
+        _, cold = timed(score)
+        result, seconds = timed(score)
         rows, scored = result.rows, result.scored
     else:
 
@@ -107,9 +111,12 @@ def main() -> None:
         floor = run_case(__file__, "floor", "--home", str(home))
         score = run_case(__file__, "score", "--home", str(home))
     print(f"prepared {args.customers:,} customers x {args.months} months in {prep:.1f} s")
-    print(f"{'case':<8} {'wall s':>8} {'rows':>10} {'scored':>10} {'peak MB':>8}")
+    print(f"{'case':<8} {'cold s':>8} {'warm s':>8} {'rows':>10} {'scored':>10} {'peak MB':>8}")
     for r in (floor, score):
-        print(f"{r['case']:<8} {r['seconds']:>8.2f} {r['rows']:>10,} {r['scored']:>10,} {r['peak_mb']:>8,}")
+        print(
+            f"{r['case']:<8} {r['cold_s']:>8.2f} {r['seconds']:>8.2f} {r['rows']:>10,} {r['scored']:>10,} "
+            f"{r['peak_mb']:>8,}"
+        )
     print(f"score / floor: {score['seconds'] / floor['seconds']:.2f}x")
 
 

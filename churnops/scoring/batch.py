@@ -148,7 +148,7 @@ def score_active_customers(
             "churn_probability": pd.array(np.where(usable, probability, np.nan), dtype="Float64"),
             "status": status,
             "model_version": model.version,
-            "feature_ts": active["feature_ts"].to_numpy(),
+            "feature_ts": active["feature_ts"].array,  # stays datetime64[us, UTC] (no object array)
         }
     )
     out.loc[~usable, "churn_probability"] = pd.NA
