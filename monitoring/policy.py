@@ -12,10 +12,10 @@ import math
 from importlib import resources
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from churnops.contracts.columns import feature_names
+from churnops.contracts.policy_files import read_policy
 from monitoring.errors import DriftPolicyError
 
 DEFAULT_POLICY = "default_drift.yaml"
@@ -86,21 +86,4 @@ def default_policy_path() -> Path:
 def load_policy(path: Path | None = None) -> DriftPolicy:
     """Read and validate a drift policy file (the packaged default when ``path`` is None)."""
     source = path if path is not None else default_policy_path()
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as error:
-        raise DriftPolicyError(f"drift policy {source}: cannot be read ({error.strerror or error})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise DriftPolicyError(f"drift policy {source}: not valid YAML ({error})") from None
-    if not isinstance(data, dict):
-        raise DriftPolicyError(f"drift policy {source}: expected a mapping at the top level")
-    data.setdefault("name", source.stem)
-    try:
-        return DriftPolicy.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
-        )
-        raise DriftPolicyError(f"drift policy {source}: {problems}") from None
+    return read_policy(source, model=DriftPolicy, what="drift policy", error=DriftPolicyError)

@@ -23,9 +23,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from churnops.contracts.policy_files import read_policy
 from churnops.training.errors import GatePolicyError
 from churnops.training.metrics import METRICS, SliceSpec
 
@@ -88,24 +88,7 @@ def default_policy_path() -> Path:
 def load_policy(path: Path | None = None) -> GatePolicy:
     """Read and validate a policy file (the packaged default when ``path`` is None)."""
     source = path if path is not None else default_policy_path()
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as error:
-        raise GatePolicyError(f"gate policy {source}: cannot be read ({error.strerror or error})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise GatePolicyError(f"gate policy {source}: not valid YAML ({error})") from None
-    if not isinstance(data, dict):
-        raise GatePolicyError(f"gate policy {source}: expected a mapping at the top level")
-    data.setdefault("name", source.stem)
-    try:
-        return GatePolicy.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
-        )
-        raise GatePolicyError(f"gate policy {source}: {problems}") from None
+    return read_policy(source, model=GatePolicy, what="gate policy", error=GatePolicyError)
 
 
 @dataclass(frozen=True)
