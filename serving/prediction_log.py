@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from churnops.schema import FEATURES
 
@@ -35,6 +35,19 @@ class LogRecord:
     score: float | None
     status: str
     features: dict[str, Any] | None
+
+
+class LoggedRow(Protocol):
+    """What one answered row contributes to its log record (``serving.scoring.Scored`` is one)."""
+
+    @property
+    def customer_id(self) -> str | None: ...
+    @property
+    def features(self) -> dict[str, Any] | None: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def status(self) -> str: ...
 
 
 def log_schema() -> Any:
@@ -69,7 +82,8 @@ BASE_COLUMNS = (
     "score",
     "status",
 )
-COLUMNS = (*BASE_COLUMNS, *(c.name for c in FEATURES))
+FEATURE_NAMES = tuple(c.name for c in FEATURES)
+COLUMNS = (*BASE_COLUMNS, *FEATURE_NAMES)
 Columns = dict[str, list[Any]]
 
 
@@ -85,26 +99,69 @@ class LogBatch:
         self.days: dict[str, Columns] = {}
         self.rows = 0
 
+    def _columns(self, day: str) -> Columns:
+        cols = self.days.get(day)
+        if cols is None:
+            cols = self.days[day] = {name: [] for name in COLUMNS}
+        return cols
+
     def add(self, records: Sequence[LogRecord]) -> None:
-        names = [c.name for c in FEATURES]
+        last_ts: datetime | None = None
+        day = ""
         for r in records:
-            day = r.ts.strftime("%Y-%m-%d")
-            cols = self.days.get(day)
-            if cols is None:
-                cols = self.days[day] = {name: [] for name in COLUMNS}
-            cols["request_id"].append(r.request_id)
-            cols["ts"].append(r.ts)
-            cols["endpoint"].append(r.endpoint)
-            cols["customer_id"].append(r.customer_id)
-            cols["model_name"].append(r.model_name)
-            cols["model_version"].append(r.model_version)
-            cols["feature_service"].append(r.feature_service)
-            cols["score"].append(r.score)
-            cols["status"].append(r.status)
-            features = r.features
-            for name in names:
-                cols[name].append(None if features is None else features.get(name))
+            if r.ts != last_ts:  # the rows of one request share their time: format it once
+                last_ts, day = r.ts, r.ts.strftime("%Y-%m-%d")
+            self._add_row(self._columns(day), r, r)
         self.rows += len(records)
+
+    def add_request(
+        self,
+        *,
+        request_id: str,
+        ts: datetime,
+        endpoint: str,
+        model_name: str,
+        model_version: str,
+        feature_service: str,
+        rows: Sequence[LoggedRow],
+    ) -> None:
+        """The rows of one answer, sharing its request fields (no record object per row)."""
+        shared = _Shared(request_id, ts, endpoint, model_name, model_version, feature_service)
+        cols = self._columns(ts.strftime("%Y-%m-%d"))
+        for row in rows:
+            self._add_row(cols, shared, row)
+        self.rows += len(rows)
+
+    @staticmethod
+    def _add_row(cols: Columns, shared: _Shared | LogRecord, row: LoggedRow | LogRecord) -> None:
+        cols["request_id"].append(shared.request_id)
+        cols["ts"].append(shared.ts)
+        cols["endpoint"].append(shared.endpoint)
+        cols["customer_id"].append(row.customer_id)
+        cols["model_name"].append(shared.model_name)
+        cols["model_version"].append(shared.model_version)
+        cols["feature_service"].append(shared.feature_service)
+        cols["score"].append(row.score)
+        cols["status"].append(row.status)
+        features = row.features
+        if features is None:
+            for name in FEATURE_NAMES:
+                cols[name].append(None)
+        else:
+            for name in FEATURE_NAMES:
+                cols[name].append(features.get(name))
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """The fields every row of one request has in common."""
+
+    request_id: str
+    ts: datetime
+    endpoint: str
+    model_name: str
+    model_version: str
+    feature_service: str
 
 
 def write_columns(*, directory: Path, day: str, columns: Columns) -> Path:
@@ -252,12 +309,45 @@ class PredictionLog:
                 accepted = records[:room]
                 self._batch.add(accepted)
                 full = self._batch.rows >= self._flush_rows
-            if len(accepted) < len(records):
-                self._on_failure(len(records) - len(accepted))
-            if full:
-                self._wake.set()
+            self._queued(len(records), len(accepted), full)
         except Exception:
             self._on_failure(len(records))
+
+    def append_request(
+        self,
+        *,
+        request_id: str,
+        ts: datetime,
+        endpoint: str,
+        model_name: str,
+        model_version: str,
+        feature_service: str,
+        rows: Sequence[LoggedRow],
+    ) -> None:
+        """Queue the rows of one answer (what ``append`` does, without a record object per row)."""
+        try:
+            with self._lock:
+                room = max(self._max_buffer - self._batch.rows, 0)
+                accepted = rows[:room]
+                self._batch.add_request(
+                    request_id=request_id,
+                    ts=ts,
+                    endpoint=endpoint,
+                    model_name=model_name,
+                    model_version=model_version,
+                    feature_service=feature_service,
+                    rows=accepted,
+                )
+                full = self._batch.rows >= self._flush_rows
+            self._queued(len(rows), len(accepted), full)
+        except Exception:
+            self._on_failure(len(rows))
+
+    def _queued(self, offered: int, accepted: int, full: bool) -> None:
+        if accepted < offered:
+            self._on_failure(offered - accepted)
+        if full:
+            self._wake.set()
 
     def flush(self) -> int:
         """Write what is buffered now; returns rows written (a failed partition is counted)."""
