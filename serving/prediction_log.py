@@ -107,11 +107,12 @@ class LogBatch:
 
     def add(self, records: Sequence[LogRecord]) -> None:
         last_ts: datetime | None = None
-        day = ""
+        cols: Columns = {}
         for r in records:
-            if r.ts != last_ts:  # the rows of one request share their time: format it once
-                last_ts, day = r.ts, r.ts.strftime("%Y-%m-%d")
-            self._add_row(self._columns(day), r, r)
+            if r.ts != last_ts:  # the rows of one request share their time: find the day once
+                last_ts, cols = r.ts, self._columns(r.ts.date().isoformat())
+            shared = (r.request_id, r.ts, r.endpoint, r.model_name, r.model_version, r.feature_service)
+            _add_row(cols, shared, r)
         self.rows += len(records)
 
     def add_request(
@@ -126,42 +127,30 @@ class LogBatch:
         rows: Sequence[LoggedRow],
     ) -> None:
         """The rows of one answer, sharing its request fields (no record object per row)."""
-        shared = _Shared(request_id, ts, endpoint, model_name, model_version, feature_service)
-        cols = self._columns(ts.strftime("%Y-%m-%d"))
+        shared = (request_id, ts, endpoint, model_name, model_version, feature_service)
+        cols = self._columns(ts.date().isoformat())
         for row in rows:
-            self._add_row(cols, shared, row)
+            _add_row(cols, shared, row)
         self.rows += len(rows)
 
-    @staticmethod
-    def _add_row(cols: Columns, shared: _Shared | LogRecord, row: LoggedRow | LogRecord) -> None:
-        cols["request_id"].append(shared.request_id)
-        cols["ts"].append(shared.ts)
-        cols["endpoint"].append(shared.endpoint)
-        cols["customer_id"].append(row.customer_id)
-        cols["model_name"].append(shared.model_name)
-        cols["model_version"].append(shared.model_version)
-        cols["feature_service"].append(shared.feature_service)
-        cols["score"].append(row.score)
-        cols["status"].append(row.status)
-        features = row.features
-        if features is None:
-            for name in FEATURE_NAMES:
-                cols[name].append(None)
-        else:
-            for name in FEATURE_NAMES:
-                cols[name].append(features.get(name))
+
+_SHARED = ("request_id", "ts", "endpoint", "model_name", "model_version", "feature_service")
 
 
-@dataclass(frozen=True)
-class _Shared:
-    """The fields every row of one request has in common."""
-
-    request_id: str
-    ts: datetime
-    endpoint: str
-    model_name: str
-    model_version: str
-    feature_service: str
+def _add_row(cols: Columns, shared: tuple[Any, ...], row: LoggedRow | LogRecord) -> None:
+    """Append one row: ``shared`` holds the values of ``_SHARED`` in that order."""
+    for name, value in zip(_SHARED, shared, strict=True):
+        cols[name].append(value)
+    cols["customer_id"].append(row.customer_id)
+    cols["score"].append(row.score)
+    cols["status"].append(row.status)
+    features = row.features
+    if features is None:
+        for name in FEATURE_NAMES:
+            cols[name].append(None)
+    else:
+        for name in FEATURE_NAMES:
+            cols[name].append(features.get(name))
 
 
 def write_columns(*, directory: Path, day: str, columns: Columns) -> Path:
