@@ -203,8 +203,10 @@ def serving_runtime(settings: Settings, *, metrics: ServingMetrics) -> Runtime:
     log = PredictionLog(
         directory=prediction_log_dir(settings),
         sink=prediction_log_sink(settings),
+        spool_dir=settings.home / "predictions-spool",
         on_written=lambda n: metrics.log_rows.inc(n),
         on_failure=lambda n: metrics.log_failures.inc(n),
+        on_spooled=lambda n: metrics.log_spooled.inc(n),
     )
     runtime = Runtime(
         settings=ServingConfig.from_values(settings),

@@ -59,14 +59,17 @@ class RequestGuard:
         self, app: ASGIApp, *, config: Callable[[], GuardConfig | None], paths: tuple[str, ...]
     ) -> None:
         self.app = app
-        self._config = config
+        self._resolve = config
+        self._config: GuardConfig | None = None
         self._paths = frozenset(paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") not in self._paths:
             await self.app(scope, receive, send)
             return
-        config = self._config()
+        config = self._config
+        if config is None:  # resolved once the service has started, then kept
+            config = self._config = self._resolve()
         if config is None:
             await _reply(send, 503, error_body(message="service is starting", code="model_unavailable"))
             return

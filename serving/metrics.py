@@ -5,6 +5,10 @@ multiprocess mode and set ``PROMETHEUS_MULTIPROC_DIR`` after importing the servi
 prometheus_client is imported here lazily. ``registry=None`` (the service) writes to the
 multiprocess files that BentoML's /metrics collects; tests pass their own CollectorRegistry.
 Labels are bounded: endpoint, model version, status, reason. Never a customer id.
+
+The request path goes through ``ServingMetrics.child``: ``labels()`` takes a lock and builds the
+label tuple on every call (~3-5 us each, five per request), so each child is looked up once per
+label set and kept.
 """
 
 from __future__ import annotations
@@ -74,7 +78,14 @@ class ServingMetrics:
         self.errors = Counter("errors", "Failed requests by reason.", ["reason"], **kw)
         self.log_rows = Counter("prediction_log_rows", "Rows written to the prediction log.", **kw)
         self.log_failures = Counter(
-            "prediction_log_failures", "Prediction-log writes that failed (rows lost).", **kw
+            "prediction_log_failures",
+            "Prediction-log rows lost (neither the sink nor the spool took them).",
+            **kw,
+        )
+        self.log_spooled = Counter(
+            "prediction_log_spooled_rows",
+            "Prediction-log rows the sink refused, kept in the local spool until it takes them.",
+            **kw,
         )
         self.model_info = Gauge(
             "model_info",
@@ -88,6 +99,15 @@ class ServingMetrics:
             "model_load_failures", "Production versions that failed to load or verify.", ["reason"], **kw
         )
         self._info_labels: tuple[str, str, str, str] | None = None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per label set (labels are bounded, see above)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def set_model(self, *, name: str, version: str, feature_service: str, scorer: str) -> None:
         if self._info_labels is not None:

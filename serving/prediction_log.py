@@ -3,8 +3,10 @@
 Layout: ``<home>/predictions/date=YYYY-MM-DD/part-<utc time>-<pid>-<random>.parquet`` (hive
 partitioning; each flush writes new files, nothing is ever rewritten). Rows are buffered in
 memory and written by a background thread every ``flush_seconds`` or ``flush_rows``, so a
-request never waits for disk. A failed write is counted (``on_failure(rows)``) and dropped;
-it never fails a request.
+request never waits for disk. A write the sink refuses (the SQL table unreachable, a disk error)
+is spooled to local parquet and replayed when the sink takes rows again (``serving.spool``);
+only rows that neither the sink nor the spool could take are dropped, and counted. A log
+failure never fails a request.
 """
 
 from __future__ import annotations
@@ -13,12 +15,28 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from churnops.contracts.columns import FEATURES
 from churnops.contracts.prediction_log import COLUMNS, PARTITION, LogRecord, log_schema, prediction_log_table
 
+
+class LoggedRow(Protocol):
+    """What one answered row contributes to its log record (``serving.scoring.Scored`` is one)."""
+
+    @property
+    def customer_id(self) -> str | None: ...
+    @property
+    def features(self) -> dict[str, Any] | None: ...
+    @property
+    def score(self) -> float | None: ...
+    @property
+    def status(self) -> str: ...
+
+
+FEATURE_NAMES = tuple(c.name for c in FEATURES)
 Columns = dict[str, list[Any]]
 
 
@@ -34,27 +52,62 @@ class LogBatch:
         self.days: dict[str, Columns] = {}
         self.rows = 0
 
+    def _columns(self, day: str) -> Columns:
+        cols = self.days.get(day)
+        if cols is None:
+            cols = self.days[day] = {name: [] for name in COLUMNS}
+        return cols
+
     def add(self, records: Sequence[LogRecord]) -> None:
-        names = [c.name for c in FEATURES]
+        last_ts: datetime | None = None
+        cols: Columns = {}
         for r in records:
-            day = r.ts.strftime("%Y-%m-%d")
-            cols = self.days.get(day)
-            if cols is None:
-                cols = self.days[day] = {name: [] for name in COLUMNS}
-            cols["request_id"].append(r.request_id)
-            cols["ts"].append(r.ts)
-            cols["endpoint"].append(r.endpoint)
-            cols["customer_id"].append(r.customer_id)
-            cols["model_name"].append(r.model_name)
-            cols["model_version"].append(r.model_version)
-            cols["feature_service"].append(r.feature_service)
-            cols["score"].append(r.score)
-            cols["status"].append(r.status)
-            cols["feature_ts"].append(r.feature_ts)
-            features = r.features
-            for name in names:
-                cols[name].append(None if features is None else features.get(name))
+            if r.ts != last_ts:  # the rows of one request share their time: find the day once
+                last_ts, cols = r.ts, self._columns(r.ts.date().isoformat())
+            shared = (r.request_id, r.ts, r.endpoint, r.model_name, r.model_version, r.feature_service)
+            _add_row(cols, shared, r, r.feature_ts)
         self.rows += len(records)
+
+    def add_request(
+        self,
+        *,
+        request_id: str,
+        ts: datetime,
+        endpoint: str,
+        model_name: str,
+        model_version: str,
+        feature_service: str,
+        rows: Sequence[LoggedRow],
+        feature_times: Sequence[datetime | None],
+    ) -> None:
+        """The rows of one answer, sharing its request fields (no record object per row)."""
+        shared = (request_id, ts, endpoint, model_name, model_version, feature_service)
+        cols = self._columns(ts.date().isoformat())
+        for row, feature_ts in zip(rows, feature_times, strict=True):
+            _add_row(cols, shared, row, feature_ts)
+        self.rows += len(rows)
+
+
+_SHARED = ("request_id", "ts", "endpoint", "model_name", "model_version", "feature_service")
+
+
+def _add_row(
+    cols: Columns, shared: tuple[Any, ...], row: LoggedRow | LogRecord, feature_ts: datetime | None
+) -> None:
+    """Append one row: ``shared`` holds the values of ``_SHARED`` in that order."""
+    for name, value in zip(_SHARED, shared, strict=True):
+        cols[name].append(value)
+    cols["feature_ts"].append(feature_ts)
+    cols["customer_id"].append(row.customer_id)
+    cols["score"].append(row.score)
+    cols["status"].append(row.status)
+    features = row.features
+    if features is None:
+        for name in FEATURE_NAMES:
+            cols[name].append(None)
+    else:
+        for name in FEATURE_NAMES:
+            cols[name].append(features.get(name))
 
 
 def write_columns(*, directory: Path, day: str, columns: Columns) -> Path:
@@ -127,11 +180,20 @@ class PredictionLog:
         flush_seconds: float = 1.0,
         flush_rows: int = 5000,
         max_buffer_rows: int = 200_000,
+        spool_dir: Path | None = None,
         on_written: Callable[[int], None] = lambda n: None,
         on_failure: Callable[[int], None] = lambda n: None,
+        on_spooled: Callable[[int], None] = lambda n: None,
+        warn_interval_s: float = 60.0,
     ) -> None:
+        from serving.spool import Spool, ThrottledWarning
+
         self.directory = directory
         self._sink = sink or parquet_sink(directory)
+        # Rows the sink refuses wait here (local parquet) and are replayed before each flush.
+        self.spool = Spool(spool_dir or directory.parent / f"{directory.name}-spool")
+        self._warning = ThrottledWarning(interval_s=warn_interval_s)
+        self._on_spooled = on_spooled
         self._flush_seconds = flush_seconds
         self._flush_rows = flush_rows
         self._max_buffer = max_buffer_rows
@@ -155,24 +217,75 @@ class PredictionLog:
                 accepted = records[:room]
                 self._batch.add(accepted)
                 full = self._batch.rows >= self._flush_rows
-            if len(accepted) < len(records):
-                self._on_failure(len(records) - len(accepted))
-            if full:
-                self._wake.set()
+            self._queued(len(records), len(accepted), full)
         except Exception:
             self._on_failure(len(records))
 
+    def append_request(
+        self,
+        *,
+        request_id: str,
+        ts: datetime,
+        endpoint: str,
+        model_name: str,
+        model_version: str,
+        feature_service: str,
+        rows: Sequence[LoggedRow],
+        feature_times: Sequence[datetime | None],
+    ) -> None:
+        """Queue the rows of one answer (what ``append`` does, without a record object per row)."""
+        try:
+            with self._lock:
+                room = max(self._max_buffer - self._batch.rows, 0)
+                accepted = rows[:room]
+                self._batch.add_request(
+                    request_id=request_id,
+                    ts=ts,
+                    endpoint=endpoint,
+                    model_name=model_name,
+                    model_version=model_version,
+                    feature_service=feature_service,
+                    rows=accepted,
+                    feature_times=feature_times[:room],
+                )
+                full = self._batch.rows >= self._flush_rows
+            self._queued(len(rows), len(accepted), full)
+        except Exception:
+            self._on_failure(len(rows))
+
+    def _queued(self, offered: int, accepted: int, full: bool) -> None:
+        if accepted < offered:
+            self._on_failure(offered - accepted)
+        if full:
+            self._wake.set()
+
     def flush(self) -> int:
-        """Write what is buffered now; returns rows written (a failed partition is counted)."""
+        """Replay the spool, then write what is buffered now; returns rows the sink took.
+
+        A partition the sink refuses goes to the spool (counted by ``on_spooled``); only rows that
+        neither the sink nor the spool could take are lost (counted by ``on_failure``).
+        """
+        written = 0
+        if self.spool.files():
+            replayed = self.spool.replay(self._sink)
+            if replayed:
+                self._on_written(replayed)
+                written += replayed
         with self._lock:
             batch, self._batch = self._batch, LogBatch()
-        written = 0
         for day, columns in sorted(batch.days.items()):
             rows = len(columns["request_id"])
             try:
                 self._sink(day, columns)
-            except Exception:
-                self._on_failure(rows)
+            except Exception as error:
+                if self.spool.put(day, columns):
+                    self._on_spooled(rows)
+                    self._warning.warn(
+                        f"prediction log sink failed ({error}); rows spooled to {self.spool.directory}"
+                    )
+                else:
+                    self._on_failure(rows)
+                    self._warning.warn(f"prediction log sink and spool both failed ({error}); rows dropped")
                 continue
             self._on_written(rows)
             written += rows

@@ -2,8 +2,9 @@
 
 The parts (Feast store, model source, prediction log, configuration) are built from Settings by
 ``churnops.wiring.serving_runtime`` and handed in; ``start()`` loads Production and starts the
-watcher and log threads. ``predict_ids`` / ``predict_rows`` return a response model or an
-``ApiError``; the BentoML service only translates.
+watcher and log threads. ``predict_ids`` / ``predict_rows`` return an ``Answer`` (rendered to the
+``PredictResponse`` JSON once, by ``Answer.json``) or an ``ApiError``; the BentoML service and
+``serving.direct`` only translate.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import to_json
+
 from churnops.contracts.online import OnlineRow, feature_time
-from churnops.contracts.prediction_log import LogRecord
 from churnops.features.online import ServiceLayout
 from churnops.features.redis_layout import LayoutUnsupported, feast_version_problem
 from serving.config import ServingConfig
@@ -55,6 +56,42 @@ class ApiError:
 
     def body(self) -> dict[str, Any]:
         return error_body(message=self.message, code=self.reason, loc=list(self.loc))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One scored request: what ``PredictResponse`` says, kept as the rows the log also records."""
+
+    model_name: str
+    model_version: str
+    request_id: str
+    predictions: tuple[Scored, ...]
+
+    def json(self) -> bytes:
+        """The ``PredictResponse`` body, byte for byte what pydantic would write, without the models."""
+        return to_json(
+            {
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+                "request_id": self.request_id,
+                "predictions": [
+                    {"customer_id": s.customer_id, "churn_probability": s.score, "status": s.status}
+                    for s in self.predictions
+                ],
+            }
+        )
+
+    def response(self) -> PredictResponse:
+        """The same answer as the declared response model (for in-process callers and the schema)."""
+        return PredictResponse(
+            model_name=self.model_name,
+            model_version=self.model_version,
+            request_id=self.request_id,
+            predictions=[
+                Prediction(customer_id=s.customer_id, churn_probability=s.score, status=s.status)
+                for s in self.predictions
+            ],
+        )
 
 
 def make_reader(
@@ -129,10 +166,10 @@ class Runtime:
                 if settings.serving_webhook_secret is not None
                 else None
             ),
-            observe=lambda endpoint, status, seconds: metrics.request_latency.labels(
-                endpoint, str(status)
+            observe=lambda endpoint, status, seconds: metrics.child(
+                metrics.request_latency, endpoint, str(status)
             ).observe(seconds),
-            count_error=lambda reason: metrics.errors.labels(reason).inc(),
+            count_error=lambda reason: metrics.child(metrics.errors, reason).inc(),
         )
 
     def start(self) -> Runtime:
@@ -189,7 +226,7 @@ class Runtime:
 
     # -- requests --------------------------------------------------------------------------
 
-    async def predict_ids(self, customer_ids: Sequence[str]) -> PredictResponse | ApiError:
+    async def predict_ids(self, customer_ids: Sequence[str]) -> Answer | ApiError:
         if len(customer_ids) > self.settings.serving_max_ids:
             return ApiError(
                 413,
@@ -207,11 +244,15 @@ class Runtime:
             return ApiError(503, "features_unavailable", f"online feature store unavailable ({error})")
         finally:
             self.metrics.feature_latency.observe(time.perf_counter() - started)
-        for status, count in Counter(r.status for r in rows if r.status != "ok").items():
-            self.metrics.feature_problems.labels(status).inc(count)
+        problems: dict[str, int] = {}
+        for r in rows:
+            if r.status != "ok":
+                problems[r.status] = problems.get(r.status, 0) + 1
+        for status, count in problems.items():
+            self.metrics.child(self.metrics.feature_problems, status).inc(count)
         return await self._answer(deployment, rows, endpoint="predict")
 
-    async def predict_rows(self, rows: Sequence[FeatureRow]) -> PredictResponse | ApiError:
+    async def predict_rows(self, rows: Sequence[FeatureRow]) -> Answer | ApiError:
         if len(rows) > self.settings.serving_max_rows:
             return ApiError(
                 413, "too_many_items", f"at most {self.settings.serving_max_rows} rows per request", ("rows",)
@@ -236,14 +277,14 @@ class Runtime:
         *,
         endpoint: str,
         ids: Sequence[str | None] | None = None,
-    ) -> PredictResponse:
-        version = deployment.model.ref.version
+    ) -> Answer:
+        ref = deployment.model.ref
         started = time.perf_counter()
         if deployment.scorer_kind == "sklearn":
             scored = await asyncio.to_thread(score_rows, scorer=deployment.scorer, rows=rows)
         else:
             scored = score_rows(scorer=deployment.scorer, rows=rows)
-        self.metrics.predict_latency.labels(version).observe(time.perf_counter() - started)
+        self.metrics.child(self.metrics.predict_latency, ref.version).observe(time.perf_counter() - started)
         if ids is not None:
             scored = [
                 Scored(customer_id=cid, features=s.features, score=s.score, status=s.status)
@@ -257,14 +298,8 @@ class Runtime:
             endpoint=endpoint,
             feature_times=[feature_time(r) for r in rows],
         )
-        return PredictResponse(
-            model_name=deployment.model.ref.name,
-            model_version=version,
-            request_id=request_id,
-            predictions=[
-                Prediction(customer_id=s.customer_id, churn_probability=s.score, status=s.status)
-                for s in scored
-            ],
+        return Answer(
+            model_name=ref.name, model_version=ref.version, request_id=request_id, predictions=tuple(scored)
         )
 
     def _record(
@@ -277,31 +312,24 @@ class Runtime:
         feature_times: Sequence[datetime | None],
     ) -> None:
         ref = deployment.model.ref
-        now = datetime.now(UTC)
-        by_status = Counter(s.status for s in scored)
-        for status, count in by_status.items():
-            self.metrics.predictions.labels(ref.version, status).inc(count)
-        histogram = self.metrics.scores.labels(ref.version)
+        metrics = self.metrics
+        by_status: dict[str, int] = {}
+        histogram = metrics.child(metrics.scores, ref.version)
         for s in scored:
+            by_status[s.status] = by_status.get(s.status, 0) + 1
             if s.score is not None:
                 histogram.observe(s.score)
-        self.log.append(
-            [
-                LogRecord(
-                    request_id=request_id,
-                    ts=now,
-                    endpoint=endpoint,
-                    customer_id=s.customer_id,
-                    model_name=ref.name,
-                    model_version=ref.version,
-                    feature_service=deployment.feature_service,
-                    score=s.score,
-                    status=s.status,
-                    features=s.features,
-                    feature_ts=feature_ts,
-                )
-                for s, feature_ts in zip(scored, feature_times, strict=True)
-            ]
+        for status, count in by_status.items():
+            metrics.child(metrics.predictions, ref.version, status).inc(count)
+        self.log.append_request(
+            request_id=request_id,
+            ts=datetime.now(UTC),
+            endpoint=endpoint,
+            model_name=ref.name,
+            model_version=ref.version,
+            feature_service=deployment.feature_service,
+            rows=scored,
+            feature_times=feature_times,
         )
 
     async def refresh(self) -> bool:

@@ -5,19 +5,25 @@ Run it with ``bentoml serve serving.service:ChurnService`` from the project root
 ``POST /model/refresh`` (registry webhook: re-check the production alias now), and BentoML's
 ``/livez``, ``/readyz`` (ready once a Production model and the feature store are loaded) and
 ``/metrics``.
+
+``/predict`` and ``/predict_features`` are declared here (schema, OpenAPI, in-process calls) and
+answered over HTTP by ``serving.direct`` in front of BentoML's router, with the same request
+classes and the same ``Runtime``: BentoML's per-call machinery cost as much as the work itself.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import bentoml
 from starlette.responses import JSONResponse, Response
 
+from serving.direct import DirectRoute, DirectRoutes, Reply, json_body
 from serving.guard import ERROR_HEADER, GuardConfig, RequestGuard
-from serving.runtime import ApiError, Runtime
+from serving.runtime import Answer, ApiError, Runtime
 from serving.validation import (
     FeatureRow,
     PredictFeaturesRequest,
@@ -30,15 +36,49 @@ API_PATHS = ("/predict", "/predict_features", "/model/refresh")
 logger = logging.getLogger(__name__)
 
 
-def _guard_config() -> GuardConfig | None:
-    """The running instance's guard settings (None until the service has started)."""
+def _runtime() -> Runtime | None:
+    """The running instance's runtime (None until the service has started)."""
     instance: Any = bentoml.get_current_service()
     runtime = getattr(instance, "runtime", None)
-    return runtime.guard if isinstance(runtime, Runtime) else None
+    return runtime if isinstance(runtime, Runtime) else None
 
 
-def _error(error: ApiError) -> Response:
-    return JSONResponse(error.body(), status_code=error.status, headers={ERROR_HEADER.decode(): error.reason})
+def _guard_config() -> GuardConfig | None:
+    runtime = _runtime()
+    return runtime.guard if runtime is not None else None
+
+
+def _response(result: Answer | ApiError) -> Response:
+    if isinstance(result, ApiError):
+        return JSONResponse(
+            result.body(), status_code=result.status, headers={ERROR_HEADER.decode(): result.reason}
+        )
+    return Response(result.json(), media_type="application/json")
+
+
+async def _reply(result: Awaitable[Answer | ApiError]) -> Reply:
+    answer = await result
+    if isinstance(answer, ApiError):
+        return Reply(answer.status, json_body(answer.body()), answer.reason)
+    return Reply(200, answer.json())
+
+
+def _direct_routes() -> dict[str, DirectRoute] | None:
+    """The scoring routes for ``serving.direct``, validated by the IO descriptors BentoML built."""
+    runtime = _runtime()
+    if runtime is None:
+        return None
+    apis = cast("Any", ChurnService).apis
+    return {
+        "/predict": DirectRoute(
+            request_model=apis["predict"].input_spec,
+            answer=lambda request: _reply(runtime.predict_ids(request.customer_ids)),
+        ),
+        "/predict_features": DirectRoute(
+            request_model=apis["predict_features"].input_spec,
+            answer=lambda request: _reply(runtime.predict_rows(request.rows)),
+        ),
+    }
 
 
 @bentoml.service(
@@ -77,14 +117,12 @@ class ChurnService:
     @bentoml.api(route="/predict", input_spec=PredictRequest, output_spec=PredictResponse)  # type: ignore[untyped-decorator]
     async def predict(self, customer_ids: list[str]) -> PredictResponse | Response:
         """Score customers by id; each row has a status (ok, unknown_customer, stale_features, ...)."""
-        result = await self.runtime.predict_ids(customer_ids)
-        return _error(result) if isinstance(result, ApiError) else result
+        return _response(await self.runtime.predict_ids(customer_ids))
 
     @bentoml.api(route="/predict_features", input_spec=PredictFeaturesRequest, output_spec=PredictResponse)  # type: ignore[untyped-decorator]
     async def predict_features(self, rows: list[FeatureRow]) -> PredictResponse | Response:
         """Score raw churn_v1 feature rows (what-if)."""
-        result = await self.runtime.predict_rows(rows)
-        return _error(result) if isinstance(result, ApiError) else result
+        return _response(await self.runtime.predict_rows(rows))
 
     @bentoml.api(route="/model/refresh", output_spec=RefreshResponse)  # type: ignore[untyped-decorator]
     async def refresh_model(self) -> RefreshResponse:
@@ -101,6 +139,11 @@ class ChurnService:
 
 
 # A class decorator's return type is invisible to mypy: ChurnService is a bentoml.Service.
+# The guard runs first (key, content type, body size, latency and error metrics), then the
+# scoring routes; BentoML's router gets everything else.
 cast("bentoml.Service[Any]", ChurnService).add_asgi_middleware(
     RequestGuard, config=_guard_config, paths=API_PATHS
+)
+cast("bentoml.Service[Any]", ChurnService).add_asgi_middleware(
+    DirectRoutes, routes=_direct_routes, headers=((b"server", b"BentoML Service/churn"),)
 )

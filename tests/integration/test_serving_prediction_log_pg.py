@@ -51,3 +51,62 @@ def test_sql_sink_appends_rows_to_postgres(postgres_url: str, tmp_path: Path) ->
     assert other.flush() == 1
     assert len(again.read()) == 6
     again.dispose()
+
+
+def test_rows_the_database_refuses_are_spooled_and_replayed_none_lost(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import sqlalchemy as sa
+
+    from churnops.contracts.prediction_log import read_prediction_log_table
+
+    sink = SqlSink(postgres_url)
+    counts = {"written": 0, "spooled": 0, "lost": 0}
+    log = PredictionLog(
+        directory=tmp_path / "predictions",
+        sink=sink,
+        on_written=lambda n: counts.__setitem__("written", counts["written"] + n),
+        on_spooled=lambda n: counts.__setitem__("spooled", counts["spooled"] + n),
+        on_failure=lambda n: counts.__setitem__("lost", counts["lost"] + n),
+    )
+    log.append([_record(i) for i in range(3)])
+    assert log.flush() == 3
+    with sink.engine.begin() as conn:  # the table goes away under the service (an outage)
+        conn.execute(sa.text("ALTER TABLE prediction_log RENAME TO prediction_log_away"))
+    log.append([_record(i) for i in range(3, 8)])
+    assert log.flush() == 0
+    assert counts == {"written": 3, "spooled": 5, "lost": 0}
+    assert log.spool.pending_rows() == 5
+    log.append([_record(8)])
+    assert log.flush() == 0  # still down: the new row joins the spool, the old ones wait
+    assert log.spool.pending_rows() == 6
+    with sink.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE prediction_log_away RENAME TO prediction_log"))
+    log.append([_record(9)])
+    assert log.flush() == 7  # the 6 spooled rows first, then the new one
+    assert log.spool.pending_rows() == 0 and not log.spool.files()
+    assert counts == {"written": 10, "spooled": 6, "lost": 0}
+    table = read_prediction_log_table(sink.engine).to_pandas()
+    assert sorted(table["request_id"]) == sorted(f"r{i}" for i in range(10))  # each row exactly once
+    log.close()
+    sink.dispose()
+
+
+def test_rows_are_counted_lost_only_when_the_spool_cannot_take_them(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import sqlalchemy as sa
+
+    sink = SqlSink(postgres_url)
+    blocked = tmp_path / "spool"
+    blocked.write_text("a file where the spool directory should be")  # the local disk refuses too
+    lost: list[int] = []
+    log = PredictionLog(
+        directory=tmp_path / "predictions", sink=sink, spool_dir=blocked, on_failure=lost.append
+    )
+    with sink.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE prediction_log"))
+    log.append([_record(i) for i in range(4)])
+    assert log.flush() == 0
+    assert lost == [4]
+    sink.dispose()
