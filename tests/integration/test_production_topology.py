@@ -177,6 +177,9 @@ def test_train_promote_and_serve_through_an_authenticated_mlflow_server(topology
     anonymous = httpx.get(f"{topology.mlflow.url}/api/2.0/mlflow/registered-models/search", timeout=30)
     assert anonymous.status_code == 401, anonymous.text
 
+    # Provisioned before any model exists, as a deployment's init step would: READ on the name.
+    reader = _create_reader(topology.mlflow, model=MODEL)
+
     env = topology.training_env
     months = 6
     _cli(env, "data", "generate", "--customers", "2000", "--months", str(months), "--seed", "11",
@@ -206,7 +209,6 @@ def test_train_promote_and_serve_through_an_authenticated_mlflow_server(topology
     s3.close()
     assert any(k.endswith("/model.skops") for k in keys), keys
 
-    reader = _create_reader(topology.mlflow, model=MODEL)
     serving_env = {**topology.serving_env, **reader}
     assert not any("REGISTRY_DATABASE" in k for k in serving_env)
     assert topology.registry_db not in serving_env.values()
