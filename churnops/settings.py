@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     gate_policy: Path | None = Field(
         default=None, description="Training quality-gate policy YAML (default: the packaged one)."
     )
+    drift_policy: Path | None = Field(
+        default=None, description="Drift policy YAML (default: monitoring/default_drift.yaml)."
+    )
+    pushgateway_url: str | None = Field(
+        default=None, description="Prometheus Pushgateway that monitoring jobs push their gauges to."
+    )
     actor: str | None = Field(
         default=None,
         description="Who is recorded in the registry's audit trail (default: the OS user); --actor wins.",

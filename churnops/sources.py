@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -71,13 +70,3 @@ def read_source(*, sources_dir: Path, name: str) -> pd.DataFrame:
     table = schema.empty_table() if not files else pq.read_table([str(f) for f in files], schema=schema)
     frame: pd.DataFrame = table.to_pandas()
     return frame
-
-
-def utc(ts: datetime | str | pd.Timestamp) -> pd.Timestamp:
-    """Parse a timestamp that must carry an offset (or be explicitly UTC) into UTC."""
-    value = pd.Timestamp(ts)
-    if value.tzinfo is None:
-        raise ValueError(
-            f"timestamp {ts!s} has no UTC offset: write it as 2024-01-31T00:00:00Z or with +HH:MM"
-        )
-    return value.tz_convert("UTC")

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.settings import Settings
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
     from mlflow import MlflowClient
@@ -157,6 +159,39 @@ def prediction_log_sink(settings: Settings) -> Sink | None:
 
     url = settings.serving_prediction_log_url
     return SqlSink(url) if url else None
+
+
+def prediction_log_writer(settings: Settings) -> Sink:
+    """Where batch jobs append prediction-log rows: the SQL table when configured, else parquet."""
+    from serving.prediction_log import parquet_sink
+
+    return prediction_log_sink(settings) or parquet_sink(prediction_log_dir(settings))
+
+
+def read_prediction_window(
+    settings: Settings,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+) -> pa.Table:
+    """A window of the prediction log, wherever the settings keep it (parquet or the SQL table)."""
+    from churnops.contracts.prediction_log import read_prediction_log, read_prediction_log_table
+
+    if settings.serving_prediction_log_url:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(settings.serving_prediction_log_url, pool_pre_ping=True)
+        try:
+            return read_prediction_log_table(
+                engine, start=start, end=end, model_name=model_name, model_version=model_version
+            )
+        finally:
+            engine.dispose()
+    return read_prediction_log(
+        prediction_log_dir(settings), start=start, end=end, model_name=model_name, model_version=model_version
+    )
 
 
 def serving_runtime(settings: Settings, *, metrics: ServingMetrics) -> Runtime:

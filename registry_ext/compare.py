@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 import tempfile
 from collections.abc import Sequence
@@ -154,14 +153,6 @@ def _gate_summary(gates: Any) -> str:
         summary = f"{head} {len(checked) - len(failed)}/{len(checked)}"
         return summary + (f": {', '.join(failed)}" if failed else "")
     return json.dumps(gates, default=str)[:160]
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def compare_versions(*, registry: ModelRegistry, versions: Sequence[int]) -> Comparison:

@@ -6,7 +6,7 @@ the ``model_transitions`` row that records it. Nothing updates or deletes a tran
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -250,7 +250,3 @@ def change_stage(
         gate_results=None,
         time=time,
     )
-
-
-def known_versions(conn: Connection, *, name: str, versions: Sequence[int]) -> set[int]:
-    return set(fetch_stages(conn, name=name, versions=versions))

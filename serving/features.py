@@ -4,10 +4,11 @@ Two readers with one async interface:
 
 - ``FeastReader``: Feast's ``get_online_features`` via ``churnops.features.online.fetch_online``
   (any online store; run in a worker thread, bounded by a deadline).
-- ``RedisReader``: reads Feast's Redis layout directly (one pipelined HMGET per id, key and
-  field encoding from Feast's own helpers) on an asyncio client with millisecond timeouts and
-  no retries. Measured: Feast's read path costs ~40 ms for 100 ids on this machine, this
-  one a few ms. A parity test checks it returns exactly what ``fetch_online`` returns.
+- ``RedisReader``: reads Feast's Redis layout directly (one HMGET per id; keys, fields and
+  decoding from ``churnops.features.redis_layout``, the codec the direct writer uses) on an
+  asyncio client with millisecond timeouts and no retries. Measured: Feast's read path costs
+  ~40 ms for 100 ids on this machine, this one a few ms. At warm-up it compares itself with
+  ``fetch_online`` on a sample and falls back to Feast's reader on any difference.
 
 Both judge staleness against the view TTL (Feast does not enforce TTL online). A store that is
 down or slower than the deadline raises ``FeaturesUnavailable``; the service answers 503.
@@ -17,16 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from churnops.contracts.online import OnlineRow, classify
+from churnops.features import redis_layout
 from churnops.features.online import ServiceLayout, fetch_online
 
-_MISS = object()
-_VALUE_CACHE = 65_536
+logger = logging.getLogger(__name__)
+_UNKNOWN_ID = "__churnops_self_check__"  # an id no store holds: the unknown-customer path
+_SAMPLE_SCANS = 20  # SCAN calls at most while sampling ids for the self-check
 # HMGET of the same fields for every key in KEYS; a missing field comes back as nil.
 _HMGET_MANY = """
 local out = {}
@@ -80,46 +83,45 @@ class FeastReader:
         return None
 
 
-@dataclass(frozen=True)
-class _ViewPlan:
-    name: str
-    features: list[str]
-    ts_field: str
-
-
 class RedisReader:
-    """Feast's Redis hash layout read directly: key = entity key + project, one field per feature."""
+    """Feast's Redis hash layout read directly, with the encodings of ``churnops.features.redis_layout``.
+
+    ``warm_up`` checks the reader against Feast's ``get_online_features`` on a sample of the
+    stored ids (plus one unknown id); on any difference it logs a warning naming it and from
+    then on serves through a ``FeastReader`` for this service. Raises ``LayoutUnsupported`` at
+    construction for a service it cannot address (several join keys, on-demand views).
+    """
 
     def __init__(
         self,
         *,
         redis_url: str,
-        project: str,
+        store: Any,
         layout: ServiceLayout,
         timeout_ms: int,
-        entity_key_serialization_version: int = 3,
+        check_ids: int = 64,
     ) -> None:
-        from feast.infra.online_stores.helpers import _mmh3
-
+        problem = redis_layout.direct_store_problem(config=store.config)
+        if problem:
+            raise redis_layout.LayoutUnsupported(problem)
         self._url = redis_url
-        self._project = project.encode("utf-8")
+        self._store = store
+        self._layout = layout
         self._ttl = layout.ttl
         self._timeout = timeout_ms / 1000
-        self._ek_version = entity_key_serialization_version
-        views: dict[str, list[str]] = {}
-        for feature, view in layout.view_of.items():
-            views.setdefault(view, []).append(feature)
-        self._plans = [_ViewPlan(view, feats, f"_ts:{view}") for view, feats in views.items()]
-        self._fields: list[bytes | str] = []
-        for plan in self._plans:
-            self._fields.extend(_mmh3(f"{plan.name}:{f}") for f in plan.features)
-            self._fields.append(plan.ts_field)
+        self._check_ids = check_ids
+        self._service = redis_layout.service_fields(store=store, service=layout.service)
+        self._codec = self._service.keys
+        self._fields = self._service.fields
+        self._decoder = redis_layout.HashDecoder(self._service)
         self._client: Any = None
         self._script: Any = None
-        # Serialized values repeat (categories, flags, tenures): decode each distinct blob once.
-        self._values: dict[bytes, Any] = {}
-        self._stamps: dict[bytes, datetime] = {}
-        self._keys: dict[str, bytes] = {}
+        self._fallback: FeastReader | None = None
+
+    @property
+    def active(self) -> str:
+        """``redis`` (direct) or ``feast`` (the self-check found a difference)."""
+        return "feast" if self._fallback is not None else "redis"
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -137,27 +139,13 @@ class RedisReader:
         return self._client
 
     def keys(self, customer_ids: Sequence[str]) -> list[bytes]:
-        from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
-        keys = []
-        cache = self._keys
-        for cid in customer_ids:
-            redis_key = cache.get(cid)
-            if redis_key is None:
-                key = EntityKey(join_keys=["customer_id"], entity_values=[Value(string_val=cid)])
-                redis_key = serialize_entity_key(key, entity_key_serialization_version=self._ek_version)
-                redis_key += self._project
-                if len(cache) >= _VALUE_CACHE:
-                    cache.clear()
-                cache[cid] = redis_key
-            keys.append(redis_key)
-        return keys
+        return self._codec.encode(customer_ids)
 
     async def fetch(self, customer_ids: Sequence[str]) -> list[OnlineRow]:
         import redis
 
+        if self._fallback is not None:
+            return await self._fallback.fetch(customer_ids)
         if not customer_ids:
             return []
         client = self._redis()
@@ -180,57 +168,66 @@ class RedisReader:
     def decode(
         self, customer_ids: Sequence[str], values: Sequence[Sequence[bytes | None]], *, now: datetime
     ) -> list[OnlineRow]:
-        from feast.protos.feast.types.Value_pb2 import Value
-        from google.protobuf.timestamp_pb2 import Timestamp
-
+        decode = self._decoder.decode
         rows = []
         for cid, raw in zip(customer_ids, values, strict=True):
-            features: dict[str, Any] = {}
-            view_ts: dict[str, datetime | None] = {}
-            missing: list[str] = []
-            i = 0
-            for plan in self._plans:
-                ts_raw = raw[i + len(plan.features)]
-                ts: datetime | None = None
-                if ts_raw:
-                    ts = self._stamps.get(ts_raw)
-                    if ts is None:
-                        stamp = Timestamp()
-                        stamp.ParseFromString(ts_raw)
-                        ts = datetime.fromtimestamp(stamp.seconds + stamp.nanos / 1e9, tz=UTC)
-                        if len(self._stamps) >= _VALUE_CACHE:
-                            self._stamps.clear()
-                        self._stamps[ts_raw] = ts
-                view_ts[plan.name] = ts
-                for name in plan.features:
-                    blob = raw[i]
-                    i += 1
-                    if blob is None or ts is None:
-                        features[name] = None
-                        missing.append(name)
-                        continue
-                    cached = self._values.get(blob, _MISS)
-                    if cached is _MISS:
-                        value = Value()
-                        value.ParseFromString(blob)
-                        kind = value.WhichOneof("val")
-                        cached = None if kind in (None, "null_val") else getattr(value, kind)
-                        if len(self._values) >= _VALUE_CACHE:
-                            self._values.clear()
-                        self._values[blob] = cached
-                    features[name] = cached
-                i += 1
+            row = decode(raw)
             rows.append(
                 classify(
                     customer_id=cid,
-                    features=features,
-                    view_ts=view_ts,
-                    missing=missing,
+                    features=row.features,
+                    view_ts=row.view_ts,
+                    missing=row.missing,
                     ttl=self._ttl,
                     now=now,
                 )
             )
         return rows
+
+    def self_check(self, *, customer_ids: Sequence[str] | None = None) -> str | None:
+        """The first difference between this reader's rows and Feast's for the same ids (None: same).
+
+        ``customer_ids`` default: up to ``check_ids`` ids found in Redis, plus one unknown id.
+        Synchronous (its own short-lived client); raises when Redis cannot be reached.
+        """
+        import redis
+
+        timeout = max(self._timeout * 5, 1.0)
+        client = redis.Redis.from_url(self._url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            ids = list(customer_ids) if customer_ids is not None else [*self._sample(client), _UNKNOWN_ID]
+            with client.pipeline(transaction=False) as pipe:
+                for key in self.keys(ids):
+                    pipe.hmget(key, self._fields)
+                raw = pipe.execute()
+        finally:
+            client.close()
+        now = datetime.now(UTC)
+        direct = self.decode(ids, raw, now=now)
+        feast = fetch_online(store=self._store, layout=self._layout, customer_ids=ids, now=now)
+        return first_difference(direct=direct, feast=feast)
+
+    def _sample(self, client: Any) -> list[str]:
+        ids: list[str] = []
+        cursor = 0
+        for _ in range(_SAMPLE_SCANS):
+            cursor, keys = client.scan(cursor=cursor, match=self._codec.scan_pattern(), count=1000)
+            ids.extend(str(self._codec.decode(k)) for k in keys)
+            if cursor == 0 or len(ids) >= self._check_ids:
+                break
+        return ids[: self._check_ids]
+
+    def warm_up(self) -> None:
+        """Check this reader against Feast; on a difference, serve through Feast (and say why)."""
+        problem = self.self_check()
+        if problem is not None:
+            logger.warning(
+                "feature service %s: direct Redis reader disagrees with Feast's get_online_features (%s); "
+                "using Feast's reader for it",
+                self._layout.service.name,
+                problem,
+            )
+            self._fallback = FeastReader(store=self._store, layout=self._layout, deadline_s=self._timeout * 2)
 
     async def _reset(self) -> None:
         client, self._client, self._script = self._client, None, None
@@ -239,8 +236,23 @@ class RedisReader:
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
 
-    def warm_up(self) -> None:
-        """Nothing to do: the asyncio client belongs to the server's event loop (made on first use)."""
-
     async def aclose(self) -> None:
         await self._reset()
+
+
+def first_difference(*, direct: Sequence[OnlineRow], feast: Sequence[OnlineRow]) -> str | None:
+    """Where two readers' rows for the same ids first differ, in words (None: identical)."""
+    for mine, theirs in zip(direct, feast, strict=True):
+        cid = mine.customer_id
+        if mine.features.keys() != theirs.features.keys():
+            return f"customer {cid}: features {sorted(mine.features)} vs {sorted(theirs.features)}"
+        for name, value in mine.features.items():
+            if value != theirs.features[name] or type(value) is not type(theirs.features[name]):
+                return f"customer {cid}, feature {name}: direct {value!r}, Feast {theirs.features[name]!r}"
+        for what in ("status", "event_timestamps", "stale_views"):
+            a, b = getattr(mine, what), getattr(theirs, what)
+            if a != b:
+                return f"customer {cid}, {what}: direct {a!r}, Feast {b!r}"
+        if sorted(mine.missing) != sorted(theirs.missing):
+            return f"customer {cid}, missing: direct {sorted(mine.missing)}, Feast {sorted(theirs.missing)}"
+    return None

@@ -65,7 +65,7 @@ def write_columns(*, directory: Path, day: str, columns: Columns) -> Path:
     table = pa.Table.from_pydict(columns, schema=log_schema())
     partition = directory / f"{PARTITION}={day}"
     partition.mkdir(parents=True, exist_ok=True)
-    stamp = columns["ts"][0].strftime("%Y%m%dT%H%M%S%f")
+    stamp = table.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f")
     path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table, tmp)
@@ -100,7 +100,8 @@ class SqlSink:
 
     def __call__(self, day: str, columns: Columns) -> int:
         names = list(columns)
-        rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        lists = [v.to_pylist() if hasattr(v, "to_pylist") else v for v in columns.values()]
+        rows = [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
         with self.engine.begin() as conn:
             conn.execute(self.table.insert(), rows)
         return len(rows)

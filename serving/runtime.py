@@ -21,6 +21,7 @@ from typing import Any
 from churnops.contracts.online import OnlineRow, feature_time
 from churnops.contracts.prediction_log import LogRecord
 from churnops.features.online import ServiceLayout
+from churnops.features.redis_layout import LayoutUnsupported, feast_version_problem
 from serving.config import ServingConfig
 from serving.features import FeastReader, FeaturesUnavailable, OnlineReader, RedisReader
 from serving.guard import GuardConfig
@@ -56,20 +57,39 @@ class ApiError:
         return error_body(message=self.message, code=self.reason, loc=list(self.loc))
 
 
-def make_reader(*, settings: ServingConfig, store: Any, layout: ServiceLayout) -> OnlineReader:
-    """The direct Redis reader when the online store is Redis (unless told otherwise), else Feast."""
-    use_redis = settings.redis_url is not None and settings.serving_online_reader in ("auto", "redis")
-    if use_redis and settings.redis_url is not None:
-        return RedisReader(
-            redis_url=settings.redis_url,
-            project=settings.project,
-            layout=layout,
-            timeout_ms=settings.redis_timeout_ms,
-            entity_key_serialization_version=store.config.entity_key_serialization_version,
-        )
+def make_reader(
+    *, settings: ServingConfig, store: Any, layout: ServiceLayout, feast_version: str | None = None
+) -> OnlineReader:
+    """The direct Redis reader when the online store is Redis (unless told otherwise), else Feast.
+
+    ``auto`` takes the direct reader only when the installed Feast (or ``feast_version``) is
+    the one the Redis layout codec was verified against, logging why not otherwise.
+    """
     # Redis: fail fast (2x the socket timeout). The embedded SQLite store has no "slow server"
     # failure mode, only a cold first read, so it gets a generous bound.
     deadline_s = settings.redis_timeout_ms * 2 / 1000 if settings.redis_url else 2.0
+    mode = settings.serving_online_reader
+    if settings.redis_url is not None and mode in ("auto", "redis"):
+        service = layout.service.name
+        problem = feast_version_problem(installed=feast_version)
+        if problem and mode == "auto":
+            logger.warning(
+                "feature service %s: direct Redis reader not used (%s); using Feast", service, problem
+            )
+        else:
+            if problem:
+                logger.warning("feature service %s: direct Redis reader forced although %s", service, problem)
+            try:
+                return RedisReader(
+                    redis_url=settings.redis_url,
+                    store=store,
+                    layout=layout,
+                    timeout_ms=settings.redis_timeout_ms,
+                )
+            except LayoutUnsupported as why:
+                logger.warning(
+                    "feature service %s: direct Redis reader not used (%s); using Feast", service, why
+                )
     return FeastReader(store=store, layout=layout, deadline_s=deadline_s)
 
 

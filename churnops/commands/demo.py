@@ -1,15 +1,17 @@
 """`churnops demo`: the whole loop on the embedded default, from an empty home dir.
 
-generate -> feast apply -> materialize -> training set -> train + gates -> register ->
-Staging -> Production -> how to serve it. Idempotent: a second run regenerates the same data
-and trains again (the gates decide whether that makes a new version).
+generate (a price rise in the last months) -> feast apply -> materialize -> training set ->
+train on the months before the price rise + gates -> register -> Staging -> Production ->
+batch-score a month before and the newest month after the rise -> drift report for each ->
+how to serve it. Idempotent: a second run regenerates the same data and trains again (the
+gates decide whether that makes a new version).
 """
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -35,10 +37,18 @@ def _start(months: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+DRIFT_MONTHS = 3  # the price rise (data drift) covers the newest this many snapshots
+
+
+def _months_before(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
 def demo(
-    customers: int = typer.Option(5000, "--customers", help="Synthetic customers to generate."),
-    months: int = typer.Option(12, "--months", help="Monthly snapshots."),
-    seed: int = typer.Option(42, "--seed"),
+    customers: Annotated[int, typer.Option("--customers", help="Synthetic customers to generate.")] = 5000,
+    months: Annotated[int, typer.Option("--months", help="Monthly snapshots.")] = 12,
+    seed: Annotated[int, typer.Option("--seed")] = 42,
 ) -> None:
     """Run ChurnOps end to end on generated data (no services needed)."""
     from churnops.contracts.columns import EVENT_TS, LABEL
@@ -55,12 +65,17 @@ def demo(
     console.print(f"home: {settings.home}")
 
     with console.status("generating synthetic customers..."):
-        data = generate_churn_data(customers=customers, months=months, seed=seed, start=_start(months))
+        start = _start(months)
+        drift_from = _months_before(_start(1), DRIFT_MONTHS - 1) if months > DRIFT_MONTHS + 2 else None
+        data = generate_churn_data(
+            customers=customers, months=months, seed=seed, start=start, data_drift_from=drift_from
+        )
         write_generated(data=data, sources_dir=settings.sources_dir)
     console.print(
         f"[green]generated[/] {data.customers:,} customers, {data.snapshot_rows:,} monthly snapshot rows, "
         f"{data.churn_events:,} churn events ({data.churn_rate:.1%} per month), "
         f"{data.first_snapshot:%Y-%m-%d} .. {data.last_snapshot:%Y-%m-%d}"
+        + (f"; price rise (data drift) from {drift_from:%Y-%m-%d}" if drift_from else "")
     )
 
     with console.status("applying the Feast repo..."):
@@ -86,7 +101,14 @@ def demo(
         f"{frame[EVENT_TS].min():%Y-%m-%d} .. {frame[EVENT_TS].max():%Y-%m-%d}, {len(features)} features"
     )
 
-    version = _train_and_promote(settings=settings, store=store)
+    train_until = (
+        datetime(drift_from.year, drift_from.month, drift_from.day, tzinfo=UTC) - timedelta(days=1)
+        if drift_from
+        else None
+    )
+    version = _train_and_promote(settings=settings, store=store, labels_end=train_until)
+    if version is not None and drift_from is not None:
+        _monitor(settings=settings, store=store, drift_from=drift_from, last=data.last_snapshot)
 
     summary = Table(title="where things are", show_header=False)
     summary.add_row("sources (parquet)", str(settings.sources_dir))
@@ -103,8 +125,70 @@ def demo(
     console.print(f"done in {time.perf_counter() - started:.1f} s")
 
 
-def _train_and_promote(*, settings: Settings, store: FeatureStore) -> int | None:
-    """Train on churn_v1, let the gates decide, and walk a new version to Production."""
+def _monitor(*, settings: Settings, store: FeatureStore, drift_from: date, last: datetime) -> None:
+    """Batch-score a month before the price rise and the newest month, then a drift report of each."""
+    from churnops.commands.monitor import drift_report
+    from churnops.features.definitions import TTL
+    from churnops.scoring.batch import ScoredModel, score_active_customers
+    from churnops.wiring import model_source, prediction_log_writer
+
+    source = model_source(settings)
+    ref = source.production()
+    if ref is None:
+        return
+    model = ScoredModel(
+        name=ref.name,
+        version=ref.version,
+        feature_service=ref.feature_service or settings.feature_service,
+        estimator=source.load(ref).estimator,
+    )
+    before = datetime.combine(_months_before(drift_from, 1), datetime.min.time(), tzinfo=UTC)
+    table = Table(title=f"drift of {ref.name} v{ref.version} (Evidently: KL, Jensen-Shannon, KS)")
+    for column in ("month", "rows", "drifted features (KL)", "score JS", "concept KS", "verdict"):
+        table.add_column(column, overflow="fold")
+    reports = []
+    for when in (before, last):
+        with console.status(f"batch scoring as of {when:%Y-%m-%d} and checking drift..."):
+            scores = score_active_customers(
+                store=store,
+                model=model,
+                sources_dir=settings.sources_dir,
+                as_of=when,
+                ttl=TTL["account"],
+                sink=prediction_log_writer(settings),
+            )
+            result = drift_report(
+                settings=settings,
+                version=ref.version,
+                start=when,
+                end=when + timedelta(days=1),
+                as_of=last + timedelta(days=1),
+            )
+        doc = result.to_json()
+        drifted = [f["feature"] for f in doc["data_drift"]["features"] if f["drifted"]]
+        prediction, concept = doc["prediction_drift"], doc["concept_drift"]
+        table.add_row(
+            f"{when:%Y-%m}",
+            f"{scores.scored:,}",
+            ", ".join(drifted) or "none",
+            "-" if prediction["score"] is None else f"{prediction['score']:.3f}",
+            "no labels yet" if concept["status"] == "insufficient_data" else str(concept["status"]),
+            "[red]drift[/]" if result.status == "drift" else f"[green]{result.status}[/]",
+        )
+        reports.append(result.report_html)
+    console.print(table)
+    for path in reports:
+        console.print(f"drift report: {path}", soft_wrap=True)
+    console.print(
+        f"history of these reports: uv run evidently ui --workspace {settings.home / 'evidently'}",
+        soft_wrap=True,
+    )
+
+
+def _train_and_promote(
+    *, settings: Settings, store: FeatureStore, labels_end: datetime | None = None
+) -> int | None:
+    """Train on churn_v1 (labels up to ``labels_end``), let the gates decide, promote a new version."""
     from churnops.training import TrainOptions, load_policy, train
     from churnops.wiring import open_registry
 
@@ -116,7 +200,9 @@ def _train_and_promote(*, settings: Settings, store: FeatureStore) -> int | None
                 registry=registry,
                 sources_dir=settings.sources_dir,
                 policy=load_policy(settings.gate_policy),
-                options=TrainOptions(feature_service=settings.feature_service, trigger="manual"),
+                options=TrainOptions(
+                    feature_service=settings.feature_service, trigger="manual", labels_end=labels_end
+                ),
                 artifact_location=settings.artifact_location,
             )
         test = result.test.overall

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -44,15 +44,16 @@ def apply_cmd() -> None:
 
 @app.command("training-set")
 def training_set_cmd(
-    out: Path = typer.Option(
-        Path("training_set.parquet"), "--out", help="Where to write the frame (parquet)."
-    ),
-    feature_service: str = typer.Option("churn_v1", "--feature-service"),
-    start: str | None = typer.Option(
-        None, "--start", help="First label time (with offset, e.g. 2024-01-01T00:00:00Z)."
-    ),
-    end: str | None = typer.Option(None, "--end", help="Last label time (with offset)."),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the parquet (default <home>/training_set.parquet)."),
+    ] = None,
+    feature_service: Annotated[str, typer.Option("--feature-service")] = "churn_v1",
+    start: Annotated[
+        str | None, typer.Option("--start", help="First label time (with offset, e.g. 2024-01-01T00:00:00Z).")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Last label time (with offset).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Build the point-in-time training frame for a FeatureService from the label source."""
     from churnops.contracts.columns import EVENT_TS, LABEL
@@ -76,6 +77,7 @@ def training_set_cmd(
         )
     except (TimestampError, ValueError) as error:
         raise fail(str(error), json_output=json_output) from None
+    out = out or settings.home / "training_set.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     summary = {
@@ -98,12 +100,12 @@ def training_set_cmd(
 
 @app.command("materialize")
 def materialize_cmd(
-    end: str | None = typer.Option(
-        None, "--end", help="Cut-off time (default: the newest event in the sources)."
-    ),
-    writer: str = typer.Option(
-        "auto", "--writer", help="auto (direct on plain Redis, else Feast), feast or direct."
-    ),
+    end: Annotated[
+        str | None, typer.Option("--end", help="Cut-off time (default: the newest event in the sources).")
+    ] = None,
+    writer: Annotated[
+        str, typer.Option("--writer", help="auto (direct on plain Redis, else Feast), feast or direct.")
+    ] = "auto",
 ) -> None:
     """Load the online store so it equals the offline point-in-time view at --end."""
     from churnops.contracts.columns import VIEWS
@@ -128,9 +130,9 @@ def materialize_cmd(
 
 @app.command("online")
 def online_cmd(
-    customer_ids: list[str] = typer.Argument(..., help="Customer ids to look up."),
-    feature_service: str = typer.Option("churn_v1", "--feature-service"),
-    json_output: bool = typer.Option(False, "--json"),
+    customer_ids: Annotated[list[str], typer.Argument(help="Customer ids to look up.")],
+    feature_service: Annotated[str, typer.Option("--feature-service")] = "churn_v1",
+    json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Read a FeatureService's online features for customer ids (with per-row status)."""
     from churnops.features.online import fetch_online, service_layout

@@ -6,7 +6,7 @@ Heavy imports (numpy, pandas, pyarrow, rich) stay inside the command so `churnop
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -23,19 +23,31 @@ def _parse_date(value: str, option: str) -> date:
 
 
 def generate(
-    customers: int = typer.Option(5000, "--customers", help="Distinct customers over the whole window."),
-    months: int = typer.Option(12, "--months", help="Monthly snapshots (1st of the month, 00:00 UTC)."),
-    seed: int = typer.Option(42, "--seed", help="Same seed and arguments give the same data."),
-    start: str = typer.Option(
-        "2024-01-01", "--start", help="First snapshot: the 1st of a month, YYYY-MM-DD."
-    ),
-    data_drift_from: str | None = typer.Option(
-        None, "--data-drift-from", help="Price rise and fiber/e-check joiners from this date (YYYY-MM-DD)."
-    ),
-    concept_drift_from: str | None = typer.Option(
-        None, "--concept-drift-from", help="Contracts and tenure stop protecting from this date (YYYY-MM-DD)."
-    ),
-    json_output: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    customers: Annotated[
+        int, typer.Option("--customers", help="Distinct customers over the whole window.")
+    ] = 5000,
+    months: Annotated[
+        int, typer.Option("--months", help="Monthly snapshots (1st of the month, 00:00 UTC).")
+    ] = 12,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed and arguments give the same data.")] = 42,
+    start: Annotated[
+        str, typer.Option("--start", help="First snapshot: the 1st of a month, YYYY-MM-DD.")
+    ] = "2024-01-01",
+    data_drift_from: Annotated[
+        str | None,
+        typer.Option(
+            "--data-drift-from", help="Price rise and fiber/e-check joiners from this date (YYYY-MM-DD)."
+        ),
+    ] = None,
+    concept_drift_from: Annotated[
+        str | None,
+        typer.Option(
+            "--concept-drift-from", help="Contracts and tenure stop protecting from this date (YYYY-MM-DD)."
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
 ) -> None:
     """Generate seeded synthetic churn data (monthly snapshots with labels) as the Feast sources."""
     from churnops.data.generate import InvalidArgument, generate_churn_data, write_generated

@@ -14,8 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -46,11 +47,16 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def bentoml_home(settings: Settings, port: int) -> Path:
+    """This service's own BentoML home (its Prometheus multiprocess files live there)."""
+    return settings.home / "serving" / f"bentoml-{port}"
+
+
 def serve(
-    port: int = typer.Option(3000, "--port", help="Port to listen on."),
-    host: str = typer.Option(
-        "127.0.0.1", "--host", help="Interface to bind (127.0.0.1; 0.0.0.0 in a container)."
-    ),
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 3000,
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to bind (127.0.0.1; 0.0.0.0 in a container).")
+    ] = "127.0.0.1",
 ) -> None:
     """Serve churn predictions: POST /predict {"customer_ids": [...]}, POST /predict_features.
 
@@ -65,6 +71,9 @@ def serve(
     env = {
         **inherited,
         **settings_environment(settings),
+        # BentoML wipes <BENTOML_HOME>/prometheus_multiproc_dir when it starts: one directory per
+        # service (home and port), or two services on a host wipe each other's counters.
+        "BENTOML_HOME": os.environ.get("BENTOML_HOME") or str(bentoml_home(settings, port)),
         "PYTHONWARNINGS": os.environ.get("PYTHONWARNINGS", QUIET_WARNINGS),
     }
     child = subprocess.Popen(argv, cwd=settings.home, env=env, start_new_session=True)  # noqa: S603

@@ -161,3 +161,35 @@ def read_prediction_log(
             condition = part if condition is None else condition & part
     return dataset.to_table(filter=condition)
 
+
+
+def read_prediction_log_table(
+    engine: sa.Engine,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    table: str = "prediction_log",
+) -> pa.Table:
+    """The same window as :func:`read_prediction_log`, from the SQL table (indexed on ``ts``)."""
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    lower, upper = _utc(start, "start"), _utc(end, "end")
+    log = prediction_log_table(sa.MetaData(), name=table)
+    query = sa.select(*(log.c[name] for name in COLUMNS))
+    if lower is not None:
+        query = query.where(log.c.ts >= lower)
+    if upper is not None:
+        query = query.where(log.c.ts < upper)
+    if model_name is not None:
+        query = query.where(log.c.model_name == model_name)
+    if model_version is not None:
+        query = query.where(log.c.model_version == str(model_version))
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(table):
+            return log_schema().empty_table()
+        rows = conn.execute(query.order_by(log.c.id)).all()
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(COLUMNS)}
+    return pa.Table.from_pydict(columns, schema=log_schema())

@@ -11,8 +11,10 @@ Two writers load the same rows:
   Measured on 100k customers x 3 views (benchmarks/materialize.py, 2 cores): Feast ~26 s,
   direct ~3 s (0.6x the raw pipelined-HSET floor), with byte-identical hashes.
 
-``writer="auto"`` (the default) takes ``direct`` when the online store is plain Redis and
-``feast`` otherwise; a view the direct writer cannot handle (not a parquet FileSource, field
+The layout (keys, fields, encodings) comes from ``churnops.features.redis_layout``, shared
+with serving's direct reader. ``writer="auto"`` (the default) takes ``direct`` when the online
+store is plain Redis and the installed Feast is the version that codec was verified against,
+``feast`` otherwise (logging why); a view the direct writer cannot handle (not a parquet FileSource, field
 mappings, a Feast encoding that no longer matches) goes through Feast.
 """
 
@@ -21,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import struct
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,17 +32,14 @@ from typing import Any, Literal
 import pandas as pd
 from feast import FeatureStore
 
+from churnops.features import redis_layout
+from churnops.features.redis_layout import LayoutUnsupported
+
 Writer = Literal["auto", "feast", "direct"]
 BATCH_KEYS = 1_000  # keys per Lua call: ~6 ms of Redis time each, well inside a 50 ms timeout
 
 _IN_FLIGHT = 4
 _log = logging.getLogger(__name__)
-_DOUBLE = struct.Struct("<Bd").pack  # ValueProto.double_val: field 5, wire type 1 (tag 0x29)
-_DOUBLE_TAG = 0x29
-_U32 = struct.Struct("<I").pack
-_U32X2 = struct.Struct("<II").pack
-_STRING_TYPE = 2  # feast ValueType.STRING in serialize_entity_key
-_SELF_CHECK_ROWS = 256
 
 # Feast's RedisOnlineStore.online_write_batch for one batch of keys, with its dedup: skip a
 # row whose event time is <= the stored ``_ts`` (unless that is absent/zero), else HSET the
@@ -117,7 +114,7 @@ class MaterializeResult:
     writers: dict[str, str] = field(default_factory=dict)
 
 
-class DirectWriterUnsupported(ValueError):
+class DirectWriterUnsupported(LayoutUnsupported):
     """The direct Redis writer cannot write this store or view byte-for-byte like Feast."""
 
 
@@ -140,7 +137,12 @@ def latest_event_time(*, sources_dir: Path, views: list[str]) -> datetime | None
 
 
 def materialize(
-    *, store: FeatureStore, end: datetime, views: list[str] | None = None, writer: Writer = "auto"
+    *,
+    store: FeatureStore,
+    end: datetime,
+    views: list[str] | None = None,
+    writer: Writer = "auto",
+    feast_version: str | None = None,
 ) -> MaterializeResult:
     """Load each view's latest row per customer with event time in [end - TTL, end].
 
@@ -151,16 +153,23 @@ def materialize(
 
     ``writer``: ``feast`` (Feast's materialize), ``direct`` (Feast's Redis layout written
     directly; plain Redis online store only, else ``DirectWriterUnsupported``) or ``auto``
-    (direct on plain Redis, Feast otherwise).
+    (direct on plain Redis when the installed Feast is ``redis_layout.VERIFIED_FEAST_VERSION``,
+    Feast otherwise, with one log line saying why). ``feast_version``: the version ``auto``
+    judges (default: the installed one).
     """
     if end.tzinfo is None:
         raise ValueError("materialize end time must be tz-aware (UTC)")
     if writer not in ("auto", "feast", "direct"):
         raise ValueError(f"unknown materialize writer {writer!r}: use auto, feast or direct")
     end = end.astimezone(UTC)
-    store_problem = _direct_store_problem(store)
+    store_problem = redis_layout.direct_store_problem(config=store.config)
     if writer == "direct" and store_problem:
         raise DirectWriterUnsupported(store_problem)
+    if writer == "auto" and not store_problem:
+        version_problem = redis_layout.feast_version_problem(installed=feast_version)
+        if version_problem:
+            _log.warning("materialize: direct Redis writer not used (%s); using Feast", version_problem)
+            writer = "feast"
     direct = _DirectRedisWriter(store) if writer != "feast" and not store_problem else None
     windows: dict[str, tuple[datetime, datetime]] = {}
     writers: dict[str, str] = {}
@@ -195,18 +204,6 @@ def materialize(
     return MaterializeResult(end=end, windows=windows, writers=writers)
 
 
-def _direct_store_problem(store: FeatureStore) -> str | None:
-    """Why the direct writer cannot serve this store (None: it can)."""
-    from feast.infra.online_stores.redis import RedisOnlineStoreConfig, RedisType
-
-    config = store.config.online_store
-    if not isinstance(config, RedisOnlineStoreConfig):
-        return f"the direct writer needs Feast's Redis online store, not {getattr(config, 'type', config)!r}"
-    if config.redis_type != RedisType.redis:
-        return f"the direct writer supports plain Redis, not {config.redis_type.value}"
-    return None
-
-
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -231,8 +228,6 @@ class _DirectRedisWriter:
         self._pending: list[Future[Any]] = []
         self._done: list[tuple[Any, datetime, datetime]] = []
         self._ttl = int(online.key_ttl_seconds or 0)
-        self._project = self._config.project.encode("utf-8")
-        self._ek_version = int(self._config.entity_key_serialization_version)
 
     def flush(self) -> None:
         """Wait for every batch sent, then record the views' windows in the registry as Feast does."""
@@ -249,20 +244,24 @@ class _DirectRedisWriter:
 
     def write_view(self, view: Any, *, start: datetime, end: datetime) -> int:
         """Write one view's window; returns the number of rows sent (dedup may skip some)."""
-        from feast.infra.online_stores.helpers import _mmh3
-        from feast.infra.online_stores.redis import _versioned_fv_name
-
         table, key_field, value_types = self._read(view, start=start, end=end)
         if table.num_rows:
-            name = _versioned_fv_name(view, self._config)
-            keys = self._keys(table.column("__key"), key_field)
-            stamps = self._stamps(table.column("__ts_us"), table.column("__ts"))
-            columns = [
-                self._values(table.column(f.name), vt)
-                for f, vt in zip(view.features, value_types, strict=True)
-            ]
-            fields = [_mmh3(f"{name}:{f.name}") for f in view.features]
-            self._write(keys, stamps, columns, fields, ts_field=f"_ts:{name}")
+            layout = redis_layout.view_fields(view=view, config=self._config)
+            try:
+                keys = self._keys(table.column("__key"), key_field)
+                stamps = redis_layout.encode_timestamps(
+                    table.column("__ts_us").to_pylist(),
+                    check=pd.to_datetime(
+                        table.column("__ts").slice(0, redis_layout.CHECK_ROWS).to_numpy(zero_copy_only=False)
+                    ),
+                )
+                columns = [
+                    redis_layout.encode_values(table.column(f.name), vt)
+                    for f, vt in zip(view.features, value_types, strict=True)
+                ]
+            except LayoutUnsupported as why:
+                raise DirectWriterUnsupported(f"{view.name}: {why}") from why
+            self._write(keys, stamps, columns, list(layout.fields), ts_field=layout.ts_field)
         self._done.append((view, start, end))
         return int(table.num_rows)
 
@@ -305,100 +304,15 @@ class _DirectRedisWriter:
         return table, key_field, value_types
 
     def _keys(self, column: Any, key_field: Any) -> list[bytes]:
-        """Feast's ``_redis_key(project, entity_key)``: serialized entity key + project."""
-        from feast.infra.online_stores.helpers import _redis_key
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        """Feast's ``_redis_key(project, entity_key)`` per row: serialized entity key + project."""
         from feast.type_map import python_values_to_proto_values
-        from feast.value_type import ValueType
 
-        value_type = key_field.dtype.to_value_type()
-        name = key_field.name
-
-        def feast_key(value: Any) -> bytes:
-            key = EntityKey(join_keys=[name], entity_values=[value])
-            return bytes(
-                _redis_key(self._config.project, key, entity_key_serialization_version=self._ek_version)
-            )
-
-        protos = python_values_to_proto_values(column.slice(0, 1).to_numpy(zero_copy_only=False), value_type)
-        expected = feast_key(protos[0])
-        if value_type == ValueType.STRING and self._ek_version >= 3 and column.null_count == 0:
-            # serialize_entity_key v3, one string join key: count, (type, len, name), (type, len, value).
-            encoded = name.encode("utf8")
-            head = _U32(1) + _U32X2(_STRING_TYPE, len(encoded)) + encoded
-            project = self._project
-            keys = [
-                head + _U32X2(_STRING_TYPE, len(b)) + b + project
-                for b in (s.encode("utf8") for s in column.to_pylist())
-            ]
-            if keys[0] == expected:
-                return keys
-        # Any other key type (or a Feast whose encoding changed): Feast's own functions.
-        values = python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)
-        return [feast_key(v) for v in values]
-
-    def _stamps(self, micros: Any, column: Any) -> list[bytes]:
-        """``_ts:<view>``: google.protobuf.Timestamp of the event time, serialized (cached)."""
-        from feast import utils
-        from feast.utils import _coerce_datetime
-        from google.protobuf.timestamp_pb2 import Timestamp
-
-        values = micros.to_pylist()
-        if min(values) < 0:
-            raise DirectWriterUnsupported("event timestamps before 1970")
-        cache: dict[int, bytes] = {}
-        out = []
-        for us in values:
-            blob = cache.get(us)
-            if blob is None:
-                seconds, rest = divmod(us, 1_000_000)
-                blob = cache[us] = Timestamp(seconds=seconds, nanos=rest * 1000).SerializeToString()
-            out.append(blob)
-        # Feast's path for the same rows: pandas datetime -> make_tzaware -> FromDatetime.
-        feast_times = pd.to_datetime(column.slice(0, _SELF_CHECK_ROWS).to_numpy(zero_copy_only=False))
-        for got, when in zip(out, feast_times, strict=False):
-            stamp = Timestamp()
-            stamp.FromDatetime(utils.make_tzaware(_coerce_datetime(when)))  # type: ignore[no-untyped-call]
-            if stamp.SerializeToString() != got:
-                raise DirectWriterUnsupported(f"timestamp encoding differs from Feast's at {when}")
-        return out
-
-    def _values(self, column: Any, value_type: Any) -> list[bytes]:
-        """Serialized ``ValueProto``s, as Feast's ``python_values_to_proto_values`` makes them."""
-        from feast.protos.feast.types.Value_pb2 import Value
-        from feast.type_map import python_values_to_proto_values
-        from feast.value_type import ValueType
-
-        out: list[bytes]
-        if value_type == ValueType.DOUBLE:
-            pack, tag = _DOUBLE, _DOUBLE_TAG
-            # Null and NaN both become an empty ValueProto in Feast.
-            out = [b"" if v is None or v != v else pack(tag, v) for v in column.to_pylist()]
-        elif value_type in (ValueType.STRING, ValueType.INT64):
-            values = column.to_pylist()
-            if value_type == ValueType.INT64 and column.null_count:
-                # Feast converts through numpy, where an int column with nulls is float64.
-                values = [None if v is None else int(float(v)) for v in values]
-            make: Callable[[Any], Any] = (
-                (lambda v: Value(string_val=v))
-                if value_type == ValueType.STRING
-                else (lambda v: Value(int64_val=v))
-            )
-            cache: dict[Any, bytes] = {None: b""}
-            out = []
-            for v in values:
-                blob = cache.get(v)
-                if blob is None:
-                    blob = cache[v] = make(v).SerializeToString()
-                out.append(blob)
-        else:
-            protos = python_values_to_proto_values(column.to_numpy(zero_copy_only=False), value_type)
-            return [p.SerializeToString() for p in protos]
-        sample = column.to_numpy(zero_copy_only=False)[:_SELF_CHECK_ROWS]
-        expected = [p.SerializeToString() for p in python_values_to_proto_values(sample, value_type)]
-        if out[: len(expected)] != expected:
-            raise DirectWriterUnsupported(f"{value_type} value encoding differs from Feast's")
-        return out
+        codec = redis_layout.entity_key_codec(config=self._config, join_key=key_field)
+        if codec.fast_head is not None and column.null_count == 0:
+            return codec.encode(column.to_pylist())
+        # Any other key type: the values Feast's materialize would convert, through Feast.
+        protos = python_values_to_proto_values(column.to_numpy(zero_copy_only=False), codec.value_type)
+        return [codec.proto_key(p) for p in protos]
 
     def _write(
         self,

@@ -82,20 +82,6 @@ def label_entity_frame(
     return labels.drop(columns=[CREATED_TS]).sort_values([EVENT_TS, JOIN_KEY]).reset_index(drop=True)
 
 
-def cast_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """Feast hands back integer features as floats when any is null; restore declared types."""
-    for col in FEATURES:
-        if col.name not in frame:
-            continue
-        if col.kind in ("flag", "int"):
-            frame[col.name] = pd.to_numeric(frame[col.name]).astype("Int64")
-        elif col.kind == "float":
-            frame[col.name] = pd.to_numeric(frame[col.name]).astype("float64")
-        else:
-            frame[col.name] = frame[col.name].astype("object").where(frame[col.name].notna(), None)
-    return frame
-
-
 def build_training_set(
     *,
     store: FeatureStore,

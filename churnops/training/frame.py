@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from churnops.contracts.columns import EVENT_TS, FEATURES, JOIN_KEY, LABEL, Column
+from churnops.contracts.columns import FEATURES, LABEL, Column
 from churnops.training.errors import TrainingDataError
 
 
@@ -85,4 +85,3 @@ def check_class_balance(y: np.ndarray, *, what: str, min_rows: int, min_per_clas
         raise TrainingDataError(f"{what} has too few negatives: {negatives} < {min_per_class} required")
 
 
-KEY_COLUMNS = (JOIN_KEY, EVENT_TS)

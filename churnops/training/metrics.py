@@ -13,7 +13,7 @@ the positive rate of all rows (ties in score broken by row order, stable).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -177,7 +177,3 @@ def evaluate_split(
         slices=per_slice,
         slice_notes=notes,
     )
-
-
-def all_finite(values: Mapping[str, float]) -> bool:
-    return all(math.isfinite(v) for v in values.values())

@@ -68,7 +68,7 @@ class VersionRecord(Protocol):
 class Registry(Protocol):
     """The part of registry_ext.ModelRegistry that training calls (docs/registry-api.md)."""
 
-    def production(self) -> Any: ...
+    def production(self) -> VersionRecord | None: ...
 
     def load_model(self, version: int) -> Any: ...
 
@@ -95,7 +95,7 @@ class TrainOptions:
     actor: str | None = None
     families: tuple[str, ...] = tuple(FAMILIES)
     split: SplitPolicy = field(default_factory=SplitPolicy)
-    reference_rows: int = 5000
+    reference_rows: int = 100_000
     labels_start: datetime | None = None
     labels_end: datetime | None = None
 
@@ -430,7 +430,11 @@ def _train_in_run(
         client.set_tag(run_id, key, value)
 
     raw = [c for c in (JOIN_KEY, EVENT_TS, *names, LABEL) if c in split.test.columns]
-    log_parquet(client=client, run_id=run_id, frame=split.test[raw], path=HOLDOUT_ARTIFACT)
+    # The holdout keeps the chosen model's score: concept-drift monitoring computes the
+    # holdout's randomized PIT from it without reloading the model.
+    holdout = split.test[raw].copy()
+    holdout["score"] = test_scores
+    log_parquet(client=client, run_id=run_id, frame=holdout.reset_index(drop=True), path=HOLDOUT_ARTIFACT)
     reference = split.train[raw].copy()
     reference["score"] = score(best.pipeline, x_train)
     if len(reference) > options.reference_rows:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,8 @@ from feast.value_type import ValueType
 
 from churnops.contracts.columns import CREATED_TS, JOIN_KEY, VIEWS
 from churnops.contracts.online import OnlineRow
-from churnops.features.materialize import DirectWriterUnsupported, _DirectRedisWriter, materialize
+from churnops.features import redis_layout
+from churnops.features.materialize import DirectWriterUnsupported, materialize
 from churnops.features.online import fetch_online, service_layout
 from churnops.settings import Settings
 from serving.features import RedisReader
@@ -161,7 +162,7 @@ def test_readers_agree_after_direct_writer(redis_settings: Settings, redis_url: 
     account = store.registry.get_feature_view("account", store.project, allow_cache=False)
     assert account.materialization_intervals[-1][1] == AT.to_pydatetime()
     layout = service_layout(store=store, feature_service="churn_v1")
-    reader = RedisReader(redis_url=redis_url, project=redis_settings.project, layout=layout, timeout_ms=5000)
+    reader = RedisReader(redis_url=redis_url, store=store, layout=layout, timeout_ms=5000)
 
     async def read() -> list[OnlineRow]:
         try:
@@ -204,10 +205,9 @@ def test_key_ttl_as_feast(redis_settings: Settings, redis_url: str) -> None:
 
 
 def test_value_and_key_encoding_match_feast() -> None:
-    """The per-value encoders and the key encoder against Feast's own functions, edge values included."""
+    """The codec's value and key encoders against Feast's own functions, edge values included."""
     import pyarrow as pa
 
-    writer = object.__new__(_DirectRedisWriter)
     columns = {
         ValueType.DOUBLE: pa.array(
             [1.5, None, float("nan"), 0.0, -0.0, float("inf"), -1e300, 29.85], pa.float64()
@@ -218,17 +218,16 @@ def test_value_and_key_encoding_match_feast() -> None:
     for value_type, column in columns.items():
         for col in (column, column.drop_null()):
             want = python_values_to_proto_values(col.to_numpy(zero_copy_only=False), value_type)
-            assert writer._values(col, value_type) == [v.SerializeToString() for v in want]
-    writer._config = cast(Any, SimpleNamespace(project="churnops"))
-    writer._project = b"churnops"
-    writer._ek_version = 3
-    key_field = Field(name=JOIN_KEY, dtype=String)
-    ids = pa.array(["7590-VHVEG", "é-1", "x" * 300])
+            assert redis_layout.encode_values(col, value_type) == [v.SerializeToString() for v in want]
+    config = SimpleNamespace(project="churnops", entity_key_serialization_version=3)
+    codec = redis_layout.entity_key_codec(config=config, join_key=Field(name=JOIN_KEY, dtype=String))
+    assert codec.fast_head is not None
+    ids = ["7590-VHVEG", "é-1", "x" * 300]
     want_keys = [
         _redis_key("churnops", EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val=i)]), 3)
-        for i in ids.to_pylist()
+        for i in ids
     ]
-    assert writer._keys(ids, key_field) == want_keys
+    assert codec.encode(ids) == want_keys
 
 
 def test_direct_writer_refuses_sqlite(settings: Settings) -> None:

@@ -3,16 +3,15 @@ on the embedded SQLite online store and on a real Redis."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from churnops.contracts.columns import EVENT_TS, JOIN_KEY, VIEWS, feature_names
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, feature_names
 from churnops.features.materialize import materialize
 from churnops.features.online import fetch_online, service_layout
 from churnops.features.training_set import build_training_set
 from churnops.settings import Settings
-from tests.support.feast import applied_store, random_view_rows, write_view
+from tests.support.feast import applied_store, seed_random_histories
 
 pytestmark = pytest.mark.integration
 
@@ -21,18 +20,10 @@ AT = pd.Timestamp("2024-09-01", tz="UTC")
 
 
 def seed_histories(settings: Settings, customers: int = 300) -> list[str]:
-    rng = np.random.default_rng(11)
     ids = [f"{i:04d}-PARTY" for i in range(customers)]
-    for view in VIEWS:
-        per = rng.integers(0, 9, customers)
-        row_ids = np.repeat(ids, per).tolist()
-        times = T0 + pd.to_timedelta(rng.integers(0, 300 * 24 * 60, len(row_ids)), unit="min")
-        write_view(
-            settings=settings,
-            view=view,
-            frame=random_view_rows(rng=rng, view=view, ids=row_ids, times=pd.DatetimeIndex(times)),
-            parts=2,
-        )
+    seed_random_histories(
+        settings=settings, ids=ids, seed=11, start=T0, span=pd.Timedelta(days=300), max_rows=9
+    )
     return ids
 
 

@@ -8,10 +8,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from churnops.settings import Settings
+from churnops.wiring import serving_runtime
 from serving.features import FeastReader
 from serving.hints import how_to_serve
 from serving.metrics import ServingMetrics
-from serving.runtime import ApiError, Runtime
+from serving.runtime import ApiError
 from tests.support.serving_env import build_environment
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def test_runtime_scores_from_the_sqlite_online_store(settings: Settings) -> None:
     env = build_environment(settings=settings, n_customers=30)
-    runtime = Runtime.start(settings=settings, metrics=ServingMetrics(registry=CollectorRegistry()))
+    runtime = serving_runtime(settings, metrics=ServingMetrics(registry=CollectorRegistry()))
     try:
         assert runtime.ready()
         deployment = runtime.watcher.current

@@ -24,7 +24,7 @@ def test_redis_reader_matches_feast(settings: Settings, redis_url: str) -> None:
     env = build_environment(settings=settings, n_customers=40)
     store = feature_store(settings)
     layout = service_layout(store=store, feature_service="churn_v1")
-    reader = RedisReader(redis_url=redis_url, project=settings.project, layout=layout, timeout_ms=1000)
+    reader = RedisReader(redis_url=redis_url, store=store, layout=layout, timeout_ms=1000)
 
     # One customer loses its account view (as if never materialized): missing_features.
     partial = env.customer_ids[5]

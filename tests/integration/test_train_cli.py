@@ -71,7 +71,7 @@ def test_train_without_data_is_a_clear_error(home: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--trigger", "whim"], "--trigger 'whim'"),
+        (["--trigger", "whim"], "--trigger: invalid trigger 'whim'"),
         (["--gate-policy", "missing.yaml"], "missing.yaml: cannot be read"),
     ],
 )

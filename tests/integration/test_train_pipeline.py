@@ -150,6 +150,8 @@ def test_the_logged_model_is_skops_with_signature_and_its_sha_matches(
     x = model_input(holdout, columns=feature_columns(feature_names()))
     via_registry = env.registry.load_model(first.version)
     np.testing.assert_allclose(model.predict_proba(x)[:, 1], via_registry.predict_proba(x)[:, 1])
+    # The holdout's score column is the registered model's score (concept drift reads it).
+    np.testing.assert_allclose(holdout["score"].to_numpy(), model.predict_proba(x)[:, 1], rtol=1e-12)
     # ... and a raw serving row with None values.
     row = pd.DataFrame([dict.fromkeys(feature_names())])
     assert 0.0 < via_registry.predict_proba(row)[0, 1] < 1.0
@@ -157,7 +159,7 @@ def test_the_logged_model_is_skops_with_signature_and_its_sha_matches(
 
 def test_holdout_reference_and_gate_results_are_logged(env: Env, first: TrainResult, tmp_path: Path) -> None:
     holdout = pd.read_parquet(download(env, first.run_id, "evaluation/holdout.parquet", tmp_path))
-    assert list(holdout.columns) == [JOIN_KEY, EVENT_TS, *feature_names(), LABEL]
+    assert list(holdout.columns) == [JOIN_KEY, EVENT_TS, *feature_names(), LABEL, "score"]
     assert len(holdout) == first.windows["test"].rows
     assert holdout[EVENT_TS].min() == first.windows["test"].start
     reference = pd.read_parquet(download(env, first.run_id, "reference/reference.parquet", tmp_path))

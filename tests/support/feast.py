@@ -35,6 +35,27 @@ def random_view_rows(
     return pd.DataFrame(frame)
 
 
+def seed_random_histories(
+    *,
+    settings: Settings,
+    ids: list[str],
+    seed: int,
+    start: pd.Timestamp,
+    span: pd.Timedelta,
+    max_rows: int,
+    unit: str = "min",
+) -> None:
+    """Per view, 0..max_rows-1 random rows per id at random times in [start, start + span),
+    in whole ``unit``s (``us`` gives sub-second event times), over two part files."""
+    rng = np.random.default_rng(seed)
+    steps = int(span / pd.Timedelta(1, unit=unit))
+    for view in VIEWS:
+        row_ids = np.repeat(ids, rng.integers(0, max_rows, len(ids))).tolist()
+        times = pd.DatetimeIndex(start + pd.to_timedelta(rng.integers(0, steps, len(row_ids)), unit=unit))
+        frame = random_view_rows(rng=rng, view=view, ids=row_ids, times=times)
+        write_view(settings=settings, view=view, frame=frame, parts=2)
+
+
 def write_view(*, settings: Settings, view: str, frame: pd.DataFrame, parts: int = 1) -> None:
     """Replace a view's source with ``frame``, split over ``parts`` part files (order kept)."""
     directory = settings.source_dir(view)

@@ -214,7 +214,8 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, **self.env}
+        # Its own BentoML home: BentoML wipes <home>/prometheus_multiproc_dir at start.
+        env = {**os.environ, "BENTOML_HOME": str(self.log_path.parent / f"bentoml-{self.port}"), **self.env}
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [

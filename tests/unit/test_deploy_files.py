@@ -33,6 +33,8 @@ ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
 GRAFANA = DEPLOY / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "churnops-serving.json"
+MONITORING_DASHBOARD = GRAFANA / "dashboards" / "churnops-monitoring.json"
+DASHBOARDS = (DASHBOARD, MONITORING_DASHBOARD)
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("staging", "production")
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
@@ -59,8 +61,9 @@ def test_every_yaml_file_parses(path: Path) -> None:
     )
 
 
-def test_dashboard_is_json() -> None:
-    assert json.loads(DASHBOARD.read_text(encoding="utf-8"))["uid"] == "churnops-serving"
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_json(path: Path) -> None:
+    assert json.loads(path.read_text(encoding="utf-8"))["uid"] == path.stem
 
 
 # --------------------------------------------------------------------------- metric names
@@ -95,6 +98,18 @@ def serving_series() -> dict[str, frozenset[str]]:
         else:
             series[name] = labels
     assert series, "serving/metrics.py registered nothing"
+    return series
+
+
+@cache
+def monitoring_series() -> dict[str, frozenset[str]]:
+    """The gauges the batch monitoring jobs push (monitoring/prometheus.py), as the Pushgateway
+    serves them: with the grouping key's ``model`` label (``job`` is a target label here)."""
+    from monitoring.prometheus import GAUGES, NAMESPACE
+
+    series = {f"{NAMESPACE}_{name}": frozenset(labels) | {"model"} for name, (labels, _) in GAUGES.items()}
+    # The Pushgateway's own per-group series.
+    series |= {name: frozenset({"model"}) for name in ("push_time_seconds", "push_failure_time_seconds")}
     return series
 
 
@@ -139,7 +154,7 @@ def promql_problems(expr: str, where: str) -> list[str]:
     """What is wrong with one PromQL expression against serving/metrics.py."""
     from serving.metrics import ERROR_REASONS
 
-    known = {**serving_series(), **PROMETHEUS_SERIES}
+    known = {**serving_series(), **monitoring_series(), **PROMETHEUS_SERIES}
     selectors, grouping = promql_selectors(expr)
     problems: list[str] = []
     if not selectors:
@@ -246,6 +261,27 @@ def test_alert_rules_cover_the_serving_failure_modes() -> None:
         assert rule["annotations"]["summary"], rule["alert"]
 
 
+def test_alert_rules_cover_the_monitoring_failure_modes() -> None:
+    exprs = {rule["alert"]: str(rule["expr"]) for rule in alert_rules()}
+    for needle in (
+        "churnops_drifted_share",  # data drift
+        "churnops_prediction_drift > churnops_prediction_drift_threshold",  # prediction drift
+        "churnops_concept_drift_detected",  # concept drift
+        "churnops_live_roc_auc",  # AUC floor
+        "time() - max by (job, model) (churnops_monitoring_last_success_timestamp_seconds)",  # stale job
+    ):
+        assert any(needle in expr for expr in exprs.values()), f"no alert rule uses {needle}"
+
+
+def test_prometheus_scrapes_the_pushgateway_with_honor_labels() -> None:
+    jobs = {job["job_name"]: job for job in load_yaml(PROMETHEUS)["scrape_configs"]}
+    push = jobs["pushgateway"]
+    assert push["honor_labels"] is True, "without honor_labels the pushed job becomes exported_job"
+    assert [t for sc in push["static_configs"] for t in sc["targets"]] == ["pushgateway:9091"]
+    service = load_yaml(COMPOSE)["services"]["pushgateway"]
+    assert "pushgateway" in service["image"] and "127.0.0.1:9091:9091" in service["ports"]
+
+
 def test_prometheus_scrapes_the_serving_service() -> None:
     config = load_yaml(PROMETHEUS)
     assert config["rule_files"] == [ALERTS.name]
@@ -324,8 +360,9 @@ def provisioned_datasource_uids() -> set[str]:
     return {ds["uid"] for ds in config["datasources"] if ds["type"] == "prometheus"}
 
 
-def test_dashboard_uses_only_served_metric_names() -> None:
-    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_uses_only_served_metric_names(path: Path) -> None:
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
     assert dashboard_problems(dashboard, provisioned_datasource_uids()) == []
 
 
@@ -340,6 +377,21 @@ def test_dashboard_check_fails_on_a_wrong_metric_name() -> None:
     assert any(
         "'nope' is not provisioned" in p for p in dashboard_problems(broken, provisioned_datasource_uids())
     )
+
+
+def test_monitoring_dashboard_shows_every_pushed_gauge_and_the_live_scores() -> None:
+    from monitoring.prometheus import GAUGES, NAMESPACE
+
+    text = " ".join(
+        target["expr"]
+        for panel in dashboard_panels(json.loads(MONITORING_DASHBOARD.read_text(encoding="utf-8")))
+        for target in panel.get("targets", [])
+    )
+    used = {name for name, _ in promql_selectors(text)[0]}
+    missing = {f"{NAMESPACE}_{name}" for name in GAUGES} - used
+    assert missing == set(), f"pushed gauges with no monitoring dashboard panel: {sorted(missing)}"
+    assert "churnops_score_bucket" in used, "the live score histogram has no panel"
+    assert "sum by (le, model_version)" in text, "no per-version score distribution"
 
 
 def test_dashboard_shows_every_serving_metric() -> None:
@@ -520,8 +572,9 @@ def test_compose_serving_environment_matches_settings() -> None:
         "@redis:6379/0"
     )
     assert env["CHURNOPS_ARTIFACT_ROOT"].startswith("s3://")
+    # Serving reads Production through MLflow's API: it gets no registry database at all.
+    assert "CHURNOPS_REGISTRY_DATABASE_URL" not in env
     for key in (
-        "CHURNOPS_REGISTRY_DATABASE_URL",
         "CHURNOPS_FEAST_REGISTRY_URL",
         "CHURNOPS_SERVING_PREDICTION_LOG_URL",
     ):
@@ -549,6 +602,7 @@ def test_compose_services_are_configured_for_production() -> None:
         "9001": "minio",
         "3001": "grafana",
         "9090": "prometheus",
+        "9091": "pushgateway",
     }.items():
         assert published.get(port) == name, f"{name} is not published on {port}"
 

@@ -148,3 +148,36 @@ def test_the_checker_sees_module_level_and_lazy_imports() -> None:
     assert "churnops.contracts.columns" in edges["churnops.sources"]
     assert "registry_ext" in edges["serving.model_source"]  # lazy, inside a method: still seen
     assert "churnops.wiring" in edges["serving.service"]
+
+
+def test_every_directly_imported_package_is_declared() -> None:
+    """A shipped module may import only the standard library, the project and declared packages."""
+    import sys
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    def normal(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {normal(re.split(r"[\[<>=!~ ]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
+    providers = packages_distributions()
+    missing: dict[str, list[str]] = {}
+    for path in [*source_files(), *sorted((ROOT / "feature_repo").glob("*.py"))]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in (*PACKAGES, "feature_repo"):
+                    continue
+                dists = {normal(d) for d in providers.get(top, [top])}
+                if not dists & declared:
+                    missing.setdefault(top, []).append(str(path.relative_to(ROOT)))
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"

@@ -1,6 +1,6 @@
 """Serving benchmark: the running BentoML service against a floor measured in the same run.
 
-    uv run python benchmarks/serving.py [--customers 2000] [--seconds 5]
+    uv run python benchmarks/serving_latency.py [--customers 2000] [--seconds 5]
 
 Builds a private environment (temp home, a private redis-server on a free loopback port, Feast
 materialized into it, a registered Production model), starts ``bentoml serve
@@ -212,7 +212,7 @@ def floor_app(*, home: str, redis_url: str, scorer_kind: str) -> Any:
     settings = Settings(home=Path(home), redis_url=redis_url, _env_file=None)
     store = feature_store(settings)
     layout = service_layout(store=store, feature_service="churn_v1")
-    reader = RedisReader(redis_url=redis_url, project=settings.project, layout=layout, timeout_ms=50)
+    reader = RedisReader(redis_url=redis_url, store=store, layout=layout, timeout_ms=50)
     source = model_source(tracking_uri=settings.tracking_uri, model_name="churn")
     ref = source.production()
     assert ref is not None
@@ -268,7 +268,7 @@ def feature_read_rows(settings: Any, ids: list[str]) -> list[Result]:
 
     store = feature_store(settings)
     layout = service_layout(store=store, feature_service="churn_v1")
-    reader = RedisReader(redis_url=settings.redis_url, project=settings.project, layout=layout, timeout_ms=50)
+    reader = RedisReader(redis_url=settings.redis_url, store=store, layout=layout, timeout_ms=50)
     out = []
     for size, n in ((1, 500), (100, 100)):
         times = []

@@ -1,0 +1,423 @@
+"""`churnops monitor drift|performance`: the prediction log against the model's own baselines.
+
+``drift`` compares a window of the log for one model version with the version's training
+reference (data drift: KL per feature; prediction drift: Jensen-Shannon on the score) and, once
+labels have matured, its holdout (concept drift: KS on the randomized PIT), writes the HTML
+report under ``<home>/reports/``, adds it to the Evidently workspace ``<home>/evidently`` and logs
+a monitoring run to MLflow. ``performance`` joins the log to labels that arrived later. Both push
+their gauges to a Pushgateway when one is configured. Exit codes: 0 (whatever the verdict; the
+JSON ``status`` says it), 2 bad input or nothing to read.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from churnops.commands.common import fail, load_settings, quiet_libraries
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from churnops.settings import Settings
+    from monitoring.drift import DriftResult
+    from monitoring.performance import PerformanceReport
+
+app = typer.Typer(help="Watch the Production model: drift reports and performance on late labels.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+StartOpt = Annotated[
+    str | None, typer.Option("--start", help="Window start (with offset; default: end - --days).")
+]
+EndOpt = Annotated[
+    str | None, typer.Option("--end", help="Window end, exclusive (default: just after the newest row).")
+]
+DaysOpt = Annotated[int, typer.Option("--days", min=1, help="Window length when --start is not given.")]
+PushOpt = Annotated[
+    str | None,
+    typer.Option("--push-gateway", help="Pushgateway host:port or URL (default: CHURNOPS_PUSHGATEWAY_URL)."),
+]
+HorizonOpt = Annotated[
+    int, typer.Option("--label-horizon-days", min=0, help="Days after a snapshot until its label is final.")
+]
+DRIFT_JOB = "churnops-drift"
+PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the whole {job, model} group
+
+
+def _time(value: str | None, option: str, json_output: bool) -> datetime | None:
+    from churnops.contracts.timestamps import parse_utc
+
+    if value is None:
+        return None
+    try:
+        return parse_utc(value, field=option)
+    except ValueError as error:
+        raise fail(str(error), json_output=json_output) from None
+
+
+def _window(
+    *, log: pd.DataFrame, start: datetime | None, end: datetime | None, days: int
+) -> tuple[datetime, datetime]:
+    """The window asked for; by default the last ``days`` days up to just after the newest row."""
+    if end is None:
+        newest = log["ts"].max() if len(log) else None
+        end = (
+            (newest.to_pydatetime() + timedelta(microseconds=1)) if newest is not None else datetime.now(UTC)
+        )
+    if start is None:
+        start = end - timedelta(days=days)
+    return start, end
+
+
+def _version(settings: Settings, version: str, json_output: bool) -> str:
+    if version.strip().lower() != "production":
+        if not version.strip().isdigit() or int(version) < 1:
+            raise fail(f"--version {version!r}: a version number, or 'production'", json_output=json_output)
+        return str(int(version))
+    from churnops.wiring import model_source
+
+    ref = model_source(settings).production()
+    if ref is None:
+        raise fail(
+            f"model {settings.model_name!r} has no Production version: run `churnops train` and promote one, "
+            "or pass --version N",
+            json_output=json_output,
+        )
+    return ref.version
+
+
+def _push(settings: Settings, gateway: str | None, *, job: str, **documents: Any) -> str | None:
+    from monitoring.prometheus import push_monitoring_metrics
+
+    target = gateway or settings.pushgateway_url
+    if not target:
+        return None
+    push_monitoring_metrics(gateway=target, job=job, model_name=settings.model_name, **documents)
+    return target
+
+
+@app.command("drift")
+def drift(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 31,
+    version: Annotated[
+        str, typer.Option("--version", help="Model version to monitor, or 'production'.")
+    ] = "production",
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the HTML report here (default <home>/reports/...).")
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy", help="Drift policy YAML (default: CHURNOPS_DRIFT_POLICY or the packaged one)."
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Labels known at this time count (default: now).")
+    ] = None,
+    horizon_days: HorizonOpt = 31,
+    push_gateway: PushOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Data, prediction and concept drift of a prediction-log window against the version's baselines."""
+    settings = load_settings(json_output=json_output)
+    lower, upper = _time(start, "--start", json_output), _time(end, "--end", json_output)
+    known = _time(as_of, "--as-of", json_output)
+    quiet_libraries()
+    from monitoring.errors import MonitoringError
+
+    try:
+        result, pushed = _drift(
+            settings=settings,
+            version=_version(settings, version, json_output),
+            start=lower,
+            end=upper,
+            days=days,
+            html=html,
+            policy=policy,
+            as_of=known,
+            horizon=timedelta(days=horizon_days),
+            push_gateway=push_gateway,
+        )
+    except (MonitoringError, ValueError, OSError) as error:
+        text = str(error).strip()
+        raise fail(text.splitlines()[0] if text else type(error).__name__, json_output=json_output) from None
+    if json_output:
+        typer.echo(json.dumps({**result.to_json(), "pushed_to": pushed}, allow_nan=False))
+        return
+    _print_drift(result, pushed)
+
+
+def drift_report(
+    *,
+    settings: Settings,
+    version: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    as_of: datetime | None = None,
+) -> DriftResult:
+    """The drift report of a window, written, added to the workspace and logged (no push)."""
+    result, _ = _drift(
+        settings=settings,
+        version=version,
+        start=start,
+        end=end,
+        days=31,
+        html=None,
+        policy=None,
+        as_of=as_of,
+        horizon=timedelta(days=31),
+        push_gateway=None,
+    )
+    return result
+
+
+def _drift(
+    *,
+    settings: Settings,
+    version: str,
+    start: datetime | None,
+    end: datetime | None,
+    days: int,
+    html: Path | None,
+    policy: Path | None,
+    as_of: datetime | None,
+    horizon: timedelta,
+    push_gateway: str | None,
+) -> tuple[DriftResult, str | None]:
+    from churnops.wiring import mlflow_client, read_prediction_window
+    from monitoring.baseline import load_baselines, read_labels
+    from monitoring.drift import detect_drift
+    from monitoring.performance import matured_outcomes
+    from monitoring.policy import load_policy
+    from monitoring.report import add_to_workspace, log_to_mlflow, report_path, write_report_html
+
+    rules = load_policy(policy or settings.drift_policy)
+    client = mlflow_client(settings)
+    baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
+    everything = read_prediction_window(settings, model_name=settings.model_name, model_version=version)
+    if everything.num_rows == 0:
+        raise ValueError(
+            f"the prediction log has no rows for {settings.model_name} v{version}: serve it or run "
+            "`churnops score` first"
+        )
+    log = everything.select(["ts"]).to_pandas()
+    lower, upper = _window(log=log, start=start, end=end, days=days)
+    window = read_prediction_window(
+        settings, start=lower, end=upper, model_name=settings.model_name, model_version=version
+    ).to_pandas()
+    current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
+    outcomes = matured_outcomes(
+        predictions=window,
+        labels=read_labels(settings.sources_dir),
+        as_of=as_of or datetime.now(UTC),
+        horizon=horizon,
+    ).frame
+    labelled = outcomes.rename(columns={"feature_ts": "event_timestamp"})
+    result = detect_drift(
+        reference=baselines.reference,
+        current=current,
+        holdout=baselines.holdout,
+        labelled=labelled,
+        policy=rules,
+        model_name=settings.model_name,
+        model_version=version,
+        window_start=lower,
+        window_end=upper,
+    )
+    path = write_report_html(result=result, path=html or report_path(home=settings.home, result=result))
+    result = result.with_report_html(path.resolve())
+    add_to_workspace(
+        result=result, workspace_dir=settings.home / "evidently", project_name=settings.model_name
+    )
+    log_to_mlflow(client=client, result=result, html_path=path, artifact_location=settings.artifact_location)
+    pushed = _push(settings, push_gateway, job=DRIFT_JOB, drift_json=result.to_json())
+    return result, pushed
+
+
+def _print_drift(result: DriftResult, pushed: str | None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    doc = result.to_json()
+    colour = {"drift": "red", "no_drift": "green"}.get(result.status, "yellow")
+    console.print(
+        f"[bold]{escape(result.model_name)} v{escape(result.model_version)}[/bold]: "
+        f"[{colour}]{result.status}[/{colour}]; window {result.window_start:%Y-%m-%d %H:%M} .. "
+        f"{result.window_end:%Y-%m-%d %H:%M} UTC, {result.current_rows:,} rows vs "
+        f"{result.reference_rows:,} reference rows"
+    )
+    table = Table(title="Data drift (KL divergence per feature)")
+    table.add_column("feature")
+    table.add_column("KL", justify="right")
+    table.add_column("threshold", justify="right")
+    table.add_column("drifted")
+    for f in sorted(result.features, key=lambda f: -(f.score or 0.0)):
+        table.add_row(
+            escape(f.feature),
+            "-" if f.score is None else f"{f.score:.4f}",
+            f"{f.threshold:.3f}",
+            "[red]yes[/red]" if f.drifted else "",
+        )
+    console.print(table)
+    prediction, concept = doc["prediction_drift"], doc["concept_drift"]
+    summary = Table(title="Prediction and concept drift")
+    for column in ("check", "statistic", "threshold", "verdict"):
+        summary.add_column(column, justify="right" if column in ("statistic", "threshold") else "left")
+    summary.add_row(
+        "prediction (Jensen-Shannon)",
+        "-" if prediction["score"] is None else f"{prediction['score']:.4f}",
+        f"{prediction['threshold']:.3f}",
+        "[red]drift[/red]" if prediction["drifted"] else "ok",
+    )
+    p_value = concept["p_value"]
+    summary.add_row(
+        f"concept (KS on PIT, {concept['labelled_rows']:,} labelled)",
+        "-" if concept["statistic"] is None else f"D {concept['statistic']:.4f}, p {p_value:.2g}",
+        f"p <= {concept['threshold']}",
+        "[red]drift[/red]" if concept["drifted"] else escape(str(concept["status"])),
+    )
+    console.print(summary)
+    console.print(f"report: {escape(str(result.report_html))}")
+    if pushed:
+        console.print(f"pushed to the Pushgateway at {escape(pushed)}")
+
+
+@app.command("performance")
+def performance(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: Annotated[
+        int, typer.Option("--days", min=1, help="Window length when --start is not given.")
+    ] = 365,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Labels known at this time count (default: now).")
+    ] = None,
+    period: Annotated[str, typer.Option("--period", help="week or month.")] = "month",
+    horizon_days: HorizonOpt = 31,
+    push_gateway: PushOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """ROC-AUC, PR-AUC, Brier, lift, precision/recall on matured labels, per version and period."""
+    settings = load_settings(json_output=json_output)
+    lower, upper = _time(start, "--start", json_output), _time(end, "--end", json_output)
+    known = _time(as_of, "--as-of", json_output) or datetime.now(UTC)
+    if period not in ("week", "month"):
+        raise fail(f"--period {period!r}: week or month", json_output=json_output)
+    quiet_libraries()
+    from monitoring.errors import MonitoringError
+    from monitoring.performance import PerformanceInputError
+
+    try:
+        report, pushed = _performance(
+            settings=settings,
+            start=lower,
+            end=upper,
+            days=days,
+            as_of=known,
+            period=period,
+            horizon=timedelta(days=horizon_days),
+            push_gateway=push_gateway,
+        )
+    except (MonitoringError, PerformanceInputError, ValueError, OSError) as error:
+        text = str(error).strip()
+        raise fail(text.splitlines()[0] if text else type(error).__name__, json_output=json_output) from None
+    if json_output:
+        typer.echo(json.dumps({**report.to_dict(), "pushed_to": pushed}, allow_nan=False, default=str))
+        return
+    _print_performance(report, pushed)
+
+
+def _performance(
+    *,
+    settings: Settings,
+    start: datetime | None,
+    end: datetime | None,
+    days: int,
+    as_of: datetime,
+    period: str,
+    horizon: timedelta,
+    push_gateway: str | None,
+) -> tuple[PerformanceReport, str | None]:
+    from churnops.wiring import mlflow_client, read_prediction_window
+    from monitoring.baseline import read_labels
+    from monitoring.performance import performance_on_late_labels
+
+    everything = read_prediction_window(settings, model_name=settings.model_name)
+    if everything.num_rows == 0:
+        raise ValueError(
+            f"the prediction log has no rows for {settings.model_name}: serve it or run `churnops score`"
+        )
+    lower, upper = _window(log=everything.select(["ts"]).to_pandas(), start=start, end=end, days=days)
+    window = read_prediction_window(
+        settings, start=lower, end=upper, model_name=settings.model_name
+    ).to_pandas()
+    client = mlflow_client(settings)
+    metrics: dict[str, dict[str, float]] = {}
+    for version in sorted({str(v) for v in window["model_version"].dropna()}):
+        try:
+            run_id = client.get_model_version(settings.model_name, version).run_id
+            metrics[version] = dict(client.get_run(run_id).data.metrics) if run_id else {}
+        except Exception:  # a version deleted from MLflow: no reference metrics, still reported
+            metrics[version] = {}
+    report = performance_on_late_labels(
+        predictions=window,
+        labels=read_labels(settings.sources_dir),
+        as_of=as_of,
+        horizon=horizon,
+        period=period,  # type: ignore[arg-type]
+        threshold={v: m.get("threshold", 0.5) for v, m in metrics.items()},
+        reference_metrics=metrics,
+        start=lower,
+        end=upper,
+    )
+    pushed = _push(settings, push_gateway, job=PERFORMANCE_JOB, performance=report)
+    return report, pushed
+
+
+def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"{report.matured:,} matured predictions (of {report.scored:,} scored; {report.immature:,} not "
+        f"matured yet, {report.unlabelled:,} without a label) as of {report.as_of}"
+    )
+    table = Table(title="Performance on matured labels (delta: vs the version's test metrics)")
+    for column in ("version", "period", "rows", "ROC-AUC", "delta", "PR-AUC", "Brier", "lift"):
+        table.add_column(column, justify="left" if column in ("version", "period") else "right")
+
+    def cell(group: object, key: str, digits: int = 3) -> str:
+        value = getattr(group, "metrics", {}).get(key)
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    for group in (*report.versions, *report.periods):
+        delta = group.delta.get("roc_auc")
+        table.add_row(
+            escape(group.model_version),
+            escape(group.period),
+            f"{group.rows:,}",
+            cell(group, "roc_auc") if group.status == "ok" else "[yellow]too few[/yellow]",
+            "-" if delta is None else f"{delta:+.3f}",
+            cell(group, "pr_auc"),
+            cell(group, "brier"),
+            cell(group, "top_decile_lift", 2),
+        )
+    console.print(table)
+    for group in report.versions:
+        if group.label_lag_median_s is not None:
+            console.print(
+                f"v{escape(group.model_version)} label lag: median {group.label_lag_median_s / 86400:.1f} d, "
+                f"p90 {(group.label_lag_p90_s or 0) / 86400:.1f} d"
+            )
+    if pushed:
+        console.print(f"pushed to the Pushgateway at {escape(pushed)}")

@@ -1,0 +1,138 @@
+"""`churnops score`: every active customer scored by the Production model, ranked, and logged.
+
+The model comes from the same SHA-checked loader serving uses (``wiring.model_source``); the
+features are point-in-time from the offline store at ``--as-of``. Exit codes: 0 scored, 2 bad
+input or nothing to score (the message says what to run first).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from churnops.commands.common import fail, load_settings, quiet_libraries
+
+SUFFIXES = (".parquet", ".csv")
+
+
+def score(
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Score as of this time (with offset; default: the newest snapshot)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Ranked scores, .parquet or .csv (default <home>/scores/scores-<as-of>.parquet)."
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="Rows of the ranking to print.")] = 10,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+) -> None:
+    """Score every customer active at --as-of with the Production model; append to the prediction log."""
+    from churnops.contracts.timestamps import parse_utc
+
+    settings = load_settings(json_output=json_output)
+    if out is not None and out.suffix.lower() not in SUFFIXES:
+        raise fail(f"--out {out}: write .parquet or .csv", json_output=json_output)
+    from churnops.contracts.columns import VIEWS
+    from churnops.features.definitions import TTL
+    from churnops.features.materialize import latest_event_time
+    from churnops.scoring.batch import BatchScoringError, ScoredModel, score_active_customers
+    from churnops.wiring import feature_store, model_source, prediction_log_writer
+
+    quiet_libraries()
+    try:
+        when = (
+            parse_utc(as_of, field="--as-of")
+            if as_of
+            else latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
+        )
+    except ValueError as error:
+        raise fail(str(error), json_output=json_output) from None
+    if when is None:
+        raise fail(
+            f"no feature snapshots under {settings.sources_dir}: run `churnops data generate` or "
+            "`churnops data ingest FILE --as-of TIME` first",
+            json_output=json_output,
+        )
+    from mlflow.exceptions import MlflowException
+
+    source = model_source(settings)
+    try:
+        ref = source.production()
+    except MlflowException as error:
+        raise fail(f"MLflow: {error.message}", json_output=json_output) from None
+    if ref is None:
+        raise fail(
+            f"model {settings.model_name!r} has no Production version: run `churnops train`, then "
+            "`churnops registry promote VERSION --stage Staging|Production`",
+            json_output=json_output,
+        )
+    try:
+        loaded = source.load(ref)
+        result = score_active_customers(
+            store=feature_store(settings),
+            model=ScoredModel(
+                name=ref.name,
+                version=ref.version,
+                feature_service=ref.feature_service or settings.feature_service,
+                estimator=loaded.estimator,
+            ),
+            sources_dir=settings.sources_dir,
+            as_of=when,
+            ttl=TTL["account"],
+            sink=prediction_log_writer(settings),
+        )
+    except (BatchScoringError, ValueError, OSError, RuntimeError) as error:  # incl. ArtifactIntegrityError
+        text = str(error).strip()
+        raise fail(text.splitlines()[0] if text else type(error).__name__, json_output=json_output) from None
+    except MlflowException as error:
+        raise fail(f"MLflow: {error.message}", json_output=json_output) from None
+    path = out or settings.home / "scores" / f"scores-{when:%Y%m%dT%H%M%SZ}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = result.frame
+    if path.suffix.lower() == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    doc = {**result.to_json(), "out": str(path.resolve())}
+    if json_output:
+        typer.echo(json.dumps(doc))
+        return
+    _print(doc=doc, frame=frame.head(top))
+
+
+def _print(*, doc: dict[str, object], frame: object) -> None:
+    import pandas as pd
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    assert isinstance(frame, pd.DataFrame)
+    console = Console()
+    statuses = doc["statuses"]
+    assert isinstance(statuses, dict)
+    console.print(
+        f"scored {doc['scored']:,} of {doc['rows']:,} active customers as of {doc['as_of']} with "
+        f"{escape(str(doc['model_name']))} v{doc['model_version']} "
+        f"({', '.join(f'{k} {v:,}' for k, v in statuses.items())}); logged {doc['logged']:,} rows"
+    )
+    if not frame.empty:
+        table = Table(title="Highest churn risk")
+        for column in ("rank", "customer", "probability", "decile"):
+            table.add_column(column, justify="left" if column == "customer" else "right")
+        for row in frame.itertuples(index=False):
+            table.add_row(
+                str(row.rank),
+                escape(str(row.customer_id)),
+                f"{row.churn_probability:.3f}",
+                str(row.decile),
+            )
+        console.print(table)
+    console.print(f"ranking: {escape(str(doc['out']))}")

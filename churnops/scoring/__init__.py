@@ -1,0 +1,1 @@
+"""Batch scoring: the whole active customer base scored by a registered model, as of a time."""

@@ -1,0 +1,77 @@
+"""What a registered version was trained against: the baselines monitoring compares a window with.
+
+``reference/reference.parquet`` (a seeded sample of the training rows with the model's score)
+and ``evaluation/holdout.parquet`` (the out-of-time test rows with the score and the label) are
+written into every training run (``churnops.contracts.artifacts``); this reads them back for a
+model version through MLflow's API.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from monitoring.errors import MonitoringError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+@dataclass(frozen=True)
+class Baselines:
+    model_name: str
+    version: str
+    run_id: str
+    reference: pd.DataFrame
+    holdout: pd.DataFrame | None
+    test_metrics: dict[str, float]
+
+
+def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Baselines:
+    """The version's reference sample, holdout rows and recorded metrics (threshold included)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model_version = client.get_model_version(model_name, str(version))
+    except MlflowException as error:
+        raise MonitoringError(f"model {model_name!r} has no version {version}: {error.message}") from None
+    run_id = model_version.run_id
+    if not run_id:
+        raise MonitoringError(f"model {model_name!r} version {version} has no training run to compare with")
+    metrics = dict(client.get_run(run_id).data.metrics)
+    with tempfile.TemporaryDirectory(prefix="churnops-baseline-") as tmp:
+        try:
+            reference = pd.read_parquet(client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp))
+        except (MlflowException, OSError) as error:
+            raise MonitoringError(
+                f"version {version} (run {run_id}) has no {REFERENCE_ARTIFACT}: retrain it with this "
+                f"version of ChurnOps ({error})"
+            ) from None
+        holdout: pd.DataFrame | None
+        try:
+            holdout = pd.read_parquet(client.download_artifacts(run_id, HOLDOUT_ARTIFACT, tmp))
+        except (MlflowException, OSError):
+            holdout = None
+    if holdout is not None and "score" not in holdout.columns:
+        holdout = None  # trained before the holdout carried its score: no concept-drift baseline
+    return Baselines(
+        model_name=model_name,
+        version=str(version),
+        run_id=run_id,
+        reference=reference,
+        holdout=holdout,
+        test_metrics=metrics,
+    )
+
+
+def read_labels(sources_dir: Path) -> pd.DataFrame:
+    """The label source with ``created`` (when each label became known)."""
+    from churnops.contracts.columns import LABEL_SOURCE
+    from churnops.sources import read_source
+
+    return read_source(sources_dir=sources_dir, name=LABEL_SOURCE)

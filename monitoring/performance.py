@@ -1,0 +1,397 @@
+"""Live model performance from the prediction log joined to labels that arrived later.
+
+A label row at snapshot ``t`` says whether the customer churned before the next snapshot, so it
+only *matures* a horizon after ``t``: a prediction counts once ``feature_ts + horizon <= as_of``
+and its label was known (``created <= as_of``). Replaying with an earlier ``as_of`` therefore
+gives the report that could have been written then.
+
+The join: prediction (``customer_id``, ``feature_ts``) = label (``customer_id``,
+``event_timestamp``). Several predictions of one customer-snapshot by one model version (the
+customer was scored again before the next snapshot, or a batch was replayed) are one outcome:
+the **earliest** prediction is kept. The score is the same for the same version and features,
+and the earliest prediction is the one the business could act on first, so keeping it counts
+every customer-snapshot once and reports the honest label lag. Several label rows of one
+customer-snapshot resolve as Feast does: the latest ``created`` known at ``as_of`` wins.
+
+Metrics come from :mod:`churnops.training.metrics` (the same definitions as the test split),
+per model version overall and per week (ISO, Monday start) or month of the prediction time.
+Joined rows are grouped by model version and ordered by prediction time and score within it
+(then the log's row order), so ties in the top-decile ranking break the same way every run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL
+from churnops.training.metrics import compute_metrics
+
+FEATURE_TS = "feature_ts"
+PREDICTION_TS = "ts"
+STATUS_OK = "ok"
+DEFAULT_HORIZON = timedelta(days=31)
+PREDICTION_COLUMNS = (JOIN_KEY, PREDICTION_TS, FEATURE_TS, "model_version", "score", "status")
+LABEL_COLUMNS = (JOIN_KEY, EVENT_TS, CREATED_TS, LABEL)
+# The metrics compared with the version's own test metrics (MLflow ``test_<metric>``).
+REPORTED_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "top_decile_lift",
+    "precision_at_threshold",
+    "recall_at_threshold",
+    "log_loss",
+    "base_rate",
+)
+OUTCOME_COLUMNS = (
+    "model_version",
+    JOIN_KEY,
+    FEATURE_TS,
+    PREDICTION_TS,
+    "score",
+    LABEL,
+    "label_created",
+    "label_lag_s",
+)
+
+Period = Literal["week", "month"]
+Status = Literal["ok", "insufficient_data"]
+
+
+class PerformanceInputError(ValueError):
+    """The prediction log or the labels cannot be joined as given."""
+
+
+@dataclass(frozen=True)
+class MaturedOutcomes:
+    """The joined rows (one per model version and customer-snapshot) and what was left out."""
+
+    frame: pd.DataFrame
+    scored: int
+    duplicates: int
+    immature: int
+    unlabelled: int
+
+
+@dataclass(frozen=True)
+class GroupPerformance:
+    """One model version over one period (``period == "all"``: the whole window)."""
+
+    model_version: str
+    period: str
+    period_start: str | None
+    status: Status
+    reason: str | None
+    rows: int
+    positives: int
+    threshold: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    reference: dict[str, float] = field(default_factory=dict)
+    delta: dict[str, float] = field(default_factory=dict)
+    label_lag_median_s: float | None = None
+    label_lag_p90_s: float | None = None
+
+
+@dataclass(frozen=True)
+class PerformanceReport:
+    """Per version (``versions``) and per version and period (``periods``), oldest period first."""
+
+    model_name: str | None
+    as_of: str
+    horizon_s: float
+    period: Period
+    start: str | None
+    end: str | None
+    scored: int
+    duplicates: int
+    immature: int
+    unlabelled: int
+    matured: int
+    versions: tuple[GroupPerformance, ...]
+    periods: tuple[GroupPerformance, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = _finite(asdict(self))
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+
+def _finite(node: Any) -> Any:
+    """JSON has no NaN: non-finite floats become null."""
+    if isinstance(node, dict):
+        return {k: _finite(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_finite(v) for v in node]
+    if isinstance(node, float) and not math.isfinite(node):
+        return None
+    return node
+
+
+def _utc(series: pd.Series, *, frame: str, column: str) -> pd.Series:
+    if not isinstance(series.dtype, pd.DatetimeTZDtype):
+        raise PerformanceInputError(
+            f"{frame}.{column} must be a tz-aware datetime column (got {series.dtype}); "
+            "localize it to UTC first (series.dt.tz_localize('UTC'))"
+        )
+    converted: pd.Series = series.dt.tz_convert(UTC).astype("datetime64[us, UTC]")
+    return converted
+
+
+def _check_columns(frame: pd.DataFrame, *, name: str, required: tuple[str, ...], hint: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise PerformanceInputError(f"{name} is missing column(s) {missing}; {hint}")
+
+
+def _aware(value: datetime, *, name: str) -> pd.Timestamp:
+    if value.tzinfo is None:
+        raise PerformanceInputError(f"{name} must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
+    return pd.Timestamp(value).tz_convert(UTC)
+
+
+def matured_outcomes(
+    *,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    as_of: datetime,
+    horizon: timedelta = DEFAULT_HORIZON,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> MaturedOutcomes:
+    """Scored predictions in ``[start, end)`` joined to the labels known at ``as_of``, matured rows only."""
+    _check_columns(
+        predictions,
+        name="predictions",
+        required=PREDICTION_COLUMNS,
+        hint="pass the prediction log (serving.prediction_log.read_prediction_log) with feature_ts",
+    )
+    _check_columns(
+        labels, name="labels", required=LABEL_COLUMNS, hint="pass the label source (<home>/sources/labels)"
+    )
+    if horizon < timedelta(0):
+        raise PerformanceInputError(f"horizon must be >= 0, got {horizon}")
+    cut = _aware(as_of, name="as_of")
+    preds = predictions.loc[
+        (predictions["status"] == STATUS_OK)
+        & predictions["score"].notna()
+        & predictions[JOIN_KEY].notna()
+        & predictions[FEATURE_TS].notna(),
+        list(PREDICTION_COLUMNS),
+    ].copy()
+    preds[PREDICTION_TS] = _utc(preds[PREDICTION_TS], frame="predictions", column=PREDICTION_TS)
+    preds[FEATURE_TS] = _utc(preds[FEATURE_TS], frame="predictions", column=FEATURE_TS)
+    if start is not None:
+        preds = preds[preds[PREDICTION_TS] >= _aware(start, name="start")]
+    if end is not None:
+        preds = preds[preds[PREDICTION_TS] < _aware(end, name="end")]
+    preds["model_version"] = preds["model_version"].astype(str)
+    preds[JOIN_KEY] = preds[JOIN_KEY].astype(str)
+    scored = len(preds)
+
+    lab = labels.loc[:, list(LABEL_COLUMNS)].copy()
+    lab[EVENT_TS] = _utc(lab[EVENT_TS], frame="labels", column=EVENT_TS)
+    lab[CREATED_TS] = _utc(lab[CREATED_TS], frame="labels", column=CREATED_TS)
+    lab = lab[(lab[CREATED_TS] <= cut) & lab[LABEL].notna()]
+    lab[JOIN_KEY] = lab[JOIN_KEY].astype(str)
+    # Customer ids as integer codes shared by both frames: de-duplicate and join on integers and
+    # timestamps, sort only numeric columns (string sorts and the merge's uniqueness check
+    # dominated the profile of benchmarks/performance.py).
+    codes, _ = pd.factorize(pd.concat([preds[JOIN_KEY], lab[JOIN_KEY]], ignore_index=True))
+    preds["_cid"], lab["_cid"] = codes[: len(preds)], codes[len(preds) :]
+    preds["_version"] = pd.factorize(preds["model_version"])[0]
+    # Ties in prediction time and score keep the log's row order.
+    preds = preds.sort_values([PREDICTION_TS, "score"], kind="stable").drop_duplicates(
+        ["_version", "_cid", FEATURE_TS], keep="first"
+    )
+    duplicates = scored - len(preds)
+    matured = preds[preds[FEATURE_TS] + pd.Timedelta(horizon) <= cut]
+    immature = len(preds) - len(matured)
+    lab = lab.sort_values(CREATED_TS, kind="stable").drop_duplicates(["_cid", EVENT_TS], keep="last")
+    lab = lab.drop(columns=JOIN_KEY).rename(columns={EVENT_TS: FEATURE_TS, CREATED_TS: "label_created"})
+    # Labels are unique per (customer, snapshot) now; an inner merge keeps the left (prediction
+    # time) order, then rows are grouped by version, stably.
+    joined = matured.merge(lab, on=["_cid", FEATURE_TS], how="inner")
+    joined = joined.sort_values("_version", kind="stable")
+    joined[LABEL] = joined[LABEL].astype("int64")
+    joined["label_lag_s"] = (joined["label_created"] - joined[PREDICTION_TS]).dt.total_seconds()
+    frame = joined.loc[:, list(OUTCOME_COLUMNS)].reset_index(drop=True)
+    return MaturedOutcomes(
+        frame=frame,
+        scored=scored,
+        duplicates=duplicates,
+        immature=immature,
+        unlabelled=len(matured) - len(frame),
+    )
+
+
+def _period_starts(ts: pd.Series, period: Period) -> pd.Series:
+    naive = ts.dt.tz_localize(None)
+    if period == "month":
+        starts: pd.Series = naive.dt.to_period("M").dt.start_time
+    else:
+        starts = naive.dt.normalize() - pd.to_timedelta(naive.dt.weekday, unit="D")
+    localized: pd.Series = starts.dt.tz_localize(UTC)
+    return localized
+
+
+def _period_name(start: pd.Timestamp, period: Period) -> str:
+    if period == "month":
+        return f"{start.year:04d}-{start.month:02d}"
+    year, week, _ = start.isocalendar()
+    return f"{year:04d}-W{week:02d}"
+
+
+def _reference(metrics: Mapping[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in REPORTED_METRICS:
+        for key in (f"test_{name}", name):
+            if key in metrics and metrics[key] is not None:
+                out[name] = float(metrics[key])
+                break
+    return out
+
+
+def _group(
+    rows: pd.DataFrame,
+    *,
+    version: str,
+    period: str,
+    period_start: str | None,
+    threshold: float,
+    reference: dict[str, float],
+    min_rows: int,
+    min_positives: int,
+) -> GroupPerformance:
+    y = rows[LABEL].to_numpy(dtype=np.int64)
+    n, positives = len(y), int(y.sum())
+    lags = rows["label_lag_s"].to_numpy(dtype=np.float64)
+    lag_median = float(np.median(lags)) if n else None
+    lag_p90 = float(np.quantile(lags, 0.9)) if n else None
+    reason = None
+    if n < min_rows:
+        reason = f"{n} matured labelled rows < min_rows={min_rows}"
+    elif positives < min_positives:
+        reason = f"{positives} positives < min_positives={min_positives}"
+    elif positives == n:
+        reason = f"all {n} rows are positive"
+    common: dict[str, Any] = {
+        "model_version": version,
+        "period": period,
+        "period_start": period_start,
+        "rows": n,
+        "positives": positives,
+        "threshold": threshold,
+        "reference": reference,
+        "label_lag_median_s": lag_median,
+        "label_lag_p90_s": lag_p90,
+    }
+    if reason is not None:
+        return GroupPerformance(status="insufficient_data", reason=reason, **common)
+    values = compute_metrics(y, rows["score"].to_numpy(dtype=np.float64), threshold=threshold)
+    metrics = {k: values[k] for k in REPORTED_METRICS}
+    delta = {k: metrics[k] - reference[k] for k in REPORTED_METRICS if k in reference}
+    return GroupPerformance(status="ok", reason=None, metrics=metrics, delta=delta, **common)
+
+
+def _threshold_of(version: str, threshold: float | Mapping[str, float]) -> float:
+    if isinstance(threshold, Mapping):
+        if version not in threshold:
+            raise PerformanceInputError(
+                f"threshold has no entry for model version {version!r} (known: {sorted(threshold)}); "
+                "pass the version's registered 'threshold' metric"
+            )
+        return float(threshold[version])
+    return float(threshold)
+
+
+def performance_on_late_labels(
+    *,
+    predictions: pd.DataFrame,
+    labels: pd.DataFrame,
+    as_of: datetime,
+    horizon: timedelta = DEFAULT_HORIZON,
+    period: Period = "month",
+    threshold: float | Mapping[str, float],
+    reference_metrics: Mapping[str, Mapping[str, float]],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    min_rows: int = 100,
+    min_positives: int = 10,
+) -> PerformanceReport:
+    """Matured live performance per model version and per period, next to each version's test metrics.
+
+    ``threshold``: one score threshold, or one per model version (the run's ``threshold``
+    metric). ``reference_metrics``: per model version, its registered metrics (``test_roc_auc``
+    ... or plain ``roc_auc`` ...); a version without them gets no deltas. Groups with fewer than
+    ``min_rows`` rows or ``min_positives`` positives are ``insufficient_data`` with no metrics.
+    """
+    if period not in ("week", "month"):
+        raise PerformanceInputError(f"period must be 'week' or 'month', got {period!r}")
+    if min_rows < 1 or min_positives < 1:
+        raise PerformanceInputError(
+            f"min_rows and min_positives must be >= 1 (got {min_rows}, {min_positives})"
+        )
+    outcomes = matured_outcomes(
+        predictions=predictions, labels=labels, as_of=as_of, horizon=horizon, start=start, end=end
+    )
+    frame = outcomes.frame.copy()
+    frame["_period_start"] = _period_starts(frame[PREDICTION_TS], period)
+    names = sorted({str(n) for n in predictions.get("model_name", pd.Series(dtype=object)).dropna()})
+    if len(names) > 1:
+        raise PerformanceInputError(
+            f"predictions hold several models {names}; pass one model's prediction log at a time"
+        )
+    limits = {"min_rows": min_rows, "min_positives": min_positives}
+    versions: list[GroupPerformance] = []
+    periods: list[GroupPerformance] = []
+    for version in sorted(frame["model_version"].unique(), key=_version_key):
+        rows = frame[frame["model_version"] == version]
+        thr = _threshold_of(version, threshold)
+        ref = _reference(reference_metrics.get(version, {}))
+        versions.append(
+            _group(
+                rows, version=version, period="all", period_start=None, threshold=thr, reference=ref, **limits
+            )
+        )
+        for begin, part in rows.groupby("_period_start", sort=True):
+            stamp = pd.Timestamp(begin)
+            periods.append(
+                _group(
+                    part,
+                    version=version,
+                    period=_period_name(stamp, period),
+                    period_start=stamp.isoformat(),
+                    threshold=thr,
+                    reference=ref,
+                    **limits,
+                )
+            )
+    return PerformanceReport(
+        model_name=names[0] if names else None,
+        as_of=_aware(as_of, name="as_of").isoformat(),
+        horizon_s=horizon.total_seconds(),
+        period=period,
+        start=None if start is None else _aware(start, name="start").isoformat(),
+        end=None if end is None else _aware(end, name="end").isoformat(),
+        scored=outcomes.scored,
+        duplicates=outcomes.duplicates,
+        immature=outcomes.immature,
+        unlabelled=outcomes.unlabelled,
+        matured=len(frame),
+        versions=tuple(versions),
+        periods=tuple(periods),
+    )
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)

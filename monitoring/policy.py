@@ -1,0 +1,106 @@
+"""The declarative drift policy: thresholds and minimum sizes, read from a YAML file.
+
+The packaged default is ``default_drift.yaml`` next to this module (every number in it is
+justified there and in ``docs/monitoring.md``); a user overrides it with their own file.
+Validation errors name every offending field and the fix, all at once, like the gate policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from churnops.contracts.columns import feature_names
+from monitoring.errors import DriftPolicyError
+
+DEFAULT_POLICY = "default_drift.yaml"
+
+
+class DataDriftRules(BaseModel):
+    """Evidently ``kl_div`` per feature: KL(reference || current); drift when score >= threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    default_threshold: float = Field(default=0.1, gt=0)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_features(self) -> DataDriftRules:
+        unknown = sorted(set(self.thresholds) - set(feature_names()))
+        if unknown:
+            raise ValueError(
+                f"unknown feature(s) {unknown}; thresholds are keyed by the names in "
+                f"churnops.contracts.columns.FEATURES: {', '.join(feature_names())}"
+            )
+        bad = {k: v for k, v in self.thresholds.items() if not (math.isfinite(v) and v > 0)}
+        if bad:
+            raise ValueError(f"thresholds must be finite numbers > 0: {bad}")
+        return self
+
+    def threshold(self, feature: str) -> float:
+        return self.thresholds.get(feature, self.default_threshold)
+
+
+class PredictionDriftRules(BaseModel):
+    """Evidently ``jensenshannon`` (a distance, natural log, at most sqrt(ln 2) = 0.833) on the score."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    threshold: float = Field(default=0.1, gt=0, le=0.833)
+
+
+class ConceptDriftRules(BaseModel):
+    """Evidently ``ks`` on the randomized PIT of matured outcomes (see monitoring.concept)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    min_statistic: float = Field(default=0.01, ge=0, lt=1)
+    min_labelled_rows: int = Field(default=1000, ge=1)
+    min_holdout_rows: int = Field(default=1000, ge=1)
+
+
+class DriftPolicy(BaseModel):
+    """A validated drift policy (see ``default_drift.yaml`` for the meaning of each part)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "default"
+    min_current_rows: int = Field(default=1000, ge=1)
+    min_reference_rows: int = Field(default=1000, ge=1)
+    reference_rows: int = Field(default=100_000, ge=1)
+    seed: int = Field(default=0, ge=0)
+    data_drift: DataDriftRules = Field(default_factory=DataDriftRules)
+    prediction_drift: PredictionDriftRules = Field(default_factory=PredictionDriftRules)
+    concept_drift: ConceptDriftRules = Field(default_factory=ConceptDriftRules)
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+def default_policy_path() -> Path:
+    return Path(str(resources.files("monitoring").joinpath(DEFAULT_POLICY)))
+
+
+def load_policy(path: Path | None = None) -> DriftPolicy:
+    """Read and validate a drift policy file (the packaged default when ``path`` is None)."""
+    source = path if path is not None else default_policy_path()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as error:
+        raise DriftPolicyError(f"drift policy {source}: cannot be read ({error.strerror or error})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise DriftPolicyError(f"drift policy {source}: not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise DriftPolicyError(f"drift policy {source}: expected a mapping at the top level")
+    data.setdefault("name", source.stem)
+    try:
+        return DriftPolicy.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
+        )
+        raise DriftPolicyError(f"drift policy {source}: {problems}") from None

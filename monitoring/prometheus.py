@@ -1,0 +1,222 @@
+"""Monitoring results as Prometheus gauges, pushed to a Pushgateway by the batch jobs.
+
+Batch jobs (drift, performance) do not live long enough to be scraped, so each run pushes its
+gauges once (HTTP PUT: the group's previous values are replaced) under the grouping key
+``job`` + ``model`` (the model name). Prometheus scrapes the Pushgateway with
+``honor_labels: true`` so the pushed ``job`` survives. Labels are bounded: feature name, model
+version, method, job. Never a customer id.
+
+Nothing is registered at import: gauges are created on a private ``CollectorRegistry`` per push.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from monitoring.performance import PerformanceReport
+
+NAMESPACE = "churnops"
+# name -> (label names, help): every gauge a monitoring job pushes (tests and dashboards read this).
+GAUGES: dict[str, tuple[tuple[str, ...], str]] = {
+    "drift_score": (
+        ("feature", "model_version", "method"),
+        "Per-feature data drift score (e.g. KL divergence).",
+    ),
+    "drift_threshold": (("feature", "model_version", "method"), "Per-feature drift threshold of the policy."),
+    "drifted_share": (("model_version",), "Share of features whose drift score is over its threshold."),
+    "prediction_drift": (
+        ("model_version", "method"),
+        "Drift of the score distribution (e.g. Jensen-Shannon).",
+    ),
+    "prediction_drift_threshold": (("model_version", "method"), "Prediction-drift threshold of the policy."),
+    "concept_drift_p_value": (
+        ("model_version",),
+        "p-value of the concept-drift test (absent if insufficient).",
+    ),
+    "concept_drift_detected": (("model_version",), "1 if the concept-drift rule fired, else 0."),
+    "live_roc_auc": (("model_version",), "ROC-AUC on matured predictions joined to late labels."),
+    "live_labelled_rows": (("model_version",), "Matured, labelled predictions behind the live metrics."),
+    "label_lag_seconds": (("model_version",), "Median label availability minus prediction time."),
+    "monitoring_last_success_timestamp_seconds": (("job",), "Unix time of the last successful run."),
+}
+
+
+class MonitoringPushError(RuntimeError):
+    """The Pushgateway refused the push or could not be reached."""
+
+
+class MonitoringInputError(ValueError):
+    """The drift JSON or the performance report cannot be exported as given."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class _Model(_Strict):
+    name: str
+    version: str
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class _Feature(_Strict):
+    feature: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class _DataDrift(_Strict):
+    method: str
+    drifted_share: float
+    features: list[_Feature]
+
+
+class _PredictionDrift(_Strict):
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class _ConceptDrift(_Strict):
+    method: str
+    status: str
+    p_value: float | None
+    threshold: float
+    drifted: bool
+
+
+class DriftDocument(_Strict):
+    """The fields of the drift JSON contract that are exported (the rest is ignored)."""
+
+    status: str
+    model: _Model
+    data_drift: _DataDrift | None = None
+    prediction_drift: _PredictionDrift | None = None
+    concept_drift: _ConceptDrift | None = None
+
+
+def parse_drift_json(document: Mapping[str, Any]) -> DriftDocument:
+    """Validate the drift JSON contract; the error names every bad field."""
+    try:
+        return DriftDocument.model_validate(dict(document))
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise MonitoringInputError(
+            f"drift_json does not follow the drift JSON contract: {problems}"
+        ) from None
+
+
+def monitoring_gauges(registry: CollectorRegistry) -> dict[str, Any]:
+    """Every gauge of :data:`GAUGES` on ``registry`` (``churnops_<name>``), by short name."""
+    from prometheus_client import Gauge
+
+    return {
+        name: Gauge(name, doc, list(labels), namespace=NAMESPACE, registry=registry)
+        for name, (labels, doc) in GAUGES.items()
+    }
+
+
+def _set(gauges: dict[str, Any], name: str, value: float | None, **labels: str) -> None:
+    if value is not None and math.isfinite(value):
+        gauges[name].labels(**labels).set(value)
+
+
+def _fill_drift(gauges: dict[str, Any], drift: DriftDocument) -> None:
+    version = drift.model.version
+    if drift.data_drift is not None:
+        data = drift.data_drift
+        _set(gauges, "drifted_share", data.drifted_share, model_version=version)
+        for feature in data.features:
+            labels = {"feature": feature.feature, "model_version": version, "method": data.method}
+            _set(gauges, "drift_score", feature.score, **labels)
+            _set(gauges, "drift_threshold", feature.threshold, **labels)
+    if drift.prediction_drift is not None:
+        pred = drift.prediction_drift
+        labels = {"model_version": version, "method": pred.method}
+        _set(gauges, "prediction_drift", pred.score, **labels)
+        _set(gauges, "prediction_drift_threshold", pred.threshold, **labels)
+    if drift.concept_drift is not None:
+        concept = drift.concept_drift
+        _set(gauges, "concept_drift_p_value", concept.p_value, model_version=version)
+        _set(gauges, "concept_drift_detected", float(concept.drifted), model_version=version)
+
+
+def _fill_performance(gauges: dict[str, Any], report: PerformanceReport) -> None:
+    for group in report.versions:
+        version = group.model_version
+        _set(gauges, "live_labelled_rows", float(group.rows), model_version=version)
+        _set(gauges, "label_lag_seconds", group.label_lag_median_s, model_version=version)
+        if group.status == "ok":
+            _set(gauges, "live_roc_auc", group.metrics.get("roc_auc"), model_version=version)
+
+
+def _model_name(drift: DriftDocument | None, report: PerformanceReport | None, given: str | None) -> str:
+    names = {
+        n for n in (given, drift.model.name if drift else None, report.model_name if report else None) if n
+    }
+    if len(names) > 1:
+        raise MonitoringInputError(
+            f"model names disagree: {sorted(names)}; push one model's results at a time"
+        )
+    if not names:
+        raise MonitoringInputError(
+            "no model name: pass model_name=..., or a drift_json/performance that names the model"
+        )
+    return names.pop()
+
+
+def push_monitoring_metrics(
+    *,
+    gateway: str,
+    job: str,
+    drift_json: Mapping[str, Any] | None = None,
+    performance: PerformanceReport | None = None,
+    registry: CollectorRegistry | None = None,
+    timeout_s: float = 10.0,
+    model_name: str | None = None,
+    now: float | None = None,
+) -> None:
+    """Push one successful monitoring run's gauges (and its success time) to ``gateway``.
+
+    ``registry``: the CollectorRegistry to fill and push (a fresh one by default; pass your own
+    to add metrics or to read back what was pushed). The push replaces the group
+    ``{job, model}``, so give drift and performance runs different ``job`` names.
+    """
+    from prometheus_client import CollectorRegistry, push_to_gateway
+
+    if not job.strip():
+        raise MonitoringInputError("job must be a non-empty name, e.g. 'churnops-drift'")
+    if timeout_s <= 0:
+        raise MonitoringInputError(f"timeout_s must be > 0, got {timeout_s}")
+    drift = parse_drift_json(drift_json) if drift_json is not None else None
+    name = _model_name(drift, performance, model_name)
+    registry = registry if registry is not None else CollectorRegistry()
+    gauges = monitoring_gauges(registry)
+    if drift is not None:
+        _fill_drift(gauges, drift)
+    if performance is not None:
+        _fill_performance(gauges, performance)
+    gauges["monitoring_last_success_timestamp_seconds"].labels(job=job).set(
+        time.time() if now is None else now
+    )
+    try:
+        push_to_gateway(gateway, job=job, registry=registry, grouping_key={"model": name}, timeout=timeout_s)
+    except OSError as error:  # URLError and HTTPError are OSErrors
+        raise MonitoringPushError(
+            f"pushing monitoring metrics to the Pushgateway at {gateway} (job {job!r}, model {name!r}) "
+            f"failed: {error}; check the gateway URL and that it is up"
+        ) from error

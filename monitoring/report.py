@@ -1,0 +1,293 @@
+"""Where a drift report goes: a self-contained HTML file (Evidently's own report under a short
+summary a person reads first), an Evidently local workspace (``evidently ui`` shows the history)
+and an MLflow monitoring run linked to the model version by tags.
+
+Evidently is imported lazily (10+ s); MLflow is passed in as a client.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monitoring.drift import DriftResult
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+MONITORING_EXPERIMENT = "churn-monitoring"
+TAG_MODEL_NAME = "churnops.model_name"
+TAG_MODEL_VERSION = "churnops.model_version"
+TAG_KIND = "churnops.run_kind"
+HTML_ARTIFACT_DIR = "drift"
+
+_STATUS_COLOUR = {"drift": "#b3261e", "no_drift": "#1b6e20", "insufficient_data": "#8a6d00"}
+_STYLE = """
+<style>
+#churnops-summary{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+ margin:24px auto;padding:20px 24px;border:1px solid #ddd;border-radius:8px;background:#fff;color:#222}
+#churnops-summary h1{font-size:22px;margin:0 0 8px}
+#churnops-summary h2{font-size:16px;margin:18px 0 6px}
+#churnops-summary .status{display:inline-block;padding:2px 10px;border-radius:12px;color:#fff;font-weight:600}
+#churnops-summary table{border-collapse:collapse;font-size:13px;margin-top:4px}
+#churnops-summary td,#churnops-summary th{border-bottom:1px solid #eee;padding:3px 10px;text-align:left}
+#churnops-summary td.num{text-align:right;font-variant-numeric:tabular-nums}
+#churnops-summary tr.flag td{background:#fdecea;font-weight:600}
+#churnops-summary p.note{font-size:12px;color:#555;margin:6px 0}
+#churnops-concept iframe{width:100%;height:900px;border:1px solid #ddd}
+</style>
+"""
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if value != 0 and abs(value) < 10**-digits:
+        return f"{value:.2e}"
+    return f"{value:.{digits}f}"
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def summary_html(result: DriftResult) -> str:
+    """The summary section (escaped; every string in it comes from the result)."""
+    colour = _STATUS_COLOUR.get(result.status, "#555")
+    rows = []
+    ranked = sorted(
+        result.features, key=lambda f: -1.0 if f.score is None else f.score / f.threshold, reverse=True
+    )
+    for f in ranked:
+        css = ' class="flag"' if f.drifted else ""
+        rows.append(
+            f"<tr{css}><td>{_e(f.feature)}</td><td class='num'>{_fmt(f.score)}</td>"
+            f"<td class='num'>{_fmt(f.threshold)}</td><td>{'drift' if f.drifted else ''}</td></tr>"
+        )
+    p, c, perf = result.prediction, result.concept, result.performance
+    shift = None if p.reference_mean is None or p.current_mean is None else p.current_mean - p.reference_mean
+    quality = [
+        q
+        for q in result.quality
+        if q.null_share > 0 or q.out_of_range_share > 0 or q.unseen_category_share > 0
+    ]
+    quality_rows = "".join(
+        f"<tr><td>{_e(q.feature)}</td><td class='num'>{q.null_share:.2%}</td>"
+        f"<td class='num'>{q.out_of_range_share:.2%}</td>"
+        f"<td class='num'>{q.unseen_category_share:.2%}</td></tr>"
+        for q in quality
+    )
+    drifted = [f.feature for f in result.features if f.drifted]
+    headline = (
+        "Not enough rows in the window to judge drift."
+        if result.status == "insufficient_data"
+        else f"{len(drifted)} of {len(result.features)} features drifted"
+        + (f" ({_e(', '.join(drifted))})" if drifted else "")
+        + f"; prediction drift {'yes' if p.drifted else 'no'}; concept drift {_e(c.status)}."
+    )
+    return f"""{_STYLE}
+<section id="churnops-summary">
+<h1>Drift report: model {_e(result.model_name)} version {_e(result.model_version)}
+ <span class="status" style="background:{colour}">{_e(result.status)}</span></h1>
+<p>{headline}</p>
+<p>Window {_e(result.window_start.isoformat())} to {_e(result.window_end.isoformat())}: {
+        result.current_rows:,} rows;
+ reference {result.reference_rows:,} rows (seeded sample of {result.reference_source_rows:,}).
+ Policy {_e(result.policy_name)}@{_e(result.policy_digest)}.</p>
+<h2>Prediction drift (Jensen-Shannon distance on the score)</h2>
+<p>JS {_fmt(p.score)} (threshold {_fmt(p.threshold)}); mean score {_fmt(p.reference_mean)} at training,
+ {_fmt(p.current_mean)} now (moved by {_fmt(shift)}).</p>
+<h2>Concept drift (KS on the randomized PIT of matured outcomes vs the training holdout)</h2>
+<p>Status {_e(c.status)}: D = {_fmt(c.statistic)}, p = {_fmt(c.p_value)} (alpha {
+        _fmt(result.concept_threshold)
+    }),
+ {c.labelled_rows:,} matured rows against {c.holdout_rows:,} holdout rows.
+ Performance on the matured rows: ROC-AUC {_fmt(perf.roc_auc, 3)} (holdout {_fmt(perf.holdout_roc_auc, 3)}),
+ Brier {_fmt(perf.brier)} (holdout {_fmt(perf.holdout_brier)}), churn rate {_fmt(perf.positive_rate)}
+ vs mean score {_fmt(perf.mean_score)}.</p>
+<h2>Data drift (KL divergence, reference || current)</h2>
+<table><tr><th>feature</th><th>KL</th><th>threshold</th><th></th></tr>{"".join(rows)}</table>
+<p class="note">tenure and total_charges grow with the customers' age: they move every month with no drift at
+ all. Ageing moves both while monthly_charges and the profile columns stay put; see docs/monitoring.md.</p>
+<h2>Data quality</h2>
+{
+        "<p>No nulls, out-of-range values or unseen categories.</p>"
+        if not quality
+        else "<table><tr><th>feature</th><th>null</th><th>out of range</th><th>unseen category</th></tr>"
+        + quality_rows
+        + "</table>"
+    }
+</section>
+"""
+
+
+def _concept_section(result: DriftResult) -> str:
+    if result.concept_snapshot is None:
+        return ""
+    inner = result.concept_snapshot.get_html_str(as_iframe=False)
+    return (
+        '<section id="churnops-concept" style="max-width:1100px;margin:24px auto">'
+        "<h2 style='font-family:system-ui,sans-serif'>"
+        "Evidently: concept drift (KS on the randomized PIT)</h2>"
+        f'<iframe title="concept drift" srcdoc="{html.escape(inner, quote=True)}"></iframe></section>'
+    )
+
+
+def report_html(result: DriftResult) -> str:
+    """The whole document: summary first, then Evidently's own report (and the concept part)."""
+    if result.snapshot is None:
+        body = (
+            "<p style='font-family:system-ui,sans-serif;text-align:center'>"
+            "No Evidently report: the window is below the policy's minimum size.</p>"
+        )
+        return (
+            "<!DOCTYPE html><html lang='en'><head><meta charset='UTF-8'><title>Drift report</title></head>"
+            f"<body>{summary_html(result)}{body}{_concept_section(result)}</body></html>"
+        )
+    document = str(result.snapshot.get_html_str(as_iframe=False))
+    title = f"<title>Drift report {_e(result.model_name)} v{_e(result.model_version)}</title>"
+    document = document.replace("<head>", f"<head>{title}", 1)
+    match = re.search(r"<body[^>]*>", document)
+    if match is None:
+        raise RuntimeError("Evidently's HTML has no <body> tag; cannot place the summary")
+    at = match.end()
+    heading = (
+        "<h2 style='font-family:system-ui,sans-serif;max-width:1100px;margin:24px auto 0'>"
+        "Evidently: data drift per feature and prediction drift</h2>"
+    )
+    return document[:at] + summary_html(result) + _concept_section(result) + heading + document[at:]
+
+
+def report_path(*, home: Path, result: DriftResult) -> Path:
+    """``<home>/reports/drift-<model>-v<version>-<window end>.html`` (a safe file name)."""
+    stem = f"drift-{result.model_name}-v{result.model_version}-{result.window_end:%Y%m%dT%H%M%S}"
+    return home / "reports" / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".html")
+
+
+def write_report_html(*, result: DriftResult, path: Path) -> Path:
+    """Write the report to ``path`` (parents created) and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report_html(result), encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class WorkspaceEntry:
+    project_id: str
+    snapshot_ids: tuple[str, ...]
+
+
+def add_to_workspace(*, result: DriftResult, workspace_dir: Path, project_name: str) -> WorkspaceEntry:
+    """Add the result's snapshots to the Evidently local workspace (the project is created on
+    first use); ``evidently ui --workspace <workspace_dir>`` shows their history."""
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace.create(str(workspace_dir))
+    found = workspace.search_project(project_name)
+    project: Any = (
+        found[0]
+        if found
+        else workspace.create_project(
+            project_name, description=f"ChurnOps drift reports for model {result.model_name}"
+        )
+    )
+    ids: list[str] = []
+    for snapshot in (result.snapshot, result.concept_snapshot):
+        if snapshot is not None:
+            ref = workspace.add_run(project.id, snapshot)
+            ids.append(str(ref.id))
+    return WorkspaceEntry(project_id=str(project.id), snapshot_ids=tuple(ids))
+
+
+def monitoring_metrics(result: DriftResult) -> dict[str, float]:
+    """Every finite score of the report as an MLflow metric."""
+    out: dict[str, float] = {
+        "current_rows": float(result.current_rows),
+        "reference_rows": float(result.reference_rows),
+        "data_drift_drifted_share": result.drifted_share,
+        "concept_drift_labelled_rows": float(result.concept.labelled_rows),
+        "drift": 1.0 if result.status == "drift" else 0.0,
+    }
+    for f in result.features:
+        if f.score is not None:
+            out[f"data_drift_kl_{f.feature}"] = f.score
+    candidates = {
+        "prediction_drift_js": result.prediction.score,
+        "concept_drift_ks_statistic": result.concept.statistic,
+        "concept_drift_ks_p_value": result.concept.p_value,
+        "score_mean_current": result.prediction.current_mean,
+        "matured_roc_auc": result.performance.roc_auc,
+        "matured_brier": result.performance.brier,
+    }
+    out.update({k: float(v) for k, v in candidates.items() if v is not None and math.isfinite(v)})
+    return out
+
+
+def log_to_mlflow(
+    *,
+    client: MlflowClient,
+    experiment_name: str = MONITORING_EXPERIMENT,
+    result: DriftResult,
+    html_path: Path | None,
+    artifact_location: str | None = None,
+) -> str:
+    """One MLflow run per report, tagged with the model name and version; returns its run id.
+
+    ``artifact_location`` is used when the experiment has to be created
+    (``<artifact_location>/<experiment_name>``, as training does)."""
+    import json
+    import tempfile
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    experiment = client.get_experiment_by_name(experiment_name)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(
+            experiment_name,
+            artifact_location=None
+            if artifact_location is None
+            else f"{artifact_location.rstrip('/')}/{experiment_name}",
+            tags={"mlflow.experimentKind": "custom_model_development"},
+        )
+    )
+    run = client.create_run(
+        experiment_id,
+        run_name=f"drift-{result.model_name}-v{result.model_version}-{result.window_end.date()}",
+        tags={
+            TAG_MODEL_NAME: result.model_name,
+            TAG_MODEL_VERSION: result.model_version,
+            TAG_KIND: "drift",
+            "churnops.drift_status": result.status,
+            "churnops.concept_drift_status": result.concept.status,
+            "churnops.window_start": result.window_start.isoformat(),
+            "churnops.window_end": result.window_end.isoformat(),
+            "churnops.drift_policy": f"{result.policy_name}@{result.policy_digest}",
+        },
+    )
+    run_id = str(run.info.run_id)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in monitoring_metrics(result).items()],
+        tags=[
+            RunTag(
+                "churnops.drifted_features",
+                ",".join(f.feature for f in result.features if f.drifted) or "none",
+            )
+        ],
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "drift.json"
+        report.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+        client.log_artifact(run_id, str(report), HTML_ARTIFACT_DIR)
+    if html_path is not None:
+        client.log_artifact(run_id, str(html_path), HTML_ARTIFACT_DIR)
+    client.set_terminated(run_id)
+    return run_id
