@@ -19,6 +19,9 @@ def quiet_libraries() -> None:
     Call it after the heavy imports: feast sets its own warning filters when it is imported.
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # With an http:// tracking URI MLflow writes "View run ... at: <url>" to stdout when a run
+    # ends, which breaks the one-JSON-object contract of --json.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # mlflow's SQLAlchemy store uses the deprecated noload strategy; ibis calls duckdb's renamed
     # fetch_arrow_table. Both are known and harmless (also filtered in pyproject.toml for tests).
     warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")

