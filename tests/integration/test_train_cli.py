@@ -54,7 +54,7 @@ def test_train_json_registers_a_version_then_a_strict_policy_refuses(home: Path,
     strict = tmp_path / "strict.yaml"
     strict.write_text("floors: {roc_auc: 0.999}\n")
     result = runner.invoke(app, ["train", "--gate-policy", str(strict), "--trigger", "drift"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # gates failed: nothing registered
     assert "floor:roc_auc" in result.stdout and "FAIL" in result.stdout
     assert "no version" in result.stdout
 
