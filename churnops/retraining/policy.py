@@ -15,13 +15,13 @@ invalid file is refused with every bad field named at once, with the fix. Parts:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_core import ErrorDetails
 
 from churnops.retraining.cron import Cron, CronError
 
@@ -98,7 +98,7 @@ def parse_policy(data: object, *, source: str = "retrain policy") -> RetrainPoli
         raise RetrainPolicyError(f"{source}: {problems}") from None
 
 
-def _problem(error: ErrorDetails) -> str:
+def _problem(error: Mapping[str, Any]) -> str:
     where = ".".join(str(p) for p in error["loc"]) or "(top)"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
