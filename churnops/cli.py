@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from churnops.commands import demo, features, generate, ingest, monitor, registry, score, serve, train
+from churnops.commands import (
+    demo,
+    features,
+    generate,
+    ingest,
+    monitor,
+    registry,
+    retrain,
+    score,
+    serve,
+    train,
+)
 
 app = typer.Typer(
     name="churnops",
@@ -21,6 +32,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(registry.app, name="registry")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(retrain.app, name="retrain")
 app.command("train")(train.train)
 app.command("score")(score.score)
 app.command("serve")(serve.serve)

@@ -37,6 +37,14 @@ def advisory_key(key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def _sidecar_name(db_name: str, key: str) -> str:
+    """``<db>.registry-lock`` for registry_ext's own keys; ``<db>.<hash>.lock`` for any other key,
+    so a long lock (e.g. a retrain) never blocks the stage changes it makes while holding it."""
+    if key.startswith("registry_ext:"):
+        return f"{db_name}.registry-lock"
+    return f"{db_name}.{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}.lock"
+
+
 def _backoff(delay: float) -> float:
     time.sleep(delay)
     return min(delay * 2, 0.2)
@@ -49,7 +57,7 @@ def database_lock(engine: Engine, *, key: str, timeout_s: float = DEFAULT_LOCK_T
     deadline = time.monotonic() + timeout_s
     delay = 0.005
     if path is not None:
-        lock_file = path.with_name(f"{path.name}.registry-lock")
+        lock_file = path.with_name(_sidecar_name(path.name, key))
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             while True:

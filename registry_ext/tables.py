@@ -106,3 +106,20 @@ model_experiments = sa.Table(
     sa.UniqueConstraint("name", "version", "run_id", name="uq_model_experiments_version_run"),
     sa.Index("ix_model_experiments_run_id", "run_id"),
 )
+
+retrain_decisions = sa.Table(
+    "retrain_decisions",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.Column("fired", sa.Boolean, nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=True),
+    sa.Column("suppressed_by", sa.String(32), nullable=True),
+    sa.Column("model_version", sa.String(32), nullable=True),
+    sa.Column("report", sa.Text, nullable=True),
+    sa.Column("policy", sa.String(256), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reasons", _json(), nullable=False),
+    sa.Index("ix_retrain_decisions_name_time", "name", "time"),
+)

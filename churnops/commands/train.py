@@ -3,14 +3,16 @@
 Builds ``Settings()`` and gets the Feast store and the registry from ``churnops.wiring``, then
 calls :func:`churnops.training.train`. Prints a summary (candidates, test metrics, gate table, the
 version or why none) or, with ``--json``, exactly one JSON object (``{"error": ...}`` on
-failure). Exit codes: 0 trained (whether or not the gates passed: see ``gates.passed`` /
-``version``), 2 on an error, with a one-line message and no stack trace. Heavy imports happen
+failure). Exit codes: 0 registered, 3 the gates failed (nothing registered; the output says
+which rules), 2 bad input or an error, with a one-line message and no stack trace.
+``--start/--end`` restrict the labels (the entity frame) to a training window. Heavy imports happen
 inside the command so `churnops --help` stays fast.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,6 +23,9 @@ from churnops.contracts.stages import Trigger, choices
 
 if TYPE_CHECKING:
     from churnops.training import TrainResult
+
+GATES_FAILED_EXIT = 3
+"""Exit code when the candidate failed its gates and nothing was registered."""
 
 SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "recall_at_threshold")
 
@@ -104,22 +109,39 @@ def train(
             "--gate-policy", help="Gate policy YAML (default: CHURNOPS_GATE_POLICY, else the packaged one)."
         ),
     ] = None,
-    trigger: Annotated[
-        str, typer.Option("--trigger", help=f"Why: {choices(Trigger)}.")
-    ] = "manual",
+    trigger: Annotated[str, typer.Option("--trigger", help=f"Why: {choices(Trigger)}.")] = "manual",
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="Only labels at or after this time (ISO 8601 with Z or +HH:MM)."),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", help="Only labels at or before this time (ISO 8601 with Z or +HH:MM)."),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
 ) -> None:
-    """Train candidates on a FeatureService, evaluate them, and register the best if it passes the gates."""
+    """Train candidates on a FeatureService, evaluate them, and register the best if it passes the gates.
+
+    Exit 0 registered, 3 gates failed (nothing registered), 2 bad input."""
     try:
         trigger = Trigger.parse(trigger).value
     except ValueError as error:
         raise fail(f"--trigger: {error}", json_output=json_output) from None
+    labels_start = parse_time(start, option="--start", json_output=json_output)
+    labels_end = parse_time(end, option="--end", json_output=json_output)
+    if labels_start is not None and labels_end is not None and labels_start >= labels_end:
+        raise fail(f"--start {start} must be before --end {end}", json_output=json_output)
     settings = load_settings(json_output=json_output)
     try:
         result = _run(
-            settings=settings, feature_service=feature_service, gate_policy=gate_policy, trigger=trigger
+            settings=settings,
+            feature_service=feature_service,
+            gate_policy=gate_policy,
+            trigger=trigger,
+            labels_start=labels_start,
+            labels_end=labels_end,
         )
     except _expected_errors() as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -128,6 +150,20 @@ def train(
         typer.echo(json.dumps(result.to_dict(), default=str, allow_nan=False))
     else:
         _print_summary(result)
+    if result.version is None:
+        raise typer.Exit(code=GATES_FAILED_EXIT)
+
+
+def parse_time(value: str | None, *, option: str, json_output: bool) -> datetime | None:
+    """An ISO 8601 option value as an aware UTC time, or exit 2 naming the option."""
+    from churnops.contracts.timestamps import parse_utc
+
+    if value is None:
+        return None
+    try:
+        return parse_utc(value, field=option)
+    except ValueError as error:
+        raise fail(str(error), json_output=json_output) from None
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -150,7 +186,15 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def _run(*, settings: Any, feature_service: str, gate_policy: Path | None, trigger: str) -> TrainResult:
+def _run(
+    *,
+    settings: Any,
+    feature_service: str,
+    gate_policy: Path | None,
+    trigger: str,
+    labels_start: datetime | None = None,
+    labels_end: datetime | None = None,
+) -> TrainResult:
     from churnops.training import TrainOptions, load_policy
     from churnops.training import train as train_model
     from churnops.wiring import feature_store, open_registry
@@ -165,6 +209,11 @@ def _run(*, settings: Any, feature_service: str, gate_policy: Path | None, trigg
             registry=registry,
             sources_dir=settings.sources_dir,
             policy=policy,
-            options=TrainOptions(feature_service=feature_service, trigger=trigger),
+            options=TrainOptions(
+                feature_service=feature_service,
+                trigger=trigger,
+                labels_start=labels_start,
+                labels_end=labels_end,
+            ),
             artifact_location=settings.artifact_location,
         )

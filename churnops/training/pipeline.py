@@ -98,6 +98,8 @@ class TrainOptions:
     reference_rows: int = 100_000
     labels_start: datetime | None = None
     labels_end: datetime | None = None
+    version_tags: Mapping[str, str] = field(default_factory=dict)
+    """Extra tags for the registered version and the run (e.g. retraining provenance)."""
 
 
 @dataclass(frozen=True)
@@ -297,6 +299,7 @@ def train(
         f"{TAG_PREFIX}code_version": version_info.label(),
         f"{TAG_PREFIX}gate_policy": f"{policy.name}@{policy.digest()}",
     }
+    tags.update(options.version_tags)
     if version_info.git_commit:
         tags["mlflow.source.git.commit"] = version_info.git_commit
 
@@ -517,6 +520,7 @@ def _register(
         "training_frame_sha256": result.training_frame_sha256,
         "code_version": result.code_version.label(),
         "gate_policy": f"{result.gates.policy}@{result.gates.policy_digest}",
+        **options.version_tags,
     }
     try:
         record = registry.register(

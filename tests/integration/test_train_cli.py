@@ -54,9 +54,15 @@ def test_train_json_registers_a_version_then_a_strict_policy_refuses(home: Path,
     strict = tmp_path / "strict.yaml"
     strict.write_text("floors: {roc_auc: 0.999}\n")
     result = runner.invoke(app, ["train", "--gate-policy", str(strict), "--trigger", "drift"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # gates failed: nothing registered
     assert "floor:roc_auc" in result.stdout and "FAIL" in result.stdout
     assert "no version" in result.stdout
+
+    # a training window: only labels from --start on (the entity frame is cut before the split)
+    result = runner.invoke(app, ["train", "--json", "--start", "2024-03-01T00:00:00Z"])
+    assert result.exit_code in (0, 3), result.output
+    windows = json.loads(result.stdout)["split"]["windows"]
+    assert min(w["start"] for w in windows.values()) >= "2024-03-01T00:00:00+00:00"
 
 
 def test_train_without_data_is_a_clear_error(home: Path) -> None:
@@ -73,6 +79,8 @@ def test_train_without_data_is_a_clear_error(home: Path) -> None:
     [
         (["--trigger", "whim"], "--trigger: invalid trigger 'whim'"),
         (["--gate-policy", "missing.yaml"], "missing.yaml: cannot be read"),
+        (["--start", "yesterday"], "--start 'yesterday' is not an ISO time"),
+        (["--start", "2025-02-01T00:00:00Z", "--end", "2025-01-01T00:00:00Z"], "must be before --end"),
     ],
 )
 def test_bad_options_are_clear_errors(home: Path, args: list[str], needle: str) -> None:

@@ -1,0 +1,242 @@
+"""The retraining decision as a pure function: policy + now + monitoring history + past decisions.
+
+Nothing here reads a clock, a database or MLflow: :func:`decide` gets everything as arguments
+and returns a :class:`Decision` that the caller records. The rules:
+
+- **performance** (latest window): fires when it has at least ``min_labelled_rows`` matured
+  labels and its ROC-AUC is below ``min_roc_auc``, or more than ``max_drop`` below the version's
+  own test ROC-AUC;
+- **drift**: a window is drifted when its drifted share >= ``max_drifted_share``, its score JS
+  distance >= ``max_prediction_js``, or (``concept``) concept drift fired; a window with
+  ``insufficient_data`` is not drifted. Fires when the last ``consecutive_windows`` windows are
+  all drifted; a drifted latest window with a shorter streak is ``not_k_consecutive``;
+- **scheduled**: fires when a cron tick lies after the last retrain (or there was none);
+- the first due trigger in that order is the decision's trigger; it is suppressed by
+  ``cooldown`` (a retrain less than ``cooldown_hours`` ago) and then by ``cap`` (already
+  ``max_retrains`` retrains in the last ``period_days``). A retrain is a past decision that fired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from churnops.contracts.stages import Trigger
+from churnops.retraining.policy import RetrainPolicy
+
+Suppression = Literal["cooldown", "cap", "not_k_consecutive"]
+ORDER = (Trigger.PERFORMANCE, Trigger.DRIFT, Trigger.SCHEDULED)
+
+
+@dataclass(frozen=True)
+class MonitoringWindow:
+    """What one drift/performance report said about one window of the prediction log."""
+
+    window_end: datetime
+    status: str  # "ok", "drift" or "insufficient_data"
+    model_version: str
+    drifted_share: float | None = None
+    prediction_js: float | None = None
+    concept_drifted: bool = False
+    matured_roc_auc: float | None = None
+    labelled_rows: int = 0
+    report: str | None = None
+
+
+@dataclass(frozen=True)
+class PastDecision:
+    time: datetime
+    fired: bool
+    trigger: Trigger | None = None
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One check against its threshold (``met`` = the condition for retraining holds)."""
+
+    trigger: Trigger
+    check: str
+    met: bool
+    detail: str
+    value: float | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    fired: bool
+    trigger: Trigger | None
+    suppressed_by: Suppression | None
+    reasons: tuple[Reason, ...]
+    time: datetime
+    model_version: str | None
+    report: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fired": self.fired,
+            "trigger": None if self.trigger is None else self.trigger.value,
+            "suppressed_by": self.suppressed_by,
+            "time": self.time.isoformat(),
+            "model_version": self.model_version,
+            "report": self.report,
+            "reasons": [{**asdict(r), "trigger": r.trigger.value} for r in self.reasons],
+        }
+
+
+def window_drifted(window: MonitoringWindow, policy: RetrainPolicy) -> bool:
+    rules = policy.drift
+    if window.status == "insufficient_data":
+        return False
+    share = window.drifted_share is not None and window.drifted_share >= rules.max_drifted_share
+    js = window.prediction_js is not None and window.prediction_js >= rules.max_prediction_js
+    return share or js or (rules.concept and window.concept_drifted)
+
+
+def drift_streak(windows: Sequence[MonitoringWindow], policy: RetrainPolicy) -> int:
+    """How many of the most recent windows in a row are drifted."""
+    streak = 0
+    for window in reversed(windows):
+        if not window_drifted(window, policy):
+            break
+        streak += 1
+    return streak
+
+
+def _performance(
+    latest: MonitoringWindow | None, policy: RetrainPolicy, reference_roc_auc: float | None
+) -> list[Reason]:
+    rules, t = policy.performance, Trigger.PERFORMANCE
+    if not rules.enabled:
+        return [Reason(t, "enabled", False, "performance trigger disabled")]
+    if latest is None or latest.matured_roc_auc is None or latest.labelled_rows < rules.min_labelled_rows:
+        rows = 0 if latest is None else latest.labelled_rows
+        return [
+            Reason(
+                t,
+                "min_labelled_rows",
+                False,
+                f"{rows} matured labels < {rules.min_labelled_rows} (or no ROC-AUC): not judged",
+                float(rows),
+                float(rules.min_labelled_rows),
+            )
+        ]
+    auc = latest.matured_roc_auc
+    reasons = [
+        Reason(
+            t,
+            "min_roc_auc",
+            auc < rules.min_roc_auc,
+            f"matured ROC-AUC {auc:.4f} < floor {rules.min_roc_auc:.4f}",
+            auc,
+            rules.min_roc_auc,
+        )
+    ]
+    if reference_roc_auc is not None:
+        drop = reference_roc_auc - auc
+        reasons.append(
+            Reason(
+                t,
+                "max_drop",
+                drop > rules.max_drop,
+                f"drop {drop:.4f} (test {reference_roc_auc:.4f} - matured {auc:.4f}) > {rules.max_drop:.4f}",
+                drop,
+                rules.max_drop,
+            )
+        )
+    return reasons
+
+
+def _drift(windows: Sequence[MonitoringWindow], policy: RetrainPolicy) -> tuple[list[Reason], bool]:
+    rules, t = policy.drift, Trigger.DRIFT
+    if not rules.enabled:
+        return [Reason(t, "enabled", False, "drift trigger disabled")], False
+    streak = drift_streak(windows, policy)
+    k = rules.consecutive_windows
+    reasons = [
+        Reason(
+            t,
+            "consecutive_windows",
+            streak >= k,
+            f"{streak} drifted window(s) in a row, need {k}",
+            float(streak),
+            float(k),
+        )
+    ]
+    if windows:
+        w = windows[-1]
+        reasons.append(
+            Reason(
+                t,
+                "latest_window",
+                window_drifted(w, policy),
+                f"window ending {w.window_end.isoformat()}: status {w.status}, drifted share "
+                f"{_fmt(w.drifted_share)} (>= {rules.max_drifted_share}), score JS {_fmt(w.prediction_js)} "
+                f"(>= {rules.max_prediction_js}), concept drift {w.concept_drifted}",
+                w.drifted_share,
+                rules.max_drifted_share,
+            )
+        )
+    return reasons, streak >= 1 and streak < k
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _schedule(policy: RetrainPolicy, now: datetime, last: datetime | None) -> list[Reason]:
+    cron, t = policy.cron(), Trigger.SCHEDULED
+    if cron is None:
+        return [Reason(t, "schedule", False, "no schedule")]
+    tick = cron.previous(now)
+    due = tick is not None and (last is None or tick > last)
+    since = "never retrained" if last is None else f"last retrain {last.isoformat()}"
+    return [
+        Reason(
+            t, "schedule", due, f"cron {cron.expression!r}: last tick {tick and tick.isoformat()}, {since}"
+        )
+    ]
+
+
+def decide(
+    *,
+    policy: RetrainPolicy,
+    now: datetime,
+    windows: Sequence[MonitoringWindow],
+    past: Sequence[PastDecision],
+    reference_roc_auc: float | None = None,
+) -> Decision:
+    """Whether to retrain now, which trigger, and every value against its threshold."""
+    if now.tzinfo is None:
+        raise ValueError("now: must be timezone-aware (UTC)")
+    seen = sorted((w for w in windows if w.window_end <= now), key=lambda w: w.window_end)
+    retrains = sorted(p.time for p in past if p.fired and p.time <= now)
+    last = retrains[-1] if retrains else None
+    latest = seen[-1] if seen else None
+
+    drift_reasons, short_streak = _drift(seen, policy)
+    reasons = [
+        *_performance(latest, policy, reference_roc_auc),
+        *drift_reasons,
+        *_schedule(policy, now, last),
+    ]
+    due = [t for t in ORDER if any(r.met for r in reasons if r.trigger == t and r.check != "latest_window")]
+    trigger = due[0] if due else None
+    suppressed: Suppression | None = None
+    if trigger is None:
+        suppressed = "not_k_consecutive" if short_streak else None
+    elif last is not None and now - last < timedelta(hours=policy.cooldown_hours):
+        suppressed = "cooldown"
+    elif sum(1 for t in retrains if t > now - timedelta(days=policy.period_days)) >= policy.max_retrains:
+        suppressed = "cap"
+    return Decision(
+        fired=trigger is not None and suppressed is None,
+        trigger=trigger,
+        suppressed_by=suppressed,
+        reasons=tuple(reasons),
+        time=now,
+        model_version=None if latest is None else latest.model_version,
+        report=None if latest is None else latest.report,
+    )

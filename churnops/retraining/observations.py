@@ -1,0 +1,67 @@
+"""The latest monitoring results, as :class:`MonitoringWindow` s, read from MLflow.
+
+Choice: ``retrain check`` reads the drift reports that ``churnops monitor drift`` already logged
+(one run per report in the ``churn-monitoring`` experiment, tagged with the model version and
+window) instead of computing a new one: checks stay cheap (no Evidently import, no prediction log
+scan), the k-consecutive rule sees the real history of windows, and the decision links the exact
+report (the monitoring run) it used. ``retrain check --refresh`` runs a report first.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from churnops.retraining.decide import MonitoringWindow
+from monitoring.report import MONITORING_EXPERIMENT, TAG_KIND, TAG_MODEL_NAME, TAG_MODEL_VERSION
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def report_link(run_id: str) -> str:
+    """How a decision and a version name the report: ``runs:/<monitoring run>/drift``."""
+    return f"runs:/{run_id}/drift"
+
+
+def read_monitoring_windows(
+    *, client: MlflowClient, model_name: str, model_version: str, limit: int = 50
+) -> list[MonitoringWindow]:
+    """The last ``limit`` drift reports logged for this model version, oldest window first."""
+    experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+    if experiment is None:
+        return []
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=(
+            f"tags.`{TAG_MODEL_NAME}` = '{model_name}' AND tags.`{TAG_MODEL_VERSION}` = '{model_version}' "
+            f"AND tags.`{TAG_KIND}` = 'drift'"
+        ),
+        max_results=limit,
+        order_by=["attributes.start_time DESC"],
+    )
+    windows: list[MonitoringWindow] = []
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        end = tags.get("churnops.window_end")
+        if end is None:
+            continue
+        auc = metrics.get("matured_roc_auc")
+        windows.append(
+            MonitoringWindow(
+                window_end=datetime.fromisoformat(end),
+                status=tags.get("churnops.drift_status", "insufficient_data"),
+                model_version=model_version,
+                drifted_share=metrics.get("data_drift_drifted_share"),
+                prediction_js=metrics.get("prediction_drift_js"),
+                concept_drifted=tags.get("churnops.concept_drift_status") == "drift",
+                matured_roc_auc=auc,
+                labelled_rows=int(metrics.get("concept_drift_labelled_rows", 0)),
+                report=report_link(run.info.run_id),
+            )
+        )
+    # One report per window end: a window reported twice counts once (the latest run wins).
+    latest: dict[datetime, MonitoringWindow] = {}
+    for window in reversed(windows):
+        latest[window.window_end] = window
+    return sorted(latest.values(), key=lambda w: w.window_end)

@@ -1,0 +1,233 @@
+"""One retrain: lock -> (materialize) -> point-in-time training set on the window -> challenger
+-> gates against the champion on the same newest rows -> register -> Staging -> Production.
+
+At most one retrain per model runs at a time across processes: ``retrain:<model>`` is taken with
+``registry_ext.locking.database_lock`` on the registry database (PostgreSQL advisory lock, or a
+``flock`` sidecar on SQLite) for the whole run; a second run waits up to ``lock_timeout_s`` and is
+then refused with :class:`RetrainBusyError`. The version carries its provenance as tags
+(``churnops.trigger``, ``churnops.decision_id``, ``churnops.drift_report``,
+``churnops.window_start/end``) and every audit row it gets names the trigger.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from churnops.contracts.stages import Stage, Trigger
+from churnops.retraining.policy import RetrainPolicy
+from churnops.training import TrainOptions, TrainResult, train
+from churnops.training.gates import GatePolicy
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+    from registry_ext import ModelRegistry
+
+TAG_TRIGGER = "churnops.trigger"
+TAG_DECISION = "churnops.decision_id"
+TAG_DRIFT_REPORT = "churnops.drift_report"
+TAG_WINDOW_START = "churnops.window_start"
+TAG_WINDOW_END = "churnops.window_end"
+
+
+class RetrainBusyError(RuntimeError):
+    """Another retrain of the same model holds the lock."""
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """The labels a retrain learns from: event times in [start, end]."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window: start and end must be timezone-aware (UTC)")
+        if self.start >= self.end:
+            raise ValueError(
+                f"window: start {self.start.isoformat()} must be before end {self.end.isoformat()}"
+            )
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    trigger: Trigger
+    decision_id: int | None
+    window: TrainingWindow
+    train: TrainResult
+    version: int | None
+    stage: Stage | None
+    production_before: int | None
+    production_after: int | None
+    lock_wait_s: float
+    message: str
+
+    @property
+    def registered(self) -> bool:
+        return self.version is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trigger": self.trigger.value,
+            "decision_id": self.decision_id,
+            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+            "version": self.version,
+            "stage": None if self.stage is None else self.stage.value,
+            "production_before": self.production_before,
+            "production_after": self.production_after,
+            "lock_wait_s": round(self.lock_wait_s, 3),
+            "message": self.message,
+            "train": self.train.to_dict(),
+        }
+
+
+def provenance_tags(
+    *, trigger: Trigger, decision_id: int | None, drift_report: str | None, window: TrainingWindow
+) -> dict[str, str]:
+    return {
+        TAG_TRIGGER: trigger.value,
+        TAG_DECISION: "none" if decision_id is None else str(decision_id),
+        TAG_DRIFT_REPORT: drift_report or "none",
+        TAG_WINDOW_START: window.start.isoformat(),
+        TAG_WINDOW_END: window.end.isoformat(),
+    }
+
+
+def run_retrain(
+    *,
+    store: FeatureStore,
+    registry: ModelRegistry,
+    sources_dir: Path,
+    policy: RetrainPolicy,
+    gate_policy: GatePolicy,
+    trigger: Trigger,
+    decision_id: int | None,
+    window: TrainingWindow,
+    now: datetime,
+    drift_report: str | None = None,
+    actor: str | None = None,
+    materialize_online: bool = False,
+    lock_timeout_s: float = 0.0,
+    artifact_location: str | None = None,
+) -> RetrainResult:
+    """Retrain ``registry.model_name`` on ``window`` and promote per ``policy.promote_to``.
+
+    A candidate that fails its gates registers nothing and leaves every stage as it was
+    (``RetrainResult.version`` is None and ``message`` names the failed rules).
+    """
+    from registry_ext.errors import RegistryBusyError
+    from registry_ext.locking import database_lock
+
+    key = f"retrain:{registry.model_name}"
+    asked = time.monotonic()
+    try:
+        lock = database_lock(registry.engine, key=key, timeout_s=lock_timeout_s)
+        lock.__enter__()
+    except RegistryBusyError:
+        raise RetrainBusyError(
+            f"another retrain of model {registry.model_name!r} is running (lock {key!r} busy for "
+            f"{lock_timeout_s:.0f}s); wait for it or retry later"
+        ) from None
+    waited = time.monotonic() - asked
+    try:
+        return _run_locked(
+            store=store,
+            registry=registry,
+            sources_dir=sources_dir,
+            policy=policy,
+            gate_policy=gate_policy,
+            trigger=trigger,
+            decision_id=decision_id,
+            window=window,
+            now=now,
+            drift_report=drift_report,
+            actor=actor,
+            materialize_online=materialize_online,
+            artifact_location=artifact_location,
+            waited=waited,
+        )
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _run_locked(
+    *,
+    store: FeatureStore,
+    registry: ModelRegistry,
+    sources_dir: Path,
+    policy: RetrainPolicy,
+    gate_policy: GatePolicy,
+    trigger: Trigger,
+    decision_id: int | None,
+    window: TrainingWindow,
+    now: datetime,
+    drift_report: str | None,
+    actor: str | None,
+    materialize_online: bool,
+    artifact_location: str | None,
+    waited: float,
+) -> RetrainResult:
+    if materialize_online:
+        from churnops.features.materialize import materialize
+
+        materialize(store=store, end=min(window.end, now))
+    before = registry.production()
+    tags = provenance_tags(trigger=trigger, decision_id=decision_id, drift_report=drift_report, window=window)
+    result = train(
+        store=store,
+        client=registry.client,
+        registry=registry,
+        sources_dir=sources_dir,
+        policy=gate_policy,
+        options=TrainOptions(
+            trigger=trigger.value,
+            actor=actor,
+            labels_start=window.start,
+            labels_end=window.end,
+            version_tags=tags,
+        ),
+        artifact_location=artifact_location,
+    )
+    production_before = None if before is None else int(before.version)
+    if result.version is None:
+        return RetrainResult(
+            trigger=trigger,
+            decision_id=decision_id,
+            window=window,
+            train=result,
+            version=None,
+            stage=None,
+            production_before=production_before,
+            production_after=production_before,
+            lock_wait_s=waited,
+            message=f"{result.registration}; Production unchanged "
+            f"({'none' if production_before is None else f'version {production_before}'})",
+        )
+    why = f"retrain ({trigger.value}, decision {decision_id if decision_id is not None else 'none'})"
+    stage = Stage.STAGING
+    registry.promote(
+        version=result.version, stage=Stage.STAGING, reason=why, actor=actor, trigger=trigger.value
+    )
+    if policy.promote_to == Stage.PRODUCTION.value:
+        registry.promote(
+            version=result.version, stage=Stage.PRODUCTION, reason=why, actor=actor, trigger=trigger.value
+        )
+        stage = Stage.PRODUCTION
+    after = registry.production()
+    return RetrainResult(
+        trigger=trigger,
+        decision_id=decision_id,
+        window=window,
+        train=result,
+        version=result.version,
+        stage=stage,
+        production_before=production_before,
+        production_after=None if after is None else int(after.version),
+        lock_wait_s=waited,
+        message=f"registered version {result.version} and promoted it to {stage.value}",
+    )
