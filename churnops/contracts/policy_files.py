@@ -6,7 +6,7 @@ Every problem is reported at once, each naming its field, in an error of the cal
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -30,7 +30,14 @@ def read_policy(source: Path, *, model: type[Policy], what: str, error: type[Exc
     try:
         return model.model_validate(data)
     except ValidationError as problem:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in problem.errors()
-        )
+        problems = "; ".join(describe(e) for e in problem.errors())
         raise error(f"{what} {source}: {problems}") from None
+
+
+def describe(problem: Any) -> str:
+    """One validation problem as ``field.path: what is wrong`` (pydantic's prefixes dropped)."""
+    where = ".".join(str(p) for p in problem["loc"]) or "(top)"
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    if problem["type"] == "extra_forbidden":
+        message += " (remove it, or check its spelling against the packaged default policy)"
+    return f"{where}: {message}"

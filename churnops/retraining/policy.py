@@ -15,14 +15,13 @@ invalid file is refused with every bad field named at once, with the fix. Parts:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from churnops.contracts.policy_files import describe, read_policy
 from churnops.retraining.cron import Cron, CronError
 
 DEFAULT_POLICY = "default_retrain.yaml"
@@ -94,31 +93,11 @@ def parse_policy(data: object, *, source: str = "retrain policy") -> RetrainPoli
     try:
         return RetrainPolicy.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(_problem(e) for e in error.errors())
+        problems = "; ".join(describe(e) for e in error.errors())
         raise RetrainPolicyError(f"{source}: {problems}") from None
-
-
-def _problem(error: Mapping[str, Any]) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(top)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message += " (remove it; the known fields are in default_retrain.yaml)"
-    return f"{where}: {message}"
 
 
 def load_policy(path: Path | None = None) -> RetrainPolicy:
     """Read and validate a policy file (the packaged default when ``path`` is None)."""
     source = path if path is not None else default_policy_path()
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as error:
-        raise RetrainPolicyError(
-            f"retrain policy {source}: cannot be read ({error.strerror or error})"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RetrainPolicyError(f"retrain policy {source}: not valid YAML ({error})") from None
-    if isinstance(data, dict):
-        data.setdefault("name", source.stem)
-    return parse_policy(data, source=f"retrain policy {source}")
+    return read_policy(source, model=RetrainPolicy, what="retrain policy", error=RetrainPolicyError)
