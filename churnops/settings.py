@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     drift_policy: Path | None = Field(
         default=None, description="Drift policy YAML (default: monitoring/default_drift.yaml)."
     )
+    retrain_policy: Path | None = Field(
+        default=None, description="Retraining policy YAML (default: the packaged default_retrain.yaml)."
+    )
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway that monitoring jobs push their gauges to."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import typer
@@ -63,3 +64,15 @@ def load_settings(*, json_output: bool = False) -> Settings:
         return Settings()
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         raise fail(settings_problem(error), json_output=json_output) from None
+
+
+def option_time(value: str | None, *, option: str, json_output: bool = False) -> datetime | None:
+    """A time option (ISO 8601 with ``Z`` or an offset) as an aware UTC time, or exit 2 naming it."""
+    from churnops.contracts.timestamps import parse_utc
+
+    if value is None:
+        return None
+    try:
+        return parse_utc(value, field=option)
+    except ValueError as error:
+        raise fail(str(error), json_output=json_output) from None

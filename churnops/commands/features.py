@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, cast
 
@@ -11,23 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from churnops.commands.common import fail, load_settings, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
 
 app = typer.Typer(
     help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
 )
 console = Console()
-
-
-def _when(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    from churnops.contracts.timestamps import parse_utc
-
-    try:
-        return parse_utc(value, field=option)
-    except ValueError as error:
-        raise fail(f"{option}: {error}") from None
 
 
 @app.command("apply")
@@ -63,7 +51,9 @@ def training_set_cmd(
     quiet_libraries()
     settings = load_settings(json_output=json_output)
     entity = label_entity_frame(
-        sources_dir=settings.sources_dir, start=_when(start, "--start"), end=_when(end, "--end")
+        sources_dir=settings.sources_dir,
+        start=option_time(start, option="--start"),
+        end=option_time(end, option="--end"),
     )
     if entity.empty:
         raise fail(
@@ -114,7 +104,9 @@ def materialize_cmd(
 
     quiet_libraries()
     settings = load_settings()
-    cutoff = _when(end, "--end") or latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
+    cutoff = option_time(end, option="--end") or latest_event_time(
+        sources_dir=settings.sources_dir, views=list(VIEWS)
+    )
     if cutoff is None:
         raise fail("the sources are empty: generate or ingest data first")
     if writer not in ("auto", "feast", "direct"):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import fail, load_settings, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,17 +46,6 @@ HorizonOpt = Annotated[
 ]
 DRIFT_JOB = "churnops-drift"
 PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the whole {job, model} group
-
-
-def _time(value: str | None, option: str, json_output: bool) -> datetime | None:
-    from churnops.contracts.timestamps import parse_utc
-
-    if value is None:
-        return None
-    try:
-        return parse_utc(value, field=option)
-    except ValueError as error:
-        raise fail(str(error), json_output=json_output) from None
 
 
 def _window(
@@ -126,8 +115,11 @@ def drift(
 ) -> None:
     """Data, prediction and concept drift of a prediction-log window against the version's baselines."""
     settings = load_settings(json_output=json_output)
-    lower, upper = _time(start, "--start", json_output), _time(end, "--end", json_output)
-    known = _time(as_of, "--as-of", json_output)
+    lower, upper = (
+        option_time(start, option="--start", json_output=json_output),
+        option_time(end, option="--end", json_output=json_output),
+    )
+    known = option_time(as_of, option="--as-of", json_output=json_output)
     quiet_libraries()
     from monitoring.errors import MonitoringError
 
@@ -307,8 +299,11 @@ def performance(
 ) -> None:
     """ROC-AUC, PR-AUC, Brier, lift, precision/recall on matured labels, per version and period."""
     settings = load_settings(json_output=json_output)
-    lower, upper = _time(start, "--start", json_output), _time(end, "--end", json_output)
-    known = _time(as_of, "--as-of", json_output) or datetime.now(UTC)
+    lower, upper = (
+        option_time(start, option="--start", json_output=json_output),
+        option_time(end, option="--end", json_output=json_output),
+    )
+    known = option_time(as_of, option="--as-of", json_output=json_output) or datetime.now(UTC)
     if period not in ("week", "month"):
         raise fail(f"--period {period!r}: week or month", json_output=json_output)
     quiet_libraries()

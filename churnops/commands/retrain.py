@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings, quiet_libraries
-from churnops.commands.train import GATES_FAILED_EXIT, parse_time
+from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.train import GATES_FAILED_EXIT
 from churnops.contracts.stages import Trigger, choices
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ PolicyOpt = Annotated[
     Path | None,
     typer.Option(
         "--policy",
-        envvar="CHURNOPS_RETRAIN_POLICY",
         help="Retraining policy YAML (default: CHURNOPS_RETRAIN_POLICY, else the packaged one).",
     ),
 ]
@@ -83,9 +82,9 @@ def check(
     json_output: JsonOpt = False,
 ) -> None:
     """Evaluate the retraining policy and record the decision (exit 0 fired, 3 not due)."""
-    rules = _policy(policy, json_output)
-    moment = parse_time(now, option="--now", json_output=json_output) or datetime.now(UTC)
     settings = load_settings(json_output=json_output)
+    rules = _policy(policy or settings.retrain_policy, json_output)
+    moment = option_time(now, option="--now", json_output=json_output) or datetime.now(UTC)
     try:
         record = _check(settings=settings, policy=rules, now=moment, refresh=refresh)
     except _expected_errors() as error:
@@ -197,10 +196,11 @@ def run(
             forced = Trigger.parse(trigger)
         except ValueError as error:
             raise fail(f"--trigger: {error}", json_output=json_output) from None
-    rules = _policy(policy, json_output)
-    moment = parse_time(now, option="--now", json_output=json_output) or datetime.now(UTC)
-    window_end = parse_time(end, option="--end", json_output=json_output) or moment
-    window_start = parse_time(start, option="--start", json_output=json_output) or (
+    settings = load_settings(json_output=json_output)
+    rules = _policy(policy or settings.retrain_policy, json_output)
+    moment = option_time(now, option="--now", json_output=json_output) or datetime.now(UTC)
+    window_end = option_time(end, option="--end", json_output=json_output) or moment
+    window_start = option_time(start, option="--start", json_output=json_output) or (
         window_end - timedelta(days=rules.window_days)
     )
     if window_start >= window_end:
@@ -208,7 +208,6 @@ def run(
             f"--start {window_start.isoformat()} must be before --end {window_end.isoformat()}",
             json_output=json_output,
         )
-    settings = load_settings(json_output=json_output)
     from churnops.retraining.run import RetrainBusyError
 
     try:

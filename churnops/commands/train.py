@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import fail, load_settings, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
 from churnops.contracts.stages import Trigger, choices
 
 if TYPE_CHECKING:
@@ -129,8 +129,8 @@ def train(
         trigger = Trigger.parse(trigger).value
     except ValueError as error:
         raise fail(f"--trigger: {error}", json_output=json_output) from None
-    labels_start = parse_time(start, option="--start", json_output=json_output)
-    labels_end = parse_time(end, option="--end", json_output=json_output)
+    labels_start = option_time(start, option="--start", json_output=json_output)
+    labels_end = option_time(end, option="--end", json_output=json_output)
     if labels_start is not None and labels_end is not None and labels_start >= labels_end:
         raise fail(f"--start {start} must be before --end {end}", json_output=json_output)
     settings = load_settings(json_output=json_output)
@@ -152,18 +152,6 @@ def train(
         _print_summary(result)
     if result.version is None:
         raise typer.Exit(code=GATES_FAILED_EXIT)
-
-
-def parse_time(value: str | None, *, option: str, json_output: bool) -> datetime | None:
-    """An ISO 8601 option value as an aware UTC time, or exit 2 naming the option."""
-    from churnops.contracts.timestamps import parse_utc
-
-    if value is None:
-        return None
-    try:
-        return parse_utc(value, field=option)
-    except ValueError as error:
-        raise fail(str(error), json_output=json_output) from None
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

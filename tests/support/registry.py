@@ -1,8 +1,8 @@
-"""Test helpers for registry_ext: real MLflow runs holding a tiny skops model, registered for real.
+"""Test helpers for registry_ext: real MLflow runs holding a small skops model, registered for real.
 
-The training code is written in parallel, so these helpers produce what it will log: a model
-directory in MLflow's sklearn flavor (skops format, with signature) and
-``evaluation/holdout.parquet``, then call ``ModelRegistry.register``. Saving an MLflow model is
+The model is training's own pipeline (``build_pipeline``) on three features, saved by training's
+own code (``save_model_dir``), logged with ``evaluation/holdout.parquet``, then registered with
+``ModelRegistry.register``. Saving an MLflow model is
 the slow part (requirement inference, signature), so each distinct model is saved once per
 process and its directory logged into as many runs as needed.
 """
@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from churnops.contracts.artifacts import sha256_of_path
+from churnops.contracts.columns import column
 
 FEATURES = ["tenure", "monthly_charges", "contract"]
+COLUMNS = [column(name) for name in FEATURES]
 _SAVED: dict[int, Path] = {}
 _ROOT: list[Path] = []  # one temp dir per process, made on first use and removed at exit
 
@@ -62,37 +64,23 @@ def churn_frame(*, seed: int, rows: int = 200) -> pd.DataFrame:
 
 
 def fit_pipeline(*, seed: int, c: float = 1.0) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    """Training's logistic-regression pipeline (``build_pipeline``) on three of the churn features."""
+    from churnops.training.candidates import build_pipeline
 
     frame = churn_frame(seed=seed, rows=300)
-    pre = ColumnTransformer(
-        [
-            ("num", StandardScaler(), ["tenure", "monthly_charges"]),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), ["contract"]),
-        ]
-    )
-    model = Pipeline([("pre", pre), ("clf", LogisticRegression(C=c, max_iter=200))])
+    model = build_pipeline(family="logistic_regression", columns=COLUMNS).set_params(model__C=c)
     return model.fit(frame[FEATURES], frame["churned"])
 
 
 def saved_model_dir(*, seed: int) -> Path:
-    """An MLflow sklearn model directory (skops, with signature), saved once per seed."""
+    """A model directory saved by training's own code (skops, signature), once per seed."""
     if seed not in _SAVED:
-        import mlflow.sklearn
-        from mlflow.models import infer_signature
+        from churnops.training.mlflow_logging import save_model_dir
 
         model = fit_pipeline(seed=seed, c=0.05 + seed % 7)
-        sample = churn_frame(seed=seed, rows=20)[FEATURES]
         path = _models_root() / f"model-{seed}"
-        mlflow.sklearn.save_model(
-            model,
-            str(path),
-            serialization_format="skops",
-            signature=infer_signature(sample, model.predict_proba(sample)[:, 1]),
-            pip_requirements=["scikit-learn", "skops"],
+        save_model_dir(
+            model=model, columns=COLUMNS, input_example=churn_frame(seed=seed, rows=5)[FEATURES], path=path
         )
         _SAVED[seed] = path
     return _SAVED[seed]
