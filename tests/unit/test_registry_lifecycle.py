@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from churnops.training.candidates import TRUSTED_TYPES
 from registry_ext import (
     InvalidInputError,
     InvalidStageError,
@@ -476,6 +477,7 @@ def test_register_a_model_logged_with_log_model(
                 fit_pipeline(seed=4),
                 name="model",
                 serialization_format="skops",
+                skops_trusted_types=list(TRUSTED_TYPES),  # what training trusts for its pipeline
                 pip_requirements=["scikit-learn"],
             )
         location = reg.client.get_logged_model(info.model_id).artifact_location
