@@ -30,6 +30,25 @@ POSTGRES_HOW = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis runs the same examples every run (pytest-randomly shuffles the test order, and
+    a failure must reproduce from its seed alone); no example database left in the work tree."""
+    from hypothesis import settings as hypothesis_settings
+
+    hypothesis_settings.register_profile("churnops", derandomize=True, database=None)
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "churnops"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print the order seed even under -q, so a failure that depends on order can be replayed."""
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(
+            f"test order: pytest-randomly seed {seed}; replay with --randomly-seed={seed} "
+            "(file order: -p no:randomly)"
+        )
+
+
 def service_missing(what: str, how: str, error: Exception) -> None:
     """Skip on a developer's machine, fail under CI."""
     message = f"{what} is not reachable ({error}); {how}"
@@ -46,9 +65,16 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Embedded-default settings in a fresh home directory."""
-    return Settings(home=tmp_path / "home", _env_file=None)  # type: ignore[call-arg]
+def feast_project() -> str:
+    """A Feast project of this test's own: Feast's Redis keys end with it, so two tests (or two
+    suites) sharing one Redis db never read or delete each other's rows."""
+    return f"t{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, feast_project: str) -> Settings:
+    """Embedded-default settings in a fresh home directory, with the test's own Feast project."""
+    return Settings(home=tmp_path / "home", project=feast_project, _env_file=None)
 
 
 @pytest.fixture(scope="session")
@@ -63,19 +89,32 @@ def telco_csv() -> Path:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A real Redis database, flushed before and after the test."""
+def redis_projects(feast_project: str) -> set[str]:
+    """The Feast projects whose Redis keys ``redis_url`` deletes at teardown; a test that builds
+    Settings of its own against the shared Redis adds their projects here."""
+    return {feast_project}
+
+
+@pytest.fixture
+def redis_url(redis_projects: set[str]) -> Iterator[str]:
+    """A real Redis database shared with whatever else runs; never flushed. Isolation is by Feast
+    project: at teardown only the keys of ``redis_projects`` are deleted."""
     import redis
+
+    from tests.support.redis_keys import delete_project_keys
 
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.RedisError as error:
+        client.close()
         service_missing("Redis", REDIS_HOW, error)
-    client.flushdb()
     yield REDIS_URL
-    client.flushdb()
-    client.close()
+    try:
+        for project in sorted(redis_projects):
+            delete_project_keys(client=client, project=project)
+    finally:
+        client.close()
 
 
 @pytest.fixture
