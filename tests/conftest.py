@@ -30,6 +30,9 @@ POSTGRES_HOW = (
 )
 
 
+_SLOW_LEFT_OUT = pytest.StashKey[int]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Hypothesis runs the same examples every run (pytest-randomly shuffles the test order, and
     a failure must reproduce from its seed alone); no example database left in the work tree."""
@@ -39,8 +42,38 @@ def pytest_configure(config: pytest.Config) -> None:
     hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "churnops"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run tests marked slow in a bare `pytest` (CI=true, -m or named paths run them anyway)",
+    )
+
+
+def _runs_slow(config: pytest.Config) -> bool:
+    """Slow tests run unless this is a developer's bare `pytest` (no paths, no -m, not CI)."""
+    bare = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    ci = os.environ.get("CI", "").lower() == "true"
+    return bool(config.getoption("--run-slow") or config.getoption("-m") or ci or not bare)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A developer's bare run leaves the slow tests out (CI runs them all), and says so."""
+    if _runs_slow(config):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+        config.stash[_SLOW_LEFT_OUT] = len(slow)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    """Print the order seed even under -q, so a failure that depends on order can be replayed."""
+    """Say what a bare run left out, and print the order seed even under -q, so a failure that
+    depends on order can be replayed."""
+    left_out = config.stash.get(_SLOW_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"{left_out} slow tests left out: --run-slow runs them, as CI=true does")
     seed = getattr(config.option, "randomly_seed", None)
     if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
         terminalreporter.write_line(

@@ -523,6 +523,7 @@ def test_header_aliases_are_unambiguous() -> None:
 def cli_home(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("CHURNOPS_HOME", str(settings.home))
+    monkeypatch.setenv("CHURNOPS_PROJECT", settings.project)
     return settings
 
 
