@@ -2,6 +2,10 @@
 
 A service that is absent skips its tests with a reason that says how to start it, except
 under ``CI=true``, where it fails: CI must never go green by skipping.
+
+Two suites may share the servers: each test has its own Feast project (Feast's Redis keys end
+with it; only those keys are deleted afterwards, no db is flushed) and its own PostgreSQL
+database. The order is shuffled by pytest-randomly (seed printed at the end).
 """
 
 from __future__ import annotations
