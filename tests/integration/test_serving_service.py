@@ -31,6 +31,7 @@ from tests.support.serving_env import (
     build_environment,
     fit_pipeline,
     generate_rows,
+    load_online_store,
     promote,
     register_model,
     service_env,
@@ -405,7 +406,6 @@ def test_slow_redis_answers_503_fast_and_recovers(stack: Stack) -> None:
 
 
 def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) -> None:
-    from churnops.features.materialize import materialize
     from churnops.wiring import feature_store
 
     ids = stack.env.customer_ids[:3]
@@ -422,10 +422,9 @@ def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) 
         assert httpx.get(f"{stack.service.url}/livez", timeout=5).status_code == 200
     finally:
         stack.redis.start()
-    # The restarted Redis is empty (no persistence): load it again, as an operator would.
-    from datetime import timedelta
-
-    materialize(store=feature_store(stack.settings), end=stack.env.as_of + timedelta(minutes=1))
+    # The restarted Redis is empty (no persistence): load it again, as an operator would, and
+    # as the stack was built (stale customers too: tests after this one need them).
+    load_online_store(store=feature_store(stack.settings), as_of=stack.env.as_of)
     deadline = time.monotonic() + 10
     statuses: set[str] = set()
     while time.monotonic() < deadline:
