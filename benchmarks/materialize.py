@@ -6,7 +6,9 @@ The floor writes the same number of hashes with the same fields (values as bytes
 redis-py pipeline in batches; Feast serializes protobuf values and writes per view. The direct
 writer (churnops.features.materialize, writer="direct") writes Feast's exact Redis bytes, with
 Feast's timestamp dedup, from a DuckDB read. Target on the 2-core machine: within 3x the floor.
-Uses (and flushes) the given Redis db.
+Shares the given Redis db with whatever else uses it: every case writes under a Feast project of
+its own (keys end with the project name, as Feast lays them out), counts and then deletes only
+those keys; nothing is flushed.
 """
 
 from __future__ import annotations
@@ -14,17 +16,32 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit, peak_rss_mb, run_case, timed
+
+
+def _pattern(project: str) -> str:
+    """SCAN MATCH for Feast's keys of one project: serialized entity key + project name."""
+    return f"*{project}"
+
+
+def _count_and_delete(client: Any, project: str) -> int:
+    """How many keys the case wrote under its project; they are deleted, nothing else is."""
+    keys = list(client.scan_iter(match=_pattern(project), count=1000))
+    for i in range(0, len(keys), 1000):
+        client.unlink(*keys[i : i + 1000])
+    return len(keys)
 
 
 def prepare(home: Path, customers: int) -> None:
     from churnops.data.generate import generate_churn_data, write_generated
     from churnops.settings import Settings
 
-    settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(home=home, _env_file=None)
     data = generate_churn_data(customers=customers, months=2, seed=3)
     write_generated(data=data, sources_dir=settings.sources_dir)
     last = data.frame[data.frame["event_timestamp"] == data.frame["event_timestamp"].max()]
@@ -36,7 +53,9 @@ def prepare(home: Path, customers: int) -> None:
     )
 
 
-def case_feast(home: Path, redis_url: str, end: str, skip_dedup: bool = False, writer: str = "feast") -> None:
+def case_feast(
+    home: Path, redis_url: str, end: str, project: str, skip_dedup: bool = False, writer: str = "feast"
+) -> None:
     import pandas as pd
     import redis
     from feast import FeatureStore
@@ -46,8 +65,12 @@ def case_feast(home: Path, redis_url: str, end: str, skip_dedup: bool = False, w
     from churnops.settings import Settings
     from churnops.wiring import feast_definitions, repo_config
 
-    redis.Redis.from_url(redis_url).flushdb()
-    settings = Settings(home=home, redis_url=redis_url, redis_timeout_ms=5000, _env_file=None)  # type: ignore[call-arg]
+    client = redis.Redis.from_url(redis_url)
+    if next(iter(client.scan_iter(match=_pattern(project), count=1000)), None) is not None:
+        raise SystemExit(f"project {project!r} already has keys in {redis_url}; pick another --project")
+    settings = Settings(
+        home=home, project=project, redis_url=redis_url, redis_timeout_ms=5000, _env_file=None
+    )
     config = repo_config(settings)
     # skip_dedup: Feast's documented throughput switch (no read of existing timestamps before
     # each write); ChurnOps keeps it off, because then an older window can overwrite newer values.
@@ -56,20 +79,22 @@ def case_feast(home: Path, redis_url: str, end: str, skip_dedup: bool = False, w
     store = FeatureStore(repo_path=str(settings.feast_dir), config=config)
     apply(store=store, defs=feast_definitions(settings))
     when = pd.Timestamp(end).to_pydatetime()
-    _, seconds = timed(lambda: materialize(store=store, end=when, writer=writer))  # type: ignore[arg-type]
-    keys = redis.Redis.from_url(redis_url).dbsize()
+    try:
+        _, seconds = timed(lambda: materialize(store=store, end=when, writer=writer))  # type: ignore[arg-type]
+    finally:
+        keys = _count_and_delete(client, project)
     emit({"case": writer, "seconds": seconds, "keys": keys, "rss_mb": peak_rss_mb()})
 
 
-def case_direct(home: Path, redis_url: str, end: str) -> None:
-    case_feast(home, redis_url, end, writer="direct")
+def case_direct(home: Path, redis_url: str, end: str, project: str) -> None:
+    case_feast(home, redis_url, end, project, writer="direct")
 
 
-def case_feast_skip_dedup(home: Path, redis_url: str, end: str) -> None:
-    case_feast(home, redis_url, end, skip_dedup=True)
+def case_feast_skip_dedup(home: Path, redis_url: str, end: str, project: str) -> None:
+    case_feast(home, redis_url, end, project, skip_dedup=True)
 
 
-def case_raw(home: Path, redis_url: str, end: str) -> None:
+def case_raw(home: Path, redis_url: str, end: str, project: str) -> None:
     import pandas as pd
     import redis
 
@@ -77,7 +102,6 @@ def case_raw(home: Path, redis_url: str, end: str) -> None:
     from churnops.sources import read_source
 
     client = redis.Redis.from_url(redis_url)
-    client.flushdb()
     frames = {}
     for view in VIEWS:
         frame = read_source(sources_dir=home / "sources", name=view)
@@ -89,19 +113,24 @@ def case_raw(home: Path, redis_url: str, end: str) -> None:
         pipe = client.pipeline(transaction=False)
         n = 0
         for view, frame in frames.items():
-            cols = [c.name for c in view_columns(view)]  # type: ignore[arg-type]
+            cols = [c.name for c in view_columns(view)]
             for record in frame[["customer_id", "event_timestamp", *cols]].itertuples(index=False):
-                mapping = {f"{view}:{c}": str(v).encode() for c, v in zip(cols, record[2:], strict=True)}
+                mapping: dict[str | bytes, bytes | float | int | str] = {
+                    f"{view}:{c}": str(v).encode() for c, v in zip(cols, record[2:], strict=True)
+                }
                 mapping[f"_ts:{view}"] = str(record[1].timestamp()).encode()
-                pipe.hset(f"churnops:{record[0]}", mapping=mapping)
+                pipe.hset(f"{record[0]}{project}", mapping=mapping)  # Feast's suffix layout
                 n += 1
                 if n % 5000 == 0:
                     pipe.execute()
         pipe.execute()
         return n
 
-    _, seconds = timed(write)
-    emit({"case": "raw", "seconds": seconds, "keys": client.dbsize(), "rss_mb": peak_rss_mb()})
+    try:
+        _, seconds = timed(write)
+    finally:
+        keys = _count_and_delete(client, project)
+    emit({"case": "raw", "seconds": seconds, "keys": keys, "rss_mb": peak_rss_mb()})
 
 
 def main() -> None:
@@ -111,6 +140,7 @@ def main() -> None:
     parser.add_argument("--end")
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
+    parser.add_argument("--project", help="Feast project of one case (default: a fresh random one)")
     args = parser.parse_args()
     if args.case == "prepare":
         prepare(Path(args.home), args.customers)
@@ -122,7 +152,7 @@ def main() -> None:
         "raw": case_raw,
     }
     if args.case in cases:
-        cases[args.case](Path(args.home), args.redis, args.end)
+        cases[args.case](Path(args.home), args.redis, args.end, args.project or f"b{uuid.uuid4().hex}")
         return
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"

@@ -2,6 +2,10 @@
 
 A service that is absent skips its tests with a reason that says how to start it, except
 under ``CI=true``, where it fails: CI must never go green by skipping.
+
+Two suites may share the servers: each test has its own Feast project (Feast's Redis keys end
+with it; only those keys are deleted afterwards, no db is flushed) and its own PostgreSQL
+database. The order is shuffled by pytest-randomly (seed printed at the end).
 """
 
 from __future__ import annotations
@@ -30,6 +34,58 @@ POSTGRES_HOW = (
 )
 
 
+_SLOW_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis runs the same examples every run (pytest-randomly shuffles the test order, and
+    a failure must reproduce from its seed alone); no example database left in the work tree."""
+    from hypothesis import settings as hypothesis_settings
+
+    hypothesis_settings.register_profile("churnops", derandomize=True, database=None)
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "churnops"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run tests marked slow in a bare `pytest` (CI=true, -m or named paths run them anyway)",
+    )
+
+
+def _runs_slow(config: pytest.Config) -> bool:
+    """Slow tests run unless this is a developer's bare `pytest` (no paths, no -m, not CI)."""
+    bare = config.args_source == pytest.Config.ArgsSource.TESTPATHS
+    ci = os.environ.get("CI", "").lower() == "true"
+    return bool(config.getoption("--run-slow") or config.getoption("-m") or ci or not bare)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A developer's bare run leaves the slow tests out (CI runs them all), and says so."""
+    if _runs_slow(config):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+        config.stash[_SLOW_LEFT_OUT] = len(slow)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Say what a bare run left out, and print the order seed even under -q, so a failure that
+    depends on order can be replayed."""
+    left_out = config.stash.get(_SLOW_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(f"{left_out} slow tests left out: --run-slow runs them, as CI=true does")
+    seed = getattr(config.option, "randomly_seed", None)
+    if config.pluginmanager.has_plugin("randomly") and isinstance(seed, int):
+        terminalreporter.write_line(
+            f"test order: pytest-randomly seed {seed}; replay with --randomly-seed={seed} "
+            "(file order: -p no:randomly)"
+        )
+
+
 def service_missing(what: str, how: str, error: Exception) -> None:
     """Skip on a developer's machine, fail under CI."""
     message = f"{what} is not reachable ({error}); {how}"
@@ -46,9 +102,16 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Embedded-default settings in a fresh home directory."""
-    return Settings(home=tmp_path / "home", _env_file=None)  # type: ignore[call-arg]
+def feast_project() -> str:
+    """A Feast project of this test's own: Feast's Redis keys end with it, so two tests (or two
+    suites) sharing one Redis db never read or delete each other's rows."""
+    return f"t{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, feast_project: str) -> Settings:
+    """Embedded-default settings in a fresh home directory, with the test's own Feast project."""
+    return Settings(home=tmp_path / "home", project=feast_project, _env_file=None)
 
 
 @pytest.fixture(scope="session")
@@ -63,19 +126,32 @@ def telco_csv() -> Path:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A real Redis database, flushed before and after the test."""
+def redis_projects(feast_project: str) -> set[str]:
+    """The Feast projects whose Redis keys ``redis_url`` deletes at teardown; a test that builds
+    Settings of its own against the shared Redis adds their projects here."""
+    return {feast_project}
+
+
+@pytest.fixture
+def redis_url(redis_projects: set[str]) -> Iterator[str]:
+    """A real Redis database shared with whatever else runs; never flushed. Isolation is by Feast
+    project: at teardown only the keys of ``redis_projects`` are deleted."""
     import redis
+
+    from tests.support.redis_keys import delete_project_keys
 
     client = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.RedisError as error:
+        client.close()
         service_missing("Redis", REDIS_HOW, error)
-    client.flushdb()
     yield REDIS_URL
-    client.flushdb()
-    client.close()
+    try:
+        for project in sorted(redis_projects):
+            delete_project_keys(client=client, project=project)
+    finally:
+        client.close()
 
 
 @pytest.fixture

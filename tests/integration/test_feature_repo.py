@@ -24,6 +24,7 @@ FEAST = str(Path(sys.executable).with_name("feast"))
 FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 
 
+@pytest.mark.slow  # runs the feast CLI in subprocesses on a fresh checkout (about 75 s here)
 def test_feast_apply_and_materialize_in_a_fresh_checkout(tmp_path: Path) -> None:
     project = tmp_path / "project"
     shutil.copytree(

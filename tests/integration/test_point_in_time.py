@@ -109,6 +109,7 @@ def normalize(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+@pytest.mark.slow  # 25 Feast retrievals against the brute-force oracle (about 30 s here)
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1), customers=st.integers(1, 40), parts=st.integers(1, 3))
 def test_training_set_matches_brute_force_oracle(pit_repo, seed: int, customers: int, parts: int) -> None:  # type: ignore[no-untyped-def]

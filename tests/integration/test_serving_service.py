@@ -31,12 +31,14 @@ from tests.support.serving_env import (
     build_environment,
     fit_pipeline,
     generate_rows,
+    load_online_store,
     promote,
     register_model,
     service_env,
 )
 
-pytestmark = pytest.mark.integration
+# slow: starts redis-server and a real BentoML process (about 2 min on the 2-core machine).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 API_KEY = "test-key-0123456789abcdef"
 WEBHOOK_SECRET = "webhook-secret-42"
 MAX_IDS = 50
@@ -51,6 +53,7 @@ class Stack:
     service: ServiceProcess
     next_version: str
     client: httpx.Client
+    production: str = ""  # the version in Production now: tests run in any order, one swaps it
 
     def log_rows(self) -> Any:
         return read_prediction_log(self.settings.home / "predictions").to_pandas()
@@ -87,11 +90,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         with httpx.Client(
             base_url=service.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
         ) as client:
-            yield Stack(settings, env, redis, service, next_version, client)
+            yield Stack(settings, env, redis, service, next_version, client, production=env.model_version)
+        # Tests run in any order: the log is checked once more after all of them.
+        leftover = _unexpected_tracebacks(Path(service.log_path))
+        assert leftover == [], leftover[0][:3000]
     finally:
         if service is not None:
             service.stop()
         redis.stop()
+
+
+def _unexpected_tracebacks(log_path: Path) -> list[str]:
+    """Tracebacks in the service log other than BentoML's for a request pydantic refused (our 400s)."""
+    log = log_path.read_text(errors="replace")
+    return [
+        chunk
+        for chunk in log.split("Traceback (most recent call last):")[1:]
+        if "pydantic_core._pydantic_core.ValidationError" not in chunk.split("\n20")[0]
+    ]
 
 
 def _row() -> dict[str, Any]:
@@ -130,7 +146,7 @@ def test_predict_scores_known_ids_and_explains_the_others(stack: Stack) -> None:
     response = stack.client.post("/predict", json={"customer_ids": ids})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_name"] == "churn" and body["model_version"] == stack.env.model_version
+    assert body["model_name"] == "churn" and body["model_version"] == stack.production
     got = [(p["customer_id"], p["status"]) for p in body["predictions"]]
     assert got == [
         (ok_ids[0], "ok"),
@@ -159,7 +175,7 @@ def test_predict_features_matches_the_model_offline(stack: Stack) -> None:
     # The same version loaded offline (sha-verified) gives the same probabilities.
     source = model_source(stack.settings)
     ref = source.production()
-    assert ref is not None and ref.version == stack.env.model_version
+    assert ref is not None and ref.version == stack.production
     import pandas as pd
 
     expected = source.load(ref).estimator.predict_proba(pd.DataFrame(rows)[feature_names()])[:, 1]
@@ -255,6 +271,15 @@ def test_api_key_is_required_except_for_health_and_metrics(stack: Stack) -> None
 
 def test_metrics_expose_the_serving_figures_without_customer_ids(stack: Stack) -> None:
     stack.client.post("/predict", json={"customer_ids": [*stack.env.customer_ids[:5], "NOPE-1"]})
+    # One refused and one invalid request of its own, whatever ran before.
+    assert (
+        httpx.post(f"{stack.service.url}/predict", json={"customer_ids": ["A-1"]}, timeout=10).status_code
+        == 401
+    )
+    assert (
+        stack.client.post("/predict", content=b"{}", headers={"Content-Type": "application/json"}).status_code
+        == 400
+    )
     text = httpx.get(f"{stack.service.url}/metrics", timeout=10).text
     for name in (
         "churnops_request_duration_seconds_bucket",
@@ -271,7 +296,7 @@ def test_metrics_expose_the_serving_figures_without_customer_ids(stack: Stack) -
         assert name in text, name
     assert 'status="unknown_customer"' in text
     assert 'reason="unauthorized"' in text and 'reason="invalid_request"' in text
-    assert f'model_version="{stack.env.model_version}"' in text
+    assert f'model_version="{stack.production}"' in text
     for cid in [*stack.env.customer_ids, *stack.env.stale_ids, "NOPE-1"]:
         assert cid not in text
 
@@ -290,7 +315,7 @@ def test_prediction_log_has_every_answered_row(stack: Stack) -> None:
     assert list(rows["customer_id"]) == ids
     assert list(rows["status"]) == ["ok", "unknown_customer"]
     known = rows.iloc[0]
-    assert known["model_name"] == "churn" and known["model_version"] == stack.env.model_version
+    assert known["model_name"] == "churn" and known["model_version"] == stack.production
     assert known["feature_service"] == "churn_v1" and known["endpoint"] == "predict"
     assert 0 < known["score"] < 1 and known["contract"] in ("Month-to-month", "One year", "Two year")
     assert math.isnan(rows.iloc[1]["score"]) and rows.iloc[1]["contract"] is None
@@ -323,6 +348,7 @@ def test_hot_swap_under_load_fails_no_request(stack: Stack) -> None:
     try:
         time.sleep(1.0)
         promote(settings=stack.settings, version=stack.next_version)
+        stack.production = stack.next_version
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and (not versions or versions[-1] != stack.next_version):
             time.sleep(0.1)
@@ -380,7 +406,6 @@ def test_slow_redis_answers_503_fast_and_recovers(stack: Stack) -> None:
 
 
 def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) -> None:
-    from churnops.features.materialize import materialize
     from churnops.wiring import feature_store
 
     ids = stack.env.customer_ids[:3]
@@ -397,10 +422,9 @@ def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) 
         assert httpx.get(f"{stack.service.url}/livez", timeout=5).status_code == 200
     finally:
         stack.redis.start()
-    # The restarted Redis is empty (no persistence): load it again, as an operator would.
-    from datetime import timedelta
-
-    materialize(store=feature_store(stack.settings), end=stack.env.as_of + timedelta(minutes=1))
+    # The restarted Redis is empty (no persistence): load it again, as an operator would, and
+    # as the stack was built (stale customers too: tests after this one need them).
+    load_online_store(store=feature_store(stack.settings), as_of=stack.env.as_of)
     deadline = time.monotonic() + 10
     statuses: set[str] = set()
     while time.monotonic() < deadline:
@@ -415,7 +439,6 @@ def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) 
 
 def test_the_service_log_has_no_unexpected_tracebacks(stack: Stack) -> None:
     # BentoML logs a traceback for each request its pydantic validation refuses (our 400s);
-    # anything else would be a bug.
-    log = Path(stack.service.log_path).read_text(errors="replace")
-    for chunk in log.split("Traceback (most recent call last):")[1:]:
-        assert "pydantic_core._pydantic_core.ValidationError" in chunk.split("\n20")[0], chunk[:3000]
+    # anything else would be a bug. (The stack fixture checks again after the last test.)
+    leftover = _unexpected_tracebacks(Path(stack.service.log_path))
+    assert leftover == [], leftover[0][:3000]

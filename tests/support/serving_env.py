@@ -103,6 +103,16 @@ def promote(*, settings: Settings, version: str) -> None:
         registry.promote(version=int(version), stage="Production", reason="serving test", actor="tests")
 
 
+def load_online_store(*, store: Any, as_of: datetime) -> None:
+    """Materialize as ``build_environment`` does (also to reload an emptied online store): the
+    stale customers by a materialization at their own time, then the fresh window on top (which
+    does not reach back 60 days, so it leaves them untouched)."""
+    from churnops.features.materialize import materialize
+
+    materialize(store=store, end=as_of - timedelta(days=60) + timedelta(minutes=1))
+    materialize(store=store, end=as_of + timedelta(minutes=1))
+
+
 def build_environment(
     *, settings: Settings, n_customers: int = 200, seed: int = 7, as_of: datetime | None = None
 ) -> Environment:
@@ -112,7 +122,6 @@ def build_environment(
     45-day TTL) and are materialized from an earlier window, so the online store serves them
     as present while they are stale.
     """
-    from churnops.features.materialize import materialize
     from churnops.features.store import apply
     from churnops.sources import write_sources
     from churnops.wiring import feast_definitions, feature_store
@@ -125,10 +134,7 @@ def build_environment(
     write_sources(frame=fresh, sources_dir=settings.sources_dir, part="fresh")
     store = feature_store(settings)
     apply(store=store, defs=feast_definitions(settings))
-    # The stale customers: loaded by a materialization at their own time, then the fresh
-    # window on top (which does not reach back 60 days, so it leaves them untouched).
-    materialize(store=store, end=as_of - timedelta(days=60) + timedelta(minutes=1))
-    materialize(store=store, end=as_of + timedelta(minutes=1))
+    load_online_store(store=store, as_of=as_of)
     model = fit_pipeline(fresh)
     version = register_model(settings=settings, model=model, example=fresh)
     return Environment(

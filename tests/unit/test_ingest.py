@@ -1,13 +1,13 @@
 """Telco CSV ingestion: the real file, its real-world variants, bad rows, unusable files, the CLI.
 
 Expected values come from reading the CSV independently with the csv module, never from the
-code under test.
+code under test. Only the tests about the public file read it; the variants start from generated
+customers rendered in its format (tests/support/telco_csv.py), checked against it here.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import random
 import tempfile
@@ -28,10 +28,13 @@ from churnops.data.ingest import DataFileError, IngestReport, ingest_telco, reas
 from churnops.data.validate import ALIASES, header_key
 from churnops.settings import Settings
 from churnops.sources import read_source
+from tests.support.telco_csv import BLANK_TOTAL, TelcoTable, telco_header, telco_table, write_csv
 
 AS_OF = datetime(2024, 6, 30, tzinfo=UTC)
 PART = "telco-20240630T000000Z"
 TELCO_TO_FIELD = {"customerID": JOIN_KEY, "Churn": LABEL, **{c.telco: c.name for c in FEATURES}}
+N = 500  # generated customers in the variant tests (the public file has 7,043)
+NEW = 5  # of them rendered as new customers: tenure 0, blank TotalCharges
 
 
 # ---------------------------------------------------------------- helpers
@@ -46,10 +49,7 @@ def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
 def write_rows(
     path: Path, header: list[str], rows: list[list[str]], *, bom: bool = False, newline: str = "\n"
 ) -> Path:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator=newline).writerows([header, *rows])
-    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + buffer.getvalue().encode("utf-8"))
-    return path
+    return write_csv(path=path, header=header, rows=rows, bom=bom, newline=newline)
 
 
 def run(path: Path, settings: Settings, as_of: datetime = AS_OF) -> IngestReport:
@@ -79,16 +79,28 @@ def reasons_by_row(report: IngestReport) -> dict[int, str]:
     return dict(zip(q["_row"].astype(int), q["_reasons"], strict=True))
 
 
+@pytest.fixture(scope="session")
+def generated() -> TelcoTable:
+    return telco_table(customers=N, seed=7, new_customers=NEW)
+
+
 @pytest.fixture
-def telco(telco_csv: Path) -> tuple[list[str], list[list[str]]]:
-    return read_rows(telco_csv)
+def telco(generated: TelcoTable) -> tuple[list[str], list[list[str]]]:
+    """Generated customers in the Telco format: a fresh copy per test, free to edit."""
+    return generated.lists()
+
+
+@pytest.fixture
+def generated_csv(generated: TelcoTable, tmp_path: Path) -> Path:
+    return write_csv(path=tmp_path / "generated.csv", header=generated.header, rows=generated.rows)
 
 
 @pytest.fixture(scope="module")
-def baseline(telco_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    """The real file ingested once, as the wide frame every clean variant must reproduce."""
-    home = Settings(home=tmp_path_factory.mktemp("baseline"), _env_file=None)
-    run(telco_csv, home)
+def baseline(generated: TelcoTable, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The generated file ingested once, as the wide frame every clean variant must reproduce."""
+    tmp = tmp_path_factory.mktemp("baseline")
+    home = Settings(home=tmp / "home", _env_file=None)
+    run(write_csv(path=tmp / "generated.csv", header=generated.header, rows=generated.rows), home)
     return wide(home)
 
 
@@ -143,22 +155,43 @@ def test_real_file_ingests_well_under_a_second(telco_csv: Path, settings: Settin
     assert report.seconds < 1.0
 
 
-def test_reingest_same_as_of_is_idempotent(telco_csv: Path, settings: Settings) -> None:
-    run(telco_csv, settings)
+def test_generated_table_looks_like_the_real_file(telco_csv: Path, generated: TelcoTable) -> None:
+    """The stand-in the variant tests use: same header, same value spellings per column, blank
+    TotalCharges exactly where tenure is 0."""
+    header, rows = read_rows(telco_csv)
+    assert tuple(header) == telco_header() == generated.header
+    real = {h: {r[i] for r in rows} for i, h in enumerate(header)}
+    mine = {h: {r[i] for r in generated.rows} for i, h in enumerate(header)}
+    for col in FEATURES:
+        if col.kind in ("category", "flag"):
+            assert mine[col.telco] <= real[col.telco], col.telco
+            assert len(mine[col.telco]) == len(real[col.telco]), col.telco
+    assert mine["Churn"] == real["Churn"] == {"Yes", "No"}
+    for table in (rows, generated.rows):
+        blank = [r for r in table if not r[header.index("TotalCharges")].strip()]
+        assert blank and {r[header.index("TotalCharges")] for r in blank} == {BLANK_TOTAL}
+        assert {r[header.index("tenure")] for r in blank} == {"0"}
+        assert all(r[header.index("tenure")] != "0" for r in table if r not in blank)
+    assert len(generated.new_customers) == NEW
+    assert len({r[0] for r in generated.rows}) == N
+
+
+def test_reingest_same_as_of_is_idempotent(generated_csv: Path, settings: Settings) -> None:
+    run(generated_csv, settings)
     first = wide(settings)
-    run(telco_csv, settings)
+    run(generated_csv, settings)
     for name in ("profile", "account", "services", "labels"):
         assert [p.name for p in (settings.sources_dir / name).glob("*.parquet")] == [f"{PART}.parquet"]
     pd.testing.assert_frame_equal(wide(settings), first)
     other = datetime(2024, 7, 31, 12, tzinfo=timezone(timedelta(hours=2)))
-    report = run(telco_csv, settings, as_of=other)
+    report = run(generated_csv, settings, as_of=other)
     assert report.part == "telco-20240731T100000Z"
-    assert len(read_source(sources_dir=settings.sources_dir, name="account")) == 2 * 7043
+    assert len(read_source(sources_dir=settings.sources_dir, name="account")) == 2 * N
 
 
-def test_naive_as_of_is_refused(telco_csv: Path, settings: Settings) -> None:
+def test_naive_as_of_is_refused(generated_csv: Path, settings: Settings) -> None:
     with pytest.raises(ValueError, match="no UTC offset"):
-        run(telco_csv, settings, as_of=datetime(2024, 6, 30))
+        run(generated_csv, settings, as_of=datetime(2024, 6, 30))
 
 
 # ---------------------------------------------------------------- real-world variants
@@ -228,7 +261,7 @@ def test_variants_ingest_like_the_real_file(
     header, rows, style = VARIANTS[variant](*telco)
     path = write_rows(tmp_path / "variant.csv", header, rows, **style)  # type: ignore[arg-type]
     report = run(path, settings)
-    assert (report.read, report.accepted, report.quarantined) == (7043, 7043, 0), report.violations
+    assert (report.read, report.accepted, report.quarantined) == (N, N, 0), report.violations
     pd.testing.assert_frame_equal(wide(settings), baseline)
 
 
@@ -241,7 +274,7 @@ def test_extra_columns_and_shuffled_order(
     new_header = ["Notes", *(header[i] for i in order), "region", "Notes"]
     new_rows = [[f"note {n}", *(r[i] for i in order), "EU", "x"] for n, r in enumerate(rows)]
     report = run(write_rows(tmp_path / "shuffled.csv", new_header, new_rows), settings)
-    assert report.accepted == 7043
+    assert report.accepted == N
     assert report.extra_columns == ("Notes", "region", "Notes")
     pd.testing.assert_frame_equal(wide(settings), baseline)
 
@@ -250,11 +283,8 @@ def test_semicolon_delimited_export(
     telco: tuple[list[str], list[list[str]]], baseline: pd.DataFrame, settings: Settings, tmp_path: Path
 ) -> None:
     header, rows = telco
-    buffer = io.StringIO()
-    csv.writer(buffer, delimiter=";", lineterminator="\n").writerows([header, *rows])
-    path = tmp_path / "semi.csv"
-    path.write_text(buffer.getvalue())
-    assert run(path, settings).accepted == 7043
+    path = write_csv(path=tmp_path / "semi.csv", header=header, rows=rows, delimiter=";")
+    assert run(path, settings).accepted == N
     pd.testing.assert_frame_equal(wide(settings), baseline)
 
 
@@ -270,7 +300,7 @@ def test_without_churn_column_writes_features_only(
     assert not report.with_labels
     assert set(report.sources) == {"profile", "account", "services"}
     assert not (settings.sources_dir / "labels").exists()
-    assert len(wide(settings, labels=False)) == 7043
+    assert len(wide(settings, labels=False)) == N
 
 
 def test_blank_lines_are_skipped_not_counted(
@@ -386,10 +416,10 @@ def test_file_concatenated_twice_keeps_one_copy(
 ) -> None:
     header, rows = telco
     report = run(write_rows(tmp_path / "twice.csv", header, rows + rows), settings)
-    assert (report.read, report.accepted, report.quarantined) == (2 * 7043, 7043, 7043)
-    assert [(v.field, v.code, v.rows) for v in report.violations] == [(JOIN_KEY, "duplicate_copy", 7043)]
+    assert (report.read, report.accepted, report.quarantined) == (2 * N, N, N)
+    assert [(v.field, v.code, v.rows) for v in report.violations] == [(JOIN_KEY, "duplicate_copy", N)]
     q = quarantine(report)
-    assert q["_row"].astype(int).tolist() == list(range(7043 + 2, 2 * 7043 + 2))
+    assert q["_row"].astype(int).tolist() == list(range(N + 2, 2 * N + 2))
     assert (
         q["_reasons"].iloc[0]
         == f"customerID: {rows[0][0]!r} repeats row 2; delete the repeated line (the first copy is kept)"
@@ -493,19 +523,20 @@ def test_header_aliases_are_unambiguous() -> None:
 def cli_home(settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("CHURNOPS_HOME", str(settings.home))
+    monkeypatch.setenv("CHURNOPS_PROJECT", settings.project)
     return settings
 
 
-def test_cli_json(telco_csv: Path, cli_home: Settings) -> None:
+def test_cli_json(generated_csv: Path, cli_home: Settings) -> None:
     result = CliRunner().invoke(
-        app, ["data", "ingest", str(telco_csv), "--as-of", "2024-06-30T00:00:00Z", "--json"]
+        app, ["data", "ingest", str(generated_csv), "--as-of", "2024-06-30T00:00:00Z", "--json"]
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert (payload["read"], payload["accepted"], payload["quarantined"]) == (7043, 7043, 0)
+    assert (payload["read"], payload["accepted"], payload["quarantined"]) == (N, N, 0)
     assert payload["quarantine_path"] == str(cli_home.quarantine_dir / f"{PART}.csv")
     assert Path(payload["quarantine_path"]).exists()
-    assert len(read_source(sources_dir=cli_home.sources_dir, name="labels")) == 7043
+    assert len(read_source(sources_dir=cli_home.sources_dir, name="labels")) == N
 
 
 def test_cli_table_summary(
@@ -541,8 +572,8 @@ def test_cli_unusable_file_exits_2_without_traceback(
 
 
 @pytest.mark.parametrize("as_of", ["2024-06-30T00:00:00", "2024-06-30", "yesterday"])
-def test_cli_rejects_as_of_without_offset(as_of: str, telco_csv: Path, cli_home: Settings) -> None:
-    result = CliRunner().invoke(app, ["data", "ingest", str(telco_csv), "--as-of", as_of])
+def test_cli_rejects_as_of_without_offset(as_of: str, generated_csv: Path, cli_home: Settings) -> None:
+    result = CliRunner().invoke(app, ["data", "ingest", str(generated_csv), "--as-of", as_of])
     assert result.exit_code == 2
     assert "2024-06-30T00:00:00Z" in result.stderr
     assert not cli_home.sources_dir.exists()

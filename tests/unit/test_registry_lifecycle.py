@@ -429,13 +429,16 @@ def test_register_refuses_bad_input(
     assert reg.client.search_model_versions(f"name = '{reg.model_name}'") == []
 
 
-def test_actor_defaults_to_the_environment(
+def test_actor_defaults_to_the_os_user(
     registry: tuple[ModelRegistry, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The library names the OS user when the caller names nobody; CHURNOPS_ACTOR is read by the
+    CLI (tests/unit/test_registry_cli.py), never by the library."""
     reg, experiment_id = registry
     register_candidate(reg, experiment_id=experiment_id, seed=1)
     monkeypatch.setenv("CHURNOPS_ACTOR", "ci-bot")
-    assert reg.promote(version=1, stage="Staging", reason="auto").actor == "ci-bot"
+    monkeypatch.setenv("LOGNAME", "os-user")  # getpass.getuser() reads LOGNAME first
+    assert reg.promote(version=1, stage="Staging", reason="auto").actor == "os-user"
 
 
 def test_load_model_verifies_sha256_and_refuses_a_tampered_local_artifact(
