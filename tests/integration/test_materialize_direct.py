@@ -27,6 +27,7 @@ from churnops.features.online import fetch_online, service_layout
 from churnops.settings import Settings
 from serving.features import RedisReader
 from tests.support.feast import applied_store, random_view_rows, write_view
+from tests.support.redis_keys import delete_project_keys, project_keys
 
 pytestmark = pytest.mark.integration
 
@@ -62,10 +63,11 @@ def seed(settings: Settings, customers: int = 240) -> list[str]:
     return [*ids, *(f"{v}-{e}" for v in VIEWS for e in ("at", "after", "start", "before")), "tie", "NOBODY"]
 
 
-def dump(client: Any) -> dict[bytes, tuple[list[bytes], dict[bytes, bytes], int]]:
-    """Every hash in the db: field order (HKEYS), HGETALL and TTL."""
+def dump(client: Any, project: str) -> dict[bytes, tuple[list[bytes], dict[bytes, bytes], int]]:
+    """Every hash of this test's Feast project: field order (HKEYS), HGETALL and TTL."""
     return {
-        key: (client.hkeys(key), client.hgetall(key), client.ttl(key)) for key in client.scan_iter(count=1000)
+        key: (client.hkeys(key), client.hgetall(key), client.ttl(key))
+        for key in project_keys(client=client, project=project)
     }
 
 
@@ -94,11 +96,11 @@ def test_direct_writer_writes_feast_bytes_and_dedups(redis_settings: Settings, r
     }
     for writer in ("feast", "direct"):
         for name, ends in sequences.items():
-            client.flushdb()
+            delete_project_keys(client=client, project=redis_settings.project)
             for end in ends:
                 result = materialize(store=store, end=end.to_pydatetime(), writer=writer)
                 assert set(result.writers.values()) == {writer}
-            states[f"{writer}/{name}"] = (dump(client), online(store, ids))
+            states[f"{writer}/{name}"] = (dump(client, redis_settings.project), online(store, ids))
     for name in sequences:
         feast_raw, feast_online = states[f"feast/{name}"]
         direct_raw, direct_online = states[f"direct/{name}"]
@@ -126,14 +128,14 @@ def test_direct_writer_writes_feast_bytes_and_dedups(redis_settings: Settings, r
     older_then_newer = states["direct/older_then_newer"][0]
     assert {k: v[1] for k, v in older_then_newer.items()} == {k: v[1] for k, v in newer_then_older.items()}
     # Feast after direct (and direct after Feast) at an older end leaves the newer values.
-    client.flushdb()
+    delete_project_keys(client=client, project=redis_settings.project)
     materialize(store=store, end=AT.to_pydatetime(), writer="direct")
     materialize(store=store, end=EARLIER.to_pydatetime(), writer="feast")
-    assert dump(client) == newer_then_older
-    client.flushdb()
+    assert dump(client, redis_settings.project) == newer_then_older
+    delete_project_keys(client=client, project=redis_settings.project)
     materialize(store=store, end=AT.to_pydatetime(), writer="feast")
     materialize(store=store, end=EARLIER.to_pydatetime(), writer="direct")
-    assert dump(client) == newer_then_older
+    assert dump(client, redis_settings.project) == newer_then_older
     # Window edges and the created tie-break made it through the same way.
     got = {
         r.customer_id: r
@@ -194,9 +196,9 @@ def test_key_ttl_as_feast(redis_settings: Settings, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     dumps = []
     for writer in ("feast", "direct"):
-        client.flushdb()
+        delete_project_keys(client=client, project=redis_settings.project)
         materialize(store=store, end=AT.to_pydatetime(), writer=writer)
-        dumps.append(dump(client))
+        dumps.append(dump(client, redis_settings.project))
     feast_raw, direct_raw = dumps
     assert feast_raw and direct_raw.keys() == feast_raw.keys()
     for key, (order, fields, ttl) in feast_raw.items():

@@ -24,6 +24,7 @@ from churnops.wiring import feast_definitions, repo_config
 from serving.features import FeastReader, RedisReader, first_difference
 from serving.runtime import make_reader
 from tests.support.feast import applied_store, seed_random_histories
+from tests.support.redis_keys import delete_project_keys, project_keys
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +56,8 @@ def logged(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == logger]
 
 
-def dump(client: Any) -> dict[bytes, dict[bytes, bytes]]:
-    return {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
+def dump(client: Any, project: str) -> dict[bytes, dict[bytes, bytes]]:
+    return {key: client.hgetall(key) for key in project_keys(client=client, project=project)}
 
 
 @pytest.fixture
@@ -93,10 +94,10 @@ def test_reader_equals_feast_on_projected_and_versioned_views(
     client = redis.Redis.from_url(redis_url)
     dumps = {}
     for writer in ("feast", "auto"):
-        client.flushdb()
+        delete_project_keys(client=client, project=redis_settings.project)
         result = materialize(store=store, end=AT.to_pydatetime(), writer=writer)  # type: ignore[arg-type]
         assert set(result.writers.values()) == {"feast" if writer == "feast" else "direct"}
-        dumps[writer] = dump(client)
+        dumps[writer] = dump(client, redis_settings.project)
     assert dumps["auto"] == dumps["feast"] and len(dumps["feast"]) > 20  # same bytes, versioned names too
     ts_fields = {f for fields in dumps["feast"].values() for f in fields if f.startswith(b"_ts:")}
     assert ts_fields == {b"_ts:profile", b"_ts:account_v1", b"_ts:services"}

@@ -148,13 +148,6 @@ def test_real_file_is_fully_accepted(telco_csv: Path, settings: Settings) -> Non
     assert created.max() <= pd.Timestamp(after)
 
 
-def test_real_file_ingests_well_under_a_second(telco_csv: Path, settings: Settings) -> None:
-    run(telco_csv, settings)  # warm imports and caches
-    report = run(telco_csv, settings)
-    # shared 2-core machine: generous bound; measured ~0.2 s
-    assert report.seconds < 1.0
-
-
 def test_generated_table_looks_like_the_real_file(telco_csv: Path, generated: TelcoTable) -> None:
     """The stand-in the variant tests use: same header, same value spellings per column, blank
     TotalCharges exactly where tenure is 0."""
