@@ -11,16 +11,19 @@ failure never fails a request.
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from churnops.contracts.columns import FEATURES
-from churnops.contracts.prediction_log import COLUMNS, PARTITION, LogRecord, log_schema, prediction_log_table
+from churnops.contracts.prediction_log import (
+    COLUMNS,
+    LogRecord,
+    prediction_log_table,
+    write_columns,
+)
 
 
 class LoggedRow(Protocol):
@@ -108,22 +111,6 @@ def _add_row(
     else:
         for name in FEATURE_NAMES:
             cols[name].append(features.get(name))
-
-
-def write_columns(*, directory: Path, day: str, columns: Columns) -> Path:
-    """One new part file in the ``date=<day>`` partition (tmp file + atomic rename)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pydict(columns, schema=log_schema())
-    partition = directory / f"{PARTITION}={day}"
-    partition.mkdir(parents=True, exist_ok=True)
-    stamp = table.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f")
-    path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-    return path
 
 
 Sink = Callable[[str, Columns], object]

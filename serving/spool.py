@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from churnops.contracts.prediction_log import PARTITION, log_schema
+from churnops.contracts.prediction_log import PARTITION, log_schema, write_columns
 
 logger = logging.getLogger(__name__)
 Columns = dict[str, Any]
@@ -51,8 +51,6 @@ class Spool:
 
     def put(self, day: str, columns: Columns) -> bool:
         """Keep the rows; False when even the local disk refused them (they are lost)."""
-        from serving.prediction_log import write_columns
-
         try:
             write_columns(directory=self.directory, day=day, columns=columns)
         except Exception:

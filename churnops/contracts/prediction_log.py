@@ -13,6 +13,9 @@ the same columns in an append-only SQL table (:func:`prediction_log_table`).
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,6 +106,25 @@ def prediction_log_table(metadata: sa.MetaData, *, name: str = "prediction_log")
         sa.Column("feature_ts", sa.DateTime(timezone=True)),
         *(sa.Column(c.name, types[c.kind]) for c in FEATURES),
     )
+
+
+def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any]) -> Path:
+    """One new part file in the ``date=<day>`` partition (tmp file + atomic rename).
+
+    ``columns`` maps every name of :data:`COLUMNS` to a list or an Arrow array of equal length.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pydict(columns, schema=log_schema())
+    partition = directory / f"{PARTITION}={day}"
+    partition.mkdir(parents=True, exist_ok=True)
+    stamp = table.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f")
+    path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+    return path
 
 
 def _utc(value: datetime | None, what: str) -> datetime | None:

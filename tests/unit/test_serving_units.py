@@ -306,14 +306,21 @@ def test_prediction_log_appends_partitions_by_date(tmp_path: Path) -> None:
     assert first["contract"] == _row()["contract"] and first["score"] == 0.25
 
 
-def test_prediction_log_failure_is_counted_not_raised(tmp_path: Path) -> None:
+def test_prediction_log_failure_is_spooled_then_counted_lost_never_raised(tmp_path: Path) -> None:
     blocked = tmp_path / "predictions"
     blocked.write_text("a file where the directory should be")
     failures: list[int] = []
-    log = PredictionLog(directory=blocked, on_failure=failures.append)
+    spooled: list[int] = []
+    log = PredictionLog(directory=blocked, on_failure=failures.append, on_spooled=spooled.append)
     log.append([_record(0, datetime.now(UTC))])
     assert log.flush() == 0
-    assert failures == [1]
+    assert (spooled, failures, log.spool.pending_rows()) == ([1], [], 1)  # kept, not lost
+    spool_blocked = tmp_path / "spool"
+    spool_blocked.write_text("the spool cannot be written either")
+    lost = PredictionLog(directory=blocked, spool_dir=spool_blocked, on_failure=failures.append)
+    lost.append([_record(1, datetime.now(UTC)), _record(2, datetime.now(UTC))])
+    assert lost.flush() == 0
+    assert failures == [2]  # only what neither the sink nor the spool took
 
 
 def test_prediction_log_bounded_buffer(tmp_path: Path) -> None:
