@@ -175,6 +175,7 @@ def read_prediction_window(
     end: datetime | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    columns: list[str] | None = None,
 ) -> pa.Table:
     """A window of the prediction log, wherever the settings keep it (parquet or the SQL table)."""
     from churnops.contracts.prediction_log import read_prediction_log, read_prediction_log_table
@@ -185,12 +186,22 @@ def read_prediction_window(
         engine = sa.create_engine(settings.serving_prediction_log_url, pool_pre_ping=True)
         try:
             return read_prediction_log_table(
-                engine, start=start, end=end, model_name=model_name, model_version=model_version
+                engine,
+                start=start,
+                end=end,
+                model_name=model_name,
+                model_version=model_version,
+                columns=columns,
             )
         finally:
             engine.dispose()
     return read_prediction_log(
-        prediction_log_dir(settings), start=start, end=end, model_name=model_name, model_version=model_version
+        prediction_log_dir(settings),
+        start=start,
+        end=end,
+        model_name=model_name,
+        model_version=model_version,
+        columns=columns,
     )
 
 

@@ -173,7 +173,7 @@ def matured_outcomes(
         predictions,
         name="predictions",
         required=PREDICTION_COLUMNS,
-        hint="pass the prediction log (serving.prediction_log.read_prediction_log) with feature_ts",
+        hint="pass the prediction log (churnops.contracts.prediction_log.read_prediction_log)",
     )
     _check_columns(
         labels, name="labels", required=LABEL_COLUMNS, hint="pass the label source (<home>/sources/labels)"

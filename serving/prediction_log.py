@@ -282,7 +282,10 @@ class PredictionLog:
         while not self._stop.is_set():
             self._wake.wait(self._flush_seconds)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception as error:  # the flusher must outlive any one failure
+                self._warning.warn(f"prediction log flush failed: {error}")
 
     def close(self) -> None:
         self._stop.set()

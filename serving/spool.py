@@ -71,7 +71,12 @@ class Spool:
 
         replayed = 0
         for path in self.files():
-            table = pq.read_table(path, schema=log_schema())
+            try:
+                table = pq.read_table(path, schema=log_schema())
+            except Exception:  # unreadable (a torn write): set aside for a person, keep replaying
+                path.rename(path.with_name(path.name + ".unreadable"))
+                logger.warning("spooled prediction-log file %s is unreadable; kept as *.unreadable", path)
+                continue
             day = path.parent.name.split("=", 1)[1]
             try:
                 sink(day, {name: table.column(name) for name in table.column_names})

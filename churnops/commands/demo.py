@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from churnops.commands.common import load_settings, quiet_libraries
@@ -62,7 +63,7 @@ def demo(
     started = time.perf_counter()
     settings = load_settings()
     console.rule("[bold]ChurnOps demo")
-    console.print(f"home: {settings.home}")
+    console.print(f"home: {escape(str(settings.home))}")
 
     with console.status("generating synthetic customers..."):
         start = _start(months)
@@ -213,11 +214,11 @@ def _train_and_promote(
             + ("[green]passed[/]" if result.gates.passed else "[red]failed[/]")
         )
         for gate in result.gates.failures:
-            console.print(f"  [red]x[/] {gate.rule}: {gate.detail}")
+            console.print(f"  [red]x[/] {escape(gate.rule)}: {escape(gate.detail)}")
         if result.version is None:
             current = registry.production()
             console.print(
-                f"no new version ({result.registration}); Production stays at "
+                f"no new version ({escape(result.registration)}); Production stays at "
                 f"{'v' + str(current.version) if current else 'nothing'}"
             )
             _registry_table(registry.all_versions())

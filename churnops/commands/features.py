@@ -8,6 +8,7 @@ from typing import Annotated, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
@@ -16,6 +17,15 @@ app = typer.Typer(
     help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
 )
 console = Console()
+
+
+def _feast_problem(error: Exception, feature_service: str) -> str:
+    """A Feast error as one line, with what to run when the repo was never applied."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (
+        f"{text}: is {feature_service!r} the FeatureService's name? Run `churnops features apply` "
+        "first (after `churnops data generate` or `data ingest`)"
+    )
 
 
 @app.command("apply")
@@ -44,6 +54,8 @@ def training_set_cmd(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Build the point-in-time training frame for a FeatureService from the label source."""
+    from feast.errors import FeastError
+
     from churnops.contracts.columns import EVENT_TS, LABEL
     from churnops.features.training_set import TimestampError, build_training_set, label_entity_frame
     from churnops.wiring import feature_store
@@ -52,8 +64,8 @@ def training_set_cmd(
     settings = load_settings(json_output=json_output)
     entity = label_entity_frame(
         sources_dir=settings.sources_dir,
-        start=option_time(start, option="--start"),
-        end=option_time(end, option="--end"),
+        start=option_time(start, option="--start", json_output=json_output),
+        end=option_time(end, option="--end", json_output=json_output),
     )
     if entity.empty:
         raise fail(
@@ -67,6 +79,8 @@ def training_set_cmd(
         )
     except (TimestampError, ValueError) as error:
         raise fail(str(error), json_output=json_output) from None
+    except FeastError as error:
+        raise fail(_feast_problem(error, feature_service), json_output=json_output) from None
     out = out or settings.home / "training_set.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
@@ -127,17 +141,22 @@ def online_cmd(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Read a FeatureService's online features for customer ids (with per-row status)."""
+    from feast.errors import FeastError
+
     from churnops.features.online import fetch_online, service_layout
     from churnops.wiring import feature_store
 
     quiet_libraries()
     settings = load_settings(json_output=json_output)
     store = feature_store(settings)
-    rows = fetch_online(
-        store=store,
-        layout=service_layout(store=store, feature_service=feature_service),
-        customer_ids=customer_ids,
-    )
+    try:
+        rows = fetch_online(
+            store=store,
+            layout=service_layout(store=store, feature_service=feature_service),
+            customer_ids=customer_ids,
+        )
+    except FeastError as error:
+        raise fail(_feast_problem(error, feature_service), json_output=json_output) from None
     if json_output:
         typer.echo(
             json.dumps(
@@ -148,5 +167,9 @@ def online_cmd(
         return
     table = Table("customer_id", "status", *rows[0].features.keys())
     for r in rows:
-        table.add_row(r.customer_id, r.status, *("" if v is None else str(v) for v in r.features.values()))
+        table.add_row(
+            escape(r.customer_id),
+            r.status,
+            *("" if v is None else escape(str(v)) for v in r.features.values()),
+        )
     console.print(table)

@@ -32,10 +32,13 @@ def _parse_as_of(value: str) -> datetime:
 
 def _print_summary(report: IngestReport) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    counts = Table(title=f"Ingested {report.path.name} as of {report.as_of.isoformat()}", show_header=False)
+    counts = Table(
+        title=escape(f"Ingested {report.path.name} as of {report.as_of.isoformat()}"), show_header=False
+    )
     counts.add_row("read", f"{report.read:,}")
     counts.add_row("accepted", f"[green]{report.accepted:,}[/green]")
     colour = "red" if report.quarantined else "green"
@@ -45,7 +48,7 @@ def _print_summary(report: IngestReport) -> None:
     counts.add_row("labels", "written" if report.with_labels else "no Churn column: features only")
     console.print(counts)
     if report.extra_columns:
-        console.print(f"ignored extra columns: {', '.join(repr(c) for c in report.extra_columns)}")
+        console.print(escape(f"ignored extra columns: {', '.join(repr(c) for c in report.extra_columns)}"))
     if report.violations:
         reasons = Table(title="Top reasons")
         reasons.add_column("column")
@@ -53,12 +56,12 @@ def _print_summary(report: IngestReport) -> None:
         reasons.add_column("rows", justify="right")
         reasons.add_column("fix")
         for v in report.violations[:TOP_REASONS]:
-            reasons.add_row(v.column, v.code, f"{v.rows:,}", v.fix)
+            reasons.add_row(escape(v.column), escape(v.code), f"{v.rows:,}", escape(v.fix))
         console.print(reasons)
         if len(report.violations) > TOP_REASONS:
             console.print(f"... and {len(report.violations) - TOP_REASONS} more kinds of problem")
-    console.print(f"quarantine file: {report.quarantine_path}")
-    console.print(f"sources: {', '.join(str(p) for p in report.sources.values())}")
+    console.print(escape(f"quarantine file: {report.quarantine_path}"))
+    console.print(escape(f"sources: {', '.join(str(p) for p in report.sources.values())}"))
 
 
 def ingest(

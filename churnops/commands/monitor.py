@@ -121,7 +121,10 @@ def drift(
     )
     known = option_time(as_of, option="--as-of", json_output=json_output)
     quiet_libraries()
+    from mlflow.exceptions import MlflowException
+
     from monitoring.errors import MonitoringError
+    from monitoring.prometheus import MonitoringPushError
 
     try:
         result, pushed = _drift(
@@ -136,8 +139,8 @@ def drift(
             horizon=timedelta(days=horizon_days),
             push_gateway=push_gateway,
         )
-    except (MonitoringError, ValueError, OSError) as error:
-        text = str(error).strip()
+    except (MonitoringError, MonitoringPushError, MlflowException, ValueError, OSError) as error:
+        text = error.message if isinstance(error, MlflowException) else str(error).strip()
         raise fail(text.splitlines()[0] if text else type(error).__name__, json_output=json_output) from None
     if json_output:
         typer.echo(json.dumps({**result.to_json(), "pushed_to": pushed}, allow_nan=False))
@@ -192,7 +195,9 @@ def _drift(
     rules = load_policy(policy or settings.drift_policy)
     client = mlflow_client(settings)
     baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
-    everything = read_prediction_window(settings, model_name=settings.model_name, model_version=version)
+    everything = read_prediction_window(
+        settings, model_name=settings.model_name, model_version=version, columns=["ts"]
+    )
     if everything.num_rows == 0:
         raise ValueError(
             f"the prediction log has no rows for {settings.model_name} v{version}: serve it or run "
@@ -307,8 +312,11 @@ def performance(
     if period not in ("week", "month"):
         raise fail(f"--period {period!r}: week or month", json_output=json_output)
     quiet_libraries()
+    from mlflow.exceptions import MlflowException
+
     from monitoring.errors import MonitoringError
     from monitoring.performance import PerformanceInputError
+    from monitoring.prometheus import MonitoringPushError
 
     try:
         report, pushed = _performance(
@@ -321,8 +329,15 @@ def performance(
             horizon=timedelta(days=horizon_days),
             push_gateway=push_gateway,
         )
-    except (MonitoringError, PerformanceInputError, ValueError, OSError) as error:
-        text = str(error).strip()
+    except (
+        MonitoringError,
+        PerformanceInputError,
+        MonitoringPushError,
+        MlflowException,
+        ValueError,
+        OSError,
+    ) as error:
+        text = error.message if isinstance(error, MlflowException) else str(error).strip()
         raise fail(text.splitlines()[0] if text else type(error).__name__, json_output=json_output) from None
     if json_output:
         typer.echo(json.dumps({**report.to_dict(), "pushed_to": pushed}, allow_nan=False, default=str))
@@ -345,7 +360,7 @@ def _performance(
     from monitoring.baseline import read_labels
     from monitoring.performance import performance_on_late_labels
 
-    everything = read_prediction_window(settings, model_name=settings.model_name)
+    everything = read_prediction_window(settings, model_name=settings.model_name, columns=["ts"])
     if everything.num_rows == 0:
         raise ValueError(
             f"the prediction log has no rows for {settings.model_name}: serve it or run `churnops score`"

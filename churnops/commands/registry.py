@@ -136,20 +136,21 @@ def _run(
 def _versions_table(records: list[ModelRecord], title: str) -> None:
     """The few columns a person scans for; `show VERSION` and `--json` have everything."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in ("name", "version", "stage", "created", "test ROC-AUC", "trigger", "sha256", "run"):
         table.add_column(column, justify="right" if column in ("version", "test ROC-AUC") else "left")
     for r in records:
         auc = r.metrics.get("test_roc_auc")
         table.add_row(
-            r.name,
+            escape(r.name),
             str(r.version),
             r.stage.value,
             r.created.strftime("%Y-%m-%d %H:%M"),
             "" if auc is None else f"{auc:.4f}",
-            r.tags.get("trigger", ""),
+            escape(r.tags.get("trigger", "")),
             r.sha256[:12],
             r.run_id[:12],
         )
@@ -158,9 +159,10 @@ def _versions_table(records: list[ModelRecord], title: str) -> None:
 
 def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for column in ("time", "version", "from", "to", "actor", "trigger", "reason"):
         table.add_column(column)
     for t in transitions:
@@ -169,25 +171,26 @@ def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
             str(t.version),
             _stage(t.from_stage),
             t.to_stage.value,
-            t.actor,
+            escape(t.actor),
             t.trigger,
-            t.reason,
+            escape(t.reason),
         )
     Console().print(table)
 
 
 def _comparison_tables(comparison: Comparison) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     for section in comparison.sections():
-        table = Table(title=section.title)
+        table = Table(title=escape(section.title))
         table.add_column("")
         for header in section.headers:
-            table.add_column(header)
+            table.add_column(escape(header))
         for label, cells in section.rows:
-            table.add_row(label, *cells)
+            table.add_row(escape(label), *(escape(cell) for cell in cells))
         console.print(table)
 
 

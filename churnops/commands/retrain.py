@@ -3,14 +3,14 @@
 ``check`` evaluates the retraining policy on the latest monitoring results (the drift reports
 ``churnops monitor drift`` logged to MLflow for the Production version; ``--refresh`` runs one
 first) and the past decisions, and appends the decision to ``retrain_decisions``. Exit codes:
-0 fired (a retrain is due), 1 not due (suppressed or nothing fired), 2 bad input. So a cron line
+0 fired (a retrain is due), 3 not due (suppressed or nothing fired), 2 bad input. So a cron line
 ``churnops retrain check && churnops retrain run`` retrains exactly when the policy says so.
 
 ``run`` retrains on the policy's sliding window (or ``--start/--end``): without ``--trigger`` it
 acts on the latest decision, which must have fired; with ``--trigger`` it records its own fired
 decision (a forced retrain, still counted by the cooldown and the cap). Exit codes: 0 registered
-(and promoted per the policy), 3 gates failed (nothing registered, Production unchanged),
-4 another retrain of the model is running, 2 bad input.
+(and promoted per the policy), 3 refused: gates failed (nothing registered, Production
+unchanged) or another retrain of the model is running (the JSON says ``busy``), 2 bad input.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def _print_decision(record: DecisionRecord) -> None:
         + (f" (suppressed by {record.suppressed_by})" if record.suppressed_by else "")
     )
     console.print(f"decision [bold]{record.id}[/bold] at {record.time:%Y-%m-%d %H:%M} UTC: {verdict}")
-    table = Table(title=f"Checks (policy {record.policy}; report {record.report or 'none'})")
+    table = Table(title=escape(f"Checks (policy {record.policy}; report {record.report or 'none'})"))
     for column in ("trigger", "check", "met", "detail"):
         table.add_column(column)
     for reason in record.reasons:

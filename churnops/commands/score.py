@@ -61,8 +61,17 @@ def score(
             "`churnops data ingest FILE --as-of TIME` first",
             json_output=json_output,
         )
+    from feast.errors import FeastError
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
+    path = out or settings.home / "scores" / f"scores-{when:%Y%m%dT%H%M%SZ}.parquet"
+    try:  # before anything is scored or logged: a bad --out must not leave logged rows behind
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise OSError(f"--out {path} is a directory")
+    except OSError as error:
+        raise fail(f"--out {path}: {error}", json_output=json_output) from None
     source = model_source(settings)
     try:
         ref = source.production()
@@ -74,6 +83,7 @@ def score(
             "`churnops registry promote VERSION --stage Staging|Production`",
             json_output=json_output,
         )
+    sink = prediction_log_writer(settings)
     try:
         loaded = source.load(ref)
         result = score_active_customers(
@@ -87,15 +97,18 @@ def score(
             sources_dir=settings.sources_dir,
             as_of=when,
             ttl=TTL["account"],
-            sink=prediction_log_writer(settings),
+            sink=sink,
         )
-    except (BatchScoringError, ValueError, OSError, RuntimeError) as error:  # incl. ArtifactIntegrityError
+    except (BatchScoringError, ValueError, OSError, RuntimeError, FeastError, SQLAlchemyError) as error:
+        # RuntimeError includes ArtifactIntegrityError (a tampered model is refused, not loaded)
         text = str(error).strip()
         raise fail(text.splitlines()[0] if text else type(error).__name__, json_output=json_output) from None
     except MlflowException as error:
         raise fail(f"MLflow: {error.message}", json_output=json_output) from None
-    path = out or settings.home / "scores" / f"scores-{when:%Y%m%dT%H%M%SZ}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    finally:
+        dispose = getattr(sink, "dispose", None)
+        if callable(dispose):
+            dispose()
     frame = result.frame
     if path.suffix.lower() == ".csv":
         frame.to_csv(path, index=False)

@@ -37,8 +37,8 @@ def _print_summary(result: TrainResult) -> None:
 
     console = Console()
     console.print(
-        f"run [bold]{result.run_id}[/bold] on feature service [bold]{result.feature_service}[/bold]; "
-        f"split: {result.split_strategy} ({result.split_reason})"
+        f"run [bold]{result.run_id}[/bold] on feature service [bold]{escape(result.feature_service)}[/bold]; "
+        f"split: {result.split_strategy} ({escape(result.split_reason)})"
     )
     windows = Table(title="Splits")
     for column in ("split", "label times", "rows", "positives"):
@@ -77,7 +77,7 @@ def _print_summary(result: TrainResult) -> None:
         metrics.add_row(*row)
     console.print(metrics)
 
-    gates = Table(title=f"Quality gates ({result.gates.policy})")
+    gates = Table(title=escape(f"Quality gates ({result.gates.policy})"))
     gates.add_column("rule")
     gates.add_column("result")
     gates.add_column("detail")
@@ -202,6 +202,7 @@ def _run(
                 trigger=trigger,
                 labels_start=labels_start,
                 labels_end=labels_end,
+                actor=settings.actor,
             ),
             artifact_location=settings.artifact_location,
         )

@@ -143,6 +143,7 @@ def read_prediction_log(
     model_name: str | None = None,
     model_version: str | None = None,
     endpoints: tuple[str, ...] | None = None,
+    columns: list[str] | None = None,
 ) -> pa.Table:
     """The rows with ``start <= ts < end`` (either bound optional) as one Arrow table.
 
@@ -157,6 +158,8 @@ def read_prediction_log(
     root = Path(directory)
     schema = log_schema()
     lower, upper = _utc(start, "start"), _utc(end, "end")
+    if columns is not None:
+        schema = pa.schema([schema.field(name) for name in columns])
     if not root.is_dir():
         return schema.empty_table()
     partitions = sorted(p for p in root.glob(f"{PARTITION}=*") if p.is_dir())
@@ -170,7 +173,7 @@ def read_prediction_log(
         keep.extend(sorted(str(f) for f in partition.glob("*.parquet")))
     if not keep:
         return schema.empty_table()
-    dataset = ds.dataset(keep, schema=schema, format="parquet")
+    dataset = ds.dataset(keep, schema=log_schema(), format="parquet")
     condition = None
     for part in (
         None if lower is None else pc.field("ts") >= pa.scalar(lower, TS_TYPE),
@@ -181,8 +184,7 @@ def read_prediction_log(
     ):
         if part is not None:
             condition = part if condition is None else condition & part
-    return dataset.to_table(filter=condition)
-
+    return dataset.to_table(filter=condition, columns=columns)
 
 
 def read_prediction_log_table(
@@ -193,6 +195,7 @@ def read_prediction_log_table(
     model_name: str | None = None,
     model_version: str | None = None,
     table: str = "prediction_log",
+    columns: list[str] | None = None,
 ) -> pa.Table:
     """The same window as :func:`read_prediction_log`, from the SQL table (indexed on ``ts``)."""
     import pyarrow as pa
@@ -200,7 +203,8 @@ def read_prediction_log_table(
 
     lower, upper = _utc(start, "start"), _utc(end, "end")
     log = prediction_log_table(sa.MetaData(), name=table)
-    query = sa.select(*(log.c[name] for name in COLUMNS))
+    names = list(columns or COLUMNS)
+    query = sa.select(*(log.c[name] for name in names))
     if lower is not None:
         query = query.where(log.c.ts >= lower)
     if upper is not None:
@@ -210,8 +214,9 @@ def read_prediction_log_table(
     if model_version is not None:
         query = query.where(log.c.model_version == str(model_version))
     with engine.connect() as conn:
+        schema = pa.schema([log_schema().field(name) for name in names])
         if not sa.inspect(conn).has_table(table):
-            return log_schema().empty_table()
+            return schema.empty_table()
         rows = conn.execute(query.order_by(log.c.id)).all()
-    columns = {name: [row[i] for row in rows] for i, name in enumerate(COLUMNS)}
-    return pa.Table.from_pydict(columns, schema=log_schema())
+    values = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    return pa.Table.from_pydict(values, schema=schema)

@@ -83,5 +83,3 @@ def check_class_balance(y: np.ndarray, *, what: str, min_rows: int, min_per_clas
         raise TrainingDataError(f"{what} has too few positives: {positives} < {min_per_class} required")
     if negatives < min_per_class:
         raise TrainingDataError(f"{what} has too few negatives: {negatives} < {min_per_class} required")
-
-

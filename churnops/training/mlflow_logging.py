@@ -114,9 +114,7 @@ class LoggedModel:
     sha256: str
 
 
-def save_model_dir(
-    *, model: Any, columns: Sequence[Column], input_example: pd.DataFrame, path: Path
-) -> str:
+def save_model_dir(*, model: Any, columns: Sequence[Column], input_example: pd.DataFrame, path: Path) -> str:
     """Save ``model`` as an MLflow sklearn model directory at ``path`` (skops, signature,
     input example, pinned requirements); returns its SHA-256."""
     import mlflow.sklearn
