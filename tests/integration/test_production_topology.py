@@ -160,10 +160,8 @@ def _latest_ids(home: Path, *, n: int) -> list[str]:
 
 # The CLI runs in-process here (CliRunner): each `features` command's FeatureStore holds Feast's
 # SQL-registry engines on PostgreSQL, which Feast never disposes, so their pooled psycopg
-# connections are closed only by garbage collection (a CLI process simply exits).
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <function BaseConnection.__del__:pytest.PytestUnraisableExceptionWarning"
-)
+# connections are closed only by garbage collection (a CLI process simply exits; the narrow
+# warning filter for it is in pyproject.toml).
 @pytest.mark.timeout(600)  # ~200 s on a loaded 2-core machine; the suite's 300 s default is too tight
 def test_train_promote_and_serve_through_an_authenticated_mlflow_server(topology: Topology) -> None:
     timings: dict[str, float] = {}

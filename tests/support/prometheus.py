@@ -50,25 +50,34 @@ class Daemon:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
-    def start(self, *, timeout_s: float = 30.0) -> None:
+    def start(self, *, timeout_s: float = 30.0, attempts: int = 3) -> None:
+        """Start and wait for ``/-/ready``; a port taken in the meantime gets a new one (bounded)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / f"{self.name}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            self.argv(), cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name} was not ready within {timeout_s:.0f} s; see {self.log_path}")
+        for attempt in range(attempts):
+            self._log = self.log_path.open("wb")
+            self.process = subprocess.Popen(
+                self.argv(), cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT
+            )
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    code = self.process.returncode
+                    self.process = None
+                    self._log.close()
+                    if "address already in use" in self.log_path.read_text() and attempt + 1 < attempts:
+                        self.port = free_port()  # another process took the port between pick and bind
+                        break
+                    raise RuntimeError(f"{self.name} exited with {code}; see {self.log_path}")
+                try:
+                    if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            else:
+                self.stop()
+                raise RuntimeError(f"{self.name} was not ready within {timeout_s:.0f} s; see {self.log_path}")
 
     def stop(self) -> None:
         if self.process is not None:

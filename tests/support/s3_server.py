@@ -120,9 +120,11 @@ def weed_s3(*, workdir: Path, bucket: str, timeout_s: float = 90.0) -> Iterator[
     process = subprocess.Popen(args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     # MLflow caches its boto3 clients by endpoint URL, not by credentials: a server started later
     # on a port an earlier one used would get the old keys (InvalidAccessKeyId). Start clean.
+    # boto3's default session also keeps the credentials it resolved first: start it afresh too.
     from mlflow.store.artifact.s3_artifact_repo import _cached_get_s3_client
 
     _cached_get_s3_client.cache_clear()
+    boto3.DEFAULT_SESSION = None
     server = S3Endpoint(
         endpoint=f"http://127.0.0.1:{ports['s3.port']}",
         bucket=bucket,
