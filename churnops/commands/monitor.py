@@ -41,6 +41,9 @@ PushOpt = Annotated[
     str | None,
     typer.Option("--push-gateway", help="Pushgateway host:port or URL (default: CHURNOPS_PUSHGATEWAY_URL)."),
 ]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="Labels known at this time count (default: now).")
+]
 HorizonOpt = Annotated[
     int, typer.Option("--label-horizon-days", min=0, help="Days after a snapshot until its label is final.")
 ]
@@ -48,18 +51,31 @@ DRIFT_JOB = "churnops-drift"
 PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the whole {job, model} group
 
 
-def _window(
-    *, log: pd.DataFrame, start: datetime | None, end: datetime | None, days: int
-) -> tuple[datetime, datetime]:
-    """The window asked for; by default the last ``days`` days up to just after the newest row."""
-    if end is None:
-        newest = log["ts"].max() if len(log) else None
-        end = (
-            (newest.to_pydatetime() + timedelta(microseconds=1)) if newest is not None else datetime.now(UTC)
+def _log_window(
+    settings: Settings,
+    *,
+    version: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    days: int,
+) -> tuple[datetime, datetime, pd.DataFrame]:
+    """The window asked for (by default the last ``days`` days up to just after the newest row of
+    the model's log) and its rows; the bounds read only the ``ts`` column."""
+    from churnops.wiring import read_prediction_window
+
+    name = settings.model_name
+    stamps = read_prediction_window(settings, model_name=name, model_version=version, columns=["ts"])
+    if stamps.num_rows == 0:
+        label = name if version is None else f"{name} v{version}"
+        raise ValueError(
+            f"the prediction log has no rows for {label}: serve it or run `churnops score` first"
         )
+    if end is None:
+        end = stamps.column("ts").to_pandas().max().to_pydatetime() + timedelta(microseconds=1)
     if start is None:
         start = end - timedelta(days=days)
-    return start, end
+    rows = read_prediction_window(settings, start=start, end=end, model_name=name, model_version=version)
+    return start, end, rows.to_pandas()
 
 
 def _version(settings: Settings, version: str, json_output: bool) -> str:
@@ -106,9 +122,7 @@ def drift(
             "--policy", help="Drift policy YAML (default: CHURNOPS_DRIFT_POLICY or the packaged one)."
         ),
     ] = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Labels known at this time count (default: now).")
-    ] = None,
+    as_of: AsOfOpt = None,
     horizon_days: HorizonOpt = 31,
     push_gateway: PushOpt = None,
     json_output: JsonOpt = False,
@@ -185,7 +199,7 @@ def _drift(
     horizon: timedelta,
     push_gateway: str | None,
 ) -> tuple[DriftResult, str | None]:
-    from churnops.wiring import mlflow_client, read_prediction_window
+    from churnops.wiring import mlflow_client
     from monitoring.baseline import load_baselines, read_labels
     from monitoring.drift import detect_drift
     from monitoring.performance import matured_outcomes
@@ -195,19 +209,7 @@ def _drift(
     rules = load_policy(policy or settings.drift_policy)
     client = mlflow_client(settings)
     baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
-    everything = read_prediction_window(
-        settings, model_name=settings.model_name, model_version=version, columns=["ts"]
-    )
-    if everything.num_rows == 0:
-        raise ValueError(
-            f"the prediction log has no rows for {settings.model_name} v{version}: serve it or run "
-            "`churnops score` first"
-        )
-    log = everything.select(["ts"]).to_pandas()
-    lower, upper = _window(log=log, start=start, end=end, days=days)
-    window = read_prediction_window(
-        settings, start=lower, end=upper, model_name=settings.model_name, model_version=version
-    ).to_pandas()
+    lower, upper, window = _log_window(settings, version=version, start=start, end=end, days=days)
     current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
     outcomes = matured_outcomes(
         predictions=window,
@@ -294,9 +296,7 @@ def performance(
     days: Annotated[
         int, typer.Option("--days", min=1, help="Window length when --start is not given.")
     ] = 365,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Labels known at this time count (default: now).")
-    ] = None,
+    as_of: AsOfOpt = None,
     period: Annotated[str, typer.Option("--period", help="week or month.")] = "month",
     horizon_days: HorizonOpt = 31,
     push_gateway: PushOpt = None,
@@ -356,19 +356,11 @@ def _performance(
     horizon: timedelta,
     push_gateway: str | None,
 ) -> tuple[PerformanceReport, str | None]:
-    from churnops.wiring import mlflow_client, read_prediction_window
+    from churnops.wiring import mlflow_client
     from monitoring.baseline import read_labels
     from monitoring.performance import performance_on_late_labels
 
-    everything = read_prediction_window(settings, model_name=settings.model_name, columns=["ts"])
-    if everything.num_rows == 0:
-        raise ValueError(
-            f"the prediction log has no rows for {settings.model_name}: serve it or run `churnops score`"
-        )
-    lower, upper = _window(log=everything.select(["ts"]).to_pandas(), start=start, end=end, days=days)
-    window = read_prediction_window(
-        settings, start=lower, end=upper, model_name=settings.model_name
-    ).to_pandas()
+    lower, upper, window = _log_window(settings, version=None, start=start, end=end, days=days)
     client = mlflow_client(settings)
     metrics: dict[str, dict[str, float]] = {}
     for version in sorted({str(v) for v in window["model_version"].dropna()}):

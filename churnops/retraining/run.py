@@ -12,6 +12,8 @@ then refused with :class:`RetrainBusyError`. The version carries its provenance 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,114 +122,87 @@ def run_retrain(
     A candidate that fails its gates registers nothing and leaves every stage as it was
     (``RetrainResult.version`` is None and ``message`` names the failed rules).
     """
-    from registry_ext.errors import RegistryBusyError
-    from registry_ext.locking import database_lock
+    with _retrain_lock(registry=registry, timeout_s=lock_timeout_s) as waited:
+        if materialize_online:
+            from churnops.features.materialize import materialize
 
-    key = f"retrain:{registry.model_name}"
-    asked = time.monotonic()
-    try:
-        lock = database_lock(registry.engine, key=key, timeout_s=lock_timeout_s)
-        lock.__enter__()
-    except RegistryBusyError:
-        raise RetrainBusyError(
-            f"another retrain of model {registry.model_name!r} is running (lock {key!r} busy for "
-            f"{lock_timeout_s:.0f}s); wait for it or retry later"
-        ) from None
-    waited = time.monotonic() - asked
-    try:
-        return _run_locked(
+            materialize(store=store, end=min(window.end, now))
+        before = registry.production()
+        tags = provenance_tags(
+            trigger=trigger, decision_id=decision_id, drift_report=drift_report, window=window
+        )
+        result = train(
             store=store,
+            client=registry.client,
             registry=registry,
             sources_dir=sources_dir,
-            policy=policy,
-            gate_policy=gate_policy,
-            trigger=trigger,
-            decision_id=decision_id,
-            window=window,
-            now=now,
-            drift_report=drift_report,
-            actor=actor,
-            materialize_online=materialize_online,
+            policy=gate_policy,
+            options=TrainOptions(
+                trigger=trigger.value,
+                actor=actor,
+                labels_start=window.start,
+                labels_end=window.end,
+                version_tags=tags,
+            ),
             artifact_location=artifact_location,
-            waited=waited,
         )
-    finally:
-        lock.__exit__(None, None, None)
-
-
-def _run_locked(
-    *,
-    store: FeatureStore,
-    registry: ModelRegistry,
-    sources_dir: Path,
-    policy: RetrainPolicy,
-    gate_policy: GatePolicy,
-    trigger: Trigger,
-    decision_id: int | None,
-    window: TrainingWindow,
-    now: datetime,
-    drift_report: str | None,
-    actor: str | None,
-    materialize_online: bool,
-    artifact_location: str | None,
-    waited: float,
-) -> RetrainResult:
-    if materialize_online:
-        from churnops.features.materialize import materialize
-
-        materialize(store=store, end=min(window.end, now))
-    before = registry.production()
-    tags = provenance_tags(trigger=trigger, decision_id=decision_id, drift_report=drift_report, window=window)
-    result = train(
-        store=store,
-        client=registry.client,
-        registry=registry,
-        sources_dir=sources_dir,
-        policy=gate_policy,
-        options=TrainOptions(
-            trigger=trigger.value,
-            actor=actor,
-            labels_start=window.start,
-            labels_end=window.end,
-            version_tags=tags,
-        ),
-        artifact_location=artifact_location,
-    )
-    production_before = None if before is None else int(before.version)
-    if result.version is None:
+        production_before = None if before is None else int(before.version)
+        if result.version is None:
+            return RetrainResult(
+                trigger=trigger,
+                decision_id=decision_id,
+                window=window,
+                train=result,
+                version=None,
+                stage=None,
+                production_before=production_before,
+                production_after=production_before,
+                lock_wait_s=waited,
+                message=f"{result.registration}; Production unchanged "
+                f"({'none' if production_before is None else f'version {production_before}'})",
+            )
+        why = f"retrain ({trigger.value}, decision {decision_id if decision_id is not None else 'none'})"
+        stage = Stage.STAGING
+        registry.promote(
+            version=result.version, stage=Stage.STAGING, reason=why, actor=actor, trigger=trigger.value
+        )
+        if policy.promote_to == Stage.PRODUCTION.value:
+            registry.promote(
+                version=result.version, stage=Stage.PRODUCTION, reason=why, actor=actor, trigger=trigger.value
+            )
+            stage = Stage.PRODUCTION
+        after = registry.production()
         return RetrainResult(
             trigger=trigger,
             decision_id=decision_id,
             window=window,
             train=result,
-            version=None,
-            stage=None,
+            version=result.version,
+            stage=stage,
             production_before=production_before,
-            production_after=production_before,
+            production_after=None if after is None else int(after.version),
             lock_wait_s=waited,
-            message=f"{result.registration}; Production unchanged "
-            f"({'none' if production_before is None else f'version {production_before}'})",
+            message=f"registered version {result.version} and promoted it to {stage.value}",
         )
-    why = f"retrain ({trigger.value}, decision {decision_id if decision_id is not None else 'none'})"
-    stage = Stage.STAGING
-    registry.promote(
-        version=result.version, stage=Stage.STAGING, reason=why, actor=actor, trigger=trigger.value
-    )
-    if policy.promote_to == Stage.PRODUCTION.value:
-        registry.promote(
-            version=result.version, stage=Stage.PRODUCTION, reason=why, actor=actor, trigger=trigger.value
-        )
-        stage = Stage.PRODUCTION
-    after = registry.production()
-    return RetrainResult(
-        trigger=trigger,
-        decision_id=decision_id,
-        window=window,
-        train=result,
-        version=result.version,
-        stage=stage,
-        production_before=production_before,
-        production_after=None if after is None else int(after.version),
-        lock_wait_s=waited,
-        message=f"registered version {result.version} and promoted it to {stage.value}",
-    )
+
+
+@contextmanager
+def _retrain_lock(*, registry: ModelRegistry, timeout_s: float) -> Iterator[float]:
+    """Hold ``retrain:<model>`` (one retrain per model across processes); yields the seconds waited."""
+    from registry_ext.errors import RegistryBusyError
+    from registry_ext.locking import database_lock
+
+    key = f"retrain:{registry.model_name}"
+    asked = time.monotonic()
+    lock = database_lock(registry.engine, key=key, timeout_s=timeout_s)
+    try:
+        lock.__enter__()
+    except RegistryBusyError:
+        raise RetrainBusyError(
+            f"another retrain of model {registry.model_name!r} is running (lock {key!r} busy for "
+            f"{timeout_s:.0f}s); wait for it or retry later"
+        ) from None
+    try:
+        yield time.monotonic() - asked
+    finally:
+        lock.__exit__(None, None, None)
