@@ -273,7 +273,8 @@ def test_a_refused_push_names_the_gateway(stack: Stack) -> None:
 
 
 def test_the_next_push_replaces_the_group_and_the_drift_alert_clears(stack: Stack) -> None:
-    """Runs last: the drift job pushes again with a calm result and only one feature."""
+    """The drift job pushes again with a calm result and only one feature (then the module's
+    drifted state is pushed back, so the tests run in any order)."""
     version = stack.env.model_version
     calm = drift_document(version=version, share=0.05)
     calm["data_drift"]["features"] = calm["data_drift"]["features"][:1]
@@ -285,3 +286,6 @@ def test_the_next_push_replaces_the_group_and_the_drift_alert_clears(stack: Stac
     assert [s["metric"]["feature"] for s in features] == ["tenure"]  # monthly_charges left with the PUT
     # The performance job's group is untouched by the drift job's push.
     assert first_data(stack.prometheus, 'churnops_live_roc_auc{job="churnops-performance"}')
+    drifted = drift_document(version=version, share=0.5)
+    push_monitoring_metrics(gateway=stack.gateway.url, job="churnops-drift", drift_json=drifted, timeout_s=5)
+    wait_for(stack.prometheus, 'churnops_drifted_share{job="churnops-drift"} == 0.5', timeout_s=30)
