@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -29,13 +30,63 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated")
 
 
+# Characters that change what a terminal shows rather than show themselves: C0/C1 controls
+# (ESC starts ANSI CSI and OSC sequences, CR rewrites a line, BEL ...), DEL, and the Unicode
+# bidirectional overrides and isolates ("Trojan source").
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+_JOINER = "\u2060"
+_EMOJI_CODE = re.compile(r":(\S*?):")
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group(0)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    if char in named:
+        return named[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def plain_text(value: object) -> str:
+    """``value`` as text a terminal shows as-is: control, escape and bidi characters rendered
+    visibly as ``\\x1b``, ``\\n``, ``\\u202e`` (for plain ``typer.echo`` output)."""
+    return _INVISIBLE.sub(_visible, str(value))
+
+
+def safe_text(value: object) -> str:
+    """User-supplied ``value`` ready for rich (``console.print``, table cells and titles).
+
+    The one helper every command routes user text through: control and escape characters are
+    rendered visibly (:func:`plain_text`), rich markup (``[bold]``, a stray ``[/]``) is escaped
+    so it prints literally and cannot crash rendering, and so are emoji codes (``:smile:``).
+    """
+    from rich._emoji_codes import EMOJI  # rich's own table of the codes it replaces
+    from rich.markup import escape
+
+    text = plain_text(value)
+    # An invisible word joiner (U+2060) after a trailing backslash keeps it from escaping the
+    # caller's next tag (rich's own fix doubles it, which then prints twice), and inside a
+    # ``:name:`` rich knows keeps it from becoming an emoji.
+    if text.endswith("\\"):
+        text += _JOINER
+
+    def defuse(match: re.Match[str]) -> str:
+        code = match.group(1)
+        name = code.lower().removesuffix("-emoji").removesuffix("-text")
+        return f":{_JOINER}{code}:" if name in EMOJI else match.group(0)
+
+    return _EMOJI_CODE.sub(defuse, escape(text)) if ":" in text else escape(text)
+
+
 def fail(message: str, *, json_output: bool = False) -> typer.Exit:
     """Report a user-facing error (one JSON object with --json, else on stderr) and return the
     exit (code 2) for the caller to raise: a clear message, never a stack trace."""
     if json_output:
         typer.echo(json.dumps({"error": message}))
     else:
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {plain_text(message)}", err=True)
     return typer.Exit(code=2)
 
 
