@@ -41,7 +41,7 @@ HOSTILE = [
 # Text built from the pieces that matter: markup brackets, backslashes, colons, controls, bidi.
 hostile_text = st.text(
     alphabet=st.sampled_from(
-        list("[]/\\:=#@ab x") + ["\x1b", "\x07", "\r", "\n", "\t", "\x00", "\x9b", "\x7f"]
+        [*list("[]/\\:=#@ab x"), "\x1b", "\x07", "\r", "\n", "\t", "\x00", "\x9b", "\x7f"]
     )
     | st.sampled_from(sorted(BIDI))
     | st.characters(),
