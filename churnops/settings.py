@@ -31,7 +31,16 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db; when set, Feast's online store is Redis."
     )
-    redis_timeout_ms: int = Field(default=50, ge=1, le=60_000)
+    redis_timeout_ms: int = Field(
+        default=50, ge=1, le=60_000, description="Online-store socket timeout in whole milliseconds, 1-60000."
+    )
+    connect_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="How long a command waits to reach Redis, PostgreSQL or an MLflow server (seconds, "
+        "at most 60) before it fails naming the service.",
+    )
     feast_registry_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the Feast SQL registry (default: SQLite in home)."
     )
@@ -94,9 +103,25 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and urlparse(value).scheme not in ("redis", "rediss"):
+        if not value:
+            return None
+        url = urlparse(value)
+        if url.scheme not in ("redis", "rediss"):
             raise ValueError("CHURNOPS_REDIS_URL must look like redis://host:6379/0")
-        return value or None
+        try:
+            url.port  # noqa: B018 - urlparse checks the port only when asked
+        except ValueError:
+            raise ValueError(
+                f"CHURNOPS_REDIS_URL has the port {url.netloc.rpartition(':')[2]!r}, not a number "
+                "from 1 to 65535; write it like redis://host:6379/0"
+            ) from None
+        db = url.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(
+                f"CHURNOPS_REDIS_URL names the database {db!r}; a Redis database is a number: "
+                "write it like redis://host:6379/0"
+            )
+        return value
 
     @property
     def sources_dir(self) -> Path:

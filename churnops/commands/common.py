@@ -7,6 +7,7 @@ import os
 import re
 import warnings
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -90,8 +91,21 @@ def fail(message: str, *, json_output: bool = False) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _settings_fix(field: str) -> str:
+    """What to do about a bad variable: its documented meaning and its default."""
+    from churnops.settings import Settings
+
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return "fix the value or unset it"
+    hint = (info.description or "").rstrip(".")
+    default = info.get_default(call_default_factory=True)
+    reset = "unset it for the default" + (f" ({default})" if default is not None else "")
+    return f"{hint}; {reset}" if hint else reset
+
+
 def settings_problem(error: Exception) -> str:
-    """A pydantic ValidationError of Settings as "CHURNOPS_X=value: problem" lines (all of them)."""
+    """A pydantic ValidationError of Settings as "CHURNOPS_X=value: problem; fix" (all of them)."""
     from pydantic import ValidationError
 
     if not isinstance(error, ValidationError):
@@ -101,20 +115,55 @@ def settings_problem(error: Exception) -> str:
         field = ".".join(str(part) for part in item.get("loc", ())) or "settings"
         variable = f"CHURNOPS_{field.upper()}"
         value = item.get("input")
-        shown = "" if value is None or isinstance(value, dict) else f"={str(value)[:80]!r}"
+        shown = "" if value is None or isinstance(value, dict) else f"={redact_url(str(value))[:80]!r}"
         message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
-        problems.append(f"{variable}{shown}: {message}")
+        problems.append(f"{variable}{shown}: {message} (fix: {_settings_fix(field)})")
     return "invalid settings: " + "; ".join(problems)
 
 
+def redact_url(text: str) -> str:
+    """``scheme://user:secret@host`` with the secret replaced by ``***`` (other text unchanged)."""
+    return re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", text)
+
+
+def home_problem(home: Path) -> str | None:
+    """Why ``CHURNOPS_HOME`` cannot hold our state (None when it can), leaving nothing behind.
+
+    Probed by creating and removing a temporary directory: ``os.access`` says yes to root even
+    where nothing can be created (``/proc``, a read-only mount).
+    """
+    import tempfile
+
+    if home.exists() and not home.is_dir():
+        return f"{home} is not a directory"
+    parent = home
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".churnops-probe-", dir=parent))
+    except OSError as error:
+        where = "is not writable" if parent == home else f"cannot be created in {parent}"
+        return f"{home} {where} ({error.strerror or error})"
+    return None
+
+
 def load_settings(*, json_output: bool = False) -> Settings:
-    """``Settings()`` from the environment and ``.env``, or a clear exit 2 naming each bad variable."""
+    """``Settings()`` from the environment and ``.env``, or a clear exit 2 naming each bad variable
+    (and a home that cannot be written, before anything tries to)."""
     from churnops.settings import Settings
 
     try:
-        return Settings()
+        settings = Settings()
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         raise fail(settings_problem(error), json_output=json_output) from None
+    problem = home_problem(settings.home)
+    if problem is not None:
+        raise fail(
+            f"CHURNOPS_HOME={str(settings.home)!r}: {problem} (fix: point it at a writable directory, "
+            "or unset it for ./.churnops)",
+            json_output=json_output,
+        )
+    return settings
 
 
 def option_time(value: str | None, *, option: str, json_output: bool = False) -> datetime | None:
