@@ -8,6 +8,8 @@ parquet, local artifacts). One variable each moves a piece onto a real service:
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlparse
@@ -174,3 +176,23 @@ class Settings(BaseSettings):
         parts.append(f"socket_timeout={seconds}")
         parts.append(f"socket_connect_timeout={seconds}")
         return ",".join(parts)
+
+
+def writable_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) a directory we write to; None when it can.
+
+    Probed by creating and removing a temporary directory in it (or its nearest existing
+    parent), so nothing is left behind: ``os.access`` says yes to root even where nothing can be
+    created (``/proc``, a read-only mount).
+    """
+    if path.exists() and not path.is_dir():
+        return f"{path} is not a directory"
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".churnops-probe-", dir=parent))
+    except OSError as error:
+        where = "is not writable" if parent == path else f"cannot be created in {parent}"
+        return f"{path} {where} ({error.strerror or error})"
+    return None

@@ -128,6 +128,50 @@ def check_registry_database(settings: Settings) -> None:
     )
 
 
+class ArtifactLocationError(ValueError):
+    """Model artifacts cannot be written where the settings (or the experiment) put them."""
+
+
+def _local_dir(location: str) -> Path | None:
+    """The local directory of an artifact location (a path or file:// URI); None for s3:// etc."""
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    return Path(location) if parsed.scheme == "" or len(parsed.scheme) == 1 else None
+
+
+def check_artifact_location(settings: Settings, *, client: MlflowClient, experiment: str) -> None:
+    """Refuse to train before anything is created when the artifacts cannot be written.
+
+    A bad ``CHURNOPS_ARTIFACT_ROOT`` is refused before the MLflow experiment exists (MLflow keeps
+    an experiment's location for good); an experiment whose location is gone is refused with how
+    to move on.
+    """
+    from churnops.settings import writable_dir_problem
+
+    existing = client.get_experiment_by_name(experiment)
+    if existing is not None:
+        directory = _local_dir(existing.artifact_location)
+        problem = None if directory is None else writable_dir_problem(directory)
+        if problem is not None:
+            raise ArtifactLocationError(
+                f"the MLflow experiment {experiment!r} (id {existing.experiment_id}) keeps its artifacts at "
+                f"{existing.artifact_location}, and {problem}. MLflow cannot change an experiment's "
+                "artifact location: restore that directory, or rename the experiment (MLFLOW_TRACKING_URI="
+                f"{settings.tracking_uri} mlflow experiments rename --experiment-id "
+                f"{existing.experiment_id} --new-name {experiment}-old) and train again, which creates "
+                f"{experiment!r} under CHURNOPS_ARTIFACT_ROOT ({settings.artifact_location})"
+            )
+        return
+    directory = _local_dir(settings.artifact_location)
+    problem = None if directory is None else writable_dir_problem(directory)
+    if problem is not None:
+        raise ArtifactLocationError(
+            f"CHURNOPS_ARTIFACT_ROOT={settings.artifact_location!r}: {problem} (fix: point it at a "
+            "writable directory or an s3:// URI, or unset it for <home>/artifacts)"
+        )
+
+
 # --- Feast ------------------------------------------------------------------------------------
 
 

@@ -17,9 +17,7 @@ from churnops.contracts.columns import FEATURES, column
 from churnops.contracts.ids import ID_PATTERN, MAX_ID_LENGTH
 
 # The one id rule of the contracts (ingestion and the generator apply the same one).
-CustomerId = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)
-]
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 Status = Literal["ok", "unknown_customer", "stale_features", "missing_features"]
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)

@@ -7,7 +7,6 @@ import os
 import re
 import warnings
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -126,27 +125,6 @@ def redact_url(text: str) -> str:
     return re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", text)
 
 
-def home_problem(home: Path) -> str | None:
-    """Why ``CHURNOPS_HOME`` cannot hold our state (None when it can), leaving nothing behind.
-
-    Probed by creating and removing a temporary directory: ``os.access`` says yes to root even
-    where nothing can be created (``/proc``, a read-only mount).
-    """
-    import tempfile
-
-    if home.exists() and not home.is_dir():
-        return f"{home} is not a directory"
-    parent = home
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".churnops-probe-", dir=parent))
-    except OSError as error:
-        where = "is not writable" if parent == home else f"cannot be created in {parent}"
-        return f"{home} {where} ({error.strerror or error})"
-    return None
-
-
 def load_settings(*, json_output: bool = False) -> Settings:
     """``Settings()`` from the environment and ``.env``, or a clear exit 2 naming each bad variable
     (and a home that cannot be written, before anything tries to)."""
@@ -156,7 +134,9 @@ def load_settings(*, json_output: bool = False) -> Settings:
         settings = Settings()
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         raise fail(settings_problem(error), json_output=json_output) from None
-    problem = home_problem(settings.home)
+    from churnops.settings import writable_dir_problem
+
+    problem = writable_dir_problem(settings.home)
     if problem is not None:
         raise fail(
             f"CHURNOPS_HOME={str(settings.home)!r}: {problem} (fix: point it at a writable directory, "

@@ -161,10 +161,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from churnops.contracts.artifacts import ArtifactIntegrityError
     from churnops.features.training_set import TimestampError
     from churnops.training import TrainingError
+    from churnops.wiring import ArtifactLocationError
     from registry_ext import RegistryError
 
     return (
         TrainingError,
+        ArtifactLocationError,
         TimestampError,
         RegistryError,
         ArtifactIntegrityError,
@@ -185,12 +187,14 @@ def _run(
 ) -> TrainResult:
     from churnops.training import TrainOptions, load_policy
     from churnops.training import train as train_model
-    from churnops.wiring import feature_store, open_registry
+    from churnops.training.pipeline import DEFAULT_EXPERIMENT
+    from churnops.wiring import check_artifact_location, feature_store, open_registry
 
     quiet_libraries()  # after the imports: feast's own warning filters are set at its import
     policy = load_policy(gate_policy or settings.gate_policy)
     store = feature_store(settings)
     with open_registry(settings, write=True) as registry:
+        check_artifact_location(settings, client=registry.client, experiment=DEFAULT_EXPERIMENT)
         return train_model(
             store=store,
             client=registry.client,
