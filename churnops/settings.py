@@ -14,8 +14,42 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = frozenset({"change_me", "changeme", "change-me", "placeholder", "replace_me", "todo", "xxx"})
+"""Values .env.example (and habit) put where a secret belongs; refused wherever a secret is read."""
+SECRET_FIELDS = ("serving_api_key", "serving_webhook_secret")
+URL_FIELDS = (
+    "redis_url",
+    "feast_registry_url",
+    "mlflow_tracking_uri",
+    "registry_database_url",
+    "serving_prediction_log_url",
+    "pushgateway_url",
+)
+SECRET_ENVIRONMENT = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY")
+"""Secrets read by MLflow and boto3 from the environment (checked by the entry points)."""
+
+
+def is_placeholder(value: str) -> bool:
+    """``CHANGE_ME`` and friends, or ``<your secret>``: a value nobody meant to deploy."""
+    text = value.strip()
+    return text.lower() in PLACEHOLDERS or (text.startswith("<") and text.endswith(">") and len(text) > 2)
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlparse(url).password
+    except ValueError:
+        return None
+
+
+def placeholder_problem(variable: str, value: str) -> str:
+    return (
+        f"{variable} holds the placeholder {value.strip()!r} from .env.example: set a real secret "
+        "(e.g. `openssl rand -hex 24`) or unset the variable"
+    )
 
 
 class Settings(BaseSettings):
@@ -101,6 +135,25 @@ class Settings(BaseSettings):
         # duckdb resolves relative parquet paths against the cwd, so every path we hand on
         # to Feast must be absolute.
         return value.expanduser().resolve()
+
+    @field_validator(*SECRET_FIELDS)
+    @classmethod
+    def _no_placeholder_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and is_placeholder(value.get_secret_value()):
+            raise ValueError(
+                placeholder_problem(f"CHURNOPS_{str(info.field_name).upper()}", value.get_secret_value())
+            )
+        return value
+
+    @field_validator(*URL_FIELDS)
+    @classmethod
+    def _no_placeholder_password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        password = None if value is None else _url_password(value)
+        if password is not None and is_placeholder(password):
+            raise ValueError(
+                placeholder_problem(f"the password in CHURNOPS_{str(info.field_name).upper()}", password)
+            )
+        return value
 
     @field_validator("redis_url")
     @classmethod

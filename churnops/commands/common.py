@@ -7,6 +7,7 @@ import os
 import re
 import warnings
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -125,15 +126,48 @@ def redact_url(text: str) -> str:
     return re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", text)
 
 
+_CLIENT_CREDENTIALS = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "MLFLOW_S3_ENDPOINT_URL",
+)
+
+
+def _export_client_credentials() -> None:
+    """MLflow and boto3 read their credentials from the process environment only: hand them the
+    ones ``.env`` holds (as Settings reads it), without overriding the real environment."""
+    env_file = Path(".env")
+    if not env_file.is_file():
+        return
+    from dotenv import dotenv_values
+
+    for name, value in dotenv_values(env_file).items():
+        if name in _CLIENT_CREDENTIALS and value is not None and name not in os.environ:
+            os.environ[name] = value
+
+
 def load_settings(*, json_output: bool = False) -> Settings:
     """``Settings()`` from the environment and ``.env``, or a clear exit 2 naming each bad variable
     (and a home that cannot be written, before anything tries to)."""
     from churnops.settings import Settings
 
+    _export_client_credentials()
     try:
         settings = Settings()
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         raise fail(settings_problem(error), json_output=json_output) from None
+    from churnops.settings import SECRET_ENVIRONMENT, is_placeholder, placeholder_problem
+
+    placeholders = [
+        placeholder_problem(name, os.environ[name])
+        for name in SECRET_ENVIRONMENT
+        if is_placeholder(os.environ.get(name, ""))
+    ]
+    if placeholders:
+        raise fail("invalid settings: " + "; ".join(placeholders), json_output=json_output)
     from churnops.settings import writable_dir_problem
 
     problem = writable_dir_problem(settings.home)
