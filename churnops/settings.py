@@ -249,3 +249,17 @@ def writable_dir_problem(path: Path) -> str | None:
         where = "is not writable" if parent == path else f"cannot be created in {parent}"
         return f"{path} {where} ({error.strerror or error})"
     return None
+
+
+class ClientCredentials(BaseSettings):
+    """The MLflow and S3 client variables (no prefix) as the environment and ``.env`` give them:
+    MLflow and boto3 read only the process environment, so entry points export these."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    mlflow_tracking_username: str | None = None
+    mlflow_tracking_password: str | None = None
+    mlflow_tracking_token: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    mlflow_s3_endpoint_url: str | None = None

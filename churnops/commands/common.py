@@ -7,7 +7,6 @@ import os
 import re
 import warnings
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -126,27 +125,13 @@ def redact_url(text: str) -> str:
     return re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", text)
 
 
-_CLIENT_CREDENTIALS = (
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "MLFLOW_S3_ENDPOINT_URL",
-)
-
-
 def _export_client_credentials() -> None:
     """MLflow and boto3 read their credentials from the process environment only: hand them the
-    ones ``.env`` holds (as Settings reads it), without overriding the real environment."""
-    env_file = Path(".env")
-    if not env_file.is_file():
-        return
-    from dotenv import dotenv_values
+    ones ``.env`` holds (read as Settings reads it), never overriding the real environment."""
+    from churnops.settings import ClientCredentials
 
-    for name, value in dotenv_values(env_file).items():
-        if name in _CLIENT_CREDENTIALS and value is not None and name not in os.environ:
-            os.environ[name] = value
+    for name, value in ClientCredentials().model_dump(exclude_none=True).items():
+        os.environ.setdefault(name.upper(), value)
 
 
 def load_settings(*, json_output: bool = False) -> Settings:
