@@ -60,7 +60,8 @@ def _print_summary(report: IngestReport) -> None:
         console.print(reasons)
         if len(report.violations) > TOP_REASONS:
             console.print(f"... and {len(report.violations) - TOP_REASONS} more kinds of problem")
-    console.print(escape(f"quarantine file: {report.quarantine_path}"))
+    if report.quarantine_path is not None:
+        console.print(escape(f"quarantine file: {report.quarantine_path}"))
     console.print(escape(f"sources: {', '.join(str(p) for p in report.sources.values())}"))
 
 
