@@ -271,12 +271,12 @@ def ingest_telco(*, path: Path, as_of: datetime, sources_dir: Path, quarantine_d
         malformed=malformed,
         delimiter=delimiter,
     )
-    quarantine_path: Path | None = quarantine_dir / f"{part}.csv"
+    target = quarantine_dir / f"{part}.csv"
     if len(quarantine):
-        _write_csv(quarantine, quarantine_path)
+        _write_csv(quarantine, target)
     else:  # no header-only file; a re-ingest of this snapshot that is now clean drops the old one
-        quarantine_path.unlink(missing_ok=True)
-        quarantine_path = None
+        target.unlink(missing_ok=True)
+    quarantine_path = target if len(quarantine) else None
 
     violations = checked.violations
     if malformed:
