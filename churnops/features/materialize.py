@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -146,6 +147,7 @@ def materialize(
     views: list[str] | None = None,
     writer: Writer = "auto",
     feast_version: str | None = None,
+    on_view: Callable[[str], None] | None = None,
 ) -> MaterializeResult:
     """Load each view's latest row per customer with event time in [end - TTL, end].
 
@@ -161,7 +163,8 @@ def materialize(
     directly; plain Redis online store only, else ``DirectWriterUnsupported``) or ``auto``
     (direct on plain Redis when the installed Feast is ``redis_layout.VERIFIED_FEAST_VERSION``,
     Feast otherwise, with one log line saying why). ``feast_version``: the version ``auto``
-    judges (default: the installed one).
+    judges (default: the installed one). ``on_view``: called with each view's name once it is
+    loaded (a progress hook for entry points).
     """
     if end.tzinfo is None:
         raise ValueError("materialize end time must be tz-aware (UTC)")
@@ -208,6 +211,8 @@ def materialize(
                     store.materialize(start_date=start, end_date=end, feature_views=[view.name])
             windows[view.name] = (start, end)
             writers[view.name] = used
+            if on_view is not None:
+                on_view(view.name)
         if direct is not None:
             direct.flush()
     finally:
