@@ -60,7 +60,8 @@ def home_problem(settings: Settings, needs: tuple[Need, ...]) -> str | None:
     if "mlflow" in needs and settings.mlflow_tracking_uri is None and not (home / "mlflow.db").exists():
         empty = "does not exist" if not home.exists() else "holds no models"
         return (
-            f"{where} and it {empty}: run {FIRST_DATA}, `churnops features apply` and `churnops train` first"
+            f"{where} and it {empty}: run {FIRST_DATA}, `churnops features apply` and "
+            "`churnops train` first (`churnops registry migrate` alone creates empty registry tables)"
         )
     return None
 
