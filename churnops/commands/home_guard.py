@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 Need = Literal["sources", "feast", "mlflow"]
 
 # What each command needs from the home (by its path under `churnops`). Commands not listed
-# (data ingest|generate, demo, registry migrate) create what they need.
+# (data ingest|generate, demo, registry migrate) create what they need; `serve` starts on any
+# home and waits for a Production model (/readyz is 503 until one is promoted).
 NEEDS: dict[str, tuple[Need, ...]] = {
     "features apply": ("sources",),
     "features materialize": ("sources", "feast"),
@@ -35,10 +36,9 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     "registry search": ("mlflow",),
     "registry rollback": ("mlflow",),
     "registry reconcile": ("mlflow",),
-    "score": ("sources", "mlflow"),
+    "score": ("sources",),
     "monitor drift": ("mlflow",),
     "monitor performance": ("mlflow",),
-    "serve": ("mlflow",),
 }
 
 FIRST_DATA = "`churnops data generate` (synthetic) or `churnops data ingest FILE --as-of TIME`"
@@ -59,6 +59,7 @@ def home_problem(settings: Settings, needs: tuple[Need, ...]) -> str | None:
         return f"{where} and its Feast repo was never applied: run `churnops features apply` first"
     if "mlflow" in needs and settings.mlflow_tracking_uri is None and not (home / "mlflow.db").exists():
         empty = "does not exist" if not home.exists() else "holds no models"
+        empty += ", so there is no Production version"
         return (
             f"{where} and it {empty}: run {FIRST_DATA}, `churnops features apply` and "
             "`churnops train` first (`churnops registry migrate` alone creates empty registry tables)"
