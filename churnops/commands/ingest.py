@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from churnops.data.ingest import IngestReport
+    from churnops.features.freshness import Freshness
 
 TOP_REASONS = 8
 
@@ -59,7 +60,8 @@ def _print_summary(report: IngestReport) -> None:
         console.print(reasons)
         if len(report.violations) > TOP_REASONS:
             console.print(f"... and {len(report.violations) - TOP_REASONS} more kinds of problem")
-    console.print(safe_text(f"quarantine file: {report.quarantine_path}"))
+    if report.quarantine_path is not None:
+        console.print(safe_text(f"quarantine file: {report.quarantine_path}"))
     console.print(safe_text(f"sources: {', '.join(str(p) for p in report.sources.values())}"))
 
 
@@ -93,7 +95,32 @@ def ingest(
         )
     except DataFileError as error:
         raise fail(str(error), json_output=json_output) from None
+    fresh, warning = _freshness(report)
     if json_output:
-        typer.echo(json.dumps(report.to_dict()))
-    else:
-        _print_summary(report)
+        typer.echo(json.dumps({**report.to_dict(), "freshness": fresh.to_dict(), "warning": warning}))
+        return
+    _print_summary(report)
+    if warning:
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True).print(escape(warning), style="yellow")
+
+
+def _freshness(report: IngestReport) -> tuple[Freshness, str | None]:
+    """Whether the snapshot is servable today and, if not, the warning naming the as-of to use."""
+    import shlex
+
+    from churnops.commands.freshness_note import stale_warning
+    from churnops.features.definitions import TTL
+    from churnops.features.freshness import freshness, today_as_of
+
+    fresh = freshness(data_time=report.as_of, ttl={str(view): ttl for view, ttl in TTL.items()})
+    if fresh.servable:
+        return fresh, None
+    today = today_as_of().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return fresh, stale_warning(
+        fresh,
+        serve_now=f"`churnops data ingest {shlex.quote(str(report.path))} --as-of {today}` "
+        "(a snapshot CSV has no time of its own: stamp it with when it describes your customers)",
+    )

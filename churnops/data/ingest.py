@@ -76,7 +76,7 @@ class IngestReport:
     read: int
     accepted: int
     quarantined: int
-    quarantine_path: Path
+    quarantine_path: Path | None  # None: nothing was quarantined, so no file was written
     violations: tuple[ViolationCount, ...]
     sources: Mapping[str, Path]
     with_labels: bool
@@ -94,7 +94,7 @@ class IngestReport:
             "read": self.read,
             "accepted": self.accepted,
             "quarantined": self.quarantined,
-            "quarantine_path": str(self.quarantine_path),
+            "quarantine_path": None if self.quarantine_path is None else str(self.quarantine_path),
             "violations": [
                 {"field": v.field, "column": v.column, "code": v.code, "rows": v.rows, "fix": v.fix}
                 for v in self.violations
@@ -354,8 +354,12 @@ def ingest_telco(*, path: Path, as_of: datetime, sources_dir: Path, quarantine_d
         malformed=malformed,
         delimiter=delimiter,
     )
-    quarantine_path = quarantine_dir / f"{part}.csv"
-    _write_csv(quarantine, quarantine_path)
+    target = quarantine_dir / f"{part}.csv"
+    if len(quarantine):
+        _write_csv(quarantine, target)
+    else:  # no header-only file; a re-ingest of this snapshot that is now clean drops the old one
+        target.unlink(missing_ok=True)
+    quarantine_path = target if len(quarantine) else None
 
     violations = checked.violations
     if malformed:
