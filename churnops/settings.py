@@ -32,6 +32,19 @@ class Settings(BaseSettings):
         default=None, description="redis://host:port/db; when set, Feast's online store is Redis."
     )
     redis_timeout_ms: int = Field(default=50, ge=1, le=60_000)
+    redis_type: Literal["redis", "redis_cluster"] = Field(
+        default="redis",
+        description="Feast's redis_type: redis_cluster reads CHURNOPS_REDIS_URL as one or more "
+        "cluster nodes (redis://:password@host1:7000,host2:7001).",
+    )
+    offline_store: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Feast offline store for training sets, batch scoring and materialization: "
+        "duckdb, or Feast's Spark store over the same parquet (needs the churnops[spark] extra).",
+    )
+    spark_master: str = Field(
+        default="local[2]", description="spark.master of the Spark offline store's session."
+    )
     feast_registry_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the Feast SQL registry (default: SQLite in home)."
     )
@@ -131,15 +144,34 @@ class Settings(BaseSettings):
         """Directory of part files for one Feast source (a view name or ``labels``)."""
         return self.sources_dir / name
 
-    def redis_connection_string(self) -> str:
-        """Feast's ``host:port,key=value`` form with finite, fail-fast timeouts."""
+    def redis_nodes(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` of every node the URL names (``redis://h1:7000,h2:7001/0``)."""
         if self.redis_url is None:
             raise ValueError("redis_url is not set")
-        url = urlparse(self.redis_url)
+        hosts = urlparse(self.redis_url).netloc.rpartition("@")[2]
+        nodes = []
+        for item in hosts.split(","):
+            parsed = urlparse(f"redis://{item}")
+            nodes.append((parsed.hostname or "localhost", parsed.port or 6379))
+        return nodes
+
+    def redis_connection_string(self) -> str:
+        """Feast's ``host:port[,host:port],key=value`` form with finite, fail-fast timeouts.
+
+        A cluster has no databases, so ``db`` is only passed to plain Redis.
+        """
+        if self.redis_url is None:
+            raise ValueError("redis_url is not set")
+        # urlparse cannot read a port out of a comma-separated netloc: keep only the credentials.
+        whole = urlparse(self.redis_url)
+        userinfo, at, _ = whole.netloc.rpartition("@")
+        url = urlparse(whole._replace(netloc=f"{userinfo}{at}node").geturl())
         seconds = self.redis_timeout_ms / 1000
-        parts = [f"{url.hostname or 'localhost'}:{url.port or 6379}"]
-        db = (url.path or "/0").lstrip("/") or "0"
-        parts.append(f"db={int(db)}")
+        parts = [f"{host}:{port}" for host, port in self.redis_nodes()]
+        if self.redis_type == "redis":
+            parts = parts[:1]
+            db = (url.path or "/0").lstrip("/") or "0"
+            parts.append(f"db={int(db)}")
         if url.password:
             parts.append(f"password={url.password}")
         if url.username:

@@ -65,6 +65,12 @@ def test_parity_redis(settings: Settings, redis_url: str) -> None:
     check_parity(settings.model_copy(update={"redis_url": redis_url}))
 
 
+@pytest.mark.slow  # Feast's Spark job per view, in the shared local[2] session
+def test_parity_spark(settings: Settings, spark: str) -> None:
+    """Materialization and training sets through Feast's Spark offline store."""
+    check_parity(settings.model_copy(update={"offline_store": spark}))
+
+
 def test_stale_values_are_flagged_later(settings: Settings) -> None:
     """Feast returns an old value as present; fetch_online calls it stale past the TTL."""
     seed_histories(settings, customers=50)
