@@ -201,3 +201,18 @@ def spark() -> Iterator[str]:
     session = SparkSession.getActiveSession()
     if session is not None:
         session.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real 3-node Redis Cluster of this run on loopback ports; yields its CHURNOPS_REDIS_URL.
+
+    Private to the run, so tests isolate themselves by Feast project and never flush it.
+    """
+    from tests.support.redis_cluster import RedisCluster
+
+    cluster = RedisCluster(workdir=tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
