@@ -187,7 +187,7 @@ def spark() -> Iterator[str]:
     except ImportError as error:
         service_missing("pyspark (the churnops[spark] extra)", "run ./dev (it syncs every extra)", error)
     if shutil.which("java") is None:
-        service_missing("A Java runtime for Spark", "apt-get install openjdk-17-jre-headless", OSError("java"))
+        service_missing("A Java runtime", "apt-get install -y openjdk-17-jre-headless", OSError("java"))
     # Importing Feast's Spark store runs warnings.simplefilter("once", RuntimeWarning), which would
     # outrank "error" for the rest of the test; catch_warnings puts the filters back after it.
     import warnings

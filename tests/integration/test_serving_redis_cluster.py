@@ -14,13 +14,15 @@ import httpx
 import pytest
 
 from churnops.settings import Settings
-from tests.support.serving_env import ServiceProcess, build_environment, service_env
+from tests.support.serving_env import Environment, ServiceProcess, build_environment, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a BentoML process (about 1 min here)
 
 
 @pytest.fixture
-def cluster_service(tmp_path: Path, redis_cluster: str, feast_project: str) -> Iterator[tuple[ServiceProcess, object]]:
+def cluster_service(
+    tmp_path: Path, redis_cluster: str, feast_project: str
+) -> Iterator[tuple[ServiceProcess, Environment]]:
     settings = Settings(
         home=tmp_path / "home",
         project=feast_project,

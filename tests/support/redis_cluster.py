@@ -33,7 +33,7 @@ def cluster_ports(count: int) -> list[int]:
     """``count`` ports below 55535 whose port and cluster-bus port (+10000) are both free now."""
     picked: list[int] = []
     while len(picked) < count:
-        port = random.randint(20_000, 55_000)  # noqa: S311 - a port, not a secret
+        port = random.randint(20_000, 55_000)
         if port not in picked and _free(port) and _free(port + 10_000):
             picked.append(port)
     return picked

