@@ -46,7 +46,9 @@ async def measure(label: str, port: int, ids: list[str], seconds: float) -> list
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()

@@ -211,7 +211,9 @@ def materialize(
 def _offline_problem(store: FeatureStore) -> str | None:
     """The direct writer reads parquet with DuckDB: on Spark, Feast's Spark job does the reading."""
     kind = getattr(store.config.offline_store, "type", "duckdb")
-    return None if kind in ("duckdb", "file") else f"the offline store is {kind}; its own job reads the sources"
+    if kind in ("duckdb", "file"):
+        return None
+    return f"the offline store is {kind}; its own job reads the sources"
 
 
 def _is_redis(store: FeatureStore) -> bool:
