@@ -27,7 +27,23 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from serving_latency import Result, closed_loop, fixed_rate, report, sequential, wait_http  # noqa: E402
 
 
-async def measure(label: str, port: int, ids: list[str], seconds: float) -> list[Result]:
+def tree_usage(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) and RSS in MB of a process and all its children."""
+    import psutil
+
+    root = psutil.Process(pid)
+    cpu = rss = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            cpu += times.user + times.system
+            rss += proc.memory_info().rss / 2**20
+        except psutil.NoSuchProcess:
+            continue
+    return cpu, rss
+
+
+async def measure(label: str, port: int, ids: list[str], seconds: float, pid: int) -> list[Result]:
     def one(i: int) -> bytes:
         return json.dumps({"customer_ids": [ids[i % len(ids)]]}).encode()
 
@@ -36,7 +52,14 @@ async def measure(label: str, port: int, ids: list[str], seconds: float) -> list
 
     out = [await sequential(f"{label}: /predict 1 id, sequential", port, "/predict", one, 1000)]
     out.append(await fixed_rate(f"{label}: /predict 1 id at 100 rps", port, "/predict", one, 100, seconds))
-    peak = [await closed_loop(f"{label}: peak", port, "/predict", one, w, seconds) for w in (4, 8, 16)]
+    peak = []
+    for workers in (4, 8, 16):
+        cpu_before, _ = tree_usage(pid)
+        result = await closed_loop(f"{label}: peak", port, "/predict", one, workers, seconds)
+        cpu_after, rss = tree_usage(pid)
+        # the service's own CPU over the level (the load generator is this process, not counted)
+        result.note += f"; service {(cpu_after - cpu_before) / seconds:.2f} cores, RSS {rss:.0f} MB"
+        peak.append(result)
     ok = [r for r in peak if r.p99_ms <= 50 and r.errors <= 0.005 * r.n]
     best = max(ok or peak, key=lambda r: r.rps or 0)
     best.note += "; best with p99 <= 50 ms" if ok else "; no level met p99 <= 50 ms"
@@ -81,7 +104,9 @@ def main() -> None:
                     body = json.dumps({"customer_ids": ids[:1]}).encode()
                     asyncio.run(wait_http(service.port, "/predict", body, 300))
                     print(f"{label}: measuring ...", flush=True)
-                    results.extend(asyncio.run(measure(label, service.port, ids, args.seconds)))
+                    assert service.process is not None
+                    pid = service.process.pid
+                    results.extend(asyncio.run(measure(label, service.port, ids, args.seconds, pid)))
                 finally:
                     service.stop()
         finally:

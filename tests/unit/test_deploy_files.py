@@ -790,7 +790,7 @@ def deployment_problems(deployment: dict[str, Any]) -> list[str]:
 def test_k8s_base_serving_deployment() -> None:
     docs = base_manifests()
     kinds = [doc["kind"] for doc in docs]
-    assert sorted(kinds) == ["ConfigMap", "Deployment", "Service"]
+    assert sorted(kinds) == ["ConfigMap", "CronJob", "Deployment", "Service"]
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
     assert deployment["metadata"]["name"] == SERVING
     assert deployment_problems(deployment) == []
@@ -806,6 +806,63 @@ def test_k8s_base_serving_deployment() -> None:
     assert {f"CHURNOPS_{k}" for k in ("HOME", "MLFLOW_TRACKING_URI")} <= set(config_map["data"])
     service = next(doc for doc in docs if doc["kind"] == "Service")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_k8s_readiness_takes_a_pod_out_when_the_online_store_is_gone() -> None:
+    """/readyz fails while the online store is unreachable: readiness must react in seconds and
+    liveness must stay on /livez (a Redis outage must not restart every pod)."""
+    deployment = next(doc for doc in base_manifests() if doc["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    ready = container["readinessProbe"]
+    assert ready["httpGet"]["path"] == "/readyz"
+    assert ready["periodSeconds"] * ready["failureThreshold"] <= 15
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+
+
+def test_k8s_nightly_cronjob_runs_monitoring_and_the_retrain_check() -> None:
+    cron = next(doc for doc in base_manifests() if doc["kind"] == "CronJob")
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid" and spec["timeZone"] == "Etc/UTC"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    container = pod["containers"][0]
+    script = "\n".join(container["args"])
+    lines = [line.strip() for line in script.splitlines()]
+    drift = lines.index("churnops monitor drift --json || exit $?")
+    assert drift < lines.index("churnops retrain check --json")
+    assert "exec churnops retrain run --json" in lines
+    assert '[ "$due" -eq 3 ]' in script  # "not due" is a good night, not a failed Job
+    assert container["image"].split(":")[0] == IMAGE
+    refs = container["envFrom"]
+    assert {"configMapRef": {"name": "churnops-serving-config"}} in refs
+    assert all(set(ref["secretRef"]) == {"name"} for ref in refs if "secretRef" in ref)
+    probe_free = copy.deepcopy(container)
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        probe_free[probe] = {"httpGet": {"path": path, "port": 1}}
+    probe_free["ports"] = [{"containerPort": 1}]
+    job = {"spec": {"template": {"spec": {**pod, "containers": [probe_free]}}}}
+    assert deployment_problems(job) == []  # non-root, no escalation, requests and limits
+
+
+def test_production_hpa_scales_serving_on_cpu_and_request_rate() -> None:
+    docs = [doc for doc in yaml.safe_load_all(rendered("production")) if doc]
+    hpa = next(doc for doc in docs if doc["kind"] == "HorizontalPodAutoscaler")
+    pdb = next(doc for doc in docs if doc["kind"] == "PodDisruptionBudget")
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVING}
+    assert spec["minReplicas"] > pdb["spec"]["minAvailable"]
+    assert spec["maxReplicas"] > spec["minReplicas"]
+    kinds = {m["type"]: m for m in spec["metrics"]}
+    assert kinds["Resource"]["resource"]["name"] == "cpu"
+    rate = kinds["Pods"]["pods"]
+    assert rate["metric"]["name"] == "churnops_requests_per_second"
+    # The adapter derives it from the request-duration histogram serving really exports.
+    assert "churnops_request_duration_seconds_count" in serving_series()
+    assert "churnops_request_duration_seconds_count" in (ROOT / "docs" / "scaling.md").read_text()
+    # Every container the HPA measures CPU of has a CPU request (else utilization is undefined).
+    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        assert container["resources"]["requests"]["cpu"]
 
 
 def test_k8s_deployment_check_fails_on_bad_probes_and_root() -> None:
