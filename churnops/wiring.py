@@ -88,6 +88,7 @@ def offline_store_config(settings: Settings) -> dict[str, Any]:
         # 200 shuffle partitions (the default) is all scheduling overhead on one machine
         # (measured: 4 partitions cost ~40% more per retrieval than 1 on 2 cores).
         conf["spark.sql.shuffle.partitions"] = "2"
+        conf["spark.driver.memory"] = "2g"  # local mode: the driver is also the executor
         conf["spark.driver.bindAddress"] = "127.0.0.1"
         conf["spark.driver.host"] = "127.0.0.1"
     return {"type": "spark", "spark_conf": conf}

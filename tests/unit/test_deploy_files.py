@@ -643,6 +643,41 @@ def test_compose_serving_environment_matches_settings() -> None:
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CHURNOPS_SERVING_API_KEY"} <= set(env)
 
 
+def test_compose_serving_environment_is_the_one_the_topology_test_runs() -> None:
+    """tests/integration/test_production_topology.py starts serving with
+    ``serving_environment``: the same variables as compose's serving service, each throwing the
+    same switch (a Redis URL, an http MLflow server, PostgreSQL URLs, an s3:// root)."""
+    from tests.support.topology import serving_environment
+
+    compose_env = environment(compose()["services"]["serving"])
+    topology = serving_environment(
+        home="/tmp/home",
+        redis_url="redis://127.0.0.1:6379/15",
+        mlflow_url="http://127.0.0.1:5000",
+        feast_registry_url="postgresql+psycopg://postgres@127.0.0.1:5432/feast",
+        prediction_log_url="postgresql+psycopg://postgres@127.0.0.1:5432/churnops",
+        artifact_root="s3://churnops/models",
+        api_key="k",
+        s3={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s", "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:1"},
+    )
+    # MLflow credentials: the topology test adds its own READ-only user's on top.
+    credentials = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+    assert set(compose_env) - credentials == set(topology)
+
+    def kind(value: str) -> str:
+        return value.split("://", 1)[0] if "://" in value else "path" if value.startswith("/") else "value"
+
+    for key in ("CHURNOPS_REDIS_URL", "CHURNOPS_MLFLOW_TRACKING_URI", "CHURNOPS_FEAST_REGISTRY_URL",
+                "CHURNOPS_SERVING_PREDICTION_LOG_URL", "CHURNOPS_ARTIFACT_ROOT", "CHURNOPS_HOME",
+                "MLFLOW_S3_ENDPOINT_URL"):  # fmt: skip
+        assert kind(compose_env[key]) == kind(topology[key]), key
+    assert compose_env["AWS_DEFAULT_REGION"] == topology["AWS_DEFAULT_REGION"]
+    from churnops.settings import Settings
+
+    fields = {f"CHURNOPS_{name.upper()}" for name in Settings.model_fields}
+    assert {key for key in topology if key.startswith("CHURNOPS_")} <= fields
+
+
 def test_compose_services_are_configured_for_production() -> None:
     services = compose()["services"]
     redis_cmd = services["redis"]["command"]
