@@ -94,6 +94,9 @@ def topology(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Topo
         with (
             weed_s3(workdir=tmp_path / "weed", bucket=BUCKET) as s3,
             fresh_database(admin_url=POSTGRES_ADMIN_URL, prefix="churnops_feast") as feast_db,
+            # compose keeps the prediction log in MLflow's database; here a database of its own,
+            # so the check below (serving is given no URL of the registry's database) stays exact.
+            fresh_database(admin_url=POSTGRES_ADMIN_URL, prefix="churnops_predictions") as log_db,
             mlflow_server(
                 backend_store_uri=postgres_url,
                 artifacts_destination=f"s3://{BUCKET}/mlflow-artifacts",
@@ -122,7 +125,7 @@ def topology(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Topo
                 redis_url=redis_url,
                 mlflow_url=server.url,
                 feast_registry_url=feast_db,
-                prediction_log_url=postgres_url,
+                prediction_log_url=log_db,
                 artifact_root=f"s3://{BUCKET}/models",
                 api_key=API_KEY,
                 s3=s3.environment(),
