@@ -77,6 +77,19 @@ class Settings(BaseSettings):
         description="How long a command waits to reach Redis, PostgreSQL or an MLflow server (seconds, "
         "at most 60) before it fails naming the service.",
     )
+    redis_type: Literal["redis", "redis_cluster"] = Field(
+        default="redis",
+        description="Feast's redis_type: redis_cluster reads CHURNOPS_REDIS_URL as one or more "
+        "cluster nodes (redis://:password@host1:7000,host2:7001).",
+    )
+    offline_store: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Feast offline store for training sets, batch scoring and materialization: "
+        "duckdb, or Feast's Spark store over the same parquet (needs the churnops[spark] extra).",
+    )
+    spark_master: str = Field(
+        default="local[2]", description="spark.master of the Spark offline store's session."
+    )
     feast_registry_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the Feast SQL registry (default: SQLite in home)."
     )
@@ -163,13 +176,15 @@ class Settings(BaseSettings):
         url = urlparse(value)
         if url.scheme not in ("redis", "rediss"):
             raise ValueError("CHURNOPS_REDIS_URL must look like redis://host:6379/0")
-        try:
-            url.port  # noqa: B018 - urlparse checks the port only when asked
-        except ValueError:
-            raise ValueError(
-                f"CHURNOPS_REDIS_URL has the port {url.netloc.rpartition(':')[2]!r}, not a number "
-                "from 1 to 65535; write it like redis://host:6379/0"
-            ) from None
+        # one node, or several comma-separated (a Redis Cluster: redis://h1:7000,h2:7001)
+        for node in url.netloc.rpartition("@")[2].split(","):
+            try:
+                urlparse(f"redis://{node}").port  # noqa: B018 - urlparse checks the port only when asked
+            except ValueError:
+                raise ValueError(
+                    f"CHURNOPS_REDIS_URL has the port {node.rpartition(':')[2]!r}, not a number "
+                    "from 1 to 65535; write it like redis://host:6379/0 (or h1:7000,h2:7001 for a cluster)"
+                ) from None
         db = url.path.lstrip("/")
         if db and not db.isdigit():
             raise ValueError(
@@ -211,15 +226,34 @@ class Settings(BaseSettings):
         """Directory of part files for one Feast source (a view name or ``labels``)."""
         return self.sources_dir / name
 
-    def redis_connection_string(self) -> str:
-        """Feast's ``host:port,key=value`` form with finite, fail-fast timeouts."""
+    def redis_nodes(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` of every node the URL names (``redis://h1:7000,h2:7001/0``)."""
         if self.redis_url is None:
             raise ValueError("redis_url is not set")
-        url = urlparse(self.redis_url)
+        hosts = urlparse(self.redis_url).netloc.rpartition("@")[2]
+        nodes = []
+        for item in hosts.split(","):
+            parsed = urlparse(f"redis://{item}")
+            nodes.append((parsed.hostname or "localhost", parsed.port or 6379))
+        return nodes
+
+    def redis_connection_string(self) -> str:
+        """Feast's ``host:port[,host:port],key=value`` form with finite, fail-fast timeouts.
+
+        A cluster has no databases, so ``db`` is only passed to plain Redis.
+        """
+        if self.redis_url is None:
+            raise ValueError("redis_url is not set")
+        # urlparse cannot read a port out of a comma-separated netloc: keep only the credentials.
+        whole = urlparse(self.redis_url)
+        userinfo, at, _ = whole.netloc.rpartition("@")
+        url = urlparse(whole._replace(netloc=f"{userinfo}{at}node").geturl())
         seconds = self.redis_timeout_ms / 1000
-        parts = [f"{url.hostname or 'localhost'}:{url.port or 6379}"]
-        db = (url.path or "/0").lstrip("/") or "0"
-        parts.append(f"db={int(db)}")
+        parts = [f"{host}:{port}" for host, port in self.redis_nodes()]
+        if self.redis_type == "redis":
+            parts = parts[:1]
+            db = (url.path or "/0").lstrip("/") or "0"
+            parts.append(f"db={int(db)}")
         if url.password:
             parts.append(f"password={url.password}")
         if url.username:

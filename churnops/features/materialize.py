@@ -171,9 +171,13 @@ def materialize(
     if writer not in ("auto", "feast", "direct"):
         raise ValueError(f"unknown materialize writer {writer!r}: use auto, feast or direct")
     end = end.astimezone(UTC)
-    store_problem = redis_layout.direct_store_problem(config=store.config)
+    store_problem = redis_layout.direct_store_problem(config=store.config) or _offline_problem(store)
     if writer == "direct" and store_problem:
         raise DirectWriterUnsupported(store_problem)
+    if writer == "auto" and store_problem and _is_redis(store):
+        # Redis Cluster, or a Spark offline store: Feast's own path (its Spark job, its
+        # cluster client) loads it, said once.
+        _log.warning("materialize: direct Redis writer not used (%s); using Feast", store_problem)
     if writer == "auto" and not store_problem:
         version_problem = redis_layout.feast_version_problem(installed=feast_version)
         if version_problem:
@@ -219,6 +223,18 @@ def materialize(
         if direct is not None:
             direct.close()
     return MaterializeResult(end=end, windows=windows, writers=writers, removed=removed)
+
+
+def _offline_problem(store: FeatureStore) -> str | None:
+    """The direct writer reads parquet with DuckDB: on Spark, Feast's Spark job does the reading."""
+    kind = getattr(store.config.offline_store, "type", "duckdb")
+    if kind in ("duckdb", "file"):
+        return None
+    return f"the offline store is {kind}; its own job reads the sources"
+
+
+def _is_redis(store: FeatureStore) -> bool:
+    return getattr(store.config.online_store, "type", None) == "redis"
 
 
 def _quote(name: str) -> str:
