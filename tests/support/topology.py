@@ -26,6 +26,7 @@ def serving_environment(
     """
     return {
         "CHURNOPS_HOME": home,
+        "CHURNOPS_MODEL_NAME": "churn",  # compose passes it too: the model its READ-only MLflow user may read
         "CHURNOPS_REDIS_URL": redis_url,
         "CHURNOPS_MLFLOW_TRACKING_URI": mlflow_url,
         "CHURNOPS_FEAST_REGISTRY_URL": feast_registry_url,

@@ -40,6 +40,8 @@ def ingest(tmp: Path, header: list[str], rows: list[list[str]]) -> tuple[IngestR
     report = ingest_telco(
         path=path, as_of=AS_OF, sources_dir=home.sources_dir, quarantine_dir=home.quarantine_dir
     )
+    if report.quarantine_path is None:  # nothing quarantined: no file is written
+        return report, []
     with report.quarantine_path.open(newline="", encoding="utf-8") as handle:
         quarantined = list(csv.reader(handle))[1:]
     return report, quarantined

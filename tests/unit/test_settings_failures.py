@@ -87,7 +87,15 @@ def test_bad_settings_are_refused_naming_the_variable(
     assert "validation error for Settings" not in result.output
 
 
+def prepare_home(tmp_path: Path) -> None:
+    """Sources and an applied Feast repo, so the home check lets `features online` reach Redis."""
+    for args in (["data", "generate", "--customers", "50", "--months", "2"], ["features", "apply"]):
+        done = invoke(tmp_path, args)
+        assert done.exit_code == 0, done.output
+
+
 def test_a_hung_redis_fails_naming_it(tmp_path: Path, silent_port: int) -> None:
+    prepare_home(tmp_path)
     result = invoke(
         tmp_path,
         ["features", "online", "7590-VHVEG"],
@@ -97,6 +105,7 @@ def test_a_hung_redis_fails_naming_it(tmp_path: Path, silent_port: int) -> None:
 
 
 def test_a_refusing_redis_fails_naming_it(tmp_path: Path) -> None:
+    prepare_home(tmp_path)
     result = invoke(
         tmp_path, ["features", "online", "7590-VHVEG", "--json"], CHURNOPS_REDIS_URL="redis://127.0.0.1:1/0"
     )
@@ -144,5 +153,6 @@ def test_an_experiment_whose_location_is_gone_says_how_to_move_on(tmp_path: Path
 
 
 def test_train_with_a_bad_artifact_root_exits_2(tmp_path: Path) -> None:
+    prepare_home(tmp_path)
     result = invoke(tmp_path, ["train"], CHURNOPS_ARTIFACT_ROOT="/proc/nope")
     assert_refused(result, "CHURNOPS_ARTIFACT_ROOT='/proc/nope'")
