@@ -128,7 +128,7 @@ def demo(
 
 def _monitor(*, settings: Settings, store: FeatureStore, drift_from: date, last: datetime) -> None:
     """Batch-score a month before the price rise and the newest month, then a drift report of each."""
-    from churnops.commands.monitor import drift_report
+    from churnops.jobs import drift_report
     from churnops.features.definitions import TTL
     from churnops.scoring.batch import ScoredModel, score_active_customers
     from churnops.wiring import model_source, prediction_log_writer
@@ -158,7 +158,7 @@ def _monitor(*, settings: Settings, store: FeatureStore, drift_from: date, last:
                 ttl=TTL["account"],
                 sink=prediction_log_writer(settings),
             )
-            result = drift_report(
+            result, _ = drift_report(
                 settings=settings,
                 version=ref.version,
                 start=when,

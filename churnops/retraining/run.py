@@ -12,14 +12,15 @@ then refused with :class:`RetrainBusyError`. The version carries its provenance 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.stages import Stage, Trigger
+from churnops.retraining.orders import TAG_DECISION, RetrainOrder
 from churnops.retraining.policy import RetrainPolicy
 from churnops.training import TrainOptions, TrainResult, train
 from churnops.training.gates import GatePolicy
@@ -30,10 +31,24 @@ if TYPE_CHECKING:
     from registry_ext import ModelRegistry
 
 TAG_TRIGGER = "churnops.trigger"
-TAG_DECISION = "churnops.decision_id"
 TAG_DRIFT_REPORT = "churnops.drift_report"
 TAG_WINDOW_START = "churnops.window_start"
 TAG_WINDOW_END = "churnops.window_end"
+
+
+__all__ = [
+    "TAG_DECISION",
+    "TAG_DRIFT_REPORT",
+    "TAG_TRIGGER",
+    "TAG_WINDOW_END",
+    "TAG_WINDOW_START",
+    "RetrainBusyError",
+    "RetrainResult",
+    "TrainingWindow",
+    "policy_window",
+    "retrain_lock",
+    "run_retrain",
+]
 
 
 class RetrainBusyError(RuntimeError):
@@ -54,6 +69,13 @@ class TrainingWindow:
             raise ValueError(
                 f"window: start {self.start.isoformat()} must be before end {self.end.isoformat()}"
             )
+
+
+def policy_window(*, policy: RetrainPolicy, now: datetime) -> TrainingWindow:
+    """The policy's sliding window at ``now``: ``window_days`` of labels ending at the newest
+    matured one (``label_maturity_days`` before now)."""
+    end = now - timedelta(days=policy.label_maturity_days)
+    return TrainingWindow(start=end - timedelta(days=policy.window_days), end=end)
 
 
 @dataclass(frozen=True)
@@ -107,11 +129,9 @@ def run_retrain(
     sources_dir: Path,
     policy: RetrainPolicy,
     gate_policy: GatePolicy,
-    trigger: Trigger,
-    decision_id: int | None,
+    order: Callable[[ModelRegistry], RetrainOrder],
     window: TrainingWindow,
     now: datetime,
-    drift_report: str | None = None,
     actor: str | None = None,
     materialize_online: bool = False,
     lock_timeout_s: float = 0.0,
@@ -120,16 +140,20 @@ def run_retrain(
     """Retrain ``registry.model_name`` on ``window`` and promote per ``policy.promote_to``.
 
     A candidate that fails its gates registers nothing and leaves every stage as it was
-    (``RetrainResult.version`` is None and ``message`` names the failed rules).
+    (``RetrainResult.version`` is None and ``message`` names the failed rules). ``order`` is
+    called once the lock is held (see :mod:`churnops.retraining.orders`): it says why this
+    retrain runs, and may record the decision.
     """
-    with _retrain_lock(registry=registry, timeout_s=lock_timeout_s) as waited:
+    with retrain_lock(registry=registry, timeout_s=lock_timeout_s) as waited:
+        why_run = order(registry)
+        trigger, decision_id = why_run.trigger, why_run.decision_id
         if materialize_online:
             from churnops.features.materialize import materialize
 
             materialize(store=store, end=min(window.end, now))
         before = registry.production()
         tags = provenance_tags(
-            trigger=trigger, decision_id=decision_id, drift_report=drift_report, window=window
+            trigger=trigger, decision_id=decision_id, drift_report=why_run.drift_report, window=window
         )
         result = train(
             store=store,
@@ -187,7 +211,7 @@ def run_retrain(
 
 
 @contextmanager
-def _retrain_lock(*, registry: ModelRegistry, timeout_s: float) -> Iterator[float]:
+def retrain_lock(*, registry: ModelRegistry, timeout_s: float) -> Iterator[float]:
     """Hold ``retrain:<model>`` (one retrain per model across processes); yields the seconds waited."""
     from registry_ext.errors import RegistryBusyError
     from registry_ext.locking import database_lock
