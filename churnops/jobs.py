@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from churnops.retraining import RetrainPolicy
     from churnops.retraining.run import RetrainResult, TrainingWindow
+    from churnops.scoring.batch import BatchScores
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
     from registry_ext.decisions import DecisionRecord
@@ -157,12 +158,15 @@ def retrain(
     gate_policy: Path | None,
     forced: Trigger | None,
     now: datetime,
+    decision_id: int | None = None,
     window: TrainingWindow | None = None,
     wait_s: float = 0.0,
     materialize_online: bool = False,
+    promote: bool = True,
 ) -> RetrainResult:
-    """Retrain on ``window`` (default: the policy's sliding window at ``now``) for the latest fired
-    decision, or for ``forced`` (recorded as its own decision once the lock is held)."""
+    """Retrain on ``window`` (default: the policy's sliding window at ``now``) for decision
+    ``decision_id`` (default: the latest, which must have fired), or for ``forced`` (recorded as
+    its own decision once the lock is held)."""
     from churnops.retraining.orders import order_from_decisions
     from churnops.retraining.run import policy_window, run_retrain
     from churnops.training import load_policy as load_gate_policy
@@ -178,7 +182,12 @@ def retrain(
             policy=policy,
             gate_policy=gates,
             order=lambda reg: order_from_decisions(
-                registry=reg, policy_label=policy.label(), forced=forced, now=now, actor=actor
+                registry=reg,
+                policy_label=policy.label(),
+                forced=forced,
+                now=now,
+                actor=actor,
+                decision_id=decision_id,
             ),
             window=window or policy_window(policy=policy, now=now),
             now=now,
@@ -186,4 +195,59 @@ def retrain(
             materialize_online=materialize_online,
             lock_timeout_s=wait_s,
             artifact_location=settings.artifact_location,
+            promote=promote,
         )
+
+
+def promote_retrained(
+    *, settings: Settings, policy: RetrainPolicy, version: int, trigger: Trigger, decision_id: int | None
+) -> bool:
+    """The promotion step of a retrain that stopped at Staging (True when moved to Production)."""
+    from churnops.retraining.run import promote_staged
+    from churnops.wiring import open_registry
+
+    with open_registry(settings, write=True) as registry:
+        return promote_staged(
+            registry=registry,
+            version=version,
+            trigger=trigger,
+            decision_id=decision_id,
+            policy=policy,
+            actor=settings.actor or RETRAIN_ACTOR,
+        )
+
+
+def score_production(*, settings: Settings, as_of: datetime) -> BatchScores:
+    """Batch-score every customer active at ``as_of`` with the Production version (loaded with
+    serving's SHA-checked loader) and log each row to the prediction log."""
+    from churnops.features.definitions import TTL
+    from churnops.scoring.batch import ScoredModel, score_active_customers
+    from churnops.wiring import feature_store, model_source, prediction_log_writer
+
+    source = model_source(settings)
+    ref = source.production()
+    if ref is None:
+        raise ValueError(
+            f"model {settings.model_name!r} has no Production version: run `churnops train`, then "
+            "`churnops registry promote VERSION --stage Staging|Production`"
+        )
+    sink = prediction_log_writer(settings)
+    try:
+        loaded = source.load(ref)
+        return score_active_customers(
+            store=feature_store(settings),
+            model=ScoredModel(
+                name=ref.name,
+                version=ref.version,
+                feature_service=ref.feature_service or settings.feature_service,
+                estimator=loaded.estimator,
+            ),
+            sources_dir=settings.sources_dir,
+            as_of=as_of,
+            ttl=TTL["account"],
+            sink=sink,
+        )
+    finally:
+        dispose = getattr(sink, "dispose", None)
+        if callable(dispose):
+            dispose()

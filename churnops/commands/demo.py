@@ -128,8 +128,8 @@ def demo(
 
 def _monitor(*, settings: Settings, store: FeatureStore, drift_from: date, last: datetime) -> None:
     """Batch-score a month before the price rise and the newest month, then a drift report of each."""
-    from churnops.jobs import drift_report
     from churnops.features.definitions import TTL
+    from churnops.jobs import drift_report
     from churnops.scoring.batch import ScoredModel, score_active_customers
     from churnops.wiring import model_source, prediction_log_writer
 

@@ -181,7 +181,8 @@ def test_every_directly_imported_package_is_declared() -> None:
         return re.sub(r"[-_.]+", "-", name).lower()
 
     # the base dependencies and the optional extras (an extra's modules import its packages)
-    deps = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    extras = project["optional-dependencies"].values()
+    deps = [*project["dependencies"], *(d for extra in extras for d in extra)]
     declared = {normal(re.split(r"[\[<>=!~ ]", dep, maxsplit=1)[0]) for dep in deps}
     providers = packages_distributions()
     missing: dict[str, list[str]] = {}
