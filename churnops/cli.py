@@ -14,6 +14,7 @@ from churnops.commands import (
     retrain,
     score,
     serve,
+    simulate,
     train,
 )
 
@@ -37,3 +38,4 @@ app.command("train")(train.train)
 app.command("score")(score.score)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
+app.command("simulate")(simulate.simulate)
