@@ -98,7 +98,8 @@ def test_the_picture_and_the_timeline(backtest: dict[str, Any]) -> None:
     text = page.read_text(encoding="utf-8")
     assert "drift-only" in text and "never" in text and "monthly" in text
     measured = chromium.layout(page, width=1400)
-    assert int(str(measured["scrollWidth"])) <= int(str(measured["innerWidth"])), measured  # no scroll at 1,400 px
+    # no horizontal scroll at 1,400 px
+    assert int(str(measured["scrollWidth"])) <= int(str(measured["innerWidth"])), measured
     images = measured["images"]
     assert isinstance(images, list) and images and all(int(w) > 500 for w in images)  # the plot is there
 
