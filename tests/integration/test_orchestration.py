@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import dagster as dg  # the churnops[orchestration] extra (./dev and CI install every extra)
 import pytest
+from typer.testing import CliRunner
 
-pytest.importorskip("dagster", reason="the churnops[orchestration] extra is not installed")
-import dagster as dg
-
+from churnops.cli import app
 from churnops.jobs import score_production
 from churnops.orchestration.definitions import (
     ChurnOpsResource,
@@ -89,6 +89,16 @@ def test_loop_not_fired_then_fired_and_the_sensor_keys_one_run_per_decision(
     assert new.tags["churnops.decision_id"] == str(fired.id)
     assert new.tags["churnops.drift_report"] == fired.report
     assert {t.trigger for t in env.registry.audit(version=new.version)} == {"drift"}
+    # the provenance is on the MLflow model version too (the MLflow UI shows it)
+    mlflow_tags = env.registry.client.get_model_version(name, str(new.version)).tags
+    assert mlflow_tags["churnops.trigger"] == "drift" and mlflow_tags["churnops.decision_id"] == str(fired.id)
+    shown = CliRunner().invoke(
+        app,
+        ["registry", "show", str(new.version)],
+        env={"CHURNOPS_HOME": str(env.settings.home), "COLUMNS": "80"},
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "Provenance" in shown.output and f"{fired.id}" in shown.output and "drift" in shown.output
     assert result.output_for_node("promote") is True
 
     # the sensor: the fired decision already produced a version -> nothing to request
