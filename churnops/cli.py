@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import typer
 
 from churnops.commands import (
@@ -39,3 +43,32 @@ app.command("score")(score.score)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
+
+
+def _service_errors_exit_2(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """An unreachable service (``wiring.ServiceUnreachableError``) ends any command with its
+    one-line message and exit code 2, never a traceback."""
+
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from churnops.commands.common import fail
+        from churnops.wiring import ServiceUnreachableError
+
+        try:
+            return callback(*args, **kwargs)
+        except ServiceUnreachableError as error:
+            raise fail(str(error), json_output=bool(kwargs.get("json_output", False))) from None
+
+    return run
+
+
+def _wrap_commands(group: typer.Typer) -> None:
+    for command in group.registered_commands:
+        if command.callback is not None:
+            command.callback = _service_errors_exit_2(command.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _wrap_commands(sub.typer_instance)
+
+
+_wrap_commands(app)

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from churnops.commands.common import load_settings, quiet_libraries
+from churnops.commands.common import safe_text as escape
 
 if TYPE_CHECKING:
     import pandas as pd

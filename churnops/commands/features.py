@@ -8,10 +8,10 @@ from typing import Annotated, cast
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import safe_text as escape  # control characters too (issue 12.4)
 
 app = typer.Typer(
     help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
@@ -37,7 +37,7 @@ def apply_cmd() -> None:
     quiet_libraries()
     settings = load_settings()
     names = apply(store=feature_store(settings), defs=feast_definitions(settings))
-    console.print(f"applied {len(names)} Feast objects to {settings.registry_url}")
+    console.print(f"applied {len(names)} Feast objects to {escape(settings.registry_url)}")
 
 
 @app.command("training-set")
@@ -98,7 +98,8 @@ def training_set_cmd(
         return
     console.print(
         f"training set: {summary['rows_out']:,} rows (of {summary['rows_in']:,} labels), "
-        f"{summary['positives']:,} churned, {summary['start']} .. {summary['end']} -> {summary['path']}"
+        f"{summary['positives']:,} churned, {summary['start']} .. {summary['end']} "
+        f"-> {escape(summary['path'])}"
     )
 
 

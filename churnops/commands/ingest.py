@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings
+from churnops.commands.common import fail, load_settings, safe_text
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -32,12 +32,11 @@ def _parse_as_of(value: str) -> datetime:
 
 def _print_summary(report: IngestReport) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     counts = Table(
-        title=escape(f"Ingested {report.path.name} as of {report.as_of.isoformat()}"), show_header=False
+        title=safe_text(f"Ingested {report.path.name} as of {report.as_of.isoformat()}"), show_header=False
     )
     counts.add_row("read", f"{report.read:,}")
     counts.add_row("accepted", f"[green]{report.accepted:,}[/green]")
@@ -48,7 +47,7 @@ def _print_summary(report: IngestReport) -> None:
     counts.add_row("labels", "written" if report.with_labels else "no Churn column: features only")
     console.print(counts)
     if report.extra_columns:
-        console.print(escape(f"ignored extra columns: {', '.join(repr(c) for c in report.extra_columns)}"))
+        console.print(safe_text(f"ignored extra columns: {', '.join(repr(c) for c in report.extra_columns)}"))
     if report.violations:
         reasons = Table(title="Top reasons")
         reasons.add_column("column")
@@ -56,12 +55,12 @@ def _print_summary(report: IngestReport) -> None:
         reasons.add_column("rows", justify="right")
         reasons.add_column("fix")
         for v in report.violations[:TOP_REASONS]:
-            reasons.add_row(escape(v.column), escape(v.code), f"{v.rows:,}", escape(v.fix))
+            reasons.add_row(safe_text(v.column), safe_text(v.code), f"{v.rows:,}", safe_text(v.fix))
         console.print(reasons)
         if len(report.violations) > TOP_REASONS:
             console.print(f"... and {len(report.violations) - TOP_REASONS} more kinds of problem")
-    console.print(escape(f"quarantine file: {report.quarantine_path}"))
-    console.print(escape(f"sources: {', '.join(str(p) for p in report.sources.values())}"))
+    console.print(safe_text(f"quarantine file: {report.quarantine_path}"))
+    console.print(safe_text(f"sources: {', '.join(str(p) for p in report.sources.values())}"))
 
 
 def ingest(

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import safe_text as escape
 from churnops.commands.train import GATES_FAILED_EXIT
 from churnops.contracts.stages import Trigger, choices
 from churnops.jobs import check_retrain, retrain
@@ -97,7 +98,6 @@ def check(
 
 def _print_decision(record: DecisionRecord) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console()

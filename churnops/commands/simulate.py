@@ -18,10 +18,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from churnops.commands.common import fail, load_settings, quiet_libraries
+from churnops.commands.common import safe_text as escape
 
 DateOpt = Annotated[str | None, typer.Option(help="YYYY-MM-DD (the 1st of a replayed month).")]
 

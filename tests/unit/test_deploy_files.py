@@ -291,7 +291,7 @@ def test_prometheus_scrapes_the_serving_service() -> None:
     targets = [t for sc in serving["static_configs"] for t in sc["targets"]]
     assert targets == ["serving:3000"]
     services = load_yaml(COMPOSE)["services"]
-    assert "serving" in services and "3000:3000" in services["serving"]["ports"]
+    assert "serving" in services and any(str(p).endswith(":3000:3000") for p in services["serving"]["ports"])
     # The alert rules select the scrape job by name.
     assert all(
         f'job="{SERVING}"' in str(rule["expr"]) for rule in alert_rules() if "up{" in str(rule["expr"])
@@ -508,8 +508,13 @@ def test_compose_depends_on_and_healthchecks() -> None:
     services = doc["services"]
     expected = {"postgres", "minio", "minio-init", "mlflow", "redis", "prometheus", "grafana", "serving"}
     assert expected <= set(services)
-    assert [name for name, svc in services.items() if not is_long_running(svc)] == ["minio-init"]
-    assert {"postgres", "redis", "mlflow", "minio-init"} <= set(services["serving"]["depends_on"])
+    assert [name for name, svc in services.items() if not is_long_running(svc)] == [
+        "minio-init",
+        "mlflow-init",
+    ]
+    assert {"postgres", "redis", "mlflow", "minio-init", "mlflow-init"} <= set(
+        services["serving"]["depends_on"]
+    )
 
 
 def test_compose_has_no_literal_secrets() -> None:
@@ -605,6 +610,74 @@ def test_compose_services_are_configured_for_production() -> None:
         "9091": "pushgateway",
     }.items():
         assert published.get(port) == name, f"{name} is not published on {port}"
+
+
+LOOPBACK_DEFAULT = "${CHURNOPS_PUBLISH_ADDRESS:-127.0.0.1}"
+
+
+def compose_exposure_problems(doc: dict[str, Any]) -> list[str]:
+    """Ports published beyond loopback by default, and an MLflow server without its auth app."""
+    problems = []
+    for name, service in doc["services"].items():
+        for port in service.get("ports", []):
+            parts = str(port).split(":")
+            host = ":".join(parts[:-2]) if len(parts) >= 3 else ""
+            if host not in ("127.0.0.1", LOOPBACK_DEFAULT):
+                problems.append(f"{name}: port {port!r} is published on every interface")
+    mlflow = doc["services"]["mlflow"]
+    command = [str(c) for c in mlflow.get("command", [])]
+    if "--app-name=basic-auth" not in command:
+        problems.append("mlflow: the basic-auth app is off (--app-name=basic-auth)")
+    env = environment(mlflow)
+    for key in ("MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        if key not in env:
+            problems.append(f"mlflow: {key} is not set")
+    return problems
+
+
+def test_compose_publishes_on_loopback_and_mlflow_requires_auth() -> None:
+    doc = compose()
+    assert compose_exposure_problems(doc) == []
+    services = doc["services"]
+    # The auth config the server reads is the one in the repo, and it grants nothing by default.
+    mlflow = services["mlflow"]
+    mount = next(
+        v for v in mlflow["volumes"] if v.split(":")[1] == environment(mlflow)["MLFLOW_AUTH_CONFIG_PATH"]
+    )
+    ini = (ROOT / mount.split(":")[0]).read_text(encoding="utf-8")
+    assert re.search(r"^default_permission = NO_PERMISSIONS$", ini, re.MULTILINE)
+    assert not re.search(r"^admin_password\s*=", ini, re.MULTILINE), "the ini must hold no password"
+    # What the topology test runs as processes: serving as the read-only user, the init job
+    # as the admin, both with passwords from .env only.
+    serving, init = environment(services["serving"]), environment(services["mlflow-init"])
+    assert serving["MLFLOW_TRACKING_USERNAME"] == init["MLFLOW_SERVING_USERNAME"] == "serving"
+    assert serving["MLFLOW_TRACKING_PASSWORD"] == init["MLFLOW_SERVING_PASSWORD"]
+    assert init["MLFLOW_TRACKING_PASSWORD"] == environment(mlflow)["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert init["MLFLOW_TRACKING_USERNAME"] == "admin" and "admin_username = admin" in ini
+    script = services["mlflow-init"]["volumes"][0].split(":")[0]
+    assert (ROOT / script).is_file(), script
+    text = (ROOT / script).read_text(encoding="utf-8")
+    assert '"resource_type": "registered_model"' in text and '"permission": "READ"' in text
+
+
+def test_compose_exposure_check_fails_on_broken_input() -> None:
+    doc = copy.deepcopy(compose())
+    doc["services"]["grafana"]["ports"] = ["3001:3000"]
+    doc["services"]["mlflow"]["command"].remove("--app-name=basic-auth")
+    del doc["services"]["mlflow"]["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    problems = compose_exposure_problems(doc)
+    assert "grafana: port '3001:3000' is published on every interface" in problems
+    assert "mlflow: the basic-auth app is off (--app-name=basic-auth)" in problems
+    assert "mlflow: MLFLOW_AUTH_ADMIN_PASSWORD is not set" in problems
+
+
+def test_env_example_holds_placeholders_only() -> None:
+    from churnops.settings import is_placeholder
+
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^#?\s*([A-Za-z_]\w*)=(.*)$", line)
+        if match and SECRET_NAME.search(match[1]):
+            assert is_placeholder(match[2]), f".env.example: {match[1]} must hold a placeholder"
 
 
 # --------------------------------------------------------------------------- Dockerfile
