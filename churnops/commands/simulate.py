@@ -145,6 +145,11 @@ def _print(*, simulation: object, paths: dict[str, str]) -> None:
         table.add_row(month.month, *cells)
     table.add_section()
     table.add_row("mean", *[f"{r.mean_roc_auc() or 0:.3f}" for r in simulation.policies])
+    if simulation.drift_month is not None:
+        since = simulation.drift_month
+        table.add_row(
+            f"since {since}", *[f"{r.mean_roc_auc(since=since) or 0:.3f}" for r in simulation.policies]
+        )
     table.add_row("retrains", *[str(r.retrains) for r in simulation.policies])
     table.add_row("promoted", *[str(r.promotions) for r in simulation.policies])
     console.print(table)

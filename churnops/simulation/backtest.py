@@ -110,7 +110,7 @@ class PolicyRun:
         ]
         return sum(values) / len(values) if values else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, drift_month: str | None = None) -> dict[str, Any]:
         return {
             "name": self.name,
             "policy": self.label,
@@ -118,6 +118,7 @@ class PolicyRun:
             "promotions": self.promotions,
             "initial": {"time": self.initial_time.isoformat(), "version": self.initial_version},
             "mean_roc_auc": self.mean_roc_auc(),
+            "mean_roc_auc_since_drift": None if drift_month is None else self.mean_roc_auc(since=drift_month),
             "months": [asdict(m) for m in self.months],
             "home": str(self.home),
         }
@@ -134,13 +135,20 @@ class Simulation:
     def policy(self, name: str) -> PolicyRun:
         return next(p for p in self.policies if p.name == name)
 
+    @property
+    def drift_month(self) -> str | None:
+        """The first month with injected drift (YYYY-MM), or None."""
+        days = [d for d in (self.spec.data_drift_from, self.spec.concept_drift_from) if d is not None]
+        return f"{min(days):%Y-%m}" if days else None
+
     def to_json(self) -> dict[str, Any]:
         spec = {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(self.spec).items()}
         return {
             "spec": spec,
             "drift": list(self.drift),
             "seconds": round(self.seconds, 1),
-            "policies": [p.to_json() for p in self.policies],
+            "drift_month": self.drift_month,
+            "policies": [p.to_json(drift_month=self.drift_month) for p in self.policies],
             **({"artifacts": self.artifacts} if self.artifacts else {}),
         }
 

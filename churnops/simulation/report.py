@@ -112,10 +112,14 @@ def write_html(*, simulation: Simulation, path: Path, png: Path | None) -> Path:
                 f"<b>{auc}</b><br><small>v{m.version}</small><br><small>{e(mark)}</small></td>"
             )
         mean = run.mean_roc_auc()
+        since = None if simulation.drift_month is None else run.mean_roc_auc(since=simulation.drift_month)
+        after = (
+            "" if since is None else f"<br><small>{since:.3f} since {e(str(simulation.drift_month))}</small>"
+        )
         rows.append(
             f"<tr><th>{e(run.name)}<br><small>{e(run.label)}</small></th>{''.join(cells)}"
-            f"<td><b>{'n/a' if mean is None else f'{mean:.3f}'}</b><br><small>{run.retrains} retrains, "
-            f"{run.promotions} promoted</small></td></tr>"
+            f"<td><b>{'n/a' if mean is None else f'{mean:.3f}'}</b>{after}"
+            f"<br><small>{run.retrains} retrains, {run.promotions} promoted</small></td></tr>"
         )
     picture = ""
     if png is not None and png.exists():
