@@ -51,20 +51,24 @@ def write_png(*, simulation: Simulation, path: Path) -> Path:
                 )
         refused = [i for i, m in enumerate(run.months) if m.retrained and not m.promoted]
         ax.scatter(refused, [y[i] for i in refused], marker="x", s=70, color=colour, zorder=3)
+    starts: dict[str, list[str]] = {}  # drift month -> what was injected then
     for option, when in (
         ("data drift", simulation.spec.data_drift_from),
         ("concept drift", simulation.spec.concept_drift_from),
     ):
         if when is not None and f"{when:%Y-%m}" in months:
-            start = months.index(f"{when:%Y-%m}")
-            ax.axvspan(start - 0.5, len(months) - 0.5, alpha=0.08, color="#ff7f0e")
-            ax.annotate(
-                f"{option} from {when:%Y-%m}",
-                (start - 0.4, 0.95),
-                xycoords=("data", "axes fraction"),
-                fontsize=9,
-                color="#b35900",
-            )
+            starts.setdefault(f"{when:%Y-%m}", []).append(option)
+    for n, (month, options) in enumerate(sorted(starts.items())):
+        start = months.index(month)
+        ax.axvspan(start - 0.5, len(months) - 0.5, alpha=0.08, color="#ff7f0e")
+        label = " + ".join(options).replace(" drift + ", " + ")
+        ax.annotate(
+            f"{label} from {month}",
+            (start - 0.4, 0.95 - 0.05 * n),
+            xycoords=("data", "axes fraction"),
+            fontsize=9,
+            color="#b35900",
+        )
     ax.set_xticks(x, months, rotation=45, ha="right")
     ax.set_ylabel("ROC-AUC on matured labels")
     ax.set_title(
