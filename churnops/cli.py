@@ -18,6 +18,7 @@ from churnops.commands import (
     retrain,
     score,
     serve,
+    simulate,
     train,
 )
 from churnops.commands.home_guard import check_home
@@ -42,6 +43,7 @@ app.command("train")(train.train)
 app.command("score")(score.score)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
+app.command("simulate")(simulate.simulate)
 
 
 def _service_errors_exit_2(callback: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,14 +14,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from churnops.commands.common import fail, load_settings, option_time, quiet_libraries, safe_text
+from churnops.jobs import PERFORMANCE_JOB
+from churnops.jobs import drift_report as _drift
+from churnops.jobs import log_window as _log_window
+from churnops.jobs import push as _push
 
 if TYPE_CHECKING:
-    import pandas as pd
 
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
@@ -47,35 +50,6 @@ AsOfOpt = Annotated[
 HorizonOpt = Annotated[
     int, typer.Option("--label-horizon-days", min=0, help="Days after a snapshot until its label is final.")
 ]
-DRIFT_JOB = "churnops-drift"
-PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the whole {job, model} group
-
-
-def _log_window(
-    settings: Settings,
-    *,
-    version: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    days: int,
-) -> tuple[datetime, datetime, pd.DataFrame]:
-    """The window asked for (by default the last ``days`` days up to just after the newest row of
-    the model's log) and its rows; the bounds read only the ``ts`` column."""
-    from churnops.wiring import read_prediction_window
-
-    name = settings.model_name
-    stamps = read_prediction_window(settings, model_name=name, model_version=version, columns=["ts"])
-    if stamps.num_rows == 0:
-        label = name if version is None else f"{name} v{version}"
-        raise ValueError(
-            f"the prediction log has no rows for {label}: serve it or run `churnops score` first"
-        )
-    if end is None:
-        end = stamps.column("ts").to_pandas().max().to_pydatetime() + timedelta(microseconds=1)
-    if start is None:
-        start = end - timedelta(days=days)
-    rows = read_prediction_window(settings, start=start, end=end, model_name=name, model_version=version)
-    return start, end, rows.to_pandas()
 
 
 def _version(settings: Settings, version: str, json_output: bool) -> str:
@@ -93,16 +67,6 @@ def _version(settings: Settings, version: str, json_output: bool) -> str:
             json_output=json_output,
         )
     return ref.version
-
-
-def _push(settings: Settings, gateway: str | None, *, job: str, **documents: Any) -> str | None:
-    from monitoring.prometheus import push_monitoring_metrics
-
-    target = gateway or settings.pushgateway_url
-    if not target:
-        return None
-    push_monitoring_metrics(gateway=target, job=job, model_name=settings.model_name, **documents)
-    return target
 
 
 @app.command("drift")
@@ -160,83 +124,6 @@ def drift(
         typer.echo(json.dumps({**result.to_json(), "pushed_to": pushed}, allow_nan=False))
         return
     _print_drift(result, pushed)
-
-
-def drift_report(
-    *,
-    settings: Settings,
-    version: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    as_of: datetime | None = None,
-) -> DriftResult:
-    """The drift report of a window, written, added to the workspace and logged (no push)."""
-    result, _ = _drift(
-        settings=settings,
-        version=version,
-        start=start,
-        end=end,
-        days=31,
-        html=None,
-        policy=None,
-        as_of=as_of,
-        horizon=timedelta(days=31),
-        push_gateway=None,
-    )
-    return result
-
-
-def _drift(
-    *,
-    settings: Settings,
-    version: str,
-    start: datetime | None,
-    end: datetime | None,
-    days: int,
-    html: Path | None,
-    policy: Path | None,
-    as_of: datetime | None,
-    horizon: timedelta,
-    push_gateway: str | None,
-) -> tuple[DriftResult, str | None]:
-    from churnops.wiring import mlflow_client
-    from monitoring.baseline import load_baselines, read_labels
-    from monitoring.drift import detect_drift
-    from monitoring.performance import matured_outcomes
-    from monitoring.policy import load_policy
-    from monitoring.report import add_to_workspace, log_to_mlflow, report_path, write_report_html
-
-    rules = load_policy(policy or settings.drift_policy)
-    client = mlflow_client(settings)
-    baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
-    lower, upper, window = _log_window(settings, version=version, start=start, end=end, days=days)
-    current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
-    outcomes = matured_outcomes(
-        predictions=window,
-        labels=read_labels(settings.sources_dir),
-        as_of=as_of or datetime.now(UTC),
-        horizon=horizon,
-    ).frame
-    labelled = outcomes.rename(columns={"feature_ts": "event_timestamp"})
-    result = detect_drift(
-        reference=baselines.reference,
-        current=current,
-        holdout=baselines.holdout,
-        labelled=labelled,
-        policy=rules,
-        model_name=settings.model_name,
-        model_version=version,
-        window_start=lower,
-        window_end=upper,
-    )
-    path = write_report_html(result=result, path=html or report_path(home=settings.home, result=result))
-    result = result.with_report_html(path.resolve())
-    add_to_workspace(
-        result=result, workspace_dir=settings.home / "evidently", project_name=settings.model_name
-    )
-    log_to_mlflow(client=client, result=result, html_path=path, artifact_location=settings.artifact_location)
-    pushed = _push(settings, push_gateway, job=DRIFT_JOB, drift_json=result.to_json())
-    return result, pushed
 
 
 def _print_drift(result: DriftResult, pushed: str | None) -> None:

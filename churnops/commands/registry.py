@@ -286,11 +286,37 @@ def show(
             return
         _versions_table([record], f"{record.name} version {record.version}")
         typer.echo(f"sha256: {record.sha256}\nartifact: {plain_text(record.artifact_uri)}")
+        _provenance_table(record.tags)
         # json.dumps escapes every control character (ensure_ascii): nothing raw reaches the terminal.
         typer.echo(f"gate results: {json.dumps(record.gate_results, default=str)}")
         _audit_table(transitions, "History")
 
     _run(json_output, model, work, write=False)
+
+
+PROVENANCE = (
+    ("churnops.trigger", "trigger"),
+    ("churnops.decision_id", "retrain decision"),
+    ("churnops.drift_report", "drift report"),
+    ("churnops.window_start", "labels from"),
+    ("churnops.window_end", "labels to"),
+)
+
+
+def _provenance_table(tags: dict[str, str]) -> None:
+    """Why a retrained version exists: its trigger, decision, drift report and training window."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = [(label, tags[key]) for key, label in PROVENANCE if key in tags]
+    if not rows:
+        return
+    table = Table(title="Provenance", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    for label, value in rows:
+        table.add_row(label, safe_text(value))
+    Console().print(table)
 
 
 @app.command("list")

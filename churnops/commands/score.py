@@ -41,10 +41,9 @@ def score(
     if out is not None and out.suffix.lower() not in SUFFIXES:
         raise fail(f"--out {out}: write .parquet or .csv", json_output=json_output)
     from churnops.contracts.columns import VIEWS
-    from churnops.features.definitions import TTL
     from churnops.features.materialize import latest_event_time
-    from churnops.scoring.batch import BatchScoringError, ScoredModel, score_active_customers
-    from churnops.wiring import feature_store, model_source, prediction_log_writer
+    from churnops.jobs import score_production
+    from churnops.scoring.batch import BatchScoringError
 
     quiet_libraries()
     try:
@@ -72,43 +71,14 @@ def score(
             raise OSError(f"--out {path} is a directory")
     except OSError as error:
         raise fail(f"--out {path}: {error}", json_output=json_output) from None
-    source = model_source(settings)
     try:
-        ref = source.production()
-    except MlflowException as error:
-        raise fail(f"MLflow: {error.message}", json_output=json_output) from None
-    if ref is None:
-        raise fail(
-            f"model {settings.model_name!r} has no Production version: run `churnops train`, then "
-            "`churnops registry promote VERSION --stage Staging|Production`",
-            json_output=json_output,
-        )
-    sink = prediction_log_writer(settings)
-    try:
-        loaded = source.load(ref)
-        result = score_active_customers(
-            store=feature_store(settings),
-            model=ScoredModel(
-                name=ref.name,
-                version=ref.version,
-                feature_service=ref.feature_service or settings.feature_service,
-                estimator=loaded.estimator,
-            ),
-            sources_dir=settings.sources_dir,
-            as_of=when,
-            ttl=TTL["account"],
-            sink=sink,
-        )
+        result = score_production(settings=settings, as_of=when)
     except (BatchScoringError, ValueError, OSError, RuntimeError, FeastError, SQLAlchemyError) as error:
         # RuntimeError includes ArtifactIntegrityError (a tampered model is refused, not loaded)
         text = str(error).strip()
         raise fail(text.splitlines()[0] if text else type(error).__name__, json_output=json_output) from None
     except MlflowException as error:
         raise fail(f"MLflow: {error.message}", json_output=json_output) from None
-    finally:
-        dispose = getattr(sink, "dispose", None)
-        if callable(dispose):
-            dispose()
     frame = result.frame
     if path.suffix.lower() == ".csv":
         frame.to_csv(path, index=False)

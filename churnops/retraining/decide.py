@@ -10,7 +10,9 @@ and returns a :class:`Decision` that the caller records. The rules:
   distance >= ``max_prediction_js``, or (``concept``) concept drift fired; a window with
   ``insufficient_data`` is not drifted. Fires when the last ``consecutive_windows`` windows are
   all drifted; a drifted latest window with a shorter streak is ``not_k_consecutive``;
-- **scheduled**: fires when a cron tick lies after the last retrain (or there was none);
+- **scheduled**: fires when a cron tick lies after the last retrain, or, before the first
+  retrain, after ``production_since`` (when the Production version was registered): a fresh
+  install does not retrain at its first check; with neither, the schedule waits;
 - the first due trigger in that order is the decision's trigger; it is suppressed by
   ``cooldown`` (a retrain less than ``cooldown_hours`` ago) and then by ``cap`` (already
   ``max_retrains`` retrains in the last ``period_days``). A retrain is a past decision that fired.
@@ -186,13 +188,21 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _schedule(policy: RetrainPolicy, now: datetime, last: datetime | None) -> list[Reason]:
+def _schedule(
+    policy: RetrainPolicy, now: datetime, last: datetime | None, production_since: datetime | None
+) -> list[Reason]:
     cron, t = policy.cron(), Trigger.SCHEDULED
     if cron is None:
         return [Reason(t, "schedule", False, "no schedule")]
     tick = cron.previous(now)
-    due = tick is not None and (last is None or tick > last)
-    since = "never retrained" if last is None else f"last retrain {last.isoformat()}"
+    anchor = last if last is not None else production_since
+    due = tick is not None and anchor is not None and tick > anchor
+    if last is not None:
+        since = f"last retrain {last.isoformat()}"
+    elif production_since is not None:
+        since = f"never retrained; Production since {production_since.isoformat()}"
+    else:
+        since = "never retrained and no Production version: the schedule starts with the first one"
     return [
         Reason(
             t, "schedule", due, f"cron {cron.expression!r}: last tick {tick and tick.isoformat()}, {since}"
@@ -207,6 +217,7 @@ def decide(
     windows: Sequence[MonitoringWindow],
     past: Sequence[PastDecision],
     reference_roc_auc: float | None = None,
+    production_since: datetime | None = None,
 ) -> Decision:
     """Whether to retrain now, which trigger, and every value against its threshold."""
     if now.tzinfo is None:
@@ -220,7 +231,7 @@ def decide(
     reasons = [
         *_performance(latest, policy, reference_roc_auc),
         *drift_reasons,
-        *_schedule(policy, now, last),
+        *_schedule(policy, now, last, production_since),
     ]
     due = [t for t in ORDER if any(r.met for r in reasons if r.trigger == t and r.check != "latest_window")]
     trigger = due[0] if due else None

@@ -9,7 +9,9 @@ invalid file is refused with every bad field named at once, with the fix. Parts:
 - ``drift``: drifted share / prediction drift over threshold (or concept drift) in
   ``consecutive_windows`` consecutive monitoring windows;
 - ``cooldown_hours``, and at most ``max_retrains`` retrains in any ``period_days``;
-- ``window_days``: the sliding training window of labels; ``promote_to``: Staging or Production.
+- ``window_days``: the sliding training window of labels, ending ``label_maturity_days`` before
+  now (a label is known only once its churn month is over: a window up to now would train on
+  labels the monitoring does not have yet); ``promote_to``: Staging or Production.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class RetrainPolicy(BaseModel):
     max_retrains: int = Field(default=4, ge=1)
     period_days: float = Field(default=30.0, gt=0.0)
     window_days: int = Field(default=365, ge=1)
+    label_maturity_days: int = Field(default=31, ge=0, le=366)
     promote_to: Literal["Staging", "Production"] = "Production"
 
     @field_validator("schedule")

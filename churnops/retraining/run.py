@@ -12,14 +12,15 @@ then refused with :class:`RetrainBusyError`. The version carries its provenance 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.stages import Stage, Trigger
+from churnops.retraining.orders import TAG_DECISION, RetrainOrder
 from churnops.retraining.policy import RetrainPolicy
 from churnops.training import TrainOptions, TrainResult, train
 from churnops.training.gates import GatePolicy
@@ -30,10 +31,26 @@ if TYPE_CHECKING:
     from registry_ext import ModelRegistry
 
 TAG_TRIGGER = "churnops.trigger"
-TAG_DECISION = "churnops.decision_id"
 TAG_DRIFT_REPORT = "churnops.drift_report"
 TAG_WINDOW_START = "churnops.window_start"
 TAG_WINDOW_END = "churnops.window_end"
+
+
+__all__ = [
+    "TAG_DECISION",
+    "TAG_DRIFT_REPORT",
+    "TAG_TRIGGER",
+    "TAG_WINDOW_END",
+    "TAG_WINDOW_START",
+    "RetrainBusyError",
+    "RetrainResult",
+    "TrainingWindow",
+    "policy_window",
+    "promote_challenger",
+    "promote_staged",
+    "retrain_lock",
+    "run_retrain",
+]
 
 
 class RetrainBusyError(RuntimeError):
@@ -54,6 +71,13 @@ class TrainingWindow:
             raise ValueError(
                 f"window: start {self.start.isoformat()} must be before end {self.end.isoformat()}"
             )
+
+
+def policy_window(*, policy: RetrainPolicy, now: datetime) -> TrainingWindow:
+    """The policy's sliding window at ``now``: ``window_days`` of labels ending at the newest
+    matured one (``label_maturity_days`` before now)."""
+    end = now - timedelta(days=policy.label_maturity_days)
+    return TrainingWindow(start=end - timedelta(days=policy.window_days), end=end)
 
 
 @dataclass(frozen=True)
@@ -107,30 +131,31 @@ def run_retrain(
     sources_dir: Path,
     policy: RetrainPolicy,
     gate_policy: GatePolicy,
-    trigger: Trigger,
-    decision_id: int | None,
+    order: Callable[[ModelRegistry], RetrainOrder],
     window: TrainingWindow,
     now: datetime,
-    drift_report: str | None = None,
     actor: str | None = None,
     materialize_online: bool = False,
     lock_timeout_s: float = 0.0,
     artifact_location: str | None = None,
+    promote: bool = True,
 ) -> RetrainResult:
     """Retrain ``registry.model_name`` on ``window`` and promote per ``policy.promote_to``.
 
     A candidate that fails its gates registers nothing and leaves every stage as it was
-    (``RetrainResult.version`` is None and ``message`` names the failed rules).
+    (``RetrainResult.version`` is None and ``message`` names the failed rules). ``order`` is
+    called once the lock is held (see :mod:`churnops.retraining.orders`): it says why this
+    retrain runs, and may record the decision. With ``promote=False`` a version that passed
+    stops at Staging and :func:`promote_challenger` takes it on (the orchestrator's own step).
     """
-    with _retrain_lock(registry=registry, timeout_s=lock_timeout_s) as waited:
+    with retrain_lock(registry=registry, timeout_s=lock_timeout_s) as waited:
+        why_run = order(registry)
         if materialize_online:
             from churnops.features.materialize import materialize
 
             materialize(store=store, end=min(window.end, now))
         before = registry.production()
-        tags = provenance_tags(
-            trigger=trigger, decision_id=decision_id, drift_report=drift_report, window=window
-        )
+        production_before = None if before is None else int(before.version)
         result = train(
             store=store,
             client=registry.client,
@@ -138,56 +163,99 @@ def run_retrain(
             sources_dir=sources_dir,
             policy=gate_policy,
             options=TrainOptions(
-                trigger=trigger.value,
+                trigger=why_run.trigger.value,
                 actor=actor,
                 labels_start=window.start,
                 labels_end=window.end,
-                version_tags=tags,
+                version_tags=provenance_tags(
+                    trigger=why_run.trigger,
+                    decision_id=why_run.decision_id,
+                    drift_report=why_run.drift_report,
+                    window=window,
+                ),
             ),
             artifact_location=artifact_location,
         )
-        production_before = None if before is None else int(before.version)
-        if result.version is None:
-            return RetrainResult(
-                trigger=trigger,
-                decision_id=decision_id,
-                window=window,
-                train=result,
-                version=None,
-                stage=None,
-                production_before=production_before,
-                production_after=production_before,
-                lock_wait_s=waited,
-                message=f"{result.registration}; Production unchanged "
-                f"({'none' if production_before is None else f'version {production_before}'})",
-            )
-        why = f"retrain ({trigger.value}, decision {decision_id if decision_id is not None else 'none'})"
-        stage = Stage.STAGING
-        registry.promote(
-            version=result.version, stage=Stage.STAGING, reason=why, actor=actor, trigger=trigger.value
-        )
-        if policy.promote_to == Stage.PRODUCTION.value:
-            registry.promote(
-                version=result.version, stage=Stage.PRODUCTION, reason=why, actor=actor, trigger=trigger.value
-            )
-            stage = Stage.PRODUCTION
-        after = registry.production()
-        return RetrainResult(
-            trigger=trigger,
-            decision_id=decision_id,
+        staged = RetrainResult(
+            trigger=why_run.trigger,
+            decision_id=why_run.decision_id,
             window=window,
             train=result,
             version=result.version,
-            stage=stage,
+            stage=None if result.version is None else Stage.STAGING,
             production_before=production_before,
-            production_after=None if after is None else int(after.version),
+            production_after=production_before,
             lock_wait_s=waited,
-            message=f"registered version {result.version} and promoted it to {stage.value}",
+            message=(
+                f"{result.registration}; Production unchanged "
+                f"({'none' if production_before is None else f'version {production_before}'})"
+                if result.version is None
+                else f"registered version {result.version} and promoted it to Staging"
+            ),
         )
+        if result.version is not None:
+            registry.promote(
+                version=result.version,
+                stage=Stage.STAGING,
+                reason=_why(trigger=why_run.trigger, decision_id=why_run.decision_id),
+                actor=actor,
+                trigger=why_run.trigger.value,
+            )
+        if not promote:
+            return staged
+        return promote_challenger(registry=registry, staged=staged, policy=policy, actor=actor)
+
+
+def _why(*, trigger: Trigger, decision_id: int | None) -> str:
+    return f"retrain ({trigger.value}, decision {decision_id if decision_id is not None else 'none'})"
+
+
+def promote_staged(
+    *,
+    registry: ModelRegistry,
+    version: int,
+    trigger: Trigger,
+    decision_id: int | None,
+    policy: RetrainPolicy,
+    actor: str | None = None,
+) -> bool:
+    """Staging -> Production for a retrained ``version`` when the policy says so (True if moved)."""
+    if policy.promote_to != Stage.PRODUCTION.value:
+        return False
+    registry.promote(
+        version=version,
+        stage=Stage.PRODUCTION,
+        reason=_why(trigger=trigger, decision_id=decision_id),
+        actor=actor,
+        trigger=trigger.value,
+    )
+    return True
+
+
+def promote_challenger(
+    *, registry: ModelRegistry, staged: RetrainResult, policy: RetrainPolicy, actor: str | None = None
+) -> RetrainResult:
+    """:func:`promote_staged` for a result (one with no version is returned as it is)."""
+    if staged.version is None or not promote_staged(
+        registry=registry,
+        version=staged.version,
+        trigger=staged.trigger,
+        decision_id=staged.decision_id,
+        policy=policy,
+        actor=actor,
+    ):
+        return staged
+    after = registry.production()
+    return replace(
+        staged,
+        stage=Stage.PRODUCTION,
+        production_after=None if after is None else int(after.version),
+        message=f"registered version {staged.version} and promoted it to Production",
+    )
 
 
 @contextmanager
-def _retrain_lock(*, registry: ModelRegistry, timeout_s: float) -> Iterator[float]:
+def retrain_lock(*, registry: ModelRegistry, timeout_s: float) -> Iterator[float]:
     """Hold ``retrain:<model>`` (one retrain per model across processes); yields the seconds waited."""
     from registry_ext.errors import RegistryBusyError
     from registry_ext.locking import database_lock

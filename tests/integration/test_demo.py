@@ -1,4 +1,8 @@
-"""`churnops demo` on an empty home, twice, then the printed curl against `churnops serve`."""
+"""`churnops demo` on an empty home, twice, then the printed curl against `churnops serve`.
+
+The first run ends with one pass of the retraining loop on the injected price war: the check
+fires on drift, the challenger is gated against Production on the same rows, and either it is
+promoted (serving's alias moves) or the run says why not."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typer.testing import CliRunner
 from churnops.cli import app
 from churnops.settings import Settings
 from churnops.wiring import open_registry
+from registry_ext.decisions import list_decisions
 from tests.support.serving_env import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,21 +33,36 @@ def test_demo_is_idempotent_and_its_curl_works(tmp_path: Path, monkeypatch: pyte
     home = tmp_path / "home"
     monkeypatch.setenv("CHURNOPS_HOME", str(home))
     runner = CliRunner()
-    args = ["demo", "--customers", "2500", "--months", "6"]
+    args = ["demo", "--customers", "2500", "--months", "8"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "Production" in first.output
+    settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
+    with open_registry(settings, write=False) as registry:
+        after_first = registry.all_versions()
+        decisions = list_decisions(registry.engine, name=settings.model_name)
+    # the loop: one decision, fired by drift, acted on (promoted, or refused with the gate named)
+    assert [(d.fired, d.trigger and d.trigger.value) for d in decisions] == [(True, "drift")]
+    promoted = "registered version 2 and promoted it to Production" in first.output
+    if promoted:
+        assert len(after_first) == 2 and "serving follows the production alias: now v2" in first.output
+        retrained = after_first[1]
+        assert retrained.tags["churnops.trigger"] == "drift"
+        assert retrained.tags["churnops.decision_id"] == str(decisions[0].id)
+    else:
+        assert len(after_first) == 1 and "Production unchanged (version 1)" in first.output
+        assert "gate(s) failed" in first.output
+
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
-    settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
     with open_registry(settings, write=False) as registry:
         versions = registry.all_versions()
         production = registry.production()
-    # The same data again gives the same model: the default gates want a real improvement.
+    # The same data again gives the same models: the default gates want a real improvement.
     assert "no new version" in second.output
-    assert len(versions) == 1
+    assert len(versions) == len(after_first)
     assert production is not None
-    assert production.version == versions[0].version
+    assert production.version == after_first[-1].version
 
     # The curl the demo prints works against the README's serve command.
     curl = next(line for line in second.output.splitlines() if "curl -s -X POST" in line)

@@ -16,6 +16,7 @@ from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
 from churnops.contracts.columns import EVENT_TS, LABEL, feature_names
 from churnops.contracts.stages import Stage, Trigger
 from churnops.retraining import load_policy, parse_policy
+from churnops.retraining.orders import RetrainOrder
 from churnops.retraining.run import RetrainResult, TrainingWindow, run_retrain
 from churnops.training import load_policy as load_gate_policy
 from churnops.training.gates import GatePolicy
@@ -38,11 +39,11 @@ def _retrain(env: RetrainEnv, *, gates: GatePolicy, promote_to: str = "Productio
         sources_dir=env.settings.sources_dir,
         policy=parse_policy({"promote_to": promote_to}),
         gate_policy=gates,
-        trigger=Trigger.DRIFT,
-        decision_id=42,
+        order=lambda _registry: RetrainOrder(
+            trigger=Trigger.DRIFT, decision_id=42, drift_report="runs:/monitoring-run/drift"
+        ),
         window=TrainingWindow(start=env.drift_from, end=env.now),
         now=env.now,
-        drift_report="runs:/monitoring-run/drift",
         actor="tester",
     )
 

@@ -1,5 +1,5 @@
 """The layers of DESIGN.md section 1, checked on the source: contracts <- components <- wiring
-<- entry points, no import circles, and Settings turned into clients in one place only."""
+<- jobs <- entry points, no import circles, and Settings turned into clients in one place only."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("churnops", "registry_ext", "serving", "monitoring")
-ENTRY_POINTS = ("churnops.cli", "churnops.commands", "serving.service")
+ENTRY_POINTS = (
+    "churnops.cli",
+    "churnops.commands",
+    "serving.service",
+    "churnops.orchestration",
+    "churnops.simulation",
+)
 WIRING = "churnops.wiring"
+JOBS = "churnops.jobs"  # the loop's steps at the Settings level: call wiring, called by entry points
 CONFIG = "churnops.settings"
 
 
@@ -79,6 +86,8 @@ def layer(module: str) -> str:
         return "config"
     if module == WIRING:
         return "wiring"
+    if module == JOBS:
+        return "jobs"
     if module.startswith(ENTRY_POINTS) or module == "churnops":
         return "entry"
     return "component"
@@ -104,6 +113,17 @@ def test_components_take_built_objects_not_settings_wiring_or_commands() -> None
         if layer(t) in ("config", "wiring", "entry")
     }
     assert not bad, f"components must not import settings, wiring or entry points: {sorted(bad)}"
+
+
+def test_wiring_and_jobs_import_no_entry_point() -> None:
+    bad = {
+        (m, t)
+        for m, targets in graph().items()
+        if layer(m) in ("wiring", "jobs")
+        for t in targets
+        if layer(t) == "entry" or (layer(m) == "wiring" and layer(t) == "jobs")
+    }
+    assert not bad, f"wiring and jobs must not import entry points (nor wiring the jobs): {sorted(bad)}"
 
 
 def test_no_import_circles() -> None:
@@ -160,7 +180,10 @@ def test_every_directly_imported_package_is_declared() -> None:
     def normal(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
-    declared = {normal(re.split(r"[\[<>=!~ ]", dep, maxsplit=1)[0]) for dep in project["dependencies"]}
+    # the base dependencies and the optional extras (an extra's modules import its packages)
+    extras = project["optional-dependencies"].values()
+    deps = [*project["dependencies"], *(d for extra in extras for d in extra)]
+    declared = {normal(re.split(r"[\[<>=!~ ]", dep, maxsplit=1)[0]) for dep in deps}
     providers = packages_distributions()
     missing: dict[str, list[str]] = {}
     for path in [*source_files(), *sorted((ROOT / "feature_repo").glob("*.py"))]:

@@ -182,11 +182,20 @@ def test_schedule_fires_once_per_tick() -> None:
             "cooldown_hours": 0,
         }
     )
-    assert decide(policy=policy, now=NOW, windows=[], past=[]).trigger is Trigger.SCHEDULED
+    # a fresh install (never retrained) counts from when Production was registered ...
+    fresh = decide(policy=policy, now=NOW, windows=[], past=[], production_since=NOW.replace(hour=4))
+    assert not fresh.fired, fresh.reasons
+    since_yesterday = NOW.replace(hour=4) - timedelta(days=1)
+    assert decide(policy=policy, now=NOW, windows=[], past=[], production_since=since_yesterday).fired
+    # ... and with no Production version at all the schedule has nothing to count from
+    assert not decide(policy=policy, now=NOW, windows=[], past=[]).fired
+    # a past retrain is the anchor, whatever Production's age
     after_tick = [PastDecision(time=NOW.replace(hour=3, minute=5), fired=True)]
-    assert not decide(policy=policy, now=NOW, windows=[], past=after_tick).fired
+    assert not decide(
+        policy=policy, now=NOW, windows=[], past=after_tick, production_since=since_yesterday
+    ).fired
     before_tick = [PastDecision(time=NOW.replace(hour=2, minute=59), fired=True)]
-    assert decide(policy=policy, now=NOW, windows=[], past=before_tick).fired
+    assert decide(policy=policy, now=NOW, windows=[], past=before_tick).trigger is Trigger.SCHEDULED
 
 
 def test_windows_after_now_are_ignored_and_naive_now_is_refused() -> None:

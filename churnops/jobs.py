@@ -1,0 +1,253 @@
+"""The loop's steps at the Settings level: a drift report, a retraining check, a retrain.
+
+``churnops monitor drift``, ``churnops retrain check|run``, the orchestrator's assets and sensor
+(``churnops.orchestration``) and the policy backtest (``churnops simulate``) all call these, so a
+step behaves the same whoever runs it. Each turns Settings into clients through
+:mod:`churnops.wiring` and hands built objects to the components; none prints.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from churnops.contracts.stages import Trigger
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from churnops.retraining import RetrainPolicy
+    from churnops.retraining.run import RetrainResult, TrainingWindow
+    from churnops.scoring.batch import BatchScores
+    from churnops.settings import Settings
+    from monitoring.drift import DriftResult
+    from registry_ext.decisions import DecisionRecord
+
+DRIFT_JOB = "churnops-drift"
+PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the whole {job, model} group
+RETRAIN_ACTOR = "churnops-retrain"
+
+
+def log_window(
+    settings: Settings,
+    *,
+    version: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    days: int,
+) -> tuple[datetime, datetime, pd.DataFrame]:
+    """The window asked for (by default the last ``days`` days up to just after the newest row of
+    the model's log) and its rows; the bounds read only the ``ts`` column."""
+    from churnops.wiring import read_prediction_window
+
+    name = settings.model_name
+    stamps = read_prediction_window(settings, model_name=name, model_version=version, columns=["ts"])
+    if stamps.num_rows == 0:
+        label = name if version is None else f"{name} v{version}"
+        raise ValueError(
+            f"the prediction log has no rows for {label}: serve it or run `churnops score` first"
+        )
+    if end is None:
+        end = stamps.column("ts").to_pandas().max().to_pydatetime() + timedelta(microseconds=1)
+    if start is None:
+        start = end - timedelta(days=days)
+    rows = read_prediction_window(settings, start=start, end=end, model_name=name, model_version=version)
+    return start, end, rows.to_pandas()
+
+
+def push(settings: Settings, gateway: str | None, *, job: str, **documents: Any) -> str | None:
+    """Push monitoring gauges to ``gateway`` (or ``CHURNOPS_PUSHGATEWAY_URL``); None when neither."""
+    from monitoring.prometheus import push_monitoring_metrics
+
+    target = gateway or settings.pushgateway_url
+    if not target:
+        return None
+    push_monitoring_metrics(gateway=target, job=job, model_name=settings.model_name, **documents)
+    return target
+
+
+def drift_report(
+    *,
+    settings: Settings,
+    version: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    days: int = 31,
+    html: Path | None = None,
+    policy: Path | None = None,
+    as_of: datetime | None = None,
+    horizon: timedelta = timedelta(days=31),
+    push_gateway: str | None = None,
+) -> tuple[DriftResult, str | None]:
+    """The drift report of a window: written, added to the workspace, logged to MLflow, pushed.
+
+    Data and prediction drift are judged on the window's rows. Concept drift and the matured
+    performance are judged on the predictions of the window *and the horizon before it* whose
+    labels are known at ``as_of``: a window's own predictions mature only a horizon later, so the
+    newest window alone would never have labels.
+    """
+    from churnops.wiring import mlflow_client, read_prediction_window
+    from monitoring.baseline import load_baselines, read_labels
+    from monitoring.drift import detect_drift
+    from monitoring.performance import matured_outcomes
+    from monitoring.policy import load_policy
+    from monitoring.report import add_to_workspace, log_to_mlflow, report_path, write_report_html
+
+    rules = load_policy(policy or settings.drift_policy)
+    client = mlflow_client(settings)
+    baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
+    lower, upper, window = log_window(settings, version=version, start=start, end=end, days=days)
+    current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
+    lookback = read_prediction_window(
+        settings, start=lower - horizon, end=upper, model_name=settings.model_name, model_version=version
+    ).to_pandas()
+    outcomes = matured_outcomes(
+        predictions=lookback,
+        labels=read_labels(settings.sources_dir),
+        as_of=as_of or datetime.now(UTC),
+        horizon=horizon,
+    ).frame
+    labelled = outcomes.rename(columns={"feature_ts": "event_timestamp"})
+    result = detect_drift(
+        reference=baselines.reference,
+        current=current,
+        holdout=baselines.holdout,
+        labelled=labelled,
+        policy=rules,
+        model_name=settings.model_name,
+        model_version=version,
+        window_start=lower,
+        window_end=upper,
+    )
+    path = write_report_html(result=result, path=html or report_path(home=settings.home, result=result))
+    result = result.with_report_html(path.resolve())
+    add_to_workspace(
+        result=result, workspace_dir=settings.home / "evidently", project_name=settings.model_name
+    )
+    log_to_mlflow(client=client, result=result, html_path=path, artifact_location=settings.artifact_location)
+    pushed = push(settings, push_gateway, job=DRIFT_JOB, drift_json=result.to_json())
+    return result, pushed
+
+
+def check_retrain(
+    *,
+    settings: Settings,
+    policy: RetrainPolicy,
+    now: datetime,
+    refresh: bool = False,
+    as_of: datetime | None = None,
+) -> DecisionRecord:
+    """Evaluate the retraining policy (after a fresh drift report when ``refresh``) and record it."""
+    from churnops.retraining.check import check_and_record
+    from churnops.wiring import open_registry
+
+    with open_registry(settings, write=True) as registry:
+        production = registry.production()
+        if refresh and production is not None:
+            drift_report(settings=settings, version=str(production.version), as_of=as_of or now)
+        return check_and_record(
+            registry=registry, policy=policy, now=now, actor=settings.actor or RETRAIN_ACTOR
+        )
+
+
+def retrain(
+    *,
+    settings: Settings,
+    policy: RetrainPolicy,
+    gate_policy: Path | None,
+    forced: Trigger | None,
+    now: datetime,
+    decision_id: int | None = None,
+    window: TrainingWindow | None = None,
+    wait_s: float = 0.0,
+    materialize_online: bool = False,
+    promote: bool = True,
+) -> RetrainResult:
+    """Retrain on ``window`` (default: the policy's sliding window at ``now``) for decision
+    ``decision_id`` (default: the latest, which must have fired), or for ``forced`` (recorded as
+    its own decision once the lock is held)."""
+    from churnops.retraining.orders import order_from_decisions
+    from churnops.retraining.run import policy_window, run_retrain
+    from churnops.training import load_policy as load_gate_policy
+    from churnops.wiring import feature_store, open_registry
+
+    gates = load_gate_policy(gate_policy or settings.gate_policy)
+    actor = settings.actor or RETRAIN_ACTOR
+    with open_registry(settings, write=True) as registry:
+        return run_retrain(
+            store=feature_store(settings),
+            registry=registry,
+            sources_dir=settings.sources_dir,
+            policy=policy,
+            gate_policy=gates,
+            order=lambda reg: order_from_decisions(
+                registry=reg,
+                policy_label=policy.label(),
+                forced=forced,
+                now=now,
+                actor=actor,
+                decision_id=decision_id,
+            ),
+            window=window or policy_window(policy=policy, now=now),
+            now=now,
+            actor=settings.actor,
+            materialize_online=materialize_online,
+            lock_timeout_s=wait_s,
+            artifact_location=settings.artifact_location,
+            promote=promote,
+        )
+
+
+def promote_retrained(
+    *, settings: Settings, policy: RetrainPolicy, version: int, trigger: Trigger, decision_id: int | None
+) -> bool:
+    """The promotion step of a retrain that stopped at Staging (True when moved to Production)."""
+    from churnops.retraining.run import promote_staged
+    from churnops.wiring import open_registry
+
+    with open_registry(settings, write=True) as registry:
+        return promote_staged(
+            registry=registry,
+            version=version,
+            trigger=trigger,
+            decision_id=decision_id,
+            policy=policy,
+            actor=settings.actor or RETRAIN_ACTOR,
+        )
+
+
+def score_production(*, settings: Settings, as_of: datetime) -> BatchScores:
+    """Batch-score every customer active at ``as_of`` with the Production version (loaded with
+    serving's SHA-checked loader) and log each row to the prediction log."""
+    from churnops.features.definitions import TTL
+    from churnops.scoring.batch import ScoredModel, score_active_customers
+    from churnops.wiring import feature_store, model_source, prediction_log_writer
+
+    source = model_source(settings)
+    ref = source.production()
+    if ref is None:
+        raise ValueError(
+            f"model {settings.model_name!r} has no Production version: run `churnops train`, then "
+            "`churnops registry promote VERSION --stage Staging|Production`"
+        )
+    sink = prediction_log_writer(settings)
+    try:
+        loaded = source.load(ref)
+        return score_active_customers(
+            store=feature_store(settings),
+            model=ScoredModel(
+                name=ref.name,
+                version=ref.version,
+                feature_service=ref.feature_service or settings.feature_service,
+                estimator=loaded.estimator,
+            ),
+            sources_dir=settings.sources_dir,
+            as_of=as_of,
+            ttl=TTL["account"],
+            sink=sink,
+        )
+    finally:
+        dispose = getattr(sink, "dispose", None)
+        if callable(dispose):
+            dispose()

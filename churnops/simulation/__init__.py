@@ -1,0 +1,1 @@
+"""The policy backtest behind ``churnops simulate``: history replayed month by month."""
