@@ -178,20 +178,85 @@ def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
     Console().print(table)
 
 
-def _comparison_tables(comparison: Comparison) -> None:
+def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
+    """Verdict and the headline on the same rows first; the details only with --details."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from registry_ext.compare import format_interval, improvement
+
     console = Console()
-    for section in comparison.sections():
+    for verdict in comparison.verdicts:
+        colour = {"better": "green", "worse": "red"}.get(verdict.outcome, "yellow")
+        console.print(f"[bold {colour}]{escape(verdict.outcome)}[/bold {colour}]: {escape(verdict.text)}")
+    for note in comparison.notes:
+        console.print(f"[yellow]note[/yellow]: {escape(note)}")
+    result = comparison.bootstrap
+    if result is not None:
+        table = Table(
+            title=f"Same {comparison.holdout_rows:,} rows ({comparison.holdout_positives:,} churned), "
+            f"{round(result.confidence * 100)}% bootstrap CI",
+        )
+        table.add_column("metric")
+        for header in comparison.headers:
+            table.add_column(escape(header), justify="right")
+        for version in comparison.others:
+            table.add_column(f"v{version} - v{comparison.baseline}", justify="right")
+        for label, cells in comparison.headline_rows():
+            metric = next(k for k, v in _metric_labels().items() if v == label)
+            row = [label]
+            for interval, is_delta in cells:
+                estimate, span = format_interval(interval, signed=is_delta)
+                style = ""
+                if is_delta and interval is not None and interval.estimate:
+                    style = "green" if improvement(metric, interval.estimate) > 0 else "red"
+                text = f"[{style}]{estimate}[/{style}]" if style else estimate
+                row.append(f"{text}\n[dim]{span}[/dim]" if span else text)
+            table.add_row(*row)
+        console.print(table)
+    if comparison.slices:
+        slices = Table(title="ROC-AUC per slice (same rows)")
+        slices.add_column("slice")
+        slices.add_column("rows", justify="right")
+        for header in comparison.headers:
+            slices.add_column(escape(header), justify="right")
+        for version in comparison.others:
+            slices.add_column(f"v{version} - v{comparison.baseline}", justify="right")
+        for s in comparison.slices:
+            row = [escape(s.name), f"{s.rows:,}"]
+            row.extend(
+                "-" if s.roc_auc.get(r.version) is None else f"{s.roc_auc[r.version]:.3f}"
+                for r in comparison.versions
+            )
+            for version in comparison.others:
+                delta = s.delta.get(version)
+                colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
+                cell = "-" if delta is None else f"{delta:+.3f}"
+                row.append(f"[{colour}]{cell}[/{colour}]" if colour else cell)
+            slices.add_row(*row)
+        console.print(slices)
+    sections = comparison.detail_sections()
+    if not details:
+        sections = [s for s in sections if s.title.startswith("Gate results")]
+    for section in sections:
         table = Table(title=escape(section.title))
         table.add_column("")
         for header in section.headers:
             table.add_column(escape(header))
-        for label, cells in section.rows:
-            table.add_row(escape(label), *(escape(cell) for cell in cells))
+        for name, values in section.rows:
+            table.add_row(escape(name), *(escape(value) for value in values))
         console.print(table)
+    if not details:
+        console.print(
+            "[dim]params, data windows, features and own-test metrics: --details, --html or --json[/dim]"
+        )
+
+
+def _metric_labels() -> dict[str, str]:
+    from registry_ext.compare import METRIC_LABELS
+
+    return METRIC_LABELS
 
 
 def _show_promotion(record: ModelRecord, result: PromotionResult, json_output: bool) -> None:
@@ -348,22 +413,29 @@ def compare(
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")
     ] = None,
+    details: Annotated[
+        bool, typer.Option("--details", help="Also print params, data windows, features, own-test metrics.")
+    ] = False,
+    resamples: Annotated[
+        int, typer.Option("--resamples", min=1, help="Bootstrap resamples for the confidence intervals.")
+    ] = 1000,
     model: ModelOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Metrics, deltas, params, features, data windows, gates and stages side by side."""
+    """Which version is better on the same rows (with bootstrap CIs), then the details."""
 
     def work(registry: ModelRegistry) -> None:
-        from registry_ext.compare import compare_versions, write_html
+        from registry_ext.compare import compare_versions
+        from registry_ext.compare_html import write_html
 
-        comparison = compare_versions(registry=registry, versions=versions)
+        comparison = compare_versions(registry=registry, versions=versions, resamples=resamples)
         written = None
         if html is not None:
             written = write_html(comparison=comparison, path=html)
         if json_output:
             _emit({**comparison.to_json(), "html": None if written is None else str(written)})
             return
-        _comparison_tables(comparison)
+        _comparison_tables(comparison, details=details)
         if written is not None:
             typer.echo(f"HTML report: {written}")
 
