@@ -211,14 +211,21 @@ def _train_and_promote(
             f"[green]trained[/] {result.family} (run {result.run_id[:8]}): "
             f"test ROC-AUC {test['roc_auc']:.3f}, "
             f"PR-AUC {test['pr_auc']:.3f}, Brier {test['brier']:.3f}; gates "
-            + ("[green]passed[/]" if result.gates.passed else "[red]failed[/]")
+            + (
+                "[green]passed[/]"
+                if result.gates.passed
+                else "[yellow]not better than Production[/]"
+                if result.gates.not_better
+                else "[red]failed[/]"
+            )
         )
-        for gate in result.gates.failures:
-            console.print(f"  [red]x[/] {escape(gate.rule)}: {escape(gate.detail)}")
+        if not result.gates.not_better:
+            for gate in result.gates.failures:
+                console.print(f"  [red]x[/] {escape(gate.rule)}: {escape(gate.detail)}")
         if result.version is None:
             current = registry.production()
             console.print(
-                f"no new version ({escape(result.registration)}); Production stays at "
+                f"{escape(result.registration)}; Production stays at "
                 f"{'v' + str(current.version) if current else 'nothing'}"
             )
             _registry_table(registry.all_versions())

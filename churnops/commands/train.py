@@ -87,6 +87,8 @@ def _print_summary(result: TrainResult) -> None:
             if r.skipped
             else "[green]pass[/green]"
             if r.passed
+            else "[yellow]not better[/yellow]"
+            if result.gates.not_better
             else "[red]FAIL[/red]"
         )
         gates.add_row(escape(r.rule), verdict, escape(r.detail))
@@ -95,8 +97,10 @@ def _print_summary(result: TrainResult) -> None:
         console.print(
             f"[green]registered[/green] as version [bold]{result.version}[/bold] (sha256 {result.sha256})"
         )
+    elif result.gates.not_better:  # a sound candidate that does not beat Production: no alarm
+        console.print(f"[yellow]{escape(result.registration)}[/yellow]")
     else:
-        console.print(f"[red]no version[/red]: {escape(result.registration)}")
+        console.print(f"[red]{escape(result.registration)}[/red]")
 
 
 def train(
