@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from churnops.contracts.log_filters import drop_messages
+
 if TYPE_CHECKING:
     from churnops.settings import Settings
 
@@ -27,6 +29,10 @@ def quiet_libraries() -> None:
     # fetch_arrow_table. Both are known and harmless (also filtered in pyproject.toml for tests).
     warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
     warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated")
+    # MLflow announces at INFO that it creates or upgrades its own tables in a new store.
+    drop_messages(
+        "mlflow.store.db.utils", ("Creating initial MLflow database tables", "Updating database tables")
+    )
 
 
 def fail(message: str, *, json_output: bool = False) -> typer.Exit:

@@ -194,7 +194,7 @@ def _train_and_promote(
     from churnops.wiring import open_registry
 
     with open_registry(settings, write=True) as registry:
-        with console.status("training candidates on churn_v1 (MLflow run, quality gates)..."):
+        with console.status("training candidates on churn_v1 (MLflow run, quality gates)...") as status:
             result = train(
                 store=store,
                 client=registry.client,
@@ -202,7 +202,10 @@ def _train_and_promote(
                 sources_dir=settings.sources_dir,
                 policy=load_policy(settings.gate_policy),
                 options=TrainOptions(
-                    feature_service=settings.feature_service, trigger="manual", labels_end=labels_end
+                    feature_service=settings.feature_service,
+                    trigger="manual",
+                    labels_end=labels_end,
+                    progress=lambda step: status.update(f"training: {step}..."),
                 ),
                 artifact_location=settings.artifact_location,
             )

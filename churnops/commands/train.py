@@ -12,6 +12,8 @@ inside the command so `churnops --help` stays fast.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -139,14 +141,16 @@ def train(
         raise fail(f"--start {start} must be before --end {end}", json_output=json_output)
     settings = load_settings(json_output=json_output)
     try:
-        result = _run(
-            settings=settings,
-            feature_service=feature_service,
-            gate_policy=gate_policy,
-            trigger=trigger,
-            labels_start=labels_start,
-            labels_end=labels_end,
-        )
+        with _progress(enabled=not json_output) as progress:
+            result = _run(
+                settings=settings,
+                feature_service=feature_service,
+                gate_policy=gate_policy,
+                trigger=trigger,
+                labels_start=labels_start,
+                labels_end=labels_end,
+                progress=progress,
+            )
     except _expected_errors() as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise fail(message, json_output=json_output) from None
@@ -156,6 +160,19 @@ def train(
         _print_summary(result)
     if result.version is None:
         raise typer.Exit(code=GATES_FAILED_EXIT)
+
+
+@contextmanager
+def _progress(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
+    """A spinner on stderr naming the current step (none with --json or off a terminal)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    with console.status("starting...") as status:
+        yield lambda step: status.update(f"{step}...")
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -186,6 +203,7 @@ def _run(
     trigger: str,
     labels_start: datetime | None = None,
     labels_end: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     from churnops.training import TrainOptions, load_policy
     from churnops.training import train as train_model
@@ -194,6 +212,7 @@ def _run(
     quiet_libraries()  # after the imports: feast's own warning filters are set at its import
     policy = load_policy(gate_policy or settings.gate_policy)
     store = feature_store(settings)
+    quiet_libraries()  # again: building the store imports feast modules that reset warning filters
     with open_registry(settings, write=True) as registry:
         return train_model(
             store=store,
@@ -207,6 +226,7 @@ def _run(
                 labels_start=labels_start,
                 labels_end=labels_end,
                 actor=settings.actor,
+                progress=progress,
             ),
             artifact_location=settings.artifact_location,
         )

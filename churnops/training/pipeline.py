@@ -19,7 +19,7 @@ is tagged with Feast's lineage: ``feast.feature_service``, ``feast.feature_refs`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -103,6 +103,12 @@ class TrainOptions:
     labels_end: datetime | None = None
     version_tags: Mapping[str, str] = field(default_factory=dict)
     """Extra tags for the registered version and the run (e.g. retraining provenance)."""
+    progress: Callable[[str], None] | None = field(default=None, compare=False)
+    """Called with a short description as each long step starts (a CLI shows it; nothing prints here)."""
+
+    def step(self, description: str) -> None:
+        if self.progress is not None:
+            self.progress(description)
 
 
 @dataclass(frozen=True)
@@ -397,6 +403,7 @@ def _train_in_run(
     build_training_set: Any,
 ) -> TrainResult:
     # The retrieval runs inside the active run: Feast tags it with the service and feature refs.
+    options.step(f"building the point-in-time training set ({len(entity_df):,} labels)")
     frame = build_training_set(store=store, entity_df=entity_df, feature_service=options.feature_service)
     log_parquet(
         client=client, run_id=run_id, frame=entity_df[[JOIN_KEY, EVENT_TS, LABEL]], path=ENTITY_DF_ARTIFACT
@@ -410,6 +417,7 @@ def _train_in_run(
 
     fitted: list[tuple[FittedCandidate, float]] = []
     for family in options.families:
+        options.step(f"fitting {family} on {len(x_train):,} rows")
         candidate = fit_candidate(
             family=family, columns=columns, x=x_train, y=y_train, seed=options.split.seed
         )
@@ -438,6 +446,7 @@ def _train_in_run(
         slices=slices,
         min_slice_rows=min_rows,
     )
+    options.step("scoring the Production version on the same test rows")
     production_version, production_test = (
         (None, None)
         if registry is None
@@ -498,6 +507,7 @@ def _train_in_run(
     if len(reference) > options.reference_rows:
         reference = reference.sample(n=options.reference_rows, random_state=options.split.seed)
     log_parquet(client=client, run_id=run_id, frame=reference.reset_index(drop=True), path=REFERENCE_ARTIFACT)
+    options.step("logging evaluation plots, datasets and the model to MLflow")
     _log_evaluation(
         client=client,
         run_id=run_id,
@@ -585,6 +595,7 @@ def _register(
         **options.version_tags,
     }
     try:
+        options.step("registering the version")
         record = registry.register(
             run_id=result.run_id,
             artifact_path="model",
