@@ -134,56 +134,99 @@ def _run(
 
 
 def _versions_table(records: list[ModelRecord], title: str) -> None:
-    """The few columns a person scans for; `show VERSION` and `--json` have everything."""
+    """The few columns a person scans for, readable at 80 columns; `show VERSION` and `--json`
+    have everything (the model name is in the title unless several models are listed)."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=escape(title))
-    for column in ("name", "version", "stage", "created", "test ROC-AUC", "trigger", "sha256", "run"):
-        table.add_column(column, justify="right" if column in ("version", "test ROC-AUC") else "left")
+    from churnops.commands.tables import add_column, compact_table
+
+    names = sorted({r.name for r in records})
+    table = compact_table(title)
+    if len(names) > 1:
+        add_column(table, "model")
+    add_column(table, "version", right=True, keep=True)
+    add_column(table, "stage", keep=True)
+    add_column(table, "created (UTC)", keep=True)
+    add_column(table, "ROC-AUC", right=True, keep=True)
+    add_column(table, "trigger")
+    add_column(table, "sha256", keep=True)
     for r in records:
         auc = r.metrics.get("test_roc_auc")
-        table.add_row(
-            escape(r.name),
+        row = [escape(r.name)] if len(names) > 1 else []
+        row += [
             str(r.version),
             r.stage.value,
             r.created.strftime("%Y-%m-%d %H:%M"),
             "" if auc is None else f"{auc:.4f}",
             escape(r.tags.get("trigger", "")),
-            r.sha256[:12],
-            r.run_id[:12],
-        )
+            r.sha256[:8],
+        ]
+        table.add_row(*row)
     Console().print(table)
 
 
 def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=escape(title))
-    for column in ("time", "version", "from", "to", "actor", "trigger", "reason"):
-        table.add_column(column)
+    from churnops.commands.tables import add_column, compact_table
+
+    table = compact_table(title)
+    add_column(table, "time (UTC)", keep=True)
+    add_column(table, "v", right=True, keep=True)
+    add_column(table, "change")
+    add_column(table, "by")
+    add_column(table, "reason")
     for t in transitions:
         table.add_row(
-            t.time.strftime("%Y-%m-%d %H:%M:%S"),
+            t.time.strftime("%Y-%m-%d %H:%M"),
             str(t.version),
-            _stage(t.from_stage),
-            t.to_stage.value,
-            escape(t.actor),
-            t.trigger,
+            f"{_stage(t.from_stage)} -> {t.to_stage.value}",
+            f"{escape(t.actor)} ({t.trigger})",
             escape(t.reason),
         )
     Console().print(table)
+
+
+def _gates_table(gates: Any) -> None:
+    """The gate results recorded at registration, one rule per row."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from churnops.commands.tables import add_column, compact_table
+
+    console = Console()
+    results = gates.get("results") if isinstance(gates, dict) else None
+    if not isinstance(results, list) or not results:
+        console.print(f"gate results: {escape(json.dumps(gates, default=str))}")
+        return
+    policy = gates.get("policy", "?")
+    verdict = "passed" if gates.get("passed") else "FAILED"
+    table = compact_table(f"Quality gates at registration ({policy}): {verdict}")
+    add_column(table, "rule")
+    add_column(table, "result", keep=True)
+    add_column(table, "detail")
+    for r in results:
+        if not isinstance(r, dict):
+            continue
+        result = (
+            "[yellow]skipped[/yellow]"
+            if r.get("skipped")
+            else "[green]pass[/green]"
+            if r.get("passed")
+            else "[red]FAIL[/red]"
+        )
+        table.add_row(escape(str(r.get("rule", "?"))), result, escape(str(r.get("detail", ""))))
+    console.print(table)
 
 
 def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
     """Verdict and the headline on the same rows first; the details only with --details."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
 
+    from churnops.commands.tables import add_column, compact_table
     from registry_ext.compare import format_interval, improvement
 
     console = Console()
@@ -194,15 +237,15 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
         console.print(f"[yellow]note[/yellow]: {escape(note)}")
     result = comparison.bootstrap
     if result is not None:
-        table = Table(
-            title=f"Same {comparison.holdout_rows:,} rows ({comparison.holdout_positives:,} churned), "
+        table = compact_table(
+            f"Same {comparison.holdout_rows:,} rows ({comparison.holdout_positives:,} churned), "
             f"{round(result.confidence * 100)}% bootstrap CI",
         )
-        table.add_column("metric")
+        add_column(table, "metric")
         for header in comparison.headers:
-            table.add_column(escape(header), justify="right")
+            add_column(table, header, right=True)
         for version in comparison.others:
-            table.add_column(f"v{version} - v{comparison.baseline}", justify="right")
+            add_column(table, f"v{version} - v{comparison.baseline}", right=True)
         for label, cells in comparison.headline_rows():
             metric = next(k for k, v in _metric_labels().items() if v == label)
             row = [label]
@@ -216,13 +259,13 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
             table.add_row(*row)
         console.print(table)
     if comparison.slices:
-        slices = Table(title="ROC-AUC per slice (same rows)")
-        slices.add_column("slice")
-        slices.add_column("rows", justify="right")
+        slices = compact_table("ROC-AUC per slice (same rows)")
+        add_column(slices, "slice")
+        add_column(slices, "rows", right=True, keep=True)
         for header in comparison.headers:
-            slices.add_column(escape(header), justify="right")
+            add_column(slices, header, right=True)
         for version in comparison.others:
-            slices.add_column(f"v{version} - v{comparison.baseline}", justify="right")
+            add_column(slices, f"v{version} - v{comparison.baseline}", right=True)
         for s in comparison.slices:
             row = [escape(s.name), f"{s.rows:,}"]
             row.extend(
@@ -240,10 +283,10 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
     if not details:
         sections = [s for s in sections if s.title.startswith("Gate results")]
     for section in sections:
-        table = Table(title=escape(section.title))
-        table.add_column("")
+        table = compact_table(section.title)
+        add_column(table, "")
         for header in section.headers:
-            table.add_column(escape(header))
+            add_column(table, header)
         for name, values in section.rows:
             table.add_row(escape(name), *(escape(value) for value in values))
         console.print(table)
@@ -351,8 +394,8 @@ def show(
             _emit({**record.to_json(), "transitions": [t.to_json() for t in transitions]})
             return
         _versions_table([record], f"{record.name} version {record.version}")
-        typer.echo(f"sha256: {record.sha256}\nartifact: {record.artifact_uri}")
-        typer.echo(f"gate results: {json.dumps(record.gate_results, default=str)}")
+        typer.echo(f"sha256: {record.sha256}\nrun: {record.run_id}\nartifact: {record.artifact_uri}")
+        _gates_table(record.gate_results)
         _audit_table(transitions, "History")
 
     _run(json_output, model, work, write=False)

@@ -35,35 +35,36 @@ SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "r
 def _print_summary(result: TrainResult) -> None:
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+
+    from churnops.commands.tables import add_column, compact_table
 
     console = Console()
     console.print(
         f"run [bold]{result.run_id}[/bold] on feature service [bold]{escape(result.feature_service)}[/bold]; "
         f"split: {result.split_strategy} ({escape(result.split_reason)})"
     )
-    windows = Table(title="Splits")
+    windows = compact_table("Splits")
     for column in ("split", "label times", "rows", "positives"):
-        windows.add_column(column, justify="right" if column in ("rows", "positives") else "left")
+        add_column(windows, column, right=column in ("rows", "positives"), keep=column != "split")
     for name, w in result.windows.items():
         span = f"{w.start:%Y-%m-%d}" if w.start == w.end else f"{w.start:%Y-%m-%d} .. {w.end:%Y-%m-%d}"
         windows.add_row(name, span, f"{w.rows:,}", f"{w.positives:,}")
     console.print(windows)
 
-    candidates = Table(title="Candidates (picked on validation ROC-AUC)")
-    candidates.add_column("family")
-    candidates.add_column("validation ROC-AUC", justify="right")
-    candidates.add_column("chosen")
+    candidates = compact_table("Candidates (picked on validation ROC-AUC)")
+    add_column(candidates, "family")
+    add_column(candidates, "validation ROC-AUC", right=True, keep=True)
+    add_column(candidates, "chosen", keep=True)
     for c in result.candidates:
         candidates.add_row(c.family, f"{c.validation_roc_auc:.4f}", "[green]yes[/green]" if c.chosen else "")
     console.print(candidates)
 
-    metrics = Table(title=f"Metrics (threshold {result.threshold:.3f}, chosen on validation by max F1)")
-    metrics.add_column("metric")
-    metrics.add_column("validation", justify="right")
-    metrics.add_column("test", justify="right")
+    metrics = compact_table(f"Metrics (threshold {result.threshold:.3f}, chosen on validation by max F1)")
+    add_column(metrics, "metric")
+    add_column(metrics, "validation", right=True, keep=True)
+    add_column(metrics, "test", right=True, keep=True)
     if result.production_test is not None:
-        metrics.add_column(f"Production v{result.production_version} on test", justify="right")
+        add_column(metrics, f"Production v{result.production_version} on test", right=True)
     for name in SHOWN_METRICS:
         row = [name, f"{result.validation.overall[name]:.4f}", f"{result.test.overall[name]:.4f}"]
         if result.production_test is not None:
@@ -79,10 +80,10 @@ def _print_summary(result: TrainResult) -> None:
         metrics.add_row(*row)
     console.print(metrics)
 
-    gates = Table(title=escape(f"Quality gates ({result.gates.policy})"))
-    gates.add_column("rule")
-    gates.add_column("result")
-    gates.add_column("detail")
+    gates = compact_table(f"Quality gates ({result.gates.policy})")
+    add_column(gates, "rule")
+    add_column(gates, "result", keep=True)
+    add_column(gates, "detail")
     for r in result.gates.results:
         verdict = (
             "[yellow]skipped[/yellow]"
@@ -97,7 +98,8 @@ def _print_summary(result: TrainResult) -> None:
     console.print(gates)
     if result.version is not None:
         console.print(
-            f"[green]registered[/green] as version [bold]{result.version}[/bold] (sha256 {result.sha256})"
+            f"[green]registered[/green] as version [bold]{result.version}[/bold] "
+            f"(sha256 {result.sha256[:12]})"
         )
     elif result.gates.not_better:  # a sound candidate that does not beat Production: no alarm
         console.print(f"[yellow]{escape(result.registration)}[/yellow]")

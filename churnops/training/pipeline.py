@@ -241,15 +241,16 @@ def _log_evaluation(
         with warnings.catch_warnings():
             # A file:// URI matches MLflow's local artifact source twice; it picks that one and says so.
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            # Labels and counts are integers and never missing: the schema hint does not apply.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
             dataset = from_pandas(
                 frame,
                 source=f"{artifact_uri}/{path}",
                 targets=LABEL if LABEL in frame.columns else None,
                 name=name,
             )
-        inputs.append(
-            DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
-        )
+            entity = dataset._to_mlflow_entity()  # the schema (and its hint) is computed here
+        inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)]))
     client.log_inputs(run_id, datasets=inputs)
 
 
