@@ -28,3 +28,28 @@ def drop_messages(logger: str, prefixes: Sequence[str]) -> None:
     if any(isinstance(f, DropMessages) and f.prefixes == wanted for f in target.filters):
         return
     target.addFilter(DropMessages(wanted))
+
+
+KNOWN_WARNINGS = (
+    # BentoML 1.4's IO models on pydantic 2.11+ (one per API, on every start)
+    "The `__get_pydantic_core_schema__` method of the `BaseModel` class is deprecated",
+    # MLflow's SQLAlchemy tracking store on SQLAlchemy 2.1
+    "The ``noload`` loader strategy is deprecated",
+    # ibis on duckdb 1.4 (Feast's DuckDB offline store)
+    r"fetch_arrow_table\(\) is deprecated",
+    # tornado under BentoML's process manager (circus)
+    "add_callback_from_signal is deprecated",
+)
+"""Deprecation warnings inside libraries, about their own internals: nothing a user can act on."""
+
+
+def quiet_known_warnings() -> None:
+    """Ignore :data:`KNOWN_WARNINGS` (entry points only; call after importing feast).
+
+    Feast's import puts ``simplefilter("once", DeprecationWarning)`` in front of every filter,
+    so libraries' deprecation warnings, hidden by Python's defaults, reach the terminal.
+    """
+    import warnings
+
+    for message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
