@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from churnops.commands.common import load_settings, quiet_libraries
+from churnops.commands.invocation import command_prefix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -119,7 +120,9 @@ def demo(
     summary.add_row("features", ", ".join(features))
     console.print(summary)
     console.print(
-        f"MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000", soft_wrap=True
+        f"MLflow UI: {command_prefix()}mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000",
+        soft_wrap=True,
+        markup=False,
     )
     if version is not None:
         _how_to_serve(settings=settings, frame=frame)
@@ -266,8 +269,12 @@ def _how_to_serve(*, settings: Settings, frame: pd.DataFrame) -> None:
 
     latest = str(frame[frame[EVENT_TS] == frame[EVENT_TS].max()][JOIN_KEY].iloc[0])
     console.rule("[bold]serve the Production model")
+    hint = how_to_serve(customer_id=latest, port=3000, api_key=settings.serving_api_key is not None)
     console.print(
-        how_to_serve(customer_id=latest, port=3000, api_key=settings.serving_api_key is not None),
+        # as it runs in the user's shell (uv run / the venv's bin), and where it listens
+        hint.replace("churnops serve --port 3000", f"{command_prefix()}churnops serve --port 3000", 1)
+        + "\n(churnops serve listens on 127.0.0.1 only; add --host 0.0.0.0 to accept other hosts,"
+        " which is what a bare `bentoml serve` does)",
         soft_wrap=True,
         markup=False,
     )
