@@ -39,6 +39,10 @@ KNOWN_WARNINGS = (
     r"fetch_arrow_table\(\) is deprecated",
     # tornado under BentoML's process manager (circus)
     "add_callback_from_signal is deprecated",
+    # Evidently 0.7's imports: numpy 2's renamed core, litestar 2.23's renamed dependency API
+    "numpy.core is deprecated",
+    "Call to deprecated function 'Dependency'",
+    "Use of deprecated class 'DependencyKwarg'",
 )
 """Deprecation warnings inside libraries, about their own internals: nothing a user can act on."""
 
