@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import fail, load_settings
+from churnops.commands.common import fail, load_settings, plain_text, safe_text
 from churnops.contracts.stages import Stage, Trigger, choices
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _emit(doc: Any) -> None:
 
 
 def _warn(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(plain_text(message), err=True)
 
 
 @contextmanager
@@ -137,7 +137,6 @@ def _versions_table(records: list[ModelRecord], title: str) -> None:
     """The few columns a person scans for, readable at 80 columns; `show VERSION` and `--json`
     have everything (the model name is in the title unless several models are listed)."""
     from rich.console import Console
-    from rich.markup import escape
 
     from churnops.commands.tables import add_column, compact_table
 
@@ -153,13 +152,13 @@ def _versions_table(records: list[ModelRecord], title: str) -> None:
     add_column(table, "sha256", keep=True)
     for r in records:
         auc = r.metrics.get("test_roc_auc")
-        row = [escape(r.name)] if len(names) > 1 else []
+        row = [safe_text(r.name)] if len(names) > 1 else []
         row += [
             str(r.version),
             r.stage.value,
             r.created.strftime("%Y-%m-%d %H:%M"),
             "" if auc is None else f"{auc:.4f}",
-            escape(r.tags.get("trigger", "")),
+            safe_text(r.tags.get("trigger", "")),
             r.sha256[:8],
         ]
         table.add_row(*row)
@@ -168,7 +167,6 @@ def _versions_table(records: list[ModelRecord], title: str) -> None:
 
 def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
     from rich.console import Console
-    from rich.markup import escape
 
     from churnops.commands.tables import add_column, compact_table
 
@@ -183,8 +181,8 @@ def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
             t.time.strftime("%Y-%m-%d %H:%M"),
             str(t.version),
             f"{_stage(t.from_stage)} -> {t.to_stage.value}",
-            f"{escape(t.actor)} ({t.trigger})",
-            escape(t.reason),
+            f"{safe_text(t.actor)} ({t.trigger})",
+            safe_text(t.reason),
         )
     Console().print(table)
 
@@ -192,14 +190,13 @@ def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
 def _gates_table(gates: Any) -> None:
     """The gate results recorded at registration, one rule per row."""
     from rich.console import Console
-    from rich.markup import escape
 
     from churnops.commands.tables import add_column, compact_table
 
     console = Console()
     results = gates.get("results") if isinstance(gates, dict) else None
     if not isinstance(results, list) or not results:
-        console.print(f"gate results: {escape(json.dumps(gates, default=str))}")
+        console.print(f"gate results: {safe_text(json.dumps(gates, default=str))}")
         return
     policy = gates.get("policy", "?")
     verdict = "passed" if gates.get("passed") else "FAILED"
@@ -217,14 +214,13 @@ def _gates_table(gates: Any) -> None:
             if r.get("passed")
             else "[red]FAIL[/red]"
         )
-        table.add_row(escape(str(r.get("rule", "?"))), result, escape(str(r.get("detail", ""))))
+        table.add_row(safe_text(str(r.get("rule", "?"))), result, safe_text(str(r.get("detail", ""))))
     console.print(table)
 
 
 def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
     """Verdict and the headline on the same rows first; the details only with --details."""
     from rich.console import Console
-    from rich.markup import escape
 
     from churnops.commands.tables import add_column, compact_table
     from registry_ext.compare import format_interval, improvement
@@ -232,9 +228,11 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
     console = Console()
     for verdict in comparison.verdicts:
         colour = {"better": "green", "worse": "red"}.get(verdict.outcome, "yellow")
-        console.print(f"[bold {colour}]{escape(verdict.outcome)}[/bold {colour}]: {escape(verdict.text)}")
+        console.print(
+            f"[bold {colour}]{safe_text(verdict.outcome)}[/bold {colour}]: {safe_text(verdict.text)}"
+        )
     for note in comparison.notes:
-        console.print(f"[yellow]note[/yellow]: {escape(note)}")
+        console.print(f"[yellow]note[/yellow]: {safe_text(note)}")
     result = comparison.bootstrap
     if result is not None:
         table = compact_table(
@@ -267,7 +265,7 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
         for version in comparison.others:
             add_column(slices, f"v{version} - v{comparison.baseline}", right=True)
         for s in comparison.slices:
-            row = [escape(s.name), f"{s.rows:,}"]
+            row = [safe_text(s.name), f"{s.rows:,}"]
             row.extend(
                 "-" if s.roc_auc.get(r.version) is None else f"{s.roc_auc[r.version]:.3f}"
                 for r in comparison.versions
@@ -288,7 +286,7 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
         for header in section.headers:
             add_column(table, header)
         for name, values in section.rows:
-            table.add_row(escape(name), *(escape(value) for value in values))
+            table.add_row(safe_text(name), *(safe_text(value) for value in values))
         console.print(table)
     if not details:
         console.print(
@@ -314,7 +312,9 @@ def _show_promotion(record: ModelRecord, result: PromotionResult, json_output: b
         )
         return
     for t in result.transitions:
-        typer.echo(f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({t.reason})")
+        typer.echo(
+            f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({plain_text(t.reason)})"
+        )
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -394,7 +394,9 @@ def show(
             _emit({**record.to_json(), "transitions": [t.to_json() for t in transitions]})
             return
         _versions_table([record], f"{record.name} version {record.version}")
-        typer.echo(f"sha256: {record.sha256}\nrun: {record.run_id}\nartifact: {record.artifact_uri}")
+        typer.echo(
+            f"sha256: {record.sha256}\nrun: {record.run_id}\nartifact: {plain_text(record.artifact_uri)}"
+        )
         _gates_table(record.gate_results)
         _audit_table(transitions, "History")
 
@@ -480,7 +482,7 @@ def compare(
             return
         _comparison_tables(comparison, details=details)
         if written is not None:
-            typer.echo(f"HTML report: {written}")
+            typer.echo(f"HTML report: {plain_text(written)}")
 
     _run(json_output, model, work, write=False)
 

@@ -13,13 +13,14 @@ if TYPE_CHECKING:
 
 
 def compact_table(title: str | None = None, *, show_header: bool = True) -> Table:
-    """A table with a header rule and no vertical borders (``title`` is escaped)."""
+    """A table with a header rule and no vertical borders (``title`` made safe: ``safe_text``)."""
     from rich import box
-    from rich.markup import escape
     from rich.table import Table
 
+    from churnops.commands.common import safe_text
+
     return Table(
-        title=None if title is None else escape(title),
+        title=None if title is None else safe_text(title),
         box=box.SIMPLE_HEAD,
         show_header=show_header,
         title_justify="left",
@@ -28,7 +29,7 @@ def compact_table(title: str | None = None, *, show_header: bool = True) -> Tabl
 
 def add_column(table: Table, header: str, *, right: bool = False, keep: bool = False) -> None:
     """``keep``: a short value that must stay on one line (a stage, a time, a number).
-    ``header`` is escaped."""
-    from rich.markup import escape
+    ``header`` is made safe (``safe_text``)."""
+    from churnops.commands.common import safe_text
 
-    table.add_column(escape(header), justify="right" if right else "left", overflow="fold", no_wrap=keep)
+    table.add_column(safe_text(header), justify="right" if right else "left", overflow="fold", no_wrap=keep)

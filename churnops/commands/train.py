@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, quiet_libraries, safe_text
 from churnops.contracts.stages import Trigger, choices
 
 if TYPE_CHECKING:
@@ -34,14 +34,14 @@ SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "r
 
 def _print_summary(result: TrainResult) -> None:
     from rich.console import Console
-    from rich.markup import escape
 
     from churnops.commands.tables import add_column, compact_table
 
     console = Console()
     console.print(
-        f"run [bold]{result.run_id}[/bold] on feature service [bold]{escape(result.feature_service)}[/bold]; "
-        f"split: {result.split_strategy} ({escape(result.split_reason)})"
+        f"run [bold]{result.run_id}[/bold] on feature service "
+        f"[bold]{safe_text(result.feature_service)}[/bold]; "
+        f"split: {result.split_strategy} ({safe_text(result.split_reason)})"
     )
     windows = compact_table("Splits")
     for column in ("split", "label times", "rows", "positives"):
@@ -71,7 +71,7 @@ def _print_summary(result: TrainResult) -> None:
             row.append(f"{result.production_test.overall[name]:.4f}")
         metrics.add_row(*row)
     for slice_name, values in result.test.slices.items():
-        row = [escape(f"roc_auc [{slice_name}]"), "", f"{values['roc_auc']:.4f}"]
+        row = [safe_text(f"roc_auc [{slice_name}]"), "", f"{values['roc_auc']:.4f}"]
         val = result.validation.slices.get(slice_name)
         row[1] = f"{val['roc_auc']:.4f}" if val else "-"
         if result.production_test is not None:
@@ -94,7 +94,7 @@ def _print_summary(result: TrainResult) -> None:
             if result.gates.not_better
             else "[red]FAIL[/red]"
         )
-        gates.add_row(escape(r.rule), verdict, escape(r.detail))
+        gates.add_row(safe_text(r.rule), verdict, safe_text(r.detail))
     console.print(gates)
     if result.version is not None:
         console.print(
@@ -102,9 +102,9 @@ def _print_summary(result: TrainResult) -> None:
             f"(sha256 {result.sha256[:12]})"
         )
     elif result.gates.not_better:  # a sound candidate that does not beat Production: no alarm
-        console.print(f"[yellow]{escape(result.registration)}[/yellow]")
+        console.print(f"[yellow]{safe_text(result.registration)}[/yellow]")
     else:
-        console.print(f"[red]{escape(result.registration)}[/red]")
+        console.print(f"[red]{safe_text(result.registration)}[/red]")
 
 
 def train(
@@ -184,10 +184,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from churnops.contracts.artifacts import ArtifactIntegrityError
     from churnops.features.training_set import TimestampError
     from churnops.training import TrainingError
+    from churnops.wiring import ArtifactLocationError
     from registry_ext import RegistryError
 
     return (
         TrainingError,
+        ArtifactLocationError,
         TimestampError,
         RegistryError,
         ArtifactIntegrityError,
@@ -209,13 +211,15 @@ def _run(
 ) -> TrainResult:
     from churnops.training import TrainOptions, load_policy
     from churnops.training import train as train_model
-    from churnops.wiring import feature_store, open_registry
+    from churnops.training.pipeline import DEFAULT_EXPERIMENT
+    from churnops.wiring import check_artifact_location, feature_store, open_registry
 
     quiet_libraries()  # after the imports: feast's own warning filters are set at its import
     policy = load_policy(gate_policy or settings.gate_policy)
     store = feature_store(settings)
     quiet_libraries()  # again: building the store imports feast modules that reset warning filters
     with open_registry(settings, write=True) as registry:
+        check_artifact_location(settings, client=registry.client, experiment=DEFAULT_EXPERIMENT)
         return train_model(
             store=store,
             client=registry.client,
