@@ -1,46 +1,104 @@
-"""Side-by-side comparison of versions: data for a rich table, and a self-contained HTML report.
+"""Versions compared for a promotion decision: the same rows first, the details after.
 
-What it reads for each version: the ``models`` row (stage, metrics snapshot, sha), the gate
-results recorded at registration, the MLflow run (params, and tags such as
-``feast.feature_refs``), the data windows (run params/tags whose key mentions ``window``,
-``start``/``end`` dates, e.g. training's ``window_train_start``), and the model itself (loaded
-with its SHA-256 verified). All versions are scored on the **same** rows: the newest compared
-version's ``evaluation/holdout.parquet`` (label column ``churned``), giving ROC and calibration
-curves and holdout metrics that are directly comparable.
+Every version is scored on the **same** rows: the newest compared version's
+``evaluation/holdout.parquet`` (label column ``churned``). On those rows come the verdict, the
+headline metrics (ROC-AUC, PR-AUC, Brier, top-decile lift) with paired bootstrap confidence
+intervals (:mod:`registry_ext.bootstrap`), ROC-AUC per slice and its difference, and the curves
+(ROC, precision-recall, calibration, cumulative gain). Each version's own metrics snapshot (on
+its own test set, so not comparable across versions), params, data windows, features and gate
+results are the details.
+
+The baseline is the Production version when it is among those compared, else the first one
+asked for; every difference is ``version - baseline``.
 """
 
 from __future__ import annotations
 
-import html
 import json
+import math
 import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
 from churnops.contracts.columns import LABEL
+from churnops.contracts.stages import Stage
+from registry_ext.bootstrap import (
+    HEADLINE_METRICS,
+    LOWER_IS_BETTER,
+    BootstrapResult,
+    Interval,
+    bootstrap_intervals,
+)
 from registry_ext.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from registry_ext.records import ModelRecord
     from registry_ext.registry import ModelRegistry
 
-_NON_FEATURES = {"customer_id", "event_timestamp", "created", LABEL}
+_NON_FEATURES = {"customer_id", "event_timestamp", "created", LABEL, "score"}
 _WINDOW_KEY = re.compile(r"(window|(^|[._])(start|end)(_date)?$|_(from|to)$|date)", re.IGNORECASE)
+_COUNT_KEY = re.compile(r"(^|_)(rows|positives)(_|$)")
+CURVE_POINTS = 200
+"""Curves are thinned to about this many points (the report stays small and fast)."""
+
+METRIC_LABELS = {
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "brier": "Brier",
+    "top_decile_lift": "top-decile lift",
+}
+
+
+class SliceRule(Protocol):
+    """A named subset of rows (training's ``SliceSpec``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def mask(self, frame: pd.DataFrame) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Curves:
-    """One version scored on the shared holdout rows."""
+    """One version scored on the shared rows (curves thinned to about ``CURVE_POINTS`` points)."""
 
     roc_fpr: list[float]
     roc_tpr: list[float]
+    pr_recall: list[float]
+    pr_precision: list[float]
     calibration_mean_predicted: list[float]
     calibration_fraction_positive: list[float]
+    gain_targeted: list[float]
+    gain_captured: list[float]
+    score_max: float
     metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SliceResult:
+    """ROC-AUC of every version on one slice of the shared rows (None: too few rows or one class)."""
+
+    name: str
+    rows: int
+    positives: int
+    roc_auc: dict[int, float | None]
+    delta: dict[int, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the shared rows say about one version against the baseline (on ROC-AUC)."""
+
+    version: int
+    outcome: str  # better | worse | no clear difference | not comparable
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +112,11 @@ class Section:
 
 @dataclass
 class Comparison:
-    """Versions side by side (``versions`` in the order asked; deltas are against the first)."""
+    """Versions side by side (``versions`` in the order asked)."""
 
     name: str
     versions: list[ModelRecord]
+    baseline: int
     metrics: dict[str, list[float | None]]
     deltas: dict[str, list[float | None]]
     params: dict[str, list[str | None]]
@@ -66,18 +125,48 @@ class Comparison:
     gate_results: list[Any]
     holdout_version: int | None = None
     holdout_rows: int = 0
+    holdout_positives: int = 0
+    bootstrap: BootstrapResult | None = None
+    slices: list[SliceResult] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
     curves: dict[int, Curves] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
     def headers(self) -> list[str]:
-        return [f"v{r.version}" for r in self.versions]
+        return [self.label(r.version) for r in self.versions]
+
+    def label(self, version: int) -> str:
+        stage = next((r.stage for r in self.versions if r.version == version), None)
+        return f"v{version}" if stage in (None, Stage.NONE) else f"v{version} ({stage.value})"
+
+    @property
+    def others(self) -> list[int]:
+        return [r.version for r in self.versions if r.version != self.baseline]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "baseline": self.baseline,
+            "verdicts": [{"version": v.version, "outcome": v.outcome, "text": v.text} for v in self.verdicts],
             "versions": [r.to_json() for r in self.versions],
             "stages": {str(r.version): r.stage.value for r in self.versions},
+            "holdout": {
+                "version": self.holdout_version,
+                "rows": self.holdout_rows,
+                "positives": self.holdout_positives,
+            },
+            "headline": None if self.bootstrap is None else _bootstrap_json(self.bootstrap),
+            "slices": [
+                {
+                    "name": s.name,
+                    "rows": s.rows,
+                    "positives": s.positives,
+                    "roc_auc": {str(k): v for k, v in s.roc_auc.items()},
+                    "delta": {str(k): v for k, v in s.delta.items()},
+                }
+                for s in self.slices
+            ],
             "metrics": self.metrics,
             "deltas": self.deltas,
             "params": self.params,
@@ -86,14 +175,15 @@ class Comparison:
             "gate_results": {
                 str(r.version): g for r, g in zip(self.versions, self.gate_results, strict=True)
             },
-            "holdout": {"version": self.holdout_version, "rows": self.holdout_rows},
             "curves": {
                 str(v): {
                     "roc": {"fpr": c.roc_fpr, "tpr": c.roc_tpr},
+                    "pr": {"recall": c.pr_recall, "precision": c.pr_precision},
                     "calibration": {
                         "mean_predicted": c.calibration_mean_predicted,
                         "fraction_positive": c.calibration_fraction_positive,
                     },
+                    "gain": {"targeted": c.gain_targeted, "captured": c.gain_captured},
                     "metrics": c.metrics,
                 }
                 for v, c in self.curves.items()
@@ -101,22 +191,29 @@ class Comparison:
             "notes": self.notes,
         }
 
-    def sections(self) -> list[Section]:
-        """The comparison as tables (what the CLI prints)."""
+    def headline_rows(self) -> list[tuple[str, list[tuple[Interval | None, bool]]]]:
+        """(metric label, cells): one cell per version, then one per difference vs the baseline.
 
-        def num(value: float | None, signed: bool = False) -> str:
-            if value is None:
-                return "-"
-            return f"{value:+.4f}" if signed else f"{value:.4f}"
+        A cell is the interval and whether it is a difference.
+        """
+        out: list[tuple[str, list[tuple[Interval | None, bool]]]] = []
+        if self.bootstrap is None:
+            return out
+        for metric in HEADLINE_METRICS:
+            cells: list[tuple[Interval | None, bool]] = [
+                (self.bootstrap.values.get(r.version, {}).get(metric), False) for r in self.versions
+            ]
+            cells.extend((self.bootstrap.deltas.get(v, {}).get(metric), True) for v in self.others)
+            out.append((METRIC_LABELS[metric], cells))
+        return out
 
-        base = f"v{self.versions[0].version}"
-        out = [
-            Section("Stages", self.headers, [("stage", [r.stage.value for r in self.versions])]),
-            Section("Metrics", self.headers, [(k, [num(v) for v in vs]) for k, vs in self.metrics.items()]),
+    def detail_sections(self) -> list[Section]:
+        """The details as tables: own-test-set metrics, params, windows, features, gates."""
+        return [
             Section(
-                f"Metric deltas vs {base}",
+                "Each version's own test set (different rows: not comparable across versions)",
                 self.headers,
-                [(k, [num(v, signed=True) for v in vs]) for k, vs in self.deltas.items()],
+                [(k, [format_metric(k, v) for v in vs]) for k, vs in self.metrics.items()],
             ),
             Section("Params", self.headers, [(k, [v or "-" for v in vs]) for k, vs in self.params.items()]),
             Section(
@@ -133,15 +230,44 @@ class Comparison:
                 ],
             ),
             Section(
-                "Gate results",
+                "Gate results at registration",
                 self.headers,
-                [("gates", [_gate_summary(g) for g in self.gate_results])],
+                [("gates", [gate_summary(g) for g in self.gate_results])],
             ),
         ]
-        return out
+
+    def sections(self) -> list[Section]:
+        """Every table, headline first (what ``--details`` prints)."""
+        return self.detail_sections()
 
 
-def _gate_summary(gates: Any) -> str:
+def format_metric(key: str, value: float | None) -> str:
+    """Counts (``rows``, ``positives``) as integers with separators, other metrics with 4 decimals."""
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    if _COUNT_KEY.search(key) and float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:.4f}"
+
+
+def format_interval(interval: Interval | None, *, signed: bool) -> tuple[str, str]:
+    """(estimate, "low to high") with 3 decimals; signed for differences."""
+    if interval is None or not math.isfinite(interval.estimate):
+        return "-", ""
+    spec = "+.3f" if signed else ".3f"
+    if not math.isfinite(interval.low):
+        return format(interval.estimate, spec), ""
+    return format(interval.estimate, spec), f"{interval.low:{spec}} to {interval.high:{spec}}"
+
+
+def improvement(metric: str, delta: float) -> float:
+    """``delta`` turned so that positive means better (Brier: lower is better)."""
+    return -delta if metric in LOWER_IS_BETTER else delta
+
+
+def gate_summary(gates: Any) -> str:
     """'passed 6/6' or 'FAILED 4/6: rule, rule' from a stored GateReport (raw JSON otherwise)."""
     if gates is None:
         return "-"
@@ -150,20 +276,55 @@ def _gate_summary(gates: Any) -> str:
         checked = [r for r in results if not r.get("skipped")]
         failed = [str(r.get("rule")) for r in checked if not r.get("passed")]
         head = "passed" if gates["passed"] else "FAILED"
+        if not results:
+            return head
         summary = f"{head} {len(checked) - len(failed)}/{len(checked)}"
         return summary + (f": {', '.join(failed)}" if failed else "")
     return json.dumps(gates, default=str)[:160]
 
 
-def compare_versions(*, registry: ModelRegistry, versions: Sequence[int]) -> Comparison:
-    """Compare ``versions`` of the registry's model (at least two, no duplicates)."""
+def _bootstrap_json(result: BootstrapResult) -> dict[str, Any]:
+    return {
+        "rows": result.rows,
+        "resamples": result.resamples,
+        "confidence": result.confidence,
+        "seed": result.seed,
+        "baseline": result.baseline,
+        "values": {str(v): {m: i.to_json() for m, i in ms.items()} for v, ms in result.values.items()},
+        "deltas": {str(v): {m: i.to_json() for m, i in ms.items()} for v, ms in result.deltas.items()},
+    }
+
+
+def _default_slices() -> list[SliceRule]:
+    from churnops.training import load_policy
+
+    return list(load_policy().slice_specs())
+
+
+def compare_versions(
+    *,
+    registry: ModelRegistry,
+    versions: Sequence[int],
+    slices: Sequence[SliceRule] | None = None,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Compare ``versions`` of the registry's model (at least two, no duplicates).
+
+    ``slices`` default to the packaged gate policy's named slices.
+    """
     numbers = [int(v) for v in versions]
     if len(numbers) < 2:
         raise InvalidInputError("compare needs at least two versions")
     if len(set(numbers)) != len(numbers):
         raise InvalidInputError(f"compare got a version twice: {numbers}")
+    if resamples < 1:
+        raise InvalidInputError(f"resamples must be at least 1, got {resamples}")
     records = [registry.get(v) for v in numbers]
     runs = [registry.client.get_run(r.run_id) for r in records]
+    production = [r.version for r in records if r.stage is Stage.PRODUCTION]
+    baseline = production[0] if production else numbers[0]
 
     metric_keys = sorted({k for r in records for k in r.metrics})
     metrics: dict[str, list[float | None]] = {k: [r.metrics.get(k) for r in records] for k in metric_keys}
@@ -188,6 +349,7 @@ def compare_versions(*, registry: ModelRegistry, versions: Sequence[int]) -> Com
     comparison = Comparison(
         name=registry.model_name,
         versions=records,
+        baseline=baseline,
         metrics=metrics,
         deltas={},
         params=params,
@@ -195,19 +357,71 @@ def compare_versions(*, registry: ModelRegistry, versions: Sequence[int]) -> Com
         data_windows=windows,
         gate_results=[r.gate_results for r in records],
     )
-    _score_on_holdout(comparison, registry=registry, models=models)
+    _score_on_shared_rows(
+        comparison,
+        registry=registry,
+        models=models,
+        slices=_default_slices() if slices is None else list(slices),
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    index = numbers.index(baseline)
     for key, values in list(comparison.metrics.items()):
-        base = values[0]
+        base = values[index]
         comparison.deltas[key] = [None if (v is None or base is None) else v - base for v in values]
+    comparison.verdicts = _verdicts(comparison)
     return comparison
 
 
-def _score_on_holdout(comparison: Comparison, *, registry: ModelRegistry, models: list[Any]) -> None:
-    import pandas as pd
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import roc_curve
+def _thin(*arrays: Any, points: int = CURVE_POINTS) -> list[list[float]]:
+    """Every ``len // points``-th point, first and last kept."""
+    size = len(arrays[0])
+    if size <= points:
+        keep = np.arange(size)
+    else:
+        keep = np.unique(np.append(np.linspace(0, size - 1, points).round().astype(int), size - 1))
+    return [[float(x) for x in np.asarray(a)[keep]] for a in arrays]
 
-    from churnops.training.metrics import compute_metrics
+
+def _curves(labels: Any, scores: Any, metrics: dict[str, float]) -> Curves:
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    mean_predicted, fraction_positive = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
+    order = np.argsort(-scores, kind="stable")
+    captured = np.concatenate([[0.0], np.cumsum(labels[order]) / max(int(labels.sum()), 1)])
+    targeted = np.arange(len(labels) + 1) / len(labels)
+    roc = _thin(fpr, tpr)
+    pr = _thin(recall[::-1], precision[::-1])
+    gain = _thin(targeted, captured)
+    return Curves(
+        roc_fpr=roc[0],
+        roc_tpr=roc[1],
+        pr_recall=pr[0],
+        pr_precision=pr[1],
+        calibration_mean_predicted=[float(x) for x in mean_predicted],
+        calibration_fraction_positive=[float(x) for x in fraction_positive],
+        gain_targeted=gain[0],
+        gain_captured=gain[1],
+        score_max=float(np.max(scores)),
+        metrics=metrics,
+    )
+
+
+def _score_on_shared_rows(
+    comparison: Comparison,
+    *,
+    registry: ModelRegistry,
+    models: list[Any],
+    slices: list[SliceRule],
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> None:
+    import pandas as pd
 
     newest = max(comparison.versions, key=lambda r: r.version)
     with tempfile.TemporaryDirectory(prefix="registry_ext-holdout-") as tmp:
@@ -222,104 +436,97 @@ def _score_on_holdout(comparison: Comparison, *, registry: ModelRegistry, models
         return
     labels = holdout[LABEL].astype(int).to_numpy()
     if len(set(labels)) < 2:
-        comparison.notes.append("the holdout rows hold a single class; ROC is undefined")
+        comparison.notes.append("the shared rows hold a single class; ROC-AUC is undefined")
         return
     comparison.holdout_version = newest.version
     comparison.holdout_rows = len(holdout)
-    holdout_metrics: dict[str, list[float | None]] = {
-        "holdout_roc_auc": [],
-        "holdout_pr_auc": [],
-        "holdout_brier": [],
-    }
+    comparison.holdout_positives = int(labels.sum())
+    scores: dict[int, Any] = {}
     for record, model in zip(comparison.versions, models, strict=True):
         columns = [str(c) for c in getattr(model, "feature_names_in_", [])] or [
             c for c in holdout.columns if c not in _NON_FEATURES
         ]
         missing = [c for c in columns if c not in holdout.columns]
         if missing:
-            comparison.notes.append(f"version {record.version} needs columns the holdout lacks: {missing}")
-            for values in holdout_metrics.values():
-                values.append(None)
+            comparison.notes.append(f"version {record.version} needs columns the shared rows lack: {missing}")
             continue
-        scores = model.predict_proba(holdout[columns])[:, 1]
-        fpr, tpr, _ = roc_curve(labels, scores)
-        mean_predicted, fraction_positive = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
-        # The same metric code training and its gates use (threshold-free metrics only here).
-        computed = compute_metrics(labels, scores, threshold=0.5)
-        scored = {f"holdout_{key}": computed[key] for key in ("roc_auc", "pr_auc", "brier")}
-        for key, value in scored.items():
-            holdout_metrics[key].append(value)
-        comparison.curves[record.version] = Curves(
-            roc_fpr=[float(x) for x in fpr],
-            roc_tpr=[float(x) for x in tpr],
-            calibration_mean_predicted=[float(x) for x in mean_predicted],
-            calibration_fraction_positive=[float(x) for x in fraction_positive],
-            metrics=scored,
+        scores[record.version] = np.asarray(model.predict_proba(holdout[columns])[:, 1], dtype=np.float64)
+    if comparison.baseline not in scores:
+        comparison.notes.append(f"the baseline version {comparison.baseline} could not be scored")
+        return
+    result = bootstrap_intervals(
+        labels=labels,
+        scores=scores,
+        baseline=comparison.baseline,
+        resamples=resamples,
+        confidence=confidence,
+        seed=seed,
+    )
+    comparison.bootstrap = result
+    for metric in HEADLINE_METRICS:
+        comparison.metrics[f"holdout_{metric}"] = [
+            result.values[r.version][metric].estimate if r.version in scores else None
+            for r in comparison.versions
+        ]
+    for version, s in scores.items():
+        comparison.curves[version] = _curves(
+            labels, s, {f"holdout_{m}": result.values[version][m].estimate for m in HEADLINE_METRICS}
         )
-    comparison.metrics.update(holdout_metrics)
+    comparison.slices = _slice_results(holdout, labels, scores, slices, baseline=comparison.baseline)
 
 
-def write_html(*, comparison: Comparison, path: Path) -> Path:
-    """Write a self-contained HTML report (plotly's JavaScript inlined, no network needed)."""
-    import plotly.graph_objects as go
+def _slice_results(
+    holdout: pd.DataFrame,
+    labels: Any,
+    scores: dict[int, Any],
+    slices: list[SliceRule],
+    *,
+    baseline: int,
+    min_rows: int = 30,
+) -> list[SliceResult]:
+    from sklearn.metrics import roc_auc_score
 
-    roc = go.Figure()
-    roc.add_trace(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"})
-    )
-    calibration = go.Figure()
-    calibration.add_trace(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dot", "color": "grey"})
-    )
-    for version, curves in comparison.curves.items():
-        auc = curves.metrics.get("holdout_roc_auc", float("nan"))
-        roc.add_trace(
-            go.Scatter(x=curves.roc_fpr, y=curves.roc_tpr, mode="lines", name=f"v{version} (AUC {auc:.3f})")
+    out = []
+    for rule in slices:
+        column = getattr(rule, "column", None)
+        if column is not None and column not in holdout.columns:
+            continue  # a slice on a column these rows lack: not shown
+        mask = np.asarray(rule.mask(holdout), dtype=bool)
+        y = labels[mask]
+        rows, positives = int(mask.sum()), int(y.sum())
+        usable = rows >= min_rows and 0 < positives < rows
+        aucs: dict[int, float | None] = {
+            v: float(roc_auc_score(y, s[mask])) if usable else None for v, s in scores.items()
+        }
+        base = aucs.get(baseline)
+        deltas = {
+            v: None if a is None or base is None else a - base for v, a in aucs.items() if v != baseline
+        }
+        out.append(SliceResult(rule.name, rows, positives, aucs, deltas))
+    return out
+
+
+def _verdicts(comparison: Comparison) -> list[Verdict]:
+    out = []
+    base = comparison.label(comparison.baseline)
+    result = comparison.bootstrap
+    for version in comparison.others:
+        label = comparison.label(version)
+        delta = None if result is None else result.deltas.get(version, {}).get("roc_auc")
+        if delta is None or not math.isfinite(delta.estimate):
+            out.append(Verdict(version, "not comparable", f"{label} vs {base}: not scored on the same rows"))
+            continue
+        pct = round(result.confidence * 100) if result else 95
+        ci = f"{pct}% CI {delta.low:+.3f} to {delta.high:+.3f}"
+        if delta.low > 0:
+            outcome = "better"
+        elif delta.high < 0:
+            outcome = "worse"
+        else:
+            outcome = "no clear difference"
+        text = (
+            f"{label} vs {base} on the same {comparison.holdout_rows:,} rows: "
+            f"ROC-AUC {delta.estimate:+.3f} ({ci}): {outcome}"
         )
-        calibration.add_trace(
-            go.Scatter(
-                x=curves.calibration_mean_predicted,
-                y=curves.calibration_fraction_positive,
-                mode="lines+markers",
-                name=f"v{version}",
-            )
-        )
-    holdout = (
-        f"scored on {comparison.holdout_rows} held-out rows of version {comparison.holdout_version}"
-        if comparison.holdout_version is not None
-        else "no shared holdout"
-    )
-    roc.update_layout(
-        title=f"ROC ({holdout})", xaxis_title="false positive rate", yaxis_title="true positive rate"
-    )
-    calibration.update_layout(
-        title=f"Calibration ({holdout})",
-        xaxis_title="mean predicted probability",
-        yaxis_title="fraction churned",
-    )
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(comparison.name)}: versions {', '.join(comparison.headers)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
-        "th{background:#f3f3f3}</style></head><body>",
-        f"<h1>{html.escape(comparison.name)}: {html.escape(', '.join(comparison.headers))}</h1>",
-    ]
-    for section in comparison.sections():
-        parts.append(f"<h2>{html.escape(section.title)}</h2><table><tr><th></th>")
-        parts.extend(f"<th>{html.escape(h)}</th>" for h in section.headers)
-        parts.append("</tr>")
-        for label, cells in section.rows:
-            parts.append(f"<tr><th>{html.escape(label)}</th>")
-            parts.extend(f"<td>{html.escape(c)}</td>" for c in cells)
-            parts.append("</tr>")
-        parts.append("</table>")
-    for note in comparison.notes:
-        parts.append(f"<p><em>{html.escape(note)}</em></p>")
-    parts.append(roc.to_html(full_html=False, include_plotlyjs=True))
-    parts.append(calibration.to_html(full_html=False, include_plotlyjs=False))
-    parts.append("</body></html>")
-    target = path.expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(parts), encoding="utf-8")
-    return target
+        out.append(Verdict(version, outcome, text))
+    return out

@@ -21,7 +21,7 @@ import getpass
 import json
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -70,6 +70,9 @@ from registry_ext.records import (
     require_text,
 )
 from registry_ext.search import search_query
+
+STAGE_TAG = "stage"
+"""MLflow model-version tag mirroring the registry stage (aliases only name Staging/Production)."""
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -156,7 +159,12 @@ class ModelRegistry:
             pass
 
         self._ensure_registered_model()
-        mlflow_tags = {**clean_tags, SHA256_TAG: digest, FEATURE_SERVICE_TAG: service}
+        mlflow_tags = {
+            **clean_tags,
+            SHA256_TAG: digest,
+            FEATURE_SERVICE_TAG: service,
+            STAGE_TAG: Stage.NONE.value,
+        }
         version = self.client.create_model_version(
             name=self.model_name,
             source=location.source,
@@ -464,6 +472,20 @@ class ModelRegistry:
     def _aliases(self) -> dict[str, int | None]:
         return {alias: self._alias_version(alias) for alias in ALIAS_OF_STAGE.values()}
 
+    def _mirror_stage_tags(self, transitions: list[TransitionRecord]) -> None:
+        """Copy each new stage to the MLflow version's ``stage`` tag (the UI shows Archived too).
+
+        After the commit: the table is the truth, so a failed tag write does not undo the change;
+        the next stage change of that version writes the tag again.
+        """
+        from mlflow.exceptions import MlflowException
+
+        for transition in transitions:
+            with suppress(MlflowException):
+                self.client.set_model_version_tag(
+                    self.model_name, str(transition.version), STAGE_TAG, transition.to_stage.value
+                )
+
     def _set_aliases(self, current: Mapping[str, int | None], wanted: Mapping[str, int | None]) -> None:
         for alias, version in wanted.items():
             if current.get(alias) == version:
@@ -505,6 +527,7 @@ class ModelRegistry:
             if plan.changes
             else []
         )
+        self._mirror_stage_tags(recorded)
         for alias in plan.stale_aliases:
             self.client.delete_registered_model_alias(self.model_name, alias)
             aliases[alias] = None
@@ -529,7 +552,7 @@ class ModelRegistry:
                     after[alias] = moved.get(stage)
             try:
                 self._set_aliases(before, after)
-                return self._write(changes, actor=actor, trigger=trigger)
+                written = self._write(changes, actor=actor, trigger=trigger)
             except BaseException as error:
                 try:
                     self._set_aliases(after, before)
@@ -542,3 +565,5 @@ class ModelRegistry:
                         f"the stage change was not recorded, nothing changed: {error}"
                     ) from error
                 raise
+            self._mirror_stage_tags(written)
+            return written

@@ -21,6 +21,7 @@ from typing import Any, cast
 import bentoml
 from starlette.responses import JSONResponse, Response
 
+from churnops.contracts.log_filters import quiet_known_warnings
 from serving.direct import DirectRoute, DirectRoutes, Reply, json_body
 from serving.guard import ERROR_HEADER, GuardConfig, RequestGuard
 from serving.runtime import Answer, ApiError, Runtime
@@ -34,6 +35,9 @@ from serving.validation import (
 
 API_PATHS = ("/predict", "/predict_features", "/model/refresh")
 logger = logging.getLogger(__name__)
+# The imports above loaded feast, which re-enables every DeprecationWarning for the process;
+# silence the known ones from library internals before BentoML builds the API schemas below.
+quiet_known_warnings()
 
 
 def _runtime() -> Runtime | None:

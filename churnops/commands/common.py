@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import warnings
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import typer
+
+from churnops.contracts.log_filters import drop_messages, quiet_known_warnings
 
 if TYPE_CHECKING:
     from churnops.settings import Settings
@@ -25,9 +26,12 @@ def quiet_libraries() -> None:
     # ends, which breaks the one-JSON-object contract of --json.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # mlflow's SQLAlchemy store uses the deprecated noload strategy; ibis calls duckdb's renamed
-    # fetch_arrow_table. Both are known and harmless (also filtered in pyproject.toml for tests).
-    warnings.filterwarnings("ignore", message="The ``noload`` loader strategy is deprecated")
-    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated")
+    # fetch_arrow_table; ... Known and harmless (also filtered in pyproject.toml for tests).
+    quiet_known_warnings()
+    # MLflow announces at INFO that it creates or upgrades its own tables in a new store.
+    drop_messages(
+        "mlflow.store.db.utils", ("Creating initial MLflow database tables", "Updating database tables")
+    )
 
 
 # Characters that change what a terminal shows rather than show themselves: C0/C1 controls

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from churnops.commands.common import load_settings, quiet_libraries
 from churnops.commands.common import safe_text as escape
+from churnops.commands.invocation import command_prefix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -128,7 +129,9 @@ def demo(
     summary.add_row("features", ", ".join(features))
     console.print(summary)
     console.print(
-        f"MLflow UI: mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000", soft_wrap=True
+        f"MLflow UI: {command_prefix()}mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000",
+        soft_wrap=True,
+        markup=False,
     )
     if version is not None:
         _how_to_serve(settings=settings, frame=frame)
@@ -263,7 +266,7 @@ def _train_and_promote(
     from churnops.wiring import open_registry
 
     with open_registry(settings, write=True) as registry:
-        with console.status("training candidates on churn_v1 (MLflow run, quality gates)..."):
+        with console.status("training candidates on churn_v1 (MLflow run, quality gates)...") as status:
             result = train(
                 store=store,
                 client=registry.client,
@@ -271,7 +274,10 @@ def _train_and_promote(
                 sources_dir=settings.sources_dir,
                 policy=load_policy(settings.gate_policy),
                 options=TrainOptions(
-                    feature_service=settings.feature_service, trigger="manual", labels_end=labels_end
+                    feature_service=settings.feature_service,
+                    trigger="manual",
+                    labels_end=labels_end,
+                    progress=lambda step: status.update(f"training: {step}..."),
                 ),
                 artifact_location=settings.artifact_location,
             )
@@ -280,14 +286,21 @@ def _train_and_promote(
             f"[green]trained[/] {result.family} (run {result.run_id[:8]}): "
             f"test ROC-AUC {test['roc_auc']:.3f}, "
             f"PR-AUC {test['pr_auc']:.3f}, Brier {test['brier']:.3f}; gates "
-            + ("[green]passed[/]" if result.gates.passed else "[red]failed[/]")
+            + (
+                "[green]passed[/]"
+                if result.gates.passed
+                else "[yellow]not better than Production[/]"
+                if result.gates.not_better
+                else "[red]failed[/]"
+            )
         )
-        for gate in result.gates.failures:
-            console.print(f"  [red]x[/] {escape(gate.rule)}: {escape(gate.detail)}")
+        if not result.gates.not_better:
+            for gate in result.gates.failures:
+                console.print(f"  [red]x[/] {escape(gate.rule)}: {escape(gate.detail)}")
         if result.version is None:
             current = registry.production()
             console.print(
-                f"no new version ({escape(result.registration)}); Production stays at "
+                f"{escape(result.registration)}; Production stays at "
                 f"{'v' + str(current.version) if current else 'nothing'}"
             )
             _registry_table(registry.all_versions())
@@ -325,8 +338,12 @@ def _how_to_serve(*, settings: Settings, frame: pd.DataFrame) -> None:
 
     latest = str(frame[frame[EVENT_TS] == frame[EVENT_TS].max()][JOIN_KEY].iloc[0])
     console.rule("[bold]serve the Production model")
+    hint = how_to_serve(customer_id=latest, port=3000, api_key=settings.serving_api_key is not None)
     console.print(
-        how_to_serve(customer_id=latest, port=3000, api_key=settings.serving_api_key is not None),
+        # as it runs in the user's shell (uv run / the venv's bin), and where it listens
+        hint.replace("churnops serve --port 3000", f"{command_prefix()}churnops serve --port 3000", 1)
+        + "\n(churnops serve listens on 127.0.0.1 only; add --host 0.0.0.0 to accept other hosts,"
+        " which is what a bare `bentoml serve` does)",
         soft_wrap=True,
         markup=False,
     )

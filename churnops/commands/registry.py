@@ -134,61 +134,170 @@ def _run(
 
 
 def _versions_table(records: list[ModelRecord], title: str) -> None:
-    """The few columns a person scans for; `show VERSION` and `--json` have everything."""
+    """The few columns a person scans for, readable at 80 columns; `show VERSION` and `--json`
+    have everything (the model name is in the title unless several models are listed)."""
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=safe_text(title))
-    for column in ("name", "version", "stage", "created", "test ROC-AUC", "trigger", "sha256", "run"):
-        table.add_column(column, justify="right" if column in ("version", "test ROC-AUC") else "left")
+    from churnops.commands.tables import add_column, compact_table
+
+    names = sorted({r.name for r in records})
+    table = compact_table(title)
+    if len(names) > 1:
+        add_column(table, "model")
+    add_column(table, "version", right=True, keep=True)
+    add_column(table, "stage", keep=True)
+    add_column(table, "created (UTC)", keep=True)
+    add_column(table, "ROC-AUC", right=True, keep=True)
+    add_column(table, "trigger")
+    add_column(table, "sha256", keep=True)
     for r in records:
         auc = r.metrics.get("test_roc_auc")
-        table.add_row(
-            safe_text(r.name),
+        row = [safe_text(r.name)] if len(names) > 1 else []
+        row += [
             str(r.version),
             r.stage.value,
             r.created.strftime("%Y-%m-%d %H:%M"),
             "" if auc is None else f"{auc:.4f}",
             safe_text(r.tags.get("trigger", "")),
-            r.sha256[:12],
-            r.run_id[:12],
-        )
+            r.sha256[:8],
+        ]
+        table.add_row(*row)
     Console().print(table)
 
 
 def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=safe_text(title))
-    for column in ("time", "version", "from", "to", "actor", "trigger", "reason"):
-        table.add_column(column)
+    from churnops.commands.tables import add_column, compact_table
+
+    table = compact_table(title)
+    add_column(table, "time (UTC)", keep=True)
+    add_column(table, "v", right=True, keep=True)
+    add_column(table, "change")
+    add_column(table, "by")
+    add_column(table, "reason")
     for t in transitions:
         table.add_row(
-            t.time.strftime("%Y-%m-%d %H:%M:%S"),
+            t.time.strftime("%Y-%m-%d %H:%M"),
             str(t.version),
-            _stage(t.from_stage),
-            t.to_stage.value,
-            safe_text(t.actor),
-            t.trigger,
+            f"{_stage(t.from_stage)} -> {t.to_stage.value}",
+            f"{safe_text(t.actor)} ({t.trigger})",
             safe_text(t.reason),
         )
     Console().print(table)
 
 
-def _comparison_tables(comparison: Comparison) -> None:
+def _gates_table(gates: Any) -> None:
+    """The gate results recorded at registration, one rule per row."""
     from rich.console import Console
-    from rich.table import Table
+
+    from churnops.commands.tables import add_column, compact_table
 
     console = Console()
-    for section in comparison.sections():
-        table = Table(title=safe_text(section.title))
-        table.add_column("")
-        for header in section.headers:
-            table.add_column(safe_text(header))
-        for label, cells in section.rows:
-            table.add_row(safe_text(label), *(safe_text(cell) for cell in cells))
+    results = gates.get("results") if isinstance(gates, dict) else None
+    if not isinstance(results, list) or not results:
+        console.print(f"gate results: {safe_text(json.dumps(gates, default=str))}")
+        return
+    policy = gates.get("policy", "?")
+    verdict = "passed" if gates.get("passed") else "FAILED"
+    table = compact_table(f"Quality gates at registration ({policy}): {verdict}")
+    add_column(table, "rule")
+    add_column(table, "result", keep=True)
+    add_column(table, "detail")
+    for r in results:
+        if not isinstance(r, dict):
+            continue
+        result = (
+            "[yellow]skipped[/yellow]"
+            if r.get("skipped")
+            else "[green]pass[/green]"
+            if r.get("passed")
+            else "[red]FAIL[/red]"
+        )
+        table.add_row(safe_text(str(r.get("rule", "?"))), result, safe_text(str(r.get("detail", ""))))
+    console.print(table)
+
+
+def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
+    """Verdict and the headline on the same rows first; the details only with --details."""
+    from rich.console import Console
+
+    from churnops.commands.tables import add_column, compact_table
+    from registry_ext.compare import format_interval, improvement
+
+    console = Console()
+    for verdict in comparison.verdicts:
+        colour = {"better": "green", "worse": "red"}.get(verdict.outcome, "yellow")
+        console.print(
+            f"[bold {colour}]{safe_text(verdict.outcome)}[/bold {colour}]: {safe_text(verdict.text)}"
+        )
+    for note in comparison.notes:
+        console.print(f"[yellow]note[/yellow]: {safe_text(note)}")
+    result = comparison.bootstrap
+    if result is not None:
+        table = compact_table(
+            f"Same {comparison.holdout_rows:,} rows ({comparison.holdout_positives:,} churned), "
+            f"{round(result.confidence * 100)}% bootstrap CI",
+        )
+        add_column(table, "metric")
+        for header in comparison.headers:
+            add_column(table, header, right=True)
+        for version in comparison.others:
+            add_column(table, f"v{version} - v{comparison.baseline}", right=True)
+        for label, cells in comparison.headline_rows():
+            metric = next(k for k, v in _metric_labels().items() if v == label)
+            row = [label]
+            for interval, is_delta in cells:
+                estimate, span = format_interval(interval, signed=is_delta)
+                style = ""
+                if is_delta and interval is not None and interval.estimate:
+                    style = "green" if improvement(metric, interval.estimate) > 0 else "red"
+                text = f"[{style}]{estimate}[/{style}]" if style else estimate
+                row.append(f"{text}\n[dim]{span}[/dim]" if span else text)
+            table.add_row(*row)
         console.print(table)
+    if comparison.slices:
+        slices = compact_table("ROC-AUC per slice (same rows)")
+        add_column(slices, "slice")
+        add_column(slices, "rows", right=True, keep=True)
+        for header in comparison.headers:
+            add_column(slices, header, right=True)
+        for version in comparison.others:
+            add_column(slices, f"v{version} - v{comparison.baseline}", right=True)
+        for s in comparison.slices:
+            row = [safe_text(s.name), f"{s.rows:,}"]
+            row.extend(
+                "-" if s.roc_auc.get(r.version) is None else f"{s.roc_auc[r.version]:.3f}"
+                for r in comparison.versions
+            )
+            for version in comparison.others:
+                delta = s.delta.get(version)
+                colour = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
+                cell = "-" if delta is None else f"{delta:+.3f}"
+                row.append(f"[{colour}]{cell}[/{colour}]" if colour else cell)
+            slices.add_row(*row)
+        console.print(slices)
+    sections = comparison.detail_sections()
+    if not details:
+        sections = [s for s in sections if s.title.startswith("Gate results")]
+    for section in sections:
+        table = compact_table(section.title)
+        add_column(table, "")
+        for header in section.headers:
+            add_column(table, header)
+        for name, values in section.rows:
+            table.add_row(safe_text(name), *(safe_text(value) for value in values))
+        console.print(table)
+    if not details:
+        console.print(
+            "[dim]params, data windows, features and own-test metrics: --details, --html or --json[/dim]"
+        )
+
+
+def _metric_labels() -> dict[str, str]:
+    from registry_ext.compare import METRIC_LABELS
+
+    return METRIC_LABELS
 
 
 def _show_promotion(record: ModelRecord, result: PromotionResult, json_output: bool) -> None:
@@ -285,10 +394,11 @@ def show(
             _emit({**record.to_json(), "transitions": [t.to_json() for t in transitions]})
             return
         _versions_table([record], f"{record.name} version {record.version}")
-        typer.echo(f"sha256: {record.sha256}\nartifact: {plain_text(record.artifact_uri)}")
+        typer.echo(
+            f"sha256: {record.sha256}\nrun: {record.run_id}\nartifact: {plain_text(record.artifact_uri)}"
+        )
         _provenance_table(record.tags)
-        # json.dumps escapes every control character (ensure_ascii): nothing raw reaches the terminal.
-        typer.echo(f"gate results: {json.dumps(record.gate_results, default=str)}")
+        _gates_table(record.gate_results)
         _audit_table(transitions, "History")
 
     _run(json_output, model, work, write=False)
@@ -374,22 +484,29 @@ def compare(
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")
     ] = None,
+    details: Annotated[
+        bool, typer.Option("--details", help="Also print params, data windows, features, own-test metrics.")
+    ] = False,
+    resamples: Annotated[
+        int, typer.Option("--resamples", min=1, help="Bootstrap resamples for the confidence intervals.")
+    ] = 1000,
     model: ModelOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Metrics, deltas, params, features, data windows, gates and stages side by side."""
+    """Which version is better on the same rows (with bootstrap CIs), then the details."""
 
     def work(registry: ModelRegistry) -> None:
-        from registry_ext.compare import compare_versions, write_html
+        from registry_ext.compare import compare_versions
+        from registry_ext.compare_html import write_html
 
-        comparison = compare_versions(registry=registry, versions=versions)
+        comparison = compare_versions(registry=registry, versions=versions, resamples=resamples)
         written = None
         if html is not None:
             written = write_html(comparison=comparison, path=html)
         if json_output:
             _emit({**comparison.to_json(), "html": None if written is None else str(written)})
             return
-        _comparison_tables(comparison)
+        _comparison_tables(comparison, details=details)
         if written is not None:
             typer.echo(f"HTML report: {plain_text(written)}")
 

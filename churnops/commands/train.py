@@ -12,6 +12,8 @@ inside the command so `churnops --help` stays fast.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,7 +34,8 @@ SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "r
 
 def _print_summary(result: TrainResult) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from churnops.commands.tables import add_column, compact_table
 
     console = Console()
     console.print(
@@ -40,28 +43,28 @@ def _print_summary(result: TrainResult) -> None:
         f"[bold]{safe_text(result.feature_service)}[/bold]; "
         f"split: {result.split_strategy} ({safe_text(result.split_reason)})"
     )
-    windows = Table(title="Splits")
+    windows = compact_table("Splits")
     for column in ("split", "label times", "rows", "positives"):
-        windows.add_column(column, justify="right" if column in ("rows", "positives") else "left")
+        add_column(windows, column, right=column in ("rows", "positives"), keep=column != "split")
     for name, w in result.windows.items():
         span = f"{w.start:%Y-%m-%d}" if w.start == w.end else f"{w.start:%Y-%m-%d} .. {w.end:%Y-%m-%d}"
         windows.add_row(name, span, f"{w.rows:,}", f"{w.positives:,}")
     console.print(windows)
 
-    candidates = Table(title="Candidates (picked on validation ROC-AUC)")
-    candidates.add_column("family")
-    candidates.add_column("validation ROC-AUC", justify="right")
-    candidates.add_column("chosen")
+    candidates = compact_table("Candidates (picked on validation ROC-AUC)")
+    add_column(candidates, "family")
+    add_column(candidates, "validation ROC-AUC", right=True, keep=True)
+    add_column(candidates, "chosen", keep=True)
     for c in result.candidates:
         candidates.add_row(c.family, f"{c.validation_roc_auc:.4f}", "[green]yes[/green]" if c.chosen else "")
     console.print(candidates)
 
-    metrics = Table(title=f"Metrics (threshold {result.threshold:.3f}, chosen on validation by max F1)")
-    metrics.add_column("metric")
-    metrics.add_column("validation", justify="right")
-    metrics.add_column("test", justify="right")
+    metrics = compact_table(f"Metrics (threshold {result.threshold:.3f}, chosen on validation by max F1)")
+    add_column(metrics, "metric")
+    add_column(metrics, "validation", right=True, keep=True)
+    add_column(metrics, "test", right=True, keep=True)
     if result.production_test is not None:
-        metrics.add_column(f"Production v{result.production_version} on test", justify="right")
+        add_column(metrics, f"Production v{result.production_version} on test", right=True)
     for name in SHOWN_METRICS:
         row = [name, f"{result.validation.overall[name]:.4f}", f"{result.test.overall[name]:.4f}"]
         if result.production_test is not None:
@@ -77,26 +80,31 @@ def _print_summary(result: TrainResult) -> None:
         metrics.add_row(*row)
     console.print(metrics)
 
-    gates = Table(title=safe_text(f"Quality gates ({result.gates.policy})"))
-    gates.add_column("rule")
-    gates.add_column("result")
-    gates.add_column("detail")
+    gates = compact_table(f"Quality gates ({result.gates.policy})")
+    add_column(gates, "rule")
+    add_column(gates, "result", keep=True)
+    add_column(gates, "detail")
     for r in result.gates.results:
         verdict = (
             "[yellow]skipped[/yellow]"
             if r.skipped
             else "[green]pass[/green]"
             if r.passed
+            else "[yellow]not better[/yellow]"
+            if result.gates.not_better
             else "[red]FAIL[/red]"
         )
         gates.add_row(safe_text(r.rule), verdict, safe_text(r.detail))
     console.print(gates)
     if result.version is not None:
         console.print(
-            f"[green]registered[/green] as version [bold]{result.version}[/bold] (sha256 {result.sha256})"
+            f"[green]registered[/green] as version [bold]{result.version}[/bold] "
+            f"(sha256 {result.sha256[:12]})"
         )
+    elif result.gates.not_better:  # a sound candidate that does not beat Production: no alarm
+        console.print(f"[yellow]{safe_text(result.registration)}[/yellow]")
     else:
-        console.print(f"[red]no version[/red]: {safe_text(result.registration)}")
+        console.print(f"[red]{safe_text(result.registration)}[/red]")
 
 
 def train(
@@ -135,14 +143,16 @@ def train(
         raise fail(f"--start {start} must be before --end {end}", json_output=json_output)
     settings = load_settings(json_output=json_output)
     try:
-        result = _run(
-            settings=settings,
-            feature_service=feature_service,
-            gate_policy=gate_policy,
-            trigger=trigger,
-            labels_start=labels_start,
-            labels_end=labels_end,
-        )
+        with _progress(enabled=not json_output) as progress:
+            result = _run(
+                settings=settings,
+                feature_service=feature_service,
+                gate_policy=gate_policy,
+                trigger=trigger,
+                labels_start=labels_start,
+                labels_end=labels_end,
+                progress=progress,
+            )
     except _expected_errors() as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise fail(message, json_output=json_output) from None
@@ -152,6 +162,19 @@ def train(
         _print_summary(result)
     if result.version is None:
         raise typer.Exit(code=GATES_FAILED_EXIT)
+
+
+@contextmanager
+def _progress(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
+    """A spinner on stderr naming the current step (none with --json or off a terminal)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    with console.status("starting...") as status:
+        yield lambda step: status.update(f"{step}...")
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -184,6 +207,7 @@ def _run(
     trigger: str,
     labels_start: datetime | None = None,
     labels_end: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainResult:
     from churnops.training import TrainOptions, load_policy
     from churnops.training import train as train_model
@@ -193,6 +217,7 @@ def _run(
     quiet_libraries()  # after the imports: feast's own warning filters are set at its import
     policy = load_policy(gate_policy or settings.gate_policy)
     store = feature_store(settings)
+    quiet_libraries()  # again: building the store imports feast modules that reset warning filters
     with open_registry(settings, write=True) as registry:
         check_artifact_location(settings, client=registry.client, experiment=DEFAULT_EXPERIMENT)
         return train_model(
@@ -207,6 +232,7 @@ def _run(
                 labels_start=labels_start,
                 labels_end=labels_end,
                 actor=settings.actor,
+                progress=progress,
             ),
             artifact_location=settings.artifact_location,
         )

@@ -122,6 +122,25 @@ class GateReport:
     def failures(self) -> list[GateResult]:
         return [r for r in self.results if not r.passed]
 
+    @property
+    def not_better(self) -> bool:
+        """Failed only because the candidate does not beat Production by the required margin
+        (a sound model, e.g. the same data trained again): not an alarm, just no new version."""
+        failures = self.failures
+        return bool(failures) and all(r.rule.startswith("min_improvement:") for r in failures)
+
+    def summary(self) -> str:
+        """One line a person reads: why there is no new version (or that every gate passed)."""
+        if self.passed:
+            return "every gate passed"
+        if self.not_better:
+            (rule,) = self.failures
+            if rule.value is not None and rule.threshold is not None:
+                value, threshold = _shown(rule.value, rule.threshold)
+                return f"the candidate is not better than Production ({value} < {threshold} required)"
+            return f"the candidate is not better than Production ({rule.detail})"
+        return "gate(s) failed: " + ", ".join(r.rule for r in self.failures)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (non-finite values become ``None`` with the detail saying so)."""
 
@@ -139,6 +158,21 @@ class GateReport:
         }
 
 
+def _shown(value: float, threshold: float) -> tuple[str, str]:
+    """Both numbers with 4 decimals, or as many more as it takes for unequal ones to differ."""
+    for decimals in range(4, 10):
+        a, b = (
+            f"{x:.{decimals}f}".replace("-0." + "0" * decimals, "0." + "0" * decimals)
+            for x in (value, threshold)
+        )
+        if a != b or value == threshold:
+            return a, b
+    return f"{value:.4g}", f"{threshold:.4g}"
+
+
+_NEGATED: dict[str, str] = {">=": "<", "<=": ">"}
+
+
 def _compare(value: float, threshold: float, comparator: Comparator) -> bool:
     return value >= threshold if comparator == ">=" else value <= threshold
 
@@ -151,11 +185,17 @@ def _bound_rule(
     if not math.isfinite(value):
         return GateResult(rule, False, f"{what} is {value} (non-finite)", value, threshold, comparator)
     ok = _compare(value, threshold, comparator)
-    verdict = "ok" if ok else "fails"
+    shown, bound = _shown(value, threshold)
+    # A failing check states what is true, then what was required: "0.0000 < 0.0010 required".
+    text = (
+        f"{shown} {comparator} {bound}: ok"
+        if ok
+        else f"{shown} {_NEGATED[comparator]} {bound} required: fails"
+    )
     return GateResult(
         rule,
         ok,
-        f"{what} = {value:.4f} {comparator} {threshold:.4f}: {verdict}",
+        f"{what} = {text}",
         value,
         threshold,
         comparator,

@@ -24,6 +24,7 @@ import pandas as pd
 
 from churnops.contracts.artifacts import MODEL_PATH, sha256_of_path
 from churnops.contracts.columns import Column
+from churnops.contracts.log_filters import drop_messages
 from churnops.training.candidates import TRUSTED_TYPES
 from churnops.training.errors import TrainingError
 
@@ -119,13 +120,21 @@ def save_model_dir(*, model: Any, columns: Sequence[Column], input_example: pd.D
     input example, pinned requirements); returns its SHA-256."""
     import mlflow.sklearn
 
+    # The environment is pinned by pip_requirements; the conda.yaml MLflow also writes wants pip's
+    # version, and a uv environment has no pip: MLflow then warns on every save.
+    drop_messages("mlflow.utils.environment", ("Failed to resolve installed pip version",))
+    # The signature declares every numeric feature a double; an integer-typed example makes MLflow
+    # warn that integers cannot hold missing values, which the signature already allows.
+    example = input_example.astype(
+        {c: "float64" for c in input_example.columns if pd.api.types.is_integer_dtype(input_example[c])}
+    )
     mlflow.sklearn.save_model(
         model,
         str(path),
         serialization_format="skops",
         skops_trusted_types=list(TRUSTED_TYPES),
         signature=model_signature(columns),
-        input_example=input_example,
+        input_example=example,
         pyfunc_predict_fn="predict_proba",
         pip_requirements=_requirements(),
     )

@@ -19,7 +19,7 @@ is tagged with Feast's lineage: ``feast.feature_service``, ``feast.feature_refs`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 DEFAULT_EXPERIMENT = "churn"
 TAG_PREFIX = "churnops."
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""Read by the MLflow 3 UI: without it a new experiment opens in the GenAI overview."""
+MODEL_TRAINING_KIND = "custom_model_development"
 
 
 class VersionRecord(Protocol):
@@ -100,6 +103,12 @@ class TrainOptions:
     labels_end: datetime | None = None
     version_tags: Mapping[str, str] = field(default_factory=dict)
     """Extra tags for the registered version and the run (e.g. retraining provenance)."""
+    progress: Callable[[str], None] | None = field(default=None, compare=False)
+    """Called with a short description as each long step starts (a CLI shows it; nothing prints here)."""
+
+    def step(self, description: str) -> None:
+        if self.progress is not None:
+            self.progress(description)
 
 
 @dataclass(frozen=True)
@@ -189,9 +198,60 @@ def _service_features(store: FeatureStore, name: str) -> list[str]:
 def _experiment_id(client: MlflowClient, *, name: str, artifact_location: str | None) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before the kind was set, or by hand
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         return str(experiment.experiment_id)
     location = None if artifact_location is None else f"{artifact_location.rstrip('/')}/{name}"
-    return str(client.create_experiment(name, artifact_location=location))
+    return str(
+        client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+        )
+    )
+
+
+def run_name(*, feature_service: str, trigger: str, now: datetime | None = None) -> str:
+    """A distinct, readable run name: ``train-churn_v1-manual-20260112-101500-3fa2``."""
+    import uuid
+    from datetime import UTC
+
+    when = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"train-{feature_service}-{trigger}-{when:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+def _log_evaluation(
+    *, client: MlflowClient, run_id: str, holdout: pd.DataFrame, entity_df: pd.DataFrame, y: Any, scores: Any
+) -> None:
+    """The evaluation images and the datasets (MLflow's Datasets panel) of the run: the test rows
+    (context ``evaluation``) and the labelled entity frame the training set was built from."""
+    import warnings
+
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    from churnops.training.plots import PLOT_DIR, evaluation_figures
+
+    for name, figure in evaluation_figures(y_true=y, scores=scores).items():
+        client.log_figure(run_id, figure, f"{PLOT_DIR}/{name}.png")
+    artifact_uri = client.get_run(run_id).info.artifact_uri.rstrip("/")
+    inputs = []
+    for frame, name, context, path in (
+        (holdout, "holdout", "evaluation", HOLDOUT_ARTIFACT),
+        (entity_df, "entity_df", "training", ENTITY_DF_ARTIFACT),
+    ):
+        with warnings.catch_warnings():
+            # A file:// URI matches MLflow's local artifact source twice; it picks that one and says so.
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            # Labels and counts are integers and never missing: the schema hint does not apply.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            dataset = from_pandas(
+                frame,
+                source=f"{artifact_uri}/{path}",
+                targets=LABEL if LABEL in frame.columns else None,
+                name=name,
+            )
+            entity = dataset._to_mlflow_entity()  # the schema (and its hint) is computed here
+        inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)]))
+    client.log_inputs(run_id, datasets=inputs)
 
 
 def _check_tracking(store: FeatureStore, client: MlflowClient) -> None:
@@ -304,7 +364,9 @@ def train(
         tags["mlflow.source.git.commit"] = version_info.git_commit
 
     with store.mlflow.start_run(
-        run_name=f"train-{options.feature_service}", experiment_id=experiment_id, tags=tags
+        run_name=run_name(feature_service=options.feature_service, trigger=options.trigger),
+        experiment_id=experiment_id,
+        tags=tags,
     ) as run:
         run_id = run.info.run_id
         try:
@@ -342,6 +404,7 @@ def _train_in_run(
     build_training_set: Any,
 ) -> TrainResult:
     # The retrieval runs inside the active run: Feast tags it with the service and feature refs.
+    options.step(f"building the point-in-time training set ({len(entity_df):,} labels)")
     frame = build_training_set(store=store, entity_df=entity_df, feature_service=options.feature_service)
     log_parquet(
         client=client, run_id=run_id, frame=entity_df[[JOIN_KEY, EVENT_TS, LABEL]], path=ENTITY_DF_ARTIFACT
@@ -355,6 +418,7 @@ def _train_in_run(
 
     fitted: list[tuple[FittedCandidate, float]] = []
     for family in options.families:
+        options.step(f"fitting {family} on {len(x_train):,} rows")
         candidate = fit_candidate(
             family=family, columns=columns, x=x_train, y=y_train, seed=options.split.seed
         )
@@ -383,6 +447,7 @@ def _train_in_run(
         slices=slices,
         min_slice_rows=min_rows,
     )
+    options.step("scoring the Production version on the same test rows")
     production_version, production_test = (
         (None, None)
         if registry is None
@@ -443,6 +508,15 @@ def _train_in_run(
     if len(reference) > options.reference_rows:
         reference = reference.sample(n=options.reference_rows, random_state=options.split.seed)
     log_parquet(client=client, run_id=run_id, frame=reference.reset_index(drop=True), path=REFERENCE_ARTIFACT)
+    options.step("logging evaluation plots, datasets and the model to MLflow")
+    _log_evaluation(
+        client=client,
+        run_id=run_id,
+        holdout=holdout.drop(columns=["score"]),
+        entity_df=entity_df[[JOIN_KEY, EVENT_TS, LABEL]],
+        y=y_test,
+        scores=test_scores,
+    )
     log_json(
         client=client,
         run_id=run_id,
@@ -509,8 +583,7 @@ def _register(
     from dataclasses import replace
 
     if not result.gates.passed:
-        failed = ", ".join(r.rule for r in result.gates.failures)
-        return replace(result, registration=f"not registered: gate(s) failed: {failed}")
+        return replace(result, registration=f"no new version: {result.gates.summary()}")
     if registry is None:
         return replace(result, registration="not registered: dry run (no registry)")
     tags = {
@@ -523,6 +596,7 @@ def _register(
         **options.version_tags,
     }
     try:
+        options.step("registering the version")
         record = registry.register(
             run_id=result.run_id,
             artifact_path="model",

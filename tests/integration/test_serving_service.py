@@ -94,6 +94,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # Tests run in any order: the log is checked once more after all of them.
         leftover = _unexpected_tracebacks(Path(service.log_path))
         assert leftover == [], leftover[0][:3000]
+        warned = [
+            line
+            for line in Path(service.log_path).read_text(errors="replace").splitlines()
+            if "Warning:" in line
+        ]
+        assert warned == [], warned  # no library deprecation warnings on start or while serving
     finally:
         if service is not None:
             service.stop()

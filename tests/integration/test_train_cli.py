@@ -57,7 +57,7 @@ def test_train_json_registers_a_version_then_a_strict_policy_refuses(home: Path,
     result = runner.invoke(app, ["train", "--gate-policy", str(strict), "--trigger", "drift"])
     assert result.exit_code == 3, result.output  # gates failed: nothing registered
     assert "floor:roc_auc" in result.stdout and "FAIL" in result.stdout
-    assert "no version" in result.stdout
+    assert "no new version: gate(s) failed: floor:roc_auc" in result.stdout
 
     # a training window: only labels from --start on (the entity frame is cut before the split)
     result = runner.invoke(app, ["train", "--json", "--start", "2024-03-01T00:00:00Z"])

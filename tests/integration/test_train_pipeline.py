@@ -172,6 +172,28 @@ def test_holdout_reference_and_gate_results_are_logged(env: Env, first: TrainRes
     assert metrics["test"]["overall"]["roc_auc"] == pytest.approx(first.test.overall["roc_auc"])
 
 
+def test_the_mlflow_ui_shows_a_training_experiment_with_plots_and_datasets(
+    env: Env, first: TrainResult, tmp_path: Path
+) -> None:
+    experiment = env.client.get_experiment(first.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not the GenAI view
+    run = env.client.get_run(first.run_id)
+    assert run.info.run_name.startswith("train-churn_v1-manual-")
+    plots = {a.path for a in env.client.list_artifacts(first.run_id, "evaluation/plots")}
+    assert plots == {
+        f"evaluation/plots/{name}.png" for name in ("roc", "precision_recall", "calibration", "lift_gain")
+    }
+    png = download(env, first.run_id, "evaluation/plots/calibration.png", tmp_path).read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5_000
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"holdout", "entity_df"}
+    contexts = {name: {t.key: t.value for t in d.tags}["mlflow.data.context"] for name, d in inputs.items()}
+    assert contexts == {"holdout": "evaluation", "entity_df": "training"}
+    profile = json.loads(inputs["holdout"].dataset.profile)
+    assert profile["num_rows"] == first.windows["test"].rows
+    assert json.loads(inputs["holdout"].dataset.source)["uri"].endswith("evaluation/holdout.parquet")
+
+
 def test_a_failing_candidate_leaves_a_tagged_run_and_no_version(
     env: Env, first: TrainResult, tmp_path: Path
 ) -> None:
@@ -187,6 +209,9 @@ def test_a_failing_candidate_leaves_a_tagged_run_and_no_version(
     tags = env.client.get_run(result.run_id).data.tags
     assert tags["churnops.gates"] == "failed"
     assert tags["churnops.gates_failed_rules"] == "floor:roc_auc,ceiling:brier"
+    assert result.registration == "no new version: gate(s) failed: floor:roc_auc, ceiling:brier"
+    names = {env.client.get_run(r).info.run_name for r in (first.run_id, result.run_id)}
+    assert len(names) == 2  # every run has its own name in the MLflow UI
     assert "churnops.version" not in tags
     gates = json.loads(download(env, result.run_id, "gate_results.json", tmp_path).read_text())
     assert gates["passed"] is False and gates["policy"] == "strict"
@@ -224,6 +249,10 @@ def test_the_production_version_is_compared_on_the_same_rows(
     refused = env.train()
     assert [r.rule for r in refused.gates.failures] == ["min_improvement:roc_auc"]
     assert refused.version is None
+    assert refused.gates.not_better
+    assert refused.registration == (
+        "no new version: the candidate is not better than Production (0.0000 < 0.0010 required)"
+    )
 
 
 def test_labels_without_positives_are_refused_before_any_run(env: Env, tmp_path: Path) -> None:

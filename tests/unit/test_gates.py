@@ -205,3 +205,25 @@ def test_an_invalid_policy_is_refused_naming_the_problem(tmp_path: Path, text: s
 def test_a_missing_policy_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(GatePolicyError, match=r"nope\.yaml: cannot be read"):
         load_policy(tmp_path / "nope.yaml")
+
+
+def test_a_candidate_equal_to_production_reads_as_not_better_not_as_a_true_inequality() -> None:
+    policy = POLICY.model_copy(
+        update={"relative": POLICY.relative.model_copy(update={"min_improvement": 0.001})}
+    )
+    # the same model retrained on the same data: the improvement is zero, up to float noise
+    same = evaluate_gates(
+        candidate=snap({"roc_auc": 0.85 - 1e-17}), production=snap({"roc_auc": 0.85}), policy=policy
+    )
+    assert same.not_better and not same.passed
+    assert same.summary() == "the candidate is not better than Production (0.0000 < 0.0010 required)"
+    detail = result(same, "min_improvement:roc_auc").detail
+    assert "0.0000 < 0.0010 required" in detail and ">=" not in detail
+    floor = evaluate_gates(candidate=snap({"roc_auc": 0.69}), production=None, policy=POLICY)
+    assert not floor.not_better and floor.summary() == "gate(s) failed: floor:roc_auc"
+    assert "0.6900 < 0.7000 required" in result(floor, "floor:roc_auc").detail
+    # numbers that differ below the 4th decimal are shown with enough decimals to differ
+    close = evaluate_gates(
+        candidate=snap({"roc_auc": 0.85095}), production=snap({"roc_auc": 0.85}), policy=policy
+    )
+    assert close.summary() == "the candidate is not better than Production (0.00095 < 0.00100 required)"

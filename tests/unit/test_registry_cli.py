@@ -174,35 +174,56 @@ def test_read_commands_on_an_empty_registry_say_to_migrate(
     assert json.loads(listed.stdout) == []
 
 
-def test_compare_shows_versions_side_by_side_and_writes_self_contained_html(
+def test_compare_leads_with_the_verdict_on_the_same_rows_and_writes_self_contained_html(
     cli: tuple[ModelRegistry, str, Any], tmp_path: Path
 ) -> None:
     _registry, _, run = cli
     run("promote", "1", "--stage", "Staging", "--reason", "s")
     report = tmp_path / "reports" / "compare.html"
-    result = run("compare", "1", "2", "--html", str(report), "--json")
+    result = run("compare", "1", "2", "--html", str(report), "--json", "--resamples", "200")
     assert result.exit_code == 0, result.output
     doc = one_json(result.stdout)
     assert doc["stages"] == {"1": "Staging", "2": "None"}
-    assert doc["holdout"] == {"version": 2, "rows": 150}
+    assert doc["holdout"]["version"] == 2 and doc["holdout"]["rows"] == 150
+    assert doc["baseline"] == 1  # no Production among them: the first asked for
     auc = doc["metrics"]["holdout_roc_auc"]
     assert all(0.5 < a <= 1 for a in auc)
     assert doc["deltas"]["holdout_roc_auc"] == [0.0, pytest.approx(auc[1] - auc[0])]
     assert doc["deltas"]["test_roc_auc"] == [0.0, pytest.approx(0.001)]
+    headline = doc["headline"]
+    assert headline["rows"] == 150 and headline["resamples"] == 200
+    roc = headline["values"]["2"]["roc_auc"]
+    assert roc["low"] <= roc["estimate"] <= roc["high"]
+    assert roc["estimate"] == pytest.approx(auc[1])
+    delta = headline["deltas"]["2"]["roc_auc"]
+    assert delta["estimate"] == pytest.approx(auc[1] - auc[0])
+    assert set(headline["values"]["1"]) == {"roc_auc", "pr_auc", "brier", "top_decile_lift"}
+    (verdict,) = doc["verdicts"]
+    assert verdict["version"] == 2 and verdict["outcome"] in {"better", "worse", "no clear difference"}
+    assert "on the same 150 rows" in verdict["text"]
+    assert [s["name"] for s in doc["slices"]] == ["month_to_month"]  # the columns the rows have
     assert doc["params"]["seed"] == ["1", "2"]
     assert doc["data_windows"]["train_start"] == ["2025-01-01", "2025-01-01"]
     assert doc["features"]["1"] == ["account:tenure", "account:monthly_charges", "account:contract"]
     assert doc["gate_results"]["2"]["passed"] is True
     assert set(doc["curves"]) == {"1", "2"}
     assert doc["curves"]["1"]["roc"]["fpr"][0] == 0.0
+    assert set(doc["curves"]["1"]) >= {"roc", "pr", "calibration", "gain"}
 
     text = report.read_text()
     assert doc["html"] == str(report)
     assert len(text) > 1_000_000  # plotly.js is inlined
     assert not re.search(r"<script[^>]*\bsrc=", text)  # no external script: works offline
-    assert "v1 (AUC" in text and "v2 (AUC" in text and "Calibration" in text
-    tables = run("compare", "1", "2")
-    assert tables.exit_code == 0 and "Metric deltas vs v1" in tables.stdout
+    assert text.index("class='verdict") < text.index("Headline metrics") < text.index("Curves")
+    assert text.index("Curves") < text.index("<details>")
+    assert "v1 (Staging) (AUC" in text and "Calibration" in text and "Cumulative gain" in text
+    tables = run("compare", "1", "2", "--resamples", "200")
+    assert tables.exit_code == 0, tables.output
+    out = tables.stdout
+    assert out.index(verdict["outcome"]) < out.index("ROC-AUC") < out.index("top-decile lift")
+    assert "Params" not in out and "--details" in out
+    detailed = run("compare", "1", "2", "--resamples", "50", "--details").stdout
+    assert "Params" in detailed and "own test set" in detailed
 
 
 def test_importing_the_command_module_stays_light() -> None:

@@ -164,6 +164,13 @@ def test_lifecycle_moves_aliases_and_archives_the_previous_production(
         (1, Stage.PRODUCTION, Stage.ARCHIVED, "bob", "drift"),
         (2, Stage.STAGING, Stage.PRODUCTION, "bob", "drift"),
     ]
+    assert stage_tags(reg) == {1: "Archived", 2: "Production"}  # MLflow's UI shows Archived too
+
+
+def stage_tags(reg: ModelRegistry) -> dict[int, str | None]:
+    """The ``stage`` tag of every MLflow version of the model (what the MLflow UI lists)."""
+    found = reg.client.search_model_versions(f"name='{reg.model_name}'")
+    return {int(v.version): v.tags.get("stage") for v in found}
 
 
 def test_a_new_staging_version_archives_the_previous_one(registry: tuple[ModelRegistry, str]) -> None:
@@ -296,6 +303,7 @@ def test_out_of_band_alias_move_is_recorded_by_reconcile(registry: tuple[ModelRe
     reg, experiment_id = registry
     for seed in (1, 2):
         register_candidate(reg, experiment_id=experiment_id, seed=seed)
+    assert stage_tags(reg) == {1: "None", 2: "None"}
     reg.promote(version=1, stage="Staging", reason="s", actor="a")
     reg.promote(version=1, stage="Production", reason="p", actor="a")
     assert reg.reconcile().recorded == ()
@@ -318,6 +326,7 @@ def test_out_of_band_alias_move_is_recorded_by_reconcile(registry: tuple[ModelRe
         (2, Stage.NONE, Stage.PRODUCTION),
     ]
     assert "outside registry_ext" in recorded[1].reason
+    assert stage_tags(reg) == {1: "Archived", 2: "Production"}  # reconcile mirrors the stage too
     assert reg.reconcile().recorded == ()  # recorded once
 
     reg.client.delete_registered_model_alias(reg.model_name, "production")
