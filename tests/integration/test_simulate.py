@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from churnops.cli import app
-from tests.support import chromium
+from tests.support.browser import measure_layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -97,11 +97,11 @@ def test_the_picture_and_the_timeline(backtest: dict[str, Any]) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = page.read_text(encoding="utf-8")
     assert "drift-only" in text and "never" in text and "monthly" in text
-    measured = chromium.layout(page, width=1400)
-    # no horizontal scroll at 1,400 px
-    assert int(str(measured["scrollWidth"])) <= int(str(measured["innerWidth"])), measured
+    measured = measure_layout(page, width=1400)
+    assert measured["scroll_width"] <= measured["viewport"], measured  # no horizontal scroll at 1,400 px
+    assert not measured["wide"], measured
     images = measured["images"]
-    assert isinstance(images, list) and images and all(int(w) > 500 for w in images)  # the plot is there
+    assert images and all(int(w) > 500 for w in images), measured  # the plot is there
 
 
 STORM = """

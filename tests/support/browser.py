@@ -2,7 +2,8 @@
 
 A copy of the page gets a probe script that, once the page has loaded and its charts are drawn,
 writes what it measured (viewport and document widths, the elements wider than the viewport,
-how many plotly charts rendered) into the DOM; Chromium's ``--dump-dom`` hands the DOM back.
+how many plotly charts rendered, the images' natural widths) into the DOM; Chromium's
+``--dump-dom`` hands the DOM back.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ window.addEventListener('load', function () {
       viewport: window.innerWidth,
       scroll_width: root.scrollWidth,
       charts: document.querySelectorAll('.js-plotly-plot .main-svg').length,
+      images: Array.from(document.images).map(function (i) { return i.naturalWidth; }),
       details: document.querySelectorAll('details').length,
       open_details: document.querySelectorAll('details[open]').length,
       wide: wide
