@@ -225,5 +225,7 @@ def serving_runtime(settings: Settings, *, metrics: ServingMetrics) -> Runtime:
         store=feature_store(settings),
         source=model_source(settings),
         log=log,
+        # The last version this host verified: what a restart serves if the registry's is broken.
+        verified_record=settings.home / "serving" / "last_verified_model.json",
     )
     return runtime.start()
