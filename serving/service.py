@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import bentoml
@@ -138,6 +139,23 @@ class ChurnService:
         self.runtime.close()
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """What BentoML's /docs.json view calls: ``asdict()``."""
+
+    doc: dict[str, Any]
+
+    def asdict(self) -> dict[str, Any]:
+        return self.doc
+
+
+def _runtime_or_none() -> Runtime | None:
+    try:
+        return _runtime()
+    except bentoml.exceptions.BentoMLException:  # not instantiated (building the spec offline)
+        return None
+
+
 async def _readiness() -> tuple[bool, dict[str, Any]]:
     runtime = _runtime()
     if runtime is None:
@@ -155,6 +173,19 @@ class _FrontedService(bentoml.Service):  # type: ignore[misc]
     """
 
     __slots__ = ()
+
+    @property
+    def openapi_spec(self) -> Any:
+        from serving.openapi import corrected_spec
+
+        runtime = _runtime_or_none()
+        doc = corrected_spec(
+            super().openapi_spec.asdict(),
+            api_paths=API_PATHS,
+            max_ids=runtime.settings.serving_max_ids if runtime else None,
+            max_rows=runtime.settings.serving_max_rows if runtime else None,
+        )
+        return _Spec(doc)
 
     def to_asgi(self, is_main: bool = True) -> Any:
         from serving.front import FrontDoor, known_paths

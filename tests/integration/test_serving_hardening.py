@@ -151,6 +151,34 @@ def test_slow_body_clients_neither_starve_real_requests_nor_hold_a_slot_for_long
     assert _predict(stack).status_code == 200
 
 
+def test_schemathesis_finds_nothing_against_the_published_spec(stack: Stack, tmp_path: Path) -> None:
+    """Every check of schemathesis (property-based, from the service's own /docs.json), bounded."""
+    import subprocess
+    import sys
+
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "run",
+        f"{stack.service.url}/docs.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        "12",
+        "--seed",
+        "12",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--request-timeout",
+        "10",
+        "--include-path-regex",
+        "^/(predict|predict_features|readyz)$",
+        "--report-dir",
+        str(tmp_path),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
 def _artifact_files(settings: Settings, version: str) -> list[Path]:
     from churnops.wiring import mlflow_client
 
