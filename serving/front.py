@@ -61,7 +61,12 @@ class FrontDoor:
             if path not in self._known:
                 scope["path"] = OTHER_PATH
                 scope["raw_path"] = OTHER_PATH.encode()
-            elif path == READYZ and self._readiness is not None and scope["type"] == "http":
+            elif (
+                path == READYZ
+                and self._readiness is not None
+                and scope["type"] == "http"
+                and scope.get("method") in ("GET", "HEAD")
+            ):
                 await self._ready(send)
                 return
         await self.app(scope, receive, send)

@@ -54,6 +54,7 @@ class ModelWatcher(Generic[D]):
         self._failures = 0
         self._retry_at = 0.0
         self._fallback = fallback
+        self._fell_back = False  # serving the fallback (the registry's version never loaded here)
         self._retry_base = retry_base_s
         self._retry_max = retry_max_s
         self._clock = clock
@@ -97,7 +98,7 @@ class ModelWatcher(Generic[D]):
                 self._failed_to_load(ref, error)
                 return False
             self._current, self._current_ref, self._failed = deployment, ref, None
-            self._failures, self.problem = 0, None
+            self._failures, self.problem, self._fell_back = 0, None, False
             logger.info("serving model %s version %s", ref.name, ref.version)
             self._on_swap(ref, deployment)
             return True
@@ -119,6 +120,9 @@ class ModelWatcher(Generic[D]):
         reason = f"registry Production is version {ref.version}, which failed to load: {error}"
         if self._current is None:
             self._load_fallback(ref, reason)
+        elif self._fell_back:
+            served = self._current_ref.version if self._current_ref else "?"
+            self.problem = f"{reason}; serving the last verified version {served} instead"
         else:
             served = self._current_ref.version if self._current_ref else "?"
             self.problem = f"{reason}; still serving version {served}"
@@ -134,7 +138,7 @@ class ModelWatcher(Generic[D]):
             self.problem = f"{reason}; the last verified version {fallback.version} failed too: {error}"
             logger.error("fallback model version %s failed to load: %s", fallback.version, error)
             return
-        self._current, self._current_ref = deployment, fallback
+        self._current, self._current_ref, self._fell_back = deployment, fallback, True
         self.problem = f"{reason}; serving the last verified version {fallback.version} instead"
         logger.warning("%s", self.problem)
         self._on_swap(fallback, deployment)

@@ -59,6 +59,8 @@ def corrected_spec(
         for status, description in _API_ERRORS.items():
             responses[status] = _json(_ERROR_REF, description)
         body = post.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+        if body.get("required"):
+            post["requestBody"]["required"] = True  # an empty body reads as {}: a missing field
         props = body.get("properties", {})
         if "customer_ids" in props and max_ids is not None:
             props["customer_ids"]["maxItems"] = max_ids

@@ -170,8 +170,6 @@ def test_schemathesis_finds_nothing_against_the_published_spec(stack: Stack, tmp
         "examples,coverage,fuzzing",
         "--request-timeout",
         "10",
-        "--include-path-regex",
-        "^/(predict|predict_features|readyz)$",
         "--report-dir",
         str(tmp_path),
     ]
@@ -224,6 +222,8 @@ def test_a_tampered_production_is_reported_retried_survives_a_restart_and_loads_
         assert any(line.endswith(" 1.0") for line in _metric(stack, "churnops_model_registry_mismatch")), (
             _metric(stack, "churnops_model_registry_mismatch")
         )
+        failures = _metric(stack, "churnops_model_load_failures_total")
+        assert any('reason="ArtifactIntegrityError"' in line for line in failures), failures
 
         # A restart while the registry's version is broken serves the last verified one, and says so.
         stack.service.stop()

@@ -420,6 +420,8 @@ def test_a_restart_falls_back_to_the_last_verified_version_and_says_so() -> None
     assert not watcher.refresh()
     assert watcher.current_ref == _ref("1") and watcher.current is not None
     assert watcher.problem is not None and "last verified version 1" in watcher.problem
+    assert not watcher.refresh(retry_now=True)  # still broken: still says it is the fallback
+    assert watcher.problem is not None and "last verified version 1" in watcher.problem
     source.broken = {"1", "2"}
     nothing: ModelWatcher[LoadedModel] = ModelWatcher(
         source=source, build=source.load, interval_s=60, fallback=lambda: _ref("1")
