@@ -156,6 +156,7 @@ class RequestGuard:
         chunks: list[bytes] = []
         seen = 0
         pending = False
+        refusal: tuple[int, str, str] | None = None
         try:
             async with asyncio.timeout(config.body_timeout_s):
                 while True:
@@ -165,35 +166,33 @@ class RequestGuard:
                     chunk = message.get("body", b"")
                     seen += len(chunk)
                     if seen > limit:
-                        config.count_error("body_too_large")
-                        await _reply(send, 413, _too_large(limit))
-                        return 413
+                        refusal = (413, "body_too_large", f"request body exceeds {limit} bytes")
+                        break
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
                     if not pending:
                         if self._pending >= config.max_pending_bodies:
-                            config.count_error("too_many_slow_bodies")
-                            message_text = (
-                                f"more than {config.max_pending_bodies} request bodies are arriving "
-                                "slowly at once; send the body with the headers, or retry"
-                            )
-                            await _reply(
-                                send,
+                            refusal = (
                                 503,
-                                error_body(message=message_text, code="too_many_slow_bodies", loc=["body"]),
+                                "too_many_slow_bodies",
+                                f"more than {config.max_pending_bodies} request bodies are arriving "
+                                "slowly at once; send the body with the headers, or retry",
                             )
-                            return 503
+                            break
                         pending = True
                         self._pending += 1
         except TimeoutError:
-            config.count_error("body_timeout")
-            text = f"the request body did not arrive within {config.body_timeout_s:g} s"
-            await _reply(send, 408, error_body(message=text, code="body_timeout", loc=["body"]))
-            return 408
+            late = f"the request body did not arrive within {config.body_timeout_s:g} s"
+            refusal = (408, "body_timeout", late)
         finally:
             if pending:
                 self._pending -= 1
+        assert refusal is not None
+        status, code, text = refusal
+        config.count_error(code)
+        await _reply(send, status, error_body(message=text, code=code, loc=["body"]))
+        return status
 
     async def _forward(self, config: GuardConfig, scope: Scope, receive: Receive, send: Send) -> int:
         status = 500

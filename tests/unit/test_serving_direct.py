@@ -331,3 +331,43 @@ def test_answers_and_api_errors_carry_status_body_and_reason() -> None:
     status, content, headers = _http(direct, "POST", "/predict", b'{"customer_ids": ["A"]}')
     assert (status, content, int(headers["content-length"])) == (200, b"{}", 2)
     assert "x-churnops-error" not in headers
+
+
+def test_refused_requests_are_logged_at_info_once_per_interval_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from serving.direct import RefusalLog
+
+    log = RefusalLog(interval_s=3600)
+    with caplog.at_level(logging.DEBUG, logger="serving.direct"):
+        for i in range(1_000):
+            log.note(400 + i % 2, '{"error":"x' + "y" * 10_000 + '"}')
+    records = [r for r in caplog.records if r.name == "serving.direct"]
+    assert len(records) == 1 and records[0].levelno == logging.INFO and records[0].exc_info is None
+    assert len(records[0].getMessage()) < 400
+
+
+def test_unknown_paths_reach_the_app_as_other_and_readyz_answers_its_reason() -> None:
+    from serving.front import OTHER_PATH, FrontDoor
+
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def readiness() -> tuple[bool, dict[str, Any]]:
+        return False, {"reason": "online store unreachable"}
+
+    front = FrontDoor(app, known={"/predict", "/readyz"}, readiness=readiness)  # type: ignore[arg-type]
+    for path in ("/nope", "/a%00b", "/predict/x", "/PREDICT", "/predict"):
+        _http(front, "POST", path, b"{}")
+    assert seen == [OTHER_PATH] * 4 + ["/predict"]
+    status, content, headers = _http(front, "GET", "/readyz", b"")
+    assert status == 503 and json.loads(content)["reason"] == "online store unreachable"
+    assert headers["retry-after"] == "1"
+    _http(front, "POST", "/readyz", b"")  # other methods go on to the app (its 405)
+    assert seen[-1] == "/readyz"
