@@ -73,6 +73,13 @@ _FIXES = {
     "string_pattern_mismatch": "use printable ASCII without spaces",
     "string_too_short": "use a non-empty value",
     "string_too_long": "shorten it",
+    "string_type": "send a JSON string",
+    "int_type": "send a whole number",
+    "int_from_float": "send a whole number",
+    "float_type": "send a number",
+    "finite_number": "send a finite number",
+    "list_type": "send a JSON array",
+    "too_long": "send fewer items",
 }
 
 
