@@ -157,7 +157,6 @@ def test_every_directly_imported_package_is_declared() -> None:
     from importlib.metadata import packages_distributions
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-
     def normal(name: str) -> str:
         return re.sub(r"[-_.]+", "-", name).lower()
 
