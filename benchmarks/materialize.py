@@ -5,7 +5,9 @@
 The floor writes the same number of hashes with the same fields (values as bytes) through one
 redis-py pipeline in batches; Feast serializes protobuf values and writes per view. The direct
 writer (churnops.features.materialize, writer="direct") writes Feast's exact Redis bytes, with
-Feast's timestamp dedup, from a DuckDB read. Target on the 2-core machine: within 3x the floor.
+Feast's timestamp dedup, from a DuckDB read; "store already full" is a second run over the same
+data, which adds the removal pass (every key of each view scanned, nothing to delete). Target on
+the 2-core machine: within 3x the floor.
 Shares the given Redis db with whatever else uses it: every case writes under a Feast project of
 its own (keys end with the project name, as Feast lays them out), counts and then deletes only
 those keys; nothing is flushed.
@@ -54,7 +56,13 @@ def prepare(home: Path, customers: int) -> None:
 
 
 def case_feast(
-    home: Path, redis_url: str, end: str, project: str, skip_dedup: bool = False, writer: str = "feast"
+    home: Path,
+    redis_url: str,
+    end: str,
+    project: str,
+    skip_dedup: bool = False,
+    writer: str = "feast",
+    again: bool = False,
 ) -> None:
     import pandas as pd
     import redis
@@ -80,10 +88,16 @@ def case_feast(
     apply(store=store, defs=feast_definitions(settings))
     when = pd.Timestamp(end).to_pydatetime()
     try:
+        if again:  # a second run over a full store: the removal pass scans every key of each view
+            materialize(store=store, end=when, writer=writer)  # type: ignore[arg-type]
         _, seconds = timed(lambda: materialize(store=store, end=when, writer=writer))  # type: ignore[arg-type]
     finally:
         keys = _count_and_delete(client, project)
     emit({"case": writer, "seconds": seconds, "keys": keys, "rss_mb": peak_rss_mb()})
+
+
+def case_direct_again(home: Path, redis_url: str, end: str, project: str) -> None:
+    case_feast(home, redis_url, end, project, writer="direct", again=True)
 
 
 def case_direct(home: Path, redis_url: str, end: str, project: str) -> None:
@@ -135,7 +149,8 @@ def case_raw(home: Path, redis_url: str, end: str, project: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--case", choices=["prepare", "feast", "feast_skip_dedup", "direct", "raw"])
+    names = ["prepare", "feast", "feast_skip_dedup", "direct", "direct_again", "raw"]
+    parser.add_argument("--case", choices=names)
     parser.add_argument("--home")
     parser.add_argument("--end")
     parser.add_argument("--customers", type=int, default=100_000)
@@ -149,6 +164,7 @@ def main() -> None:
         "feast": case_feast,
         "feast_skip_dedup": case_feast_skip_dedup,
         "direct": case_direct,
+        "direct_again": case_direct_again,
         "raw": case_raw,
     }
     if args.case in cases:
@@ -165,6 +181,9 @@ def main() -> None:
         direct = run_case(
             __file__, "direct", "--home", str(home), "--redis", args.redis, "--end", prep["end"]
         )
+        again = run_case(
+            __file__, "direct_again", "--home", str(home), "--redis", args.redis, "--end", prep["end"]
+        )
     print(f"materialize {prep['customers_at_end']:,} customers (3 views) into Redis")
     print(f"{'case':<30}{'wall s':>9}{'x floor':>9}{'keys':>10}{'peak RSS MB':>13}{'rows/s':>12}")
     rows = (
@@ -172,6 +191,7 @@ def main() -> None:
         ("Feast materialize", feast),
         ("  (Feast, skip_dedup)", fast),
         ("direct writer (dedup on)", direct),
+        ("  (direct, store already full)", again),
     )
     for name, r in rows:
         rate = prep["customers_at_end"] / r["seconds"]

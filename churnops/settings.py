@@ -8,12 +8,48 @@ parquet, local artifacts). One variable each moves a piece onto a real service:
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlparse
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = frozenset({"change_me", "changeme", "change-me", "placeholder", "replace_me", "todo", "xxx"})
+"""Values .env.example (and habit) put where a secret belongs; refused wherever a secret is read."""
+SECRET_FIELDS = ("serving_api_key", "serving_webhook_secret")
+URL_FIELDS = (
+    "redis_url",
+    "feast_registry_url",
+    "mlflow_tracking_uri",
+    "registry_database_url",
+    "serving_prediction_log_url",
+    "pushgateway_url",
+)
+SECRET_ENVIRONMENT = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY")
+"""Secrets read by MLflow and boto3 from the environment (checked by the entry points)."""
+
+
+def is_placeholder(value: str) -> bool:
+    """``CHANGE_ME`` and friends, or ``<your secret>``: a value nobody meant to deploy."""
+    text = value.strip()
+    return text.lower() in PLACEHOLDERS or (text.startswith("<") and text.endswith(">") and len(text) > 2)
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlparse(url).password
+    except ValueError:
+        return None
+
+
+def placeholder_problem(variable: str, value: str) -> str:
+    return (
+        f"{variable} holds the placeholder {value.strip()!r} from .env.example: set a real secret "
+        "(e.g. `openssl rand -hex 24`) or unset the variable"
+    )
 
 
 class Settings(BaseSettings):
@@ -31,7 +67,29 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db; when set, Feast's online store is Redis."
     )
-    redis_timeout_ms: int = Field(default=50, ge=1, le=60_000)
+    redis_timeout_ms: int = Field(
+        default=50, ge=1, le=60_000, description="Online-store socket timeout in whole milliseconds, 1-60000."
+    )
+    connect_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="How long a command waits to reach Redis, PostgreSQL or an MLflow server (seconds, "
+        "at most 60) before it fails naming the service.",
+    )
+    redis_type: Literal["redis", "redis_cluster"] = Field(
+        default="redis",
+        description="Feast's redis_type: redis_cluster reads CHURNOPS_REDIS_URL as one or more "
+        "cluster nodes (redis://:password@host1:7000,host2:7001).",
+    )
+    offline_store: Literal["duckdb", "spark"] = Field(
+        default="duckdb",
+        description="Feast offline store for training sets, batch scoring and materialization: "
+        "duckdb, or Feast's Spark store over the same parquet (needs the churnops[spark] extra).",
+    )
+    spark_master: str = Field(
+        default="local[2]", description="spark.master of the Spark offline store's session."
+    )
     feast_registry_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the Feast SQL registry (default: SQLite in home)."
     )
@@ -97,12 +155,49 @@ class Settings(BaseSettings):
         # to Feast must be absolute.
         return value.expanduser().resolve()
 
+    @field_validator(*SECRET_FIELDS)
+    @classmethod
+    def _no_placeholder_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and is_placeholder(value.get_secret_value()):
+            raise ValueError(
+                placeholder_problem(f"CHURNOPS_{str(info.field_name).upper()}", value.get_secret_value())
+            )
+        return value
+
+    @field_validator(*URL_FIELDS)
+    @classmethod
+    def _no_placeholder_password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        password = None if value is None else _url_password(value)
+        if password is not None and is_placeholder(password):
+            raise ValueError(
+                placeholder_problem(f"the password in CHURNOPS_{str(info.field_name).upper()}", password)
+            )
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and urlparse(value).scheme not in ("redis", "rediss"):
+        if not value:
+            return None
+        url = urlparse(value)
+        if url.scheme not in ("redis", "rediss"):
             raise ValueError("CHURNOPS_REDIS_URL must look like redis://host:6379/0")
-        return value or None
+        # one node, or several comma-separated (a Redis Cluster: redis://h1:7000,h2:7001)
+        for node in url.netloc.rpartition("@")[2].split(","):
+            try:
+                urlparse(f"redis://{node}").port  # noqa: B018 - urlparse checks the port only when asked
+            except ValueError:
+                raise ValueError(
+                    f"CHURNOPS_REDIS_URL has the port {node.rpartition(':')[2]!r}, not a number "
+                    "from 1 to 65535; write it like redis://host:6379/0 (or h1:7000,h2:7001 for a cluster)"
+                ) from None
+        db = url.path.lstrip("/")
+        if db and not db.isdigit():
+            raise ValueError(
+                f"CHURNOPS_REDIS_URL names the database {db!r}; a Redis database is a number: "
+                "write it like redis://host:6379/0"
+            )
+        return value
 
     @property
     def sources_dir(self) -> Path:
@@ -137,15 +232,34 @@ class Settings(BaseSettings):
         """Directory of part files for one Feast source (a view name or ``labels``)."""
         return self.sources_dir / name
 
-    def redis_connection_string(self) -> str:
-        """Feast's ``host:port,key=value`` form with finite, fail-fast timeouts."""
+    def redis_nodes(self) -> list[tuple[str, int]]:
+        """The ``(host, port)`` of every node the URL names (``redis://h1:7000,h2:7001/0``)."""
         if self.redis_url is None:
             raise ValueError("redis_url is not set")
-        url = urlparse(self.redis_url)
+        hosts = urlparse(self.redis_url).netloc.rpartition("@")[2]
+        nodes = []
+        for item in hosts.split(","):
+            parsed = urlparse(f"redis://{item}")
+            nodes.append((parsed.hostname or "localhost", parsed.port or 6379))
+        return nodes
+
+    def redis_connection_string(self) -> str:
+        """Feast's ``host:port[,host:port],key=value`` form with finite, fail-fast timeouts.
+
+        A cluster has no databases, so ``db`` is only passed to plain Redis.
+        """
+        if self.redis_url is None:
+            raise ValueError("redis_url is not set")
+        # urlparse cannot read a port out of a comma-separated netloc: keep only the credentials.
+        whole = urlparse(self.redis_url)
+        userinfo, at, _ = whole.netloc.rpartition("@")
+        url = urlparse(whole._replace(netloc=f"{userinfo}{at}node").geturl())
         seconds = self.redis_timeout_ms / 1000
-        parts = [f"{url.hostname or 'localhost'}:{url.port or 6379}"]
-        db = (url.path or "/0").lstrip("/") or "0"
-        parts.append(f"db={int(db)}")
+        parts = [f"{host}:{port}" for host, port in self.redis_nodes()]
+        if self.redis_type == "redis":
+            parts = parts[:1]
+            db = (url.path or "/0").lstrip("/") or "0"
+            parts.append(f"db={int(db)}")
         if url.password:
             parts.append(f"password={url.password}")
         if url.username:
@@ -155,3 +269,37 @@ class Settings(BaseSettings):
         parts.append(f"socket_timeout={seconds}")
         parts.append(f"socket_connect_timeout={seconds}")
         return ",".join(parts)
+
+
+def writable_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) a directory we write to; None when it can.
+
+    Probed by creating and removing a temporary directory in it (or its nearest existing
+    parent), so nothing is left behind: ``os.access`` says yes to root even where nothing can be
+    created (``/proc``, a read-only mount).
+    """
+    if path.exists() and not path.is_dir():
+        return f"{path} is not a directory"
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".churnops-probe-", dir=parent))
+    except OSError as error:
+        where = "is not writable" if parent == path else f"cannot be created in {parent}"
+        return f"{path} {where} ({error.strerror or error})"
+    return None
+
+
+class ClientCredentials(BaseSettings):
+    """The MLflow and S3 client variables (no prefix) as the environment and ``.env`` give them:
+    MLflow and boto3 read only the process environment, so entry points export these."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    mlflow_tracking_username: str | None = None
+    mlflow_tracking_password: str | None = None
+    mlflow_tracking_token: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    mlflow_s3_endpoint_url: str | None = None

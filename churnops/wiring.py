@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from churnops.settings import Settings
 
@@ -38,16 +39,159 @@ if TYPE_CHECKING:
     from serving.runtime import Runtime
 
 
+# --- reachability: fail within connect_timeout_s, naming the service -------------------------
+
+
+class ServiceUnreachableError(ConnectionError):
+    """A configured service did not answer within ``connect_timeout_s``; the message names it,
+    the variable that points at it and the fix."""
+
+
+def _target(url: str) -> str:
+    parsed = urlparse(url)
+    return f"{parsed.hostname or 'localhost'}:{parsed.port}" if parsed.port else str(parsed.hostname)
+
+
+def check_redis(settings: Settings) -> None:
+    """Ping the online store once, without redis-py's retries (which take ~5 s to give up)."""
+    if not settings.redis_url:
+        return
+    import redis
+
+    seconds = settings.connect_timeout_s
+    url = settings.redis_url
+    if settings.redis_type == "redis_cluster":  # one node answering is enough to start with
+        from urllib.parse import urlparse
+
+        host, port = settings.redis_nodes()[0]
+        credentials = urlparse(url).netloc.rpartition("@")[0]
+        url = f"redis://{credentials}{'@' if credentials else ''}{host}:{port}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=seconds, socket_timeout=seconds, retry=None)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        raise ServiceUnreachableError(
+            f"Redis at {_target(settings.redis_url)} (CHURNOPS_REDIS_URL) did not answer within "
+            f"{seconds:g} s: {str(error).rstrip('.')}; start it, or fix or unset CHURNOPS_REDIS_URL"
+        ) from None
+    finally:
+        client.close()
+
+
+def _check_sql(url: str, *, what: str, variable: str, seconds: float) -> None:
+    import sqlalchemy as sa
+
+    from registry_ext import registry_engine
+
+    if url.startswith("sqlite"):
+        return
+    engine = registry_engine(url, connect_timeout_s=seconds)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.SQLAlchemyError as error:
+        detail = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise ServiceUnreachableError(
+            f"{what} at {_target(url)} ({variable}) cannot be reached within {seconds:g} s: {detail}; "
+            f"start it, or fix {variable}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def check_tracking(settings: Settings) -> None:
+    """Reach the MLflow backend (its database, or the MLflow server's /health) once, bounded."""
+    uri, seconds = settings.tracking_uri, settings.connect_timeout_s
+    if uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=seconds):  # noqa: S310
+                pass
+        except urllib.error.HTTPError:
+            return  # it answered (401 behind auth, 404 on an old server): reachable
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ServiceUnreachableError(
+                f"the MLflow server at {_target(uri)} (CHURNOPS_MLFLOW_TRACKING_URI) did not answer "
+                f"within {seconds:g} s: {reason}; start it, or fix CHURNOPS_MLFLOW_TRACKING_URI"
+            ) from None
+        return
+    _check_sql(uri, what="the MLflow database", variable="CHURNOPS_MLFLOW_TRACKING_URI", seconds=seconds)
+
+
+def check_registry_database(settings: Settings) -> None:
+    variable = (
+        "CHURNOPS_REGISTRY_DATABASE_URL" if settings.registry_database_url else "CHURNOPS_MLFLOW_TRACKING_URI"
+    )
+    _check_sql(
+        settings.registry_db_url,
+        what="the registry database",
+        variable=variable,
+        seconds=settings.connect_timeout_s,
+    )
+
+
+class ArtifactLocationError(ValueError):
+    """Model artifacts cannot be written where the settings (or the experiment) put them."""
+
+
+def _local_dir(location: str) -> Path | None:
+    """The local directory of an artifact location (a path or file:// URI); None for s3:// etc."""
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    return Path(location) if parsed.scheme == "" or len(parsed.scheme) == 1 else None
+
+
+def check_artifact_location(settings: Settings, *, client: MlflowClient, experiment: str) -> None:
+    """Refuse to train before anything is created when the artifacts cannot be written.
+
+    A bad ``CHURNOPS_ARTIFACT_ROOT`` is refused before the MLflow experiment exists (MLflow keeps
+    an experiment's location for good); an experiment whose location is gone is refused with how
+    to move on.
+    """
+    from churnops.settings import writable_dir_problem
+
+    existing = client.get_experiment_by_name(experiment)
+    if existing is not None:
+        directory = _local_dir(existing.artifact_location)
+        problem = None if directory is None else writable_dir_problem(directory)
+        if problem is not None:
+            raise ArtifactLocationError(
+                f"the MLflow experiment {experiment!r} (id {existing.experiment_id}) keeps its artifacts at "
+                f"{existing.artifact_location}, and {problem}. MLflow cannot change an experiment's "
+                "artifact location: restore that directory, or rename the experiment (MLFLOW_TRACKING_URI="
+                f"{settings.tracking_uri} mlflow experiments rename --experiment-id "
+                f"{existing.experiment_id} --new-name {experiment}-old) and train again, which creates "
+                f"{experiment!r} under CHURNOPS_ARTIFACT_ROOT ({settings.artifact_location})"
+            )
+        return
+    directory = _local_dir(settings.artifact_location)
+    problem = None if directory is None else writable_dir_problem(directory)
+    if problem is not None:
+        raise ArtifactLocationError(
+            f"CHURNOPS_ARTIFACT_ROOT={settings.artifact_location!r}: {problem} (fix: point it at a "
+            "writable directory or an s3:// URI, or unset it for <home>/artifacts)"
+        )
+
+
 # --- Feast ------------------------------------------------------------------------------------
 
 
 def repo_config(settings: Settings) -> RepoConfig:
-    """The Feast config for these settings: duckdb offline, SQLite or Redis online, SQL registry."""
+    """The Feast config for these settings: duckdb or Spark offline, SQLite, Redis or Redis Cluster
+    online, SQL registry."""
     from feast.repo_config import RepoConfig
 
     online: dict[str, Any]
     if settings.redis_url:
-        online = {"type": "redis", "connection_string": settings.redis_connection_string()}
+        online = {
+            "type": "redis",
+            "redis_type": settings.redis_type,
+            "connection_string": settings.redis_connection_string(),
+        }
     else:
         online = {"type": "sqlite", "path": str(settings.feast_dir / "online.db")}
     return RepoConfig(
@@ -59,17 +203,46 @@ def repo_config(settings: Settings) -> RepoConfig:
             "cache_ttl_seconds": 60,
             "sqlalchemy_config_kwargs": {"pool_pre_ping": True},
         },
-        offline_store={"type": "duckdb"},
+        offline_store=offline_store_config(settings),
         online_store=online,
         entity_key_serialization_version=3,
         mlflow={"enabled": True, "tracking_uri": settings.tracking_uri, "auto_log": True},
     )
 
 
-def feature_store(settings: Settings) -> FeatureStore:
-    """A FeatureStore over the settings' home (its directory created on demand)."""
+def offline_store_config(settings: Settings) -> dict[str, Any]:
+    """Feast's offline store block: duckdb, or Spark with its session pinned to UTC."""
+    if settings.offline_store == "duckdb":
+        return {"type": "duckdb"}
+    conf = {
+        "spark.master": settings.spark_master,
+        # Parquet timestamps are UTC instants; Spark renders and compares them in the session
+        # zone, and Feast's point-in-time SQL compares them as strings in places.
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # progress bars on stderr of every CLI command
+    }
+    if settings.spark_master.startswith("local"):
+        # 200 shuffle partitions (the default) is all scheduling overhead on one machine
+        # (measured: 4 partitions cost ~40% more per retrieval than 1 on 2 cores).
+        conf["spark.sql.shuffle.partitions"] = "2"
+        conf["spark.driver.memory"] = "2g"  # local mode: the driver is also the executor
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+        conf["spark.driver.host"] = "127.0.0.1"
+    return {"type": "spark", "spark_conf": conf}
+
+
+def feature_store(settings: Settings, *, check: bool = True) -> FeatureStore:
+    """A FeatureStore over the settings' home (its directory created on demand).
+
+    ``check`` pings Redis first (commands fail fast naming it); the service passes False, since
+    it starts without Redis and reports it on readiness.
+    """
     from feast import FeatureStore
 
+    if check:
+        check_redis(settings)
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     return FeatureStore(repo_path=str(settings.feast_dir), config=repo_config(settings))
 
@@ -78,16 +251,19 @@ def feast_definitions(settings: Settings) -> Definitions:
     """The Feast objects over the settings' sources (entity, sources, views, FeatureService)."""
     from churnops.features.definitions import build_definitions
 
-    return build_definitions(sources_dir=settings.sources_dir)
+    return build_definitions(sources_dir=settings.sources_dir, offline_store=settings.offline_store)
 
 
 # --- MLflow and the registry ---------------------------------------------------------------
 
 
-def mlflow_client(settings: Settings) -> MlflowClient:
-    """An MlflowClient on the tracking URI (also the model registry URI)."""
+def mlflow_client(settings: Settings, *, check: bool = True) -> MlflowClient:
+    """An MlflowClient on the tracking URI (also the model registry URI); ``check`` reaches the
+    backend first, bounded by ``connect_timeout_s``."""
     from mlflow import MlflowClient
 
+    if check:
+        check_tracking(settings)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
@@ -101,7 +277,8 @@ def model_registry(settings: Settings, *, write: bool) -> ModelRegistry:
     from registry_ext import ModelRegistry, registry_engine
     from registry_ext.migrate import migrate_to_head, require_current
 
-    engine = registry_engine(settings.registry_db_url)
+    check_registry_database(settings)
+    engine = registry_engine(settings.registry_db_url, connect_timeout_s=settings.connect_timeout_s)
     try:
         if write:
             migrate_to_head(engine)
@@ -128,7 +305,8 @@ def migrate_registry(settings: Settings) -> str:
     from registry_ext import registry_engine
     from registry_ext.migrate import current_revision, migrate_to_head
 
-    engine = registry_engine(settings.registry_db_url)
+    check_registry_database(settings)
+    engine = registry_engine(settings.registry_db_url, connect_timeout_s=settings.connect_timeout_s)
     try:
         migrate_to_head(engine)
         revision = current_revision(engine)
@@ -141,11 +319,11 @@ def migrate_registry(settings: Settings) -> str:
 # --- serving ---------------------------------------------------------------------------------
 
 
-def model_source(settings: Settings) -> AliasModelSource:
+def model_source(settings: Settings, *, check: bool = True) -> AliasModelSource:
     """Production by the MLflow ``production`` alias: read-only, no registry database."""
     from serving.model_source import AliasModelSource
 
-    return AliasModelSource(client=mlflow_client(settings), model_name=settings.model_name)
+    return AliasModelSource(client=mlflow_client(settings, check=check), model_name=settings.model_name)
 
 
 def prediction_log_dir(settings: Settings) -> Path:
@@ -222,8 +400,8 @@ def serving_runtime(settings: Settings, *, metrics: ServingMetrics) -> Runtime:
     runtime = Runtime(
         settings=ServingConfig.from_values(settings),
         metrics=metrics,
-        store=feature_store(settings),
-        source=model_source(settings),
+        store=feature_store(settings, check=False),  # the service reports Redis on readiness
+        source=model_source(settings, check=False),
         log=log,
         # The last version this host verified: what a restart serves if the registry's is broken.
         verified_record=settings.home / "serving" / "last_verified_model.json",

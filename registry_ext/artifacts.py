@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from churnops.contracts.artifacts import ArtifactIntegrityError, sha256_of_path
+from churnops.contracts.artifacts import (
+    TREE_ENCODING,
+    ArtifactIntegrityError,
+    legacy_sha256_of_path,
+    sha256_of_path,
+)
 from registry_ext.errors import InvalidInputError, RegistryError
 
 if TYPE_CHECKING:
@@ -111,6 +116,13 @@ def verify(*, path: Path, expected: str, label: str) -> str:
     """Recompute the SHA-256 of ``path``; raise :class:`ArtifactIntegrityError` on a mismatch."""
     actual = sha256_of_path(path)
     if actual != expected:
+        if legacy_sha256_of_path(path) == expected:
+            raise ArtifactIntegrityError(
+                f"{label}: its SHA-256 was recorded with the old, ambiguous tree encoding (before "
+                f"{TREE_ENCODING}), which cannot prove the files are intact; refusing to load it. "
+                "Retrain and register a new version (or re-register this run) to record a "
+                f"{TREE_ENCODING} digest"
+            )
         raise ArtifactIntegrityError(
             f"{label}: artifact SHA-256 mismatch, refusing to load: expected {expected}, actual {actual}"
         )

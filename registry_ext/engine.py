@@ -8,6 +8,7 @@ take the write lock up front (``BEGIN IMMEDIATE``); ``postgresql://`` URLs use p
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,7 +58,7 @@ def sqlite_path(engine: Engine) -> Path | None:
     return Path(engine.url.database).resolve()
 
 
-def registry_engine(database: str, *, echo: bool = False) -> Engine:
+def registry_engine(database: str, *, echo: bool = False, connect_timeout_s: float | None = None) -> Engine:
     """An engine on MLflow's backend database (``database``: its sqlite:// or postgresql:// URL).
 
     Opening an engine changes nothing in the database: the schema is brought to head only by
@@ -71,7 +72,13 @@ def registry_engine(database: str, *, echo: bool = False) -> Engine:
         engine = sa.create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
     else:
-        engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
+        # libpq waits for TCP (minutes) unless told otherwise; it takes whole seconds, at least 2.
+        connect_args = (
+            {"connect_timeout": max(2, math.ceil(connect_timeout_s))}
+            if connect_timeout_s is not None and url.drivername.startswith("postgresql")
+            else {}
+        )
+        engine = sa.create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
     return engine
 
 

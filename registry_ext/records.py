@@ -138,11 +138,36 @@ class SearchQuery:
     limit: int | None = None
 
 
+MAX_REASON_CHARS = 1000
+"""Longest promotion/rollback reason recorded in the audit trail."""
+MAX_ACTOR_CHARS = 128
+"""Longest actor name (the column holds 256)."""
+
+# Control characters (C0, DEL, C1: ESC starts terminal escape codes) and the Unicode bidi
+# overrides/isolates: they change how the append-only audit trail reads on a terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def require_text(value: str | None, what: str) -> str:
     """A non-blank string, stripped; raises :class:`InvalidInputError` otherwise."""
     if value is None or not str(value).strip():
         raise InvalidInputError(f"{what} must not be empty")
     return str(value).strip()
+
+
+def require_label(value: str | None, what: str, *, max_chars: int) -> str:
+    """Text a person typed for the audit trail (reason, actor): non-blank, at most ``max_chars``
+    characters, no control or bidi characters; :class:`InvalidInputError` names the problem."""
+    text = require_text(value, what)
+    if len(text) > max_chars:
+        raise InvalidInputError(f"{what} is {len(text):,} characters long; the limit is {max_chars:,}")
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        raise InvalidInputError(
+            f"{what} contains the control character U+{ord(bad.group(0)):04X} at position "
+            f"{bad.start() + 1}: write it on one line of printable text"
+        )
+    return text
 
 
 def require_sha256(value: str) -> str:

@@ -53,6 +53,8 @@ from registry_ext.lifecycle import (
 )
 from registry_ext.locking import DEFAULT_LOCK_TIMEOUT_S, model_lock
 from registry_ext.records import (
+    MAX_ACTOR_CHARS,
+    MAX_REASON_CHARS,
     MLFLOW_ACTOR,
     JSONValue,
     ModelRecord,
@@ -63,6 +65,7 @@ from registry_ext.records import (
     parse_stage,
     parse_trigger,
     require_finite_metrics,
+    require_label,
     require_sha256,
     require_tags,
     require_text,
@@ -83,6 +86,11 @@ def default_actor() -> str:
 
 def _mlflow_error_code(error: Exception) -> str:
     return str(getattr(error, "error_code", ""))
+
+
+def _actor(actor: str | None) -> str:
+    """The given actor (default: the OS user), checked like every audit-trail label."""
+    return require_label(actor if actor is not None else default_actor(), "actor", max_chars=MAX_ACTOR_CHARS)
 
 
 class ModelRegistry:
@@ -130,7 +138,9 @@ class ModelRegistry:
         service = require_text(feature_service, "feature_service")
         clean_metrics = require_finite_metrics(dict(metrics))
         clean_tags = require_tags(dict(tags or {}))
-        who = require_text(actor if actor is not None else default_actor(), "actor")
+        who = require_label(
+            actor if actor is not None else default_actor(), "actor", max_chars=MAX_ACTOR_CHARS
+        )
         why = parse_trigger(trigger).value
         try:
             gate_json = json.loads(json.dumps(gate_results, allow_nan=False))
@@ -341,8 +351,10 @@ class ModelRegistry:
         """
         number = self._version_number(version)
         target = parse_stage(stage)
-        why = require_text(reason, "reason")
-        who = require_text(actor if actor is not None else default_actor(), "actor")
+        why = require_label(reason, "reason", max_chars=MAX_REASON_CHARS)
+        who = require_label(
+            actor if actor is not None else default_actor(), "actor", max_chars=MAX_ACTOR_CHARS
+        )
         kind = parse_trigger(trigger).value
         if target in (Stage.STAGING, Stage.PRODUCTION):
             # What serving would load: a missing or altered artifact never reaches an alias.
@@ -365,8 +377,10 @@ class ModelRegistry:
         The returned transition is the previous version's Archived -> Production; ``displaced``
         holds the current version's Production -> Archived. Both carry ``reason``.
         """
-        why = require_text(reason, "reason")
-        who = require_text(actor if actor is not None else default_actor(), "actor")
+        why = require_label(reason, "reason", max_chars=MAX_REASON_CHARS)
+        who = require_label(
+            actor if actor is not None else default_actor(), "actor", max_chars=MAX_ACTOR_CHARS
+        )
         kind = parse_trigger(trigger).value
         verified = self._rollback_target()
         if verified is not None:

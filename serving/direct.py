@@ -70,7 +70,7 @@ _FIXES = {
     "model_type": "send a JSON object",
     "model_attributes_type": "send a JSON object",
     "too_short": "send at least one item",
-    "string_pattern_mismatch": "use printable ASCII without spaces",
+    "string_pattern_mismatch": "use printable ASCII without spaces, starting with a letter or digit",
     "string_too_short": "use a non-empty value",
     "string_too_long": "shorten it",
     "string_type": "send a JSON string",

@@ -14,12 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from churnops.contracts.columns import FEATURES, column
+from churnops.contracts.ids import ID_PATTERN, MAX_ID_LENGTH
 
-MAX_ID_LENGTH = 64
-# Printable ASCII without spaces: Telco ids look like 7590-VHVEG.
-CustomerId = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[\x21-\x7e]+$")
-]
+# The one id rule of the contracts (ingestion and the generator apply the same one).
+CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 Status = Literal["ok", "unknown_customer", "stale_features", "missing_features"]
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)

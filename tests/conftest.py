@@ -171,3 +171,48 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[str]:
+    """Feast's Spark offline store is usable (pyspark and a Java runtime); yields ``"spark"``.
+
+    Feast starts one ``local[2]`` SparkSession on the first retrieval and reuses the active one
+    after that, so every Spark test of the run shares it; it is stopped when the run ends.
+    """
+    import shutil
+
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as error:
+        service_missing("pyspark (the churnops[spark] extra)", "run ./dev (it syncs every extra)", error)
+    if shutil.which("java") is None:
+        service_missing("A Java runtime", "apt-get install -y openjdk-17-jre-headless", OSError("java"))
+    # Importing Feast's Spark store runs warnings.simplefilter("once", RuntimeWarning), which would
+    # outrank "error" for the rest of the test; catch_warnings puts the filters back after it.
+    import warnings
+
+    with warnings.catch_warnings():
+        import feast.infra.offline_stores.contrib.spark_offline_store.spark  # noqa: F401
+
+    yield "spark"
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        session.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real 3-node Redis Cluster of this run on loopback ports; yields its CHURNOPS_REDIS_URL.
+
+    Private to the run, so tests isolate themselves by Feast project and never flush it.
+    """
+    from tests.support.redis_cluster import RedisCluster
+
+    cluster = RedisCluster(workdir=tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

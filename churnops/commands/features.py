@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import safe_text as escape  # control characters too (issue 12.4)
+
+if TYPE_CHECKING:
+    from churnops.contracts.online import OnlineRow
 
 app = typer.Typer(
     help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
@@ -29,15 +33,28 @@ def _feast_problem(error: Exception, feature_service: str) -> str:
 
 
 @app.command("apply")
-def apply_cmd() -> None:
+def apply_cmd(
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
     """Register the entity, sources, feature views and FeatureService churn_v1."""
     from churnops.features.store import apply
     from churnops.wiring import feast_definitions, feature_store
 
     quiet_libraries()
-    settings = load_settings()
-    names = apply(store=feature_store(settings), defs=feast_definitions(settings))
-    console.print(f"applied {len(names)} Feast objects to {settings.registry_url}")
+    settings = load_settings(json_output=json_output)
+    with _status(f"Applying the Feast repo to {settings.registry_url}...", json_output=json_output):
+        names = apply(store=feature_store(settings), defs=feast_definitions(settings))
+    if json_output:
+        typer.echo(json.dumps({"applied": names, "registry": settings.registry_url}))
+        return
+    console.print(escape(f"applied {len(names)} Feast objects to {settings.registry_url}"))
+
+
+def _status(message: str, *, json_output: bool) -> contextlib.AbstractContextManager[object]:
+    """A spinner on stderr while a step runs (nothing with --json)."""
+    if json_output:
+        return contextlib.nullcontext()
+    return Console(stderr=True).status(escape(message))
 
 
 @app.command("training-set")
@@ -98,7 +115,8 @@ def training_set_cmd(
         return
     console.print(
         f"training set: {summary['rows_out']:,} rows (of {summary['rows_in']:,} labels), "
-        f"{summary['positives']:,} churned, {summary['start']} .. {summary['end']} -> {summary['path']}"
+        f"{summary['positives']:,} churned, {summary['start']} .. {summary['end']} "
+        f"-> {escape(summary['path'])}"
     )
 
 
@@ -110,28 +128,111 @@ def materialize_cmd(
     writer: Annotated[
         str, typer.Option("--writer", help="auto (direct on plain Redis, else Feast), feast or direct.")
     ] = "auto",
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Load the online store so it equals the offline point-in-time view at --end."""
+    """Make the online store equal the offline point-in-time view at --end (removals included)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from churnops.commands.freshness_note import stale_warning
     from churnops.contracts.columns import VIEWS
+    from churnops.features.freshness import freshness
     from churnops.features.materialize import Writer, latest_event_time, materialize
     from churnops.wiring import feature_store
 
     quiet_libraries()
-    settings = load_settings()
-    cutoff = option_time(end, option="--end") or latest_event_time(
+    settings = load_settings(json_output=json_output)
+    cutoff = option_time(end, option="--end", json_output=json_output) or latest_event_time(
         sources_dir=settings.sources_dir, views=list(VIEWS)
     )
     if cutoff is None:
-        raise fail("the sources are empty: generate or ingest data first")
+        raise fail(
+            f"the sources under {settings.sources_dir} are empty: run `churnops data generate` or "
+            "`churnops data ingest FILE --as-of TIME` first",
+            json_output=json_output,
+        )
     if writer not in ("auto", "feast", "direct"):
-        raise fail(f"--writer: {writer!r} is not one of auto, feast, direct")
-    try:
-        result = materialize(store=feature_store(settings), end=cutoff, writer=cast(Writer, writer))
-    except ValueError as error:  # DirectWriterUnsupported: e.g. --writer direct on SQLite
-        raise fail(str(error)) from None
+        raise fail(f"--writer: {writer!r} is not one of auto, feast, direct", json_output=json_output)
+    progress = Progress(
+        TextColumn("materializing {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} views"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=json_output,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task(f"as of {cutoff.isoformat()}", total=len(VIEWS))
+        try:
+            result = materialize(
+                store=feature_store(settings),
+                end=cutoff,
+                writer=cast(Writer, writer),
+                on_view=lambda _view: progress.advance(task),
+            )
+        except ValueError as error:  # DirectWriterUnsupported: e.g. --writer direct on SQLite
+            raise fail(str(error), json_output=json_output) from None
     target = "Redis" if settings.redis_url else "SQLite"
-    used = ", ".join(f"{view} ({how})" for view, how in result.writers.items())
-    console.print(f"materialized {used} into {target} as of {result.end.isoformat()}")
+    fresh = freshness(
+        data_time=result.end, ttl={view: stop - start for view, (start, stop) in result.windows.items()}
+    )
+    if json_output:
+        views = {
+            view: {
+                "start": start.isoformat(),
+                "end": stop.isoformat(),
+                "writer": result.writers[view],
+                "removed": result.removed.get(view),
+            }
+            for view, (start, stop) in result.windows.items()
+        }
+        typer.echo(
+            json.dumps(
+                {
+                    "end": result.end.isoformat(),
+                    "target": target,
+                    "views": views,
+                    "freshness": fresh.to_dict(),
+                }
+            )
+        )
+        return
+    table = Table(
+        "view",
+        "window",
+        "writer",
+        "removed",
+        title=f"Materialized into {target} as of {result.end:%Y-%m-%d %H:%M} UTC",
+    )
+    for view, (start, stop) in result.windows.items():
+        removed = result.removed.get(view)
+        table.add_row(
+            view,
+            f"{start:%Y-%m-%d} .. {stop:%Y-%m-%d}",
+            result.writers[view],
+            "not pruned (see log)" if removed is None else f"{removed:,}",
+        )
+    console.print(table)
+    if not fresh.servable:
+        Console(stderr=True).print(
+            escape(
+                stale_warning(
+                    fresh,
+                    serve_now="ingest or generate data of today (`churnops data ingest FILE --as-of "
+                    "<today>T00:00:00Z`), then materialize again",
+                )
+            ),
+            style="yellow",
+        )
+
+
+def _why(row: OnlineRow) -> str:
+    """What makes a row unusable, after its status: the stale views or the missing features."""
+    if row.stale_views:
+        return f" (older than the TTL: {', '.join(row.stale_views)})"
+    if row.missing and row.status == "missing_features":
+        return f" ({len(row.missing)} missing)"
+    return ""
 
 
 @app.command("online")
@@ -150,26 +251,40 @@ def online_cmd(
     settings = load_settings(json_output=json_output)
     store = feature_store(settings)
     try:
-        rows = fetch_online(
-            store=store,
-            layout=service_layout(store=store, feature_service=feature_service),
-            customer_ids=customer_ids,
-        )
+        layout = service_layout(store=store, feature_service=feature_service)
+        rows = fetch_online(store=store, layout=layout, customer_ids=customer_ids)
     except FeastError as error:
         raise fail(_feast_problem(error, feature_service), json_output=json_output) from None
     if json_output:
         typer.echo(
             json.dumps(
-                [{"customer_id": r.customer_id, "status": r.status, "features": r.features} for r in rows],
+                [
+                    {
+                        "customer_id": r.customer_id,
+                        "status": r.status,
+                        "features": r.features,
+                        "event_timestamps": r.event_timestamps,
+                    }
+                    for r in rows
+                ],
                 default=str,
             )
         )
         return
-    table = Table("customer_id", "status", *rows[0].features.keys())
+    layout_view = layout.view_of
     for r in rows:
-        table.add_row(
-            escape(r.customer_id),
-            r.status,
-            *("" if v is None else escape(str(v)) for v in r.features.values()),
+        if r.status == "unknown_customer":  # nothing online for it: no table of blanks
+            console.print(f"{escape(r.customer_id)}: [yellow]unknown_customer[/yellow] (no features online)")
+            continue
+        # One table per customer, features down the side: readable at 80 columns.
+        colour = "green" if r.status == "ok" else "yellow"
+        table = Table(
+            "feature",
+            "value",
+            "view",
+            title=f"{escape(r.customer_id)}: [{colour}]{r.status}[/{colour}]{_why(r)}",
+            title_justify="left",
         )
-    console.print(table)
+        for name, value in r.features.items():
+            table.add_row(name, "" if value is None else escape(str(value)), layout_view.get(name, ""))
+        console.print(table)

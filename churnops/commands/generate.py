@@ -97,12 +97,45 @@ def generate(
         "sources_dir": str(settings.sources_dir),
         "written": {name: str(path) for name, path in written.items()},
     }
+    warning = _stale_warning(data.last_snapshot, months=months)
+    summary["warning"] = warning
     if json_output:
         import json
 
         typer.echo(json.dumps(summary))
         return
     _print_summary(summary)
+    if warning:
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True).print(escape(warning), style="yellow")
+
+
+def _stale_warning(last_snapshot: Any, *, months: int) -> str | None:
+    """The warning when the newest generated month is already past a view's TTL today."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from churnops.commands.freshness_note import stale_warning
+    from churnops.features.definitions import TTL
+    from churnops.features.freshness import freshness, recent_start
+
+    last = pd.Timestamp(last_snapshot)
+    last = last.tz_localize(UTC) if last.tzinfo is None else last
+    fresh = freshness(
+        data_time=last.to_pydatetime(),
+        ttl={str(view): ttl for view, ttl in TTL.items()},
+        now=datetime.now(UTC),
+    )
+    if fresh.servable:
+        return None
+    start = recent_start(months=months)
+    return stale_warning(
+        fresh,
+        serve_now=f"generate months that end now: `churnops data generate --months {months} --start {start}`",
+    )
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings
+from churnops.commands.common import fail, load_settings, safe_text
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from churnops.data.ingest import IngestReport
+    from churnops.features.freshness import Freshness
 
 TOP_REASONS = 8
 
@@ -32,12 +33,11 @@ def _parse_as_of(value: str) -> datetime:
 
 def _print_summary(report: IngestReport) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     counts = Table(
-        title=escape(f"Ingested {report.path.name} as of {report.as_of.isoformat()}"), show_header=False
+        title=safe_text(f"Ingested {report.path.name} as of {report.as_of.isoformat()}"), show_header=False
     )
     counts.add_row("read", f"{report.read:,}")
     counts.add_row("accepted", f"[green]{report.accepted:,}[/green]")
@@ -48,7 +48,7 @@ def _print_summary(report: IngestReport) -> None:
     counts.add_row("labels", "written" if report.with_labels else "no Churn column: features only")
     console.print(counts)
     if report.extra_columns:
-        console.print(escape(f"ignored extra columns: {', '.join(repr(c) for c in report.extra_columns)}"))
+        console.print(safe_text(f"ignored extra columns: {', '.join(repr(c) for c in report.extra_columns)}"))
     if report.violations:
         reasons = Table(title="Top reasons")
         reasons.add_column("column")
@@ -56,12 +56,13 @@ def _print_summary(report: IngestReport) -> None:
         reasons.add_column("rows", justify="right")
         reasons.add_column("fix")
         for v in report.violations[:TOP_REASONS]:
-            reasons.add_row(escape(v.column), escape(v.code), f"{v.rows:,}", escape(v.fix))
+            reasons.add_row(safe_text(v.column), safe_text(v.code), f"{v.rows:,}", safe_text(v.fix))
         console.print(reasons)
         if len(report.violations) > TOP_REASONS:
             console.print(f"... and {len(report.violations) - TOP_REASONS} more kinds of problem")
-    console.print(escape(f"quarantine file: {report.quarantine_path}"))
-    console.print(escape(f"sources: {', '.join(str(p) for p in report.sources.values())}"))
+    if report.quarantine_path is not None:
+        console.print(safe_text(f"quarantine file: {report.quarantine_path}"))
+    console.print(safe_text(f"sources: {', '.join(str(p) for p in report.sources.values())}"))
 
 
 def ingest(
@@ -94,7 +95,32 @@ def ingest(
         )
     except DataFileError as error:
         raise fail(str(error), json_output=json_output) from None
+    fresh, warning = _freshness(report)
     if json_output:
-        typer.echo(json.dumps(report.to_dict()))
-    else:
-        _print_summary(report)
+        typer.echo(json.dumps({**report.to_dict(), "freshness": fresh.to_dict(), "warning": warning}))
+        return
+    _print_summary(report)
+    if warning:
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True).print(escape(warning), style="yellow")
+
+
+def _freshness(report: IngestReport) -> tuple[Freshness, str | None]:
+    """Whether the snapshot is servable today and, if not, the warning naming the as-of to use."""
+    import shlex
+
+    from churnops.commands.freshness_note import stale_warning
+    from churnops.features.definitions import TTL
+    from churnops.features.freshness import freshness, today_as_of
+
+    fresh = freshness(data_time=report.as_of, ttl={str(view): ttl for view, ttl in TTL.items()})
+    if fresh.servable:
+        return fresh, None
+    today = today_as_of().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return fresh, stale_warning(
+        fresh,
+        serve_now=f"`churnops data ingest {shlex.quote(str(report.path))} --as-of {today}` "
+        "(a snapshot CSV has no time of its own: stamp it with when it describes your customers)",
+    )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, quiet_libraries, safe_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,14 +241,13 @@ def _drift(
 
 def _print_drift(result: DriftResult, pushed: str | None) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     doc = result.to_json()
     colour = {"drift": "red", "no_drift": "green"}.get(result.status, "yellow")
     console.print(
-        f"[bold]{escape(result.model_name)} v{escape(result.model_version)}[/bold]: "
+        f"[bold]{safe_text(result.model_name)} v{safe_text(result.model_version)}[/bold]: "
         f"[{colour}]{result.status}[/{colour}]; window {result.window_start:%Y-%m-%d %H:%M} .. "
         f"{result.window_end:%Y-%m-%d %H:%M} UTC, {result.current_rows:,} rows vs "
         f"{result.reference_rows:,} reference rows"
@@ -260,7 +259,7 @@ def _print_drift(result: DriftResult, pushed: str | None) -> None:
     table.add_column("drifted")
     for f in sorted(result.features, key=lambda f: -(f.score or 0.0)):
         table.add_row(
-            escape(f.feature),
+            safe_text(f.feature),
             "-" if f.score is None else f"{f.score:.4f}",
             f"{f.threshold:.3f}",
             "[red]yes[/red]" if f.drifted else "",
@@ -281,12 +280,12 @@ def _print_drift(result: DriftResult, pushed: str | None) -> None:
         f"concept (KS on PIT, {concept['labelled_rows']:,} labelled)",
         "-" if concept["statistic"] is None else f"D {concept['statistic']:.4f}, p {p_value:.2g}",
         f"p <= {concept['threshold']}",
-        "[red]drift[/red]" if concept["drifted"] else escape(str(concept["status"])),
+        "[red]drift[/red]" if concept["drifted"] else safe_text(str(concept["status"])),
     )
     console.print(summary)
-    console.print(f"report: {escape(str(result.report_html))}")
+    console.print(f"report: {safe_text(str(result.report_html))}")
     if pushed:
-        console.print(f"pushed to the Pushgateway at {escape(pushed)}")
+        console.print(f"pushed to the Pushgateway at {safe_text(pushed)}")
 
 
 @app.command("performance")
@@ -386,7 +385,6 @@ def _performance(
 
 def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -405,8 +403,8 @@ def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
     for group in (*report.versions, *report.periods):
         delta = group.delta.get("roc_auc")
         table.add_row(
-            escape(group.model_version),
-            escape(group.period),
+            safe_text(group.model_version),
+            safe_text(group.period),
             f"{group.rows:,}",
             cell(group, "roc_auc") if group.status == "ok" else "[yellow]too few[/yellow]",
             "-" if delta is None else f"{delta:+.3f}",
@@ -418,8 +416,9 @@ def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
     for group in report.versions:
         if group.label_lag_median_s is not None:
             console.print(
-                f"v{escape(group.model_version)} label lag: median {group.label_lag_median_s / 86400:.1f} d, "
+                f"v{safe_text(group.model_version)} label lag: "
+                f"median {group.label_lag_median_s / 86400:.1f} d, "
                 f"p90 {(group.label_lag_p90_s or 0) / 86400:.1f} d"
             )
     if pushed:
-        console.print(f"pushed to the Pushgateway at {escape(pushed)}")
+        console.print(f"pushed to the Pushgateway at {safe_text(pushed)}")

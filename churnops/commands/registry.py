@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import fail, load_settings
+from churnops.commands.common import fail, load_settings, plain_text, safe_text
 from churnops.contracts.stages import Stage, Trigger, choices
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _emit(doc: Any) -> None:
 
 
 def _warn(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(plain_text(message), err=True)
 
 
 @contextmanager
@@ -139,21 +139,20 @@ def _run(
 def _versions_table(records: list[ModelRecord], title: str) -> None:
     """The few columns a person scans for; `show VERSION` and `--json` have everything."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(title))
+    table = Table(title=safe_text(title))
     for column in ("name", "version", "stage", "created", "test ROC-AUC", "trigger", "sha256", "run"):
         table.add_column(column, justify="right" if column in ("version", "test ROC-AUC") else "left")
     for r in records:
         auc = r.metrics.get("test_roc_auc")
         table.add_row(
-            escape(r.name),
+            safe_text(r.name),
             str(r.version),
             r.stage.value,
             r.created.strftime("%Y-%m-%d %H:%M"),
             "" if auc is None else f"{auc:.4f}",
-            escape(r.tags.get("trigger", "")),
+            safe_text(r.tags.get("trigger", "")),
             r.sha256[:12],
             r.run_id[:12],
         )
@@ -162,10 +161,9 @@ def _versions_table(records: list[ModelRecord], title: str) -> None:
 
 def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(title))
+    table = Table(title=safe_text(title))
     for column in ("time", "version", "from", "to", "actor", "trigger", "reason"):
         table.add_column(column)
     for t in transitions:
@@ -174,26 +172,25 @@ def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
             str(t.version),
             _stage(t.from_stage),
             t.to_stage.value,
-            escape(t.actor),
+            safe_text(t.actor),
             t.trigger,
-            escape(t.reason),
+            safe_text(t.reason),
         )
     Console().print(table)
 
 
 def _comparison_tables(comparison: Comparison) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     for section in comparison.sections():
-        table = Table(title=escape(section.title))
+        table = Table(title=safe_text(section.title))
         table.add_column("")
         for header in section.headers:
-            table.add_column(escape(header))
+            table.add_column(safe_text(header))
         for label, cells in section.rows:
-            table.add_row(escape(label), *(escape(cell) for cell in cells))
+            table.add_row(safe_text(label), *(safe_text(cell) for cell in cells))
         console.print(table)
 
 
@@ -209,7 +206,9 @@ def _show_promotion(record: ModelRecord, result: PromotionResult, json_output: b
         )
         return
     for t in result.transitions:
-        typer.echo(f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({t.reason})")
+        typer.echo(
+            f"version {t.version}: {_stage(t.from_stage)} -> {t.to_stage.value} ({plain_text(t.reason)})"
+        )
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -289,7 +288,8 @@ def show(
             _emit({**record.to_json(), "transitions": [t.to_json() for t in transitions]})
             return
         _versions_table([record], f"{record.name} version {record.version}")
-        typer.echo(f"sha256: {record.sha256}\nartifact: {record.artifact_uri}")
+        typer.echo(f"sha256: {record.sha256}\nartifact: {plain_text(record.artifact_uri)}")
+        # json.dumps escapes every control character (ensure_ascii): nothing raw reaches the terminal.
         typer.echo(f"gate results: {json.dumps(record.gate_results, default=str)}")
         _audit_table(transitions, "History")
 
@@ -368,7 +368,7 @@ def compare(
             return
         _comparison_tables(comparison)
         if written is not None:
-            typer.echo(f"HTML report: {written}")
+            typer.echo(f"HTML report: {plain_text(written)}")
 
     _run(json_output, model, work, write=False)
 

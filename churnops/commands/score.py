@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings, quiet_libraries
+from churnops.commands.common import fail, load_settings, quiet_libraries, safe_text
 
 SUFFIXES = (".parquet", ".csv")
 
@@ -124,7 +124,6 @@ def score(
 def _print(*, doc: dict[str, object], frame: object) -> None:
     import pandas as pd
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     assert isinstance(frame, pd.DataFrame)
@@ -133,7 +132,7 @@ def _print(*, doc: dict[str, object], frame: object) -> None:
     assert isinstance(statuses, dict)
     console.print(
         f"scored {doc['scored']:,} of {doc['rows']:,} active customers as of {doc['as_of']} with "
-        f"{escape(str(doc['model_name']))} v{doc['model_version']} "
+        f"{safe_text(str(doc['model_name']))} v{doc['model_version']} "
         f"({', '.join(f'{k} {v:,}' for k, v in statuses.items())}); logged {doc['logged']:,} rows"
     )
     if not frame.empty:
@@ -143,9 +142,9 @@ def _print(*, doc: dict[str, object], frame: object) -> None:
         for row in frame.itertuples(index=False):
             table.add_row(
                 str(row.rank),
-                escape(str(row.customer_id)),
+                safe_text(str(row.customer_id)),
                 f"{row.churn_probability:.3f}",
                 str(row.decile),
             )
         console.print(table)
-    console.print(f"ranking: {escape(str(doc['out']))}")
+    console.print(f"ranking: {safe_text(str(doc['out']))}")

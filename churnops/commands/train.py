@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, quiet_libraries, safe_text
 from churnops.contracts.stages import Trigger, choices
 
 if TYPE_CHECKING:
@@ -32,13 +32,13 @@ SHOWN_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "r
 
 def _print_summary(result: TrainResult) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     console.print(
-        f"run [bold]{result.run_id}[/bold] on feature service [bold]{escape(result.feature_service)}[/bold]; "
-        f"split: {result.split_strategy} ({escape(result.split_reason)})"
+        f"run [bold]{result.run_id}[/bold] on feature service "
+        f"[bold]{safe_text(result.feature_service)}[/bold]; "
+        f"split: {result.split_strategy} ({safe_text(result.split_reason)})"
     )
     windows = Table(title="Splits")
     for column in ("split", "label times", "rows", "positives"):
@@ -68,7 +68,7 @@ def _print_summary(result: TrainResult) -> None:
             row.append(f"{result.production_test.overall[name]:.4f}")
         metrics.add_row(*row)
     for slice_name, values in result.test.slices.items():
-        row = [escape(f"roc_auc [{slice_name}]"), "", f"{values['roc_auc']:.4f}"]
+        row = [safe_text(f"roc_auc [{slice_name}]"), "", f"{values['roc_auc']:.4f}"]
         val = result.validation.slices.get(slice_name)
         row[1] = f"{val['roc_auc']:.4f}" if val else "-"
         if result.production_test is not None:
@@ -77,7 +77,7 @@ def _print_summary(result: TrainResult) -> None:
         metrics.add_row(*row)
     console.print(metrics)
 
-    gates = Table(title=escape(f"Quality gates ({result.gates.policy})"))
+    gates = Table(title=safe_text(f"Quality gates ({result.gates.policy})"))
     gates.add_column("rule")
     gates.add_column("result")
     gates.add_column("detail")
@@ -89,14 +89,14 @@ def _print_summary(result: TrainResult) -> None:
             if r.passed
             else "[red]FAIL[/red]"
         )
-        gates.add_row(escape(r.rule), verdict, escape(r.detail))
+        gates.add_row(safe_text(r.rule), verdict, safe_text(r.detail))
     console.print(gates)
     if result.version is not None:
         console.print(
             f"[green]registered[/green] as version [bold]{result.version}[/bold] (sha256 {result.sha256})"
         )
     else:
-        console.print(f"[red]no version[/red]: {escape(result.registration)}")
+        console.print(f"[red]no version[/red]: {safe_text(result.registration)}")
 
 
 def train(
@@ -161,10 +161,12 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from churnops.contracts.artifacts import ArtifactIntegrityError
     from churnops.features.training_set import TimestampError
     from churnops.training import TrainingError
+    from churnops.wiring import ArtifactLocationError
     from registry_ext import RegistryError
 
     return (
         TrainingError,
+        ArtifactLocationError,
         TimestampError,
         RegistryError,
         ArtifactIntegrityError,
@@ -185,12 +187,14 @@ def _run(
 ) -> TrainResult:
     from churnops.training import TrainOptions, load_policy
     from churnops.training import train as train_model
-    from churnops.wiring import feature_store, open_registry
+    from churnops.training.pipeline import DEFAULT_EXPERIMENT
+    from churnops.wiring import check_artifact_location, feature_store, open_registry
 
     quiet_libraries()  # after the imports: feast's own warning filters are set at its import
     policy = load_policy(gate_policy or settings.gate_policy)
     store = feature_store(settings)
     with open_registry(settings, write=True) as registry:
+        check_artifact_location(settings, client=registry.client, experiment=DEFAULT_EXPERIMENT)
         return train_model(
             store=store,
             client=registry.client,

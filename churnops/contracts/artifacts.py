@@ -28,20 +28,52 @@ RUN_FEATURE_SERVICE_TAG = "feast.feature_service"
 """Run tag Feast's native MLflow integration writes (the lineage fallback)."""
 
 
+TREE_ENCODING = "churnops-tree-v2"
+"""Name of the tree encoding :func:`sha256_of_path` hashes (also its first bytes)."""
+
+
+def _files(path: Path) -> list[tuple[str, Path]]:
+    if path.is_file():
+        return [(path.name, path)]
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return [(file.relative_to(path).as_posix(), file) for file in files]
+
+
+def _feed(digest: hashlib._Hash, file: Path) -> None:
+    with file.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+
+
 def sha256_of_path(path: Path) -> str:
-    """SHA-256 of a file, or of a directory tree (sorted relative paths and their bytes).
+    """SHA-256 of a file, or of a directory tree, over an unambiguous encoding of the tree.
 
     MLflow logs a model as a directory (MLmodel, model.skops, requirements...), so the hash
-    covers every file in it; renaming, adding or editing any file changes the digest.
+    covers every file in it. The encoding is ``TREE_ENCODING``, then per file (sorted by
+    relative POSIX path) the 8-byte big-endian length of the UTF-8 name, the name, the 8-byte
+    length of the content and the content. Lengths make every boundary explicit: moving bytes
+    from one file into another, renaming, adding, deleting or editing any file changes it.
     """
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        rel = file.name if path.is_file() else file.relative_to(path).as_posix()
-        digest.update(rel.encode("utf-8") + b"\0")
-        with file.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+    digest.update(TREE_ENCODING.encode("ascii") + b"\0")
+    for name, file in _files(path):
+        encoded = name.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "big") + encoded)
+        digest.update(file.stat().st_size.to_bytes(8, "big"))
+        _feed(digest, file)
+    return digest.hexdigest()
+
+
+def legacy_sha256_of_path(path: Path) -> str:
+    """The pre-v2 digest (name, NUL, bytes, NUL per file): ambiguous, so never trusted.
+
+    Only used to tell an operator that a version was registered with the old encoding (and must
+    be re-registered) instead of reporting it as tampered.
+    """
+    digest = hashlib.sha256()
+    for name, file in _files(path):
+        digest.update(name.encode("utf-8") + b"\0")
+        _feed(digest, file)
         digest.update(b"\0")
     return digest.hexdigest()
 

@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL, NO_INTERNET, NO_PHONE, column
+from churnops.contracts.ids import ID_PATTERN
 from churnops.sources import write_sources
 
 Floats = npt.NDArray[np.float64]
@@ -167,7 +170,11 @@ def _telco_ids(rng: np.random.Generator, n: int) -> npt.NDArray[np.object_]:
     chars[:, 4] = 45
     for k in range(5):
         chars[:, 9 - k] = 65 + (letters // 26**k) % 26
-    return chars.view("S10").ravel().astype("U10").astype(object)
+    ids = chars.view("S10").ravel().astype("U10").astype(object)
+    # The contracts' id rule, checked on what we made (one vectorised regex over all ids).
+    if n and not pc.all(pc.match_substring_regex(pa.array(ids, type=pa.string()), ID_PATTERN)).as_py():
+        raise AssertionError("generated customer ids break the id rule of churnops.contracts.ids")
+    return ids
 
 
 def _pick(u: Floats, probs: Floats) -> Ints:

@@ -12,13 +12,21 @@ Decisions (also in the report and the tests):
   Blank lines are skipped and not counted; values may not contain line breaks.
 - ``_row`` in the quarantine file is the 1-based record number, the header being row 1 (the line
   number, when the file has no blank lines).
+- An unbalanced quote makes the CSV reader join the following lines into one record: that record
+  is quarantined with a reason naming the quote, its record and column and how many lines it
+  swallowed. A value with a control character (a NUL, a line break) or longer than
+  ``MAX_FIELD_CHARS``, and an id outside the contracts' id rule, quarantine their row only.
+- Quarantine CSVs are opened in spreadsheets, so every value that starts with ``=``, ``+``,
+  ``-``, ``@``, a tab or a carriage return (OWASP's CSV-injection rule), or with ``'``, is written
+  with one leading ``'``: a spreadsheet shows it as text, and the original is the value with that
+  first ``'`` removed (:func:`original_value`).
 """
 
 from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +39,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from churnops.contracts.columns import CREATED_TS, EVENT_TS
+from churnops.contracts.timestamps import parse_utc
 from churnops.data.validate import (
     REASON_SEPARATOR,
     DataFileError,
@@ -42,9 +51,19 @@ from churnops.data.validate import (
 )
 from churnops.sources import write_sources
 
-__all__ = ["DataFileError", "IngestReport", "ViolationCount", "ingest_telco", "part_name"]
+__all__ = [
+    "DataFileError",
+    "IngestReport",
+    "ViolationCount",
+    "ingest_telco",
+    "neutralise_formula",
+    "original_value",
+    "part_name",
+]
 
 _DELIMITERS = (",", ";", "\t", "|")
+_BLOCK = 1 << 20  # pyarrow's default read block; a longer field needs a larger one
+_FORMULA = r"^[=+\-@\t\r']"
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,7 @@ class IngestReport:
     read: int
     accepted: int
     quarantined: int
-    quarantine_path: Path
+    quarantine_path: Path | None  # None: nothing was quarantined, so no file was written
     violations: tuple[ViolationCount, ...]
     sources: Mapping[str, Path]
     with_labels: bool
@@ -75,7 +94,7 @@ class IngestReport:
             "read": self.read,
             "accepted": self.accepted,
             "quarantined": self.quarantined,
-            "quarantine_path": str(self.quarantine_path),
+            "quarantine_path": None if self.quarantine_path is None else str(self.quarantine_path),
             "violations": [
                 {"field": v.field, "column": v.column, "code": v.code, "rows": v.rows, "fix": v.fix}
                 for v in self.violations
@@ -149,9 +168,36 @@ def _read_rows(path: Path, *, width: int, delimiter: str) -> tuple[pa.Table, lis
         return "skip"
 
     try:
-        table = pacsv.read_csv(
+        path.stat()
+    except OSError as error:
+        raise DataFileError(f"{path}: cannot be read ({error}); check the path and permissions") from None
+    block = _BLOCK
+    while True:
+        try:
+            table = _read_blocks(path, names=names, delimiter=delimiter, on_invalid=on_invalid, block=block)
+        except _BlockTooSmall:
+            # One field longer than a block (a 10 MB value): read again with a block that holds
+            # it, so only that row is quarantined (too_long), not the whole file.
+            malformed.clear()
+            blank.clear()
+            block *= 8
+            continue
+        return table, malformed, blank
+
+
+class _BlockTooSmall(Exception):
+    """A value does not fit in pyarrow's read block."""
+
+
+def _read_blocks(
+    path: Path, *, names: list[str], delimiter: str, on_invalid: Callable[[Any], str], block: int
+) -> pa.Table:
+    try:
+        return pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, use_threads=False, block_size=block
+            ),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()),
@@ -162,6 +208,8 @@ def _read_rows(path: Path, *, width: int, delimiter: str) -> tuple[pa.Table, lis
         )
     except pa.ArrowInvalid as error:
         text = str(error)
+        if "straddl" in text and block <= path.stat().st_size:
+            raise _BlockTooSmall from None
         if "UTF8" in text or "utf8" in text.lower():
             raise DataFileError(
                 f"{path}: is not UTF-8 text past the header; export it as 'CSV UTF-8'"
@@ -169,7 +217,6 @@ def _read_rows(path: Path, *, width: int, delimiter: str) -> tuple[pa.Table, lis
         raise DataFileError(f"{path}: is not a readable CSV ({text}); check quoting and delimiters") from None
     except OSError as error:
         raise DataFileError(f"{path}: cannot be read ({error}); check the path and permissions") from None
-    return table, malformed, blank
 
 
 def _row_numbers(*, rows: int, skipped: list[int]) -> npt.NDArray[np.int64]:
@@ -205,7 +252,10 @@ def _quarantine_frame(
         records = []
         for row in malformed:
             fields = next(csv.reader([row.text], delimiter=delimiter), [])
-            if len(fields) > width:
+            folded = _folded_reason(row, header=header, delimiter=delimiter)
+            if folded is not None:
+                reason = folded
+            elif len(fields) > width:
                 surplus = ", ".join(repr(v) for v in fields[width:])
                 reason = (
                     f"row: has {len(fields)} values but the header has {width} (extra: {surplus}); "
@@ -224,10 +274,42 @@ def _quarantine_frame(
     return frame.sort_values("_row", kind="stable").reset_index(drop=True)
 
 
+def _folded_reason(row: _Malformed, *, header: list[str], delimiter: str) -> str | None:
+    """The reason for a record that an unbalanced quote made span several lines (else None)."""
+    lines = row.text.splitlines()
+    if len(lines) < 2 or '"' not in row.text:
+        return None
+    first = lines[0]
+    at = first.find('"')
+    if at < 0:
+        return None
+    field = first[:at].count(delimiter)
+    name = header[field] if field < len(header) else f"value {field + 1}"
+    where = f"record {row.number}" if row.number is not None else "a record"
+    return (
+        f"row: an unbalanced quote ('\"') at {where}, character {at + 1} (column {name!r}) joins the "
+        f"next {len(lines) - 1:,} line(s) into this row; close the quote or remove it"
+    )
+
+
+def neutralise_formula(value: object) -> object:
+    """OWASP CSV-injection rule: a string starting with ``= + - @``, tab, CR (or ``'``) gets one
+    leading ``'`` so a spreadsheet shows it as text; :func:`original_value` undoes it."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r", "'"):
+        return "'" + value
+    return value
+
+
+def original_value(cell: str) -> str:
+    """A quarantine CSV cell back to the value the source file held."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False, lineterminator="\n")
+    safe = frame.map(neutralise_formula)  # cell by cell: header names may repeat
+    safe.to_csv(tmp, index=False, lineterminator="\n")
     tmp.replace(path)
 
 
@@ -238,6 +320,7 @@ def ingest_telco(*, path: Path, as_of: datetime, sources_dir: Path, quarantine_d
     """
     if as_of.tzinfo is None or as_of.utcoffset() is None:
         raise ValueError(f"as_of {as_of.isoformat()} has no UTC offset; pass a tz-aware datetime")
+    as_of = parse_utc(as_of, field="as_of")  # the sane range the stores handle, or a clear refusal
     started = time.perf_counter()
     stamp = pd.Timestamp(as_of).tz_convert("UTC")
     part = part_name(as_of)
@@ -271,8 +354,12 @@ def ingest_telco(*, path: Path, as_of: datetime, sources_dir: Path, quarantine_d
         malformed=malformed,
         delimiter=delimiter,
     )
-    quarantine_path = quarantine_dir / f"{part}.csv"
-    _write_csv(quarantine, quarantine_path)
+    target = quarantine_dir / f"{part}.csv"
+    if len(quarantine):
+        _write_csv(quarantine, target)
+    else:  # no header-only file; a re-ingest of this snapshot that is now clean drops the old one
+        target.unlink(missing_ok=True)
+    quarantine_path = target if len(quarantine) else None
 
     violations = checked.violations
     if malformed:

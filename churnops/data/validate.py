@@ -21,8 +21,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnops.contracts.columns import FEATURES, JOIN_KEY, LABEL, TELCO_ID, TELCO_LABEL, Column
+from churnops.contracts.ids import ID_FIX, MAX_ID_LENGTH, id_problem
 
 Mask = npt.NDArray[np.bool_]
+
+MAX_FIELD_CHARS = 256
+"""Longest value of any column we read (Telco values are short); a longer one quarantines its row."""
+QUOTED_CHARS = 40
+"""How much of a bad value a quarantine reason quotes."""
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# Any value the id rule refuses contains one of these, or is too long, or starts badly (RE2).
+_NOT_ID = rf"[^\x21-\x7e]|^[^0-9A-Za-z]|^.{{{MAX_ID_LENGTH + 1}}}"
+
+
+def quote_value(value: str) -> str:
+    """``repr`` of a value for a reason: control characters escaped, long values cut short."""
+    if len(value) <= QUOTED_CHARS:
+        return repr(value)
+    return f"{value[:QUOTED_CHARS]!r}... ({len(value):,} characters)"
+
 
 # Accepted spellings of a yes/no value, compared after stripping and case-folding.
 FLAG_VALUES: Mapping[str, int] = {
@@ -219,7 +236,7 @@ class Violations:
         if values is None:
             messages = pd.Series(what, index=hits, dtype=object)
         else:
-            messages = pd.Series(values.text(hits), index=hits, dtype=object).map(repr) + f" {what}"
+            messages = pd.Series(values.text(hits), index=hits, dtype=object).map(quote_value) + f" {what}"
         self.add_messages(field=field, column=column, code=code, messages=messages, fix=fix)
 
     def add_messages(self, *, field: str, column: str, code: str, messages: pd.Series, fix: str) -> None:
@@ -348,6 +365,70 @@ def _check_number(
     return np.where(allowed, 0.0, number), ok, allowed
 
 
+def _per_value(values: Encoded, problem: Callable[[str], str | None], *, suspect: str) -> pd.Series:
+    """``quoted value + problem`` for every row whose value has one (indexed by row position).
+
+    ``suspect`` (a regular expression the distinct values are matched against, vectorised)
+    picks the few values ``problem`` is asked about, so a million distinct ids cost one pass of
+    pyarrow, not a million Python calls.
+    """
+    flagged = pc.match_substring_regex(pa.array(values.uniques, type=pa.string()), suspect)
+    candidates = np.flatnonzero(flagged.to_numpy(zero_copy_only=False))
+    found: dict[int, str] = {}
+    for position in candidates:
+        raw = str(values.uniques[position])
+        why = problem(raw)
+        if why is not None:
+            found[int(position)] = f"{quote_value(raw)} {why}"
+    if not found:
+        return pd.Series([], dtype=object)
+    texts = np.full(len(values.uniques), None, dtype=object)
+    for at, text in found.items():
+        texts[at] = text
+    hits = np.flatnonzero(np.isin(values.codes, np.fromiter(found, dtype=np.intp)))
+    return pd.Series(texts[values.codes[hits]], index=hits, dtype=object)
+
+
+def _check_id(*, ids: Encoded, column: str, out: Violations) -> None:
+    """The contracts' id rule (the one serving applies): a bad id quarantines its row."""
+    messages = _per_value(ids, lambda raw: None if raw == "" else id_problem(raw), suspect=f"^$|{_NOT_ID}")
+    out.add_messages(field=JOIN_KEY, column=column, code="bad_id", messages=messages, fix=ID_FIX)
+
+
+def _control_problem(raw: str) -> str | None:
+    bad = _CONTROL.search(raw)
+    if bad is None:
+        return None
+    char = bad.group(0)
+    if char in "\r\n":
+        return "contains a line break (an unbalanced quote earlier on the line?)"
+    return f"contains the control character U+{ord(char):04X}"
+
+
+def _check_text(*, values: Encoded, field: str, column: str, out: Violations) -> None:
+    """Every column: no control characters (a NUL inside 'Ma\\x00le' is not 'Male'), bounded length."""
+    out.add_messages(
+        field=field,
+        column=column,
+        code="control_character",
+        messages=_per_value(values, _control_problem, suspect=r"[\x00-\x1f\x7f-\x9f]"),
+        fix="remove the control character (export the file again as plain text)",
+    )
+    out.add_messages(
+        field=field,
+        column=column,
+        code="too_long",
+        messages=_per_value(
+            values,
+            lambda raw: (
+                f"is longer than {MAX_FIELD_CHARS} characters" if len(raw) > MAX_FIELD_CHARS else None
+            ),
+            suspect=f"^(?s:.){{{MAX_FIELD_CHARS + 1}}}",
+        ),
+        fix=f"values are at most {MAX_FIELD_CHARS} characters: check the column is the right one",
+    )
+
+
 def _row_list(rows: pd.Series) -> str:
     shown = ", ".join(str(r) for r in rows.iloc[:5])
     return shown + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
@@ -394,7 +475,7 @@ def _check_duplicates(
         field=JOIN_KEY,
         column=column,
         code="duplicate_conflict",
-        messages=conflict["id"].map(repr)
+        messages=conflict["id"].map(quote_value)
         + " is on rows "
         + conflict["id"].map(rows_of)
         + " with different values",
@@ -407,7 +488,7 @@ def _check_duplicates(
         field=JOIN_KEY,
         column=column,
         code="duplicate_copy",
-        messages=copies["id"].map(repr) + " repeats row " + copies["id"].map(first_row).astype(str),
+        messages=copies["id"].map(quote_value) + " repeats row " + copies["id"].map(first_row).astype(str),
         fix="delete the repeated line (the first copy is kept)",
     )
 
@@ -439,6 +520,9 @@ def validate_rows(
         what="is blank",
         fix="give every row its customer id",
     )
+    _check_id(ids=ids, column=id_column, out=out)
+    for field, values in columns.items():
+        _check_text(values=values, field=field, column=header.headers[field], out=out)
     keep(JOIN_KEY, ids.text(), ~blank_id)
     tenure_zero: Mask | None = None
     filled: Mask = np.zeros(rows, dtype=bool)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.data_source import DataSource
 from feast.types import Float64, Int64, PrimitiveFeastType, String
 
 from churnops.contracts.columns import (
@@ -51,7 +53,7 @@ class Definitions:
     """Every Feast object of the repo, ready for ``FeatureStore.apply``."""
 
     customer: Entity
-    sources: dict[str, FileSource]
+    sources: dict[str, DataSource]
     views: dict[View, FeatureView]
     churn_v1: FeatureService
 
@@ -59,7 +61,30 @@ class Definitions:
         return [self.customer, *self.sources.values(), *self.views.values(), self.churn_v1]
 
 
-def build_definitions(*, sources_dir: Path) -> Definitions:
+def build_source(*, sources_dir: Path, name: str, offline_store: Literal["duckdb", "spark"]) -> DataSource:
+    """One source over its parquet part files: a FileSource for duckdb, a SparkSource for Spark."""
+    if offline_store == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        # Spark reads every part file of the directory (a glob would also do).
+        return SparkSource(
+            name=f"{name}_source",
+            path=str((sources_dir / name).resolve()),
+            file_format="parquet",
+            timestamp_field=EVENT_TS,
+            created_timestamp_column=CREATED_TS,
+        )
+    return FileSource(
+        name=f"{name}_source",
+        path=source_glob(sources_dir, name),
+        timestamp_field=EVENT_TS,
+        created_timestamp_column=CREATED_TS,
+    )
+
+
+def build_definitions(
+    *, sources_dir: Path, offline_store: Literal["duckdb", "spark"] = "duckdb"
+) -> Definitions:
     """Entity, sources (absolute paths), the three feature views and FeatureService churn_v1."""
     customer = Entity(
         name=ENTITY,
@@ -68,12 +93,7 @@ def build_definitions(*, sources_dir: Path) -> Definitions:
         description="A subscriber, keyed by the Telco customer id (e.g. 7590-VHVEG).",
     )
     sources = {
-        name: FileSource(
-            name=f"{name}_source",
-            path=source_glob(sources_dir, name),
-            timestamp_field=EVENT_TS,
-            created_timestamp_column=CREATED_TS,
-        )
+        name: build_source(sources_dir=sources_dir, name=name, offline_store=offline_store)
         for name in (*VIEWS, LABEL_SOURCE)
     }
     views: dict[View, FeatureView] = {

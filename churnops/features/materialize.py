@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from churnops.features import redis_layout
+from churnops.features.online_prune import PruneUnsupported, prune_view
 from churnops.features.redis_layout import LayoutUnsupported
 
 Writer = Literal["auto", "feast", "direct"]
@@ -107,11 +109,13 @@ return written
 
 @dataclass(frozen=True)
 class MaterializeResult:
-    """What was loaded: the cut-off time and, per view, the window read and the writer used."""
+    """What was loaded: the cut-off time and, per view, the window read, the writer used and how
+    many customers' values were removed (None: this store cannot be pruned, see the log)."""
 
     end: datetime
     windows: dict[str, tuple[datetime, datetime]]
     writers: dict[str, str] = field(default_factory=dict)
+    removed: dict[str, int | None] = field(default_factory=dict)
 
 
 class DirectWriterUnsupported(LayoutUnsupported):
@@ -143,28 +147,37 @@ def materialize(
     views: list[str] | None = None,
     writer: Writer = "auto",
     feast_version: str | None = None,
+    on_view: Callable[[str], None] | None = None,
 ) -> MaterializeResult:
     """Load each view's latest row per customer with event time in [end - TTL, end].
 
     A window of exactly the view's TTL makes the online store equal to the offline
     point-in-time answer at ``end``: a customer whose last row is older than the TTL is not
-    loaded (offline gives nulls for it too). Feast's ``materialize_incremental`` starts at
-    now - TTL instead, which loads nothing for historical data.
+    loaded (offline gives nulls for it too), and before each view is written its online values
+    that the window does not hold (customers gone from the sources, values newer than ``end``)
+    are deleted (``churnops.features.online_prune``; counted in ``removed``). Feast's
+    ``materialize_incremental`` starts at now - TTL instead, which loads nothing for historical
+    data.
 
     ``writer``: ``feast`` (Feast's materialize), ``direct`` (Feast's Redis layout written
     directly; plain Redis online store only, else ``DirectWriterUnsupported``) or ``auto``
     (direct on plain Redis when the installed Feast is ``redis_layout.VERIFIED_FEAST_VERSION``,
     Feast otherwise, with one log line saying why). ``feast_version``: the version ``auto``
-    judges (default: the installed one).
+    judges (default: the installed one). ``on_view``: called with each view's name once it is
+    loaded (a progress hook for entry points).
     """
     if end.tzinfo is None:
         raise ValueError("materialize end time must be tz-aware (UTC)")
     if writer not in ("auto", "feast", "direct"):
         raise ValueError(f"unknown materialize writer {writer!r}: use auto, feast or direct")
     end = end.astimezone(UTC)
-    store_problem = redis_layout.direct_store_problem(config=store.config)
+    store_problem = redis_layout.direct_store_problem(config=store.config) or _offline_problem(store)
     if writer == "direct" and store_problem:
         raise DirectWriterUnsupported(store_problem)
+    if writer == "auto" and store_problem and _is_redis(store):
+        # Redis Cluster, or a Spark offline store: Feast's own path (its Spark job, its
+        # cluster client) loads it, said once.
+        _log.warning("materialize: direct Redis writer not used (%s); using Feast", store_problem)
     if writer == "auto" and not store_problem:
         version_problem = redis_layout.feast_version_problem(installed=feast_version)
         if version_problem:
@@ -173,6 +186,7 @@ def materialize(
     direct = _DirectRedisWriter(store) if writer != "feast" and not store_problem else None
     windows: dict[str, tuple[datetime, datetime]] = {}
     writers: dict[str, str] = {}
+    removed: dict[str, int | None] = {}
     try:
         for view in store.list_feature_views():
             if views is not None and view.name not in views:
@@ -180,6 +194,11 @@ def materialize(
             ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else timedelta(days=3650)
             # Feast's window is [start, end]; offline PIT keeps rows with ts >= end - ttl too.
             start = end - ttl
+            try:
+                removed[view.name] = prune_view(store=store, view=view, start=start, end=end)
+            except PruneUnsupported as why:
+                _log.warning("view %s: online values not in the window are kept (%s)", view.name, why)
+                removed[view.name] = None
             used = "feast"
             if direct is not None:
                 try:
@@ -196,12 +215,26 @@ def materialize(
                     store.materialize(start_date=start, end_date=end, feature_views=[view.name])
             windows[view.name] = (start, end)
             writers[view.name] = used
+            if on_view is not None:
+                on_view(view.name)
         if direct is not None:
             direct.flush()
     finally:
         if direct is not None:
             direct.close()
-    return MaterializeResult(end=end, windows=windows, writers=writers)
+    return MaterializeResult(end=end, windows=windows, writers=writers, removed=removed)
+
+
+def _offline_problem(store: FeatureStore) -> str | None:
+    """The direct writer reads parquet with DuckDB: on Spark, Feast's Spark job does the reading."""
+    kind = getattr(store.config.offline_store, "type", "duckdb")
+    if kind in ("duckdb", "file"):
+        return None
+    return f"the offline store is {kind}; its own job reads the sources"
+
+
+def _is_redis(store: FeatureStore) -> bool:
+    return getattr(store.config.online_store, "type", None) == "redis"
 
 
 def _quote(name: str) -> str:

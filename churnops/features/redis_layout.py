@@ -53,16 +53,36 @@ def feast_version_problem(*, installed: str | None = None) -> str | None:
     )
 
 
-def direct_store_problem(*, config: Any) -> str | None:
-    """Why a direct path cannot address this Feast store's online store (None: it can)."""
+def direct_store_problem(*, config: Any, cluster: bool = False) -> str | None:
+    """Why a direct path cannot address this Feast store's online store (None: it can).
+
+    ``cluster=True``: the caller also handles Redis Cluster (per-key commands routed by slot,
+    as serving's reader does); the writer's multi-key Lua batches need one node.
+    """
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig, RedisType
 
     online = config.online_store
     if not isinstance(online, RedisOnlineStoreConfig):
         return f"the direct path needs Feast's Redis online store, not {getattr(online, 'type', online)!r}"
-    if online.redis_type != RedisType.redis:
+    allowed = (RedisType.redis, RedisType.redis_cluster) if cluster else (RedisType.redis,)
+    if online.redis_type not in allowed:
         return f"the direct path supports plain Redis, not {online.redis_type.value}"
     return None
+
+
+def is_cluster(*, config: Any) -> bool:
+    """The online store is Feast's Redis store in ``redis_cluster`` mode."""
+    return getattr(config.online_store, "redis_type", None) == "redis_cluster"
+
+
+def cluster_client_arguments(*, config: Any) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The startup nodes and client keywords Feast builds its RedisCluster from (its own parser
+    of the connection string: same password, timeouts, TLS); a cluster has no ``db``."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    nodes, kwargs = RedisOnlineStore._parse_connection_string(config.online_store.connection_string)
+    kwargs.pop("db", None)
+    return [(str(n["host"]), int(n["port"])) for n in nodes], kwargs
 
 
 # -- hash fields --------------------------------------------------------------------------

@@ -92,9 +92,9 @@ def test_features_cli_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     refused = runner.invoke(app, ["features", "materialize", "--writer", "direct"])
     assert refused.exit_code == 2  # the direct writer is for Redis; this home is on SQLite
     assert "Redis" in refused.output
-    done = runner.invoke(app, ["features", "materialize"])
+    done = runner.invoke(app, ["features", "materialize", "--json"])
     assert done.exit_code == 0, done.output
-    assert "account (feast)" in done.output
+    assert json.loads(done.stdout)["views"]["account"]["writer"] == "feast"
     some = labels.sort_values("event_timestamp").iloc[-1]["customer_id"]
     result = runner.invoke(app, ["features", "online", some, "NOPE-00000", "--json"])
     assert result.exit_code == 0, result.output

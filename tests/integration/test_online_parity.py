@@ -65,6 +65,24 @@ def test_parity_redis(settings: Settings, redis_url: str) -> None:
     check_parity(settings.model_copy(update={"redis_url": redis_url}))
 
 
+def test_parity_redis_cluster(
+    settings: Settings, redis_cluster: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a real 3-node Redis Cluster: Feast's cluster client writes, and the log says why the
+    direct writer (single-node Lua batches) is not used."""
+    caplog.set_level("WARNING", logger="churnops.features.materialize")
+    check_parity(settings.model_copy(update={"redis_url": redis_cluster, "redis_type": "redis_cluster"}))
+    assert "direct Redis writer not used (the direct path supports plain Redis, not redis_cluster)" in (
+        caplog.text
+    )
+
+
+@pytest.mark.slow  # Feast's Spark job per view, in the shared local[2] session
+def test_parity_spark(settings: Settings, spark: str) -> None:
+    """Materialization and training sets through Feast's Spark offline store."""
+    check_parity(settings.model_copy(update={"offline_store": spark}))
+
+
 def test_stale_values_are_flagged_later(settings: Settings) -> None:
     """Feast returns an old value as present; fetch_online calls it stale past the TTL."""
     seed_histories(settings, customers=50)

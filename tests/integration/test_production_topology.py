@@ -3,7 +3,11 @@
 What docker-compose.yml runs, without a Docker engine: PostgreSQL (MLflow's backend store,
 registry_ext's tables, the Feast SQL registry), a real S3 server (SeaweedFS standing in for
 MinIO), ``mlflow server --app-name basic-auth`` on that database with artifacts proxied to S3,
-Redis as the online store, and ``serving`` as its own process. The CLI runs with the settings a
+Redis as the online store, ``serving`` as its own process with the environment compose gives
+it (``tests.support.topology.serving_environment``, checked against docker-compose.yml by
+tests/unit/test_deploy_files.py), the Pushgateway and Prometheus with the repo's scrape config
+and alert rules scraping both; every Grafana panel's PromQL must return data from it (Grafana
+itself is the one service left out). The CLI runs with the settings a
 training container has (``CHURNOPS_MLFLOW_TRACKING_URI=http://...``, the registry database
 given separately, the MLflow admin's credentials); serving runs with MLflow credentials of a
 user that holds READ on the registered model only, and without any database URL for the
@@ -31,10 +35,25 @@ from churnops.contracts.columns import EVENT_TS, JOIN_KEY
 from tests.conftest import POSTGRES_ADMIN_URL, service_missing
 from tests.support.mlflow_server import MlflowServer, mlflow_server
 from tests.support.postgres import fresh_database
+from tests.support.prometheus import (
+    RATE_INTERVAL,
+    Prometheus,
+    Pushgateway,
+    binary,
+    dashboard_exprs,
+    first_data,
+    scrape_config,
+    send_traffic,
+    wait_for,
+)
 from tests.support.s3_server import WEED_HOW, S3Endpoint, S3Unavailable, weed_s3
-from tests.support.serving_env import ServiceProcess
+from tests.support.samples import drift_document, performance_report
+from tests.support.serving_env import Environment, ServiceProcess
+from tests.support.topology import serving_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BUCKET = "churnops"
 MODEL = "churn"
@@ -48,6 +67,7 @@ class Topology:
 
     s3: S3Endpoint
     mlflow: MlflowServer
+    gateway: Pushgateway
     registry_db: str
     training_env: dict[str, str]
     serving_env: dict[str, str]
@@ -63,13 +83,20 @@ def _first_snapshot(months: int) -> str:
 
 @pytest.fixture
 def topology(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Topology]:
-    """S3 + MLflow server with basic auth on a fresh database; the Feast registry in a second one."""
+    """S3 + MLflow server with basic auth on a fresh database; the Feast registry in a second one;
+    the Pushgateway the monitoring jobs push to."""
+    binary("prometheus")  # skip (fail under CI) before building anything
     (tmp_path / "weed").mkdir()
     (tmp_path / "mlflow").mkdir()
+    gateway = Pushgateway(workdir=tmp_path / "pushgateway")
+    gateway.start()
     try:
         with (
             weed_s3(workdir=tmp_path / "weed", bucket=BUCKET) as s3,
             fresh_database(admin_url=POSTGRES_ADMIN_URL, prefix="churnops_feast") as feast_db,
+            # compose keeps the prediction log in MLflow's database; here a database of its own,
+            # so the check below (serving is given no URL of the registry's database) stays exact.
+            fresh_database(admin_url=POSTGRES_ADMIN_URL, prefix="churnops_predictions") as log_db,
             mlflow_server(
                 backend_store_uri=postgres_url,
                 artifacts_destination=f"s3://{BUCKET}/mlflow-artifacts",
@@ -92,15 +119,23 @@ def topology(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Topo
                 "CHURNOPS_ACTOR": "topology-test",
                 **server.admin_environment(),
             }
-            serving = {
-                **shared,
-                "CHURNOPS_HOME": str(tmp_path / "serving-home"),
-                "CHURNOPS_SERVING_API_KEY": API_KEY,
-                "CHURNOPS_SERVING_POLL_SECONDS": "1",
-            }
+            training["CHURNOPS_PUSHGATEWAY_URL"] = gateway.url
+            serving = serving_environment(
+                home=str(tmp_path / "serving-home"),
+                redis_url=redis_url,
+                mlflow_url=server.url,
+                feast_registry_url=feast_db,
+                prediction_log_url=log_db,
+                artifact_root=f"s3://{BUCKET}/models",
+                api_key=API_KEY,
+                s3=s3.environment(),
+            )
+            # Not in compose (defaults there): the model name the test registers, a fast alias poll.
+            serving |= {"CHURNOPS_MODEL_NAME": MODEL, "CHURNOPS_SERVING_POLL_SECONDS": "1"}
             yield Topology(
                 s3=s3,
                 mlflow=server,
+                gateway=gateway,
                 registry_db=postgres_url,
                 training_env=training,
                 serving_env=serving,
@@ -108,6 +143,8 @@ def topology(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Topo
             )
     except S3Unavailable as error:
         service_missing("SeaweedFS (weed)", WEED_HOW, error)
+    finally:
+        gateway.stop()
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -156,6 +193,35 @@ def _latest_ids(home: Path, *, n: int) -> list[str]:
         present = ids if present is None else present & ids
     assert present, "no customer is in the newest snapshot of every view"
     return sorted(present)[:n]
+
+
+def _check_dashboards(
+    *, prometheus: Prometheus, service: ServiceProcess, topology: Topology, version: str, ids: list[str]
+) -> None:
+    """Traffic on serving, the monitoring jobs' gauges on the Pushgateway: every Grafana panel's
+    PromQL then returns data from this Prometheus (the repo's scrape config and rules)."""
+    from monitoring.prometheus import push_monitoring_metrics
+
+    env = Environment(customer_ids=ids, stale_ids=ids[:1], as_of=datetime.now(UTC), model_version=version)
+    send_traffic(service=service, env=env, api_key=API_KEY)
+    gateway = topology.training_env["CHURNOPS_PUSHGATEWAY_URL"]
+    drifted = drift_document(version=version, share=0.5)
+    push_monitoring_metrics(gateway=gateway, job="churnops-drift", drift_json=drifted, timeout_s=5)
+    push_monitoring_metrics(
+        gateway=gateway,
+        job="churnops-performance",
+        performance=performance_report(version=version),
+        timeout_s=5,
+    )
+    wait_for(prometheus, 'up{job="churnops-serving"} == 1')
+    wait_for(prometheus, 'up{job="pushgateway"} == 1')
+    wait_for(prometheus, f'count_over_time(churnops_score_count{{model_version="{version}"}}[1m]) >= 5')
+    empty = [
+        f"{where}: {expr}"
+        for where, expr in dashboard_exprs()
+        if not first_data(prometheus, expr.replace("$__rate_interval", RATE_INTERVAL))
+    ]
+    assert empty == [], "dashboard expressions without data:\n" + "\n".join(empty)
 
 
 # The CLI runs in-process here (CliRunner): each `features` command's FeatureStore holds Feast's
@@ -213,7 +279,9 @@ def test_train_promote_and_serve_through_an_authenticated_mlflow_server(topology
     assert topology.registry_db not in serving_env.values()
 
     ids = _latest_ids(Path(env["CHURNOPS_HOME"]), n=3)
+    traffic_ids = _latest_ids(Path(env["CHURNOPS_HOME"]), n=20)
     service = ServiceProcess(env=serving_env, log_path=topology.work / "service.log")
+    prometheus: Prometheus | None = None
     service.start()
     try:
         service.wait_ready(timeout_s=240)
@@ -224,7 +292,19 @@ def test_train_promote_and_serve_through_an_authenticated_mlflow_server(topology
             headers={"Authorization": f"Bearer {API_KEY}"},
             timeout=30,
         )
+        prometheus = Prometheus(
+            workdir=topology.work / "prometheus",
+            config=scrape_config(serving=f"127.0.0.1:{service.port}", gateway=topology.gateway.url[7:]),
+            rule_files=(ROOT / "deploy" / "prometheus" / "alerts.yml",),
+        )
+        prometheus.start()
+        _check_dashboards(
+            prometheus=prometheus, service=service, topology=topology, version=version, ids=traffic_ids
+        )
+        lap("prometheus + dashboards")
     finally:
+        if prometheus is not None:
+            prometheus.stop()
         service.stop()
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -9,7 +9,6 @@ loopback port with its own temp directory.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -25,20 +24,25 @@ import yaml
 from churnops.settings import Settings
 from monitoring.prometheus import GAUGES, NAMESPACE, MonitoringPushError, push_monitoring_metrics
 from tests.conftest import REDIS_HOW, service_missing
-from tests.support.prometheus import Prometheus, Pushgateway, binary
+from tests.support.prometheus import (
+    RATE_INTERVAL,
+    Prometheus,
+    Pushgateway,
+    binary,
+    dashboard_exprs,
+    first_data,
+    scrape_config,
+    send_traffic,
+    wait_for,
+)
 from tests.support.samples import drift_document, performance_report
 from tests.support.serving_env import Environment, RedisServer, ServiceProcess, build_environment, service_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 API_KEY = "stack-test-key-0123456789"
-# Grafana's $__rate_interval is at least four scrape intervals; the test scrapes every 2 s.
-SCRAPE_INTERVAL = "2s"
-RATE_INTERVAL = "30s"
 SCRAPE_LABELS = {"job", "instance", "service"}
 
 
@@ -49,43 +53,6 @@ class Stack:
     gateway: Pushgateway
     prometheus: Prometheus
     sent_ids: list[str]
-
-
-def scrape_config(*, serving: str, gateway: str) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with this test's targets and a short scrape/evaluation interval."""
-    config = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
-    config["global"].update(scrape_interval=SCRAPE_INTERVAL, evaluation_interval="1s")
-    targets = {"churnops-serving": serving, "pushgateway": gateway}
-    jobs = [job for job in config["scrape_configs"] if job["job_name"] in targets]
-    assert {job["job_name"] for job in jobs} == set(targets), "prometheus.yml lost a scrape job"
-    for job in jobs:
-        job["scrape_interval"] = SCRAPE_INTERVAL
-        for static in job["static_configs"]:
-            static["targets"] = [targets[job["job_name"]]]
-    config["scrape_configs"] = jobs
-    return config
-
-
-def first_data(prometheus: Prometheus, expr: str, *, timeout_s: float = 20.0) -> list[Any]:
-    """The first non-empty result of ``expr`` within ``timeout_s`` (else empty).
-
-    A scrape that times out on a loaded machine marks the target's series stale until the next
-    good scrape, so an instant query is retried for a few scrape intervals before it counts as
-    returning nothing.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = list(prometheus.query(expr)["result"])
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.5)
-
-
-def wait_for(prometheus: Prometheus, expr: str, *, timeout_s: float = 60.0) -> list[Any]:
-    result = first_data(prometheus, expr, timeout_s=timeout_s)
-    if not result:
-        raise AssertionError(f"{expr!r} returned nothing for {timeout_s:.0f} s")
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         prometheus.start()
         started.append(prometheus)
-        sent = send_traffic(service=service, env=env)
+        sent = send_traffic(service=service, env=env, api_key=API_KEY)
         push_monitoring_metrics(
             gateway=gateway.url,
             job="churnops-drift",
@@ -148,29 +115,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for daemon in reversed(started):
             daemon.stop()
-
-
-def send_traffic(*, service: ServiceProcess, env: Environment) -> list[str]:
-    """Scores (ok, unknown and stale rows), a what-if row, a bad request and an unauthorized one."""
-    ids = [*env.customer_ids[:20], "NOPE-0001", env.stale_ids[0]]
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    with httpx.Client(base_url=service.url, headers=headers, timeout=10) as client:
-        for start in range(0, len(ids), 5):
-            response = client.post("/predict", json={"customer_ids": ids[start : start + 5]})
-            assert response.status_code == 200, response.text
-        assert client.post("/predict", json={"customer_ids": []}).status_code == 400
-    assert httpx.post(f"{service.url}/predict", json={"customer_ids": ids[:1]}, timeout=10).status_code == 401
-    return ids
-
-
-def dashboard_exprs() -> list[tuple[str, str]]:
-    out = []
-    for path in DASHBOARDS:
-        for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
-            for inner in [panel, *panel.get("panels", [])]:
-                for target in inner.get("targets", []):
-                    out.append((f"{path.stem}: {inner['title']} [{target['refId']}]", target["expr"]))
-    return out
 
 
 def alert_exprs() -> list[tuple[str, str]]:

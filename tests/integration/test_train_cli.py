@@ -13,6 +13,7 @@ from churnops.data.generate import generate_churn_data, write_generated
 from churnops.features.store import apply
 from churnops.settings import Settings
 from churnops.wiring import feast_definitions, feature_store
+from tests.support.feast import empty_sources
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,9 @@ def test_train_without_data_is_a_clear_error(home: Path) -> None:
     result = runner.invoke(app, ["train", "--json"])
     assert result.exit_code == 2
     doc = json.loads(result.stdout)
-    assert "feature service 'churn_v1' is not registered" in doc["error"]
+    # On an empty home: which home, and what to run first (churnops.commands.home_guard).
+    assert str(home) in doc["error"] and "run `churnops data generate`" in doc["error"]
+    assert not home.exists()
     assert "Traceback" not in result.output
 
 
@@ -84,6 +87,10 @@ def test_train_without_data_is_a_clear_error(home: Path) -> None:
     ],
 )
 def test_bad_options_are_clear_errors(home: Path, args: list[str], needle: str) -> None:
+    # Sources and an applied repo (no rows), so the options are the only problem.
+    settings = Settings()
+    empty_sources(settings)
+    apply(store=feature_store(settings), defs=feast_definitions(settings))
     result = CliRunner().invoke(app, ["train", *args])
     assert result.exit_code == 2
     assert needle in result.stderr

