@@ -225,7 +225,7 @@ def test_a_tampered_production_is_reported_retried_survives_a_restart_and_loads_
     client = mlflow_client(stack.settings)
     client.set_registered_model_alias(stack.settings.model_name, "production", stack.broken_version)
     try:
-        _wait(lambda: _ready(stack).json().get("registry_version") == stack.broken_version, "registry read")
+        _wait(lambda: "model_problem" in _ready(stack).json(), "the failed load is reported")
         ready = _ready(stack).json()
         assert ready["ready"] and ready["served_version"] == good, ready
         assert "failed to load" in ready["model_problem"], ready
@@ -247,9 +247,10 @@ def test_a_tampered_production_is_reported_retried_survives_a_restart_and_loads_
     finally:
         model_file.write_bytes(original)
     # Repaired: the webhook's refresh retries the failed version at once and loads it.
+    # (Its backoff may have let the watcher retry first: then the refresh finds it loaded.)
     refresh = httpx.post(f"{stack.service.url}/model/refresh", timeout=30)
-    assert refresh.status_code == 200 and refresh.json()["changed"], refresh.text
-    assert refresh.json()["model_version"] == stack.broken_version
+    assert refresh.status_code == 200, refresh.text
+    assert refresh.json()["model_version"] == stack.broken_version, refresh.text
     ready = _ready(stack).json()
     assert ready["served_version"] == stack.broken_version and "model_problem" not in ready, ready
     assert _predict(stack).json()["model_version"] == stack.broken_version
