@@ -204,16 +204,15 @@ def floor_app(*, home: str, redis_url: str, scorer_kind: str) -> Any:
 
     from churnops.features.online import service_layout
     from churnops.settings import Settings
-    from churnops.wiring import feature_store
+    from churnops.wiring import feature_store, model_source
     from serving.features import RedisReader
-    from serving.model_source import model_source
     from serving.scoring import make_scorer, sklearn_scorer
 
     settings = Settings(home=Path(home), redis_url=redis_url, _env_file=None)
     store = feature_store(settings)
     layout = service_layout(store=store, feature_service="churn_v1")
     reader = RedisReader(redis_url=redis_url, store=store, layout=layout, timeout_ms=50)
-    source = model_source(tracking_uri=settings.tracking_uri, model_name="churn")
+    source = model_source(settings)
     ref = source.production()
     assert ref is not None
     estimator = source.load(ref).estimator

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     serving_max_ids: int = Field(default=1000, ge=1, le=100_000, description="Ids per /predict request.")
     serving_max_rows: int = Field(default=1000, ge=1, le=100_000, description="Rows per /predict_features.")
     serving_max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
+    serving_body_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="Time a client has to send its whole request body (else 408)."
+    )
+    serving_max_pending_bodies: int = Field(
+        default=64, ge=1, le=100_000, description="Requests whose body is still arriving, at once (else 503)."
+    )
     serving_poll_seconds: float = Field(
         default=2.0, gt=0, le=3600, description="How often the service checks the production alias."
     )

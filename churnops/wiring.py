@@ -403,5 +403,7 @@ def serving_runtime(settings: Settings, *, metrics: ServingMetrics) -> Runtime:
         store=feature_store(settings, check=False),  # the service reports Redis on readiness
         source=model_source(settings, check=False),
         log=log,
+        # The last version this host verified: what a restart serves if the registry's is broken.
+        verified_record=settings.home / "serving" / "last_verified_model.json",
     )
     return runtime.start()

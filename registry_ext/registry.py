@@ -17,6 +17,7 @@ as they happen; nothing here depends on a server.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from churnops.contracts.artifacts import FEATURE_SERVICE_TAG, SHA256_TAG
+from churnops.contracts.artifacts import FEATURE_SERVICE_TAG, SHA256_TAG, ArtifactIntegrityError
 from churnops.contracts.stages import ALIAS_OF_STAGE, Stage, Trigger
 from registry_ext import store
 from registry_ext.artifacts import load_verified_model, resolve_model_location, verified_copy
@@ -307,6 +308,24 @@ class ModelRegistry:
             tracking_uri=self.client.tracking_uri,
         )
 
+    def verify_artifact(self, version: int, *, purpose: str = "use it") -> None:
+        """Refuse, with :class:`ArtifactIntegrityError` naming the reason, when the version's
+        artifact is missing or its SHA-256 differs from the one recorded at registration."""
+        record = self.get(version)
+        label = f"model {record.name!r} version {record.version}"
+        try:
+            with verified_copy(
+                artifact_uri=record.artifact_uri,
+                expected=record.sha256,
+                label=label,
+                tracking_uri=self.client.tracking_uri,
+            ):
+                pass
+        except ArtifactIntegrityError as error:
+            raise ArtifactIntegrityError(f"refusing to {purpose}: {error}") from error
+        except RegistryError as error:
+            raise ArtifactIntegrityError(f"refusing to {purpose}: {label}: {error}") from error
+
     # --- stage changes ---------------------------------------------------------------------
 
     def promote(
@@ -345,6 +364,11 @@ class ModelRegistry:
             actor if actor is not None else default_actor(), "actor", max_chars=MAX_ACTOR_CHARS
         )
         kind = parse_trigger(trigger).value
+        if target in (Stage.STAGING, Stage.PRODUCTION):
+            # What serving would load: a missing or altered artifact never reaches an alias.
+            # (An unknown model or version is reported by the locked plan below.)
+            with contextlib.suppress(UnknownVersionError):
+                self.verify_artifact(number, purpose=f"move version {number} to {target.value}")
 
         def plan(conn: sa.Connection, holders: Mapping[Stage, int]) -> list[Change]:
             current = store.fetch_stages(conn, name=self.model_name, versions=[number]).get(number)
@@ -366,6 +390,9 @@ class ModelRegistry:
             actor if actor is not None else default_actor(), "actor", max_chars=MAX_ACTOR_CHARS
         )
         kind = parse_trigger(trigger).value
+        verified = self._rollback_target()
+        if verified is not None:
+            self.verify_artifact(verified, purpose=f"roll Production back to version {verified}")
 
         def plan(conn: sa.Connection, holders: Mapping[Stage, int]) -> list[Change]:
             current = holders.get(Stage.PRODUCTION)
@@ -373,11 +400,25 @@ class ModelRegistry:
                 raise NoRollbackTargetError(f"model {self.model_name!r} has no Production version")
             history = store.production_history(conn, name=self.model_name)
             target = rollback_target(history=history, current=current)
+            if target != verified:
+                raise RegistryError("Production changed while rolling back; run the rollback again")
             target_stage = store.fetch_stages(conn, name=self.model_name, versions=[target])[target]
             return plan_rollback(current=current, target=target, target_stage=target_stage, reason=why)
 
         written = self._locked_change(plan, actor=who, trigger=kind)
         return PromotionResult(transition=written[0], displaced=tuple(written[1:]))
+
+    def _rollback_target(self) -> int | None:
+        """The version a rollback would return to now (None: none; the locked plan says why)."""
+        with self.engine.connect() as conn:
+            current = store.stage_holders(conn, name=self.model_name).get(Stage.PRODUCTION)
+            if current is None:
+                return None
+            history = store.production_history(conn, name=self.model_name)
+        try:
+            return rollback_target(history=history, current=current)
+        except RegistryError:
+            return None
 
     def reconcile(self) -> ReconcileReport:
         """Record alias changes made directly in MLflow (actor ``mlflow``); cheap when none.

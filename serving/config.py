@@ -24,6 +24,8 @@ class ServingConfig:
     serving_max_ids: int
     serving_max_rows: int
     serving_max_body_bytes: int
+    serving_body_timeout_seconds: float
+    serving_max_pending_bodies: int
     serving_poll_seconds: float
 
     @classmethod

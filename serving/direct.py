@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from serving.guard import ERROR_HEADER, ASGIApp, Receive, Scope, Send
+from serving.guard import ERROR_HEADER, RETRY_AFTER_SECONDS, ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +55,111 @@ def json_body(content: Any) -> bytes:
     return text.encode("utf-8")
 
 
+MAX_ERRORS = 20  # problems listed in one 400; the message says how many more there were
+_LOG_INTERVAL_S = 60.0
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+_FIXES = {
+    "missing": "add it",
+    "extra_forbidden": "remove it (not a field of this request)",
+    "json_invalid": "send a JSON object",
+    "model_type": "send a JSON object",
+    "model_attributes_type": "send a JSON object",
+    "too_short": "send at least one item",
+    "string_pattern_mismatch": "use printable ASCII without spaces, starting with a letter or digit",
+    "string_too_short": "use a non-empty value",
+    "string_too_long": "shorten it",
+    "string_type": "send a JSON string",
+    "int_type": "send a whole number",
+    "int_from_float": "send a whole number",
+    "float_type": "send a number",
+    "finite_number": "send a finite number",
+    "list_type": "send a JSON array",
+    "too_long": "send fewer items",
+}
+
+
+def problem_detail(*, loc: tuple[int | str, ...], kind: str, msg: str) -> dict[str, Any]:
+    """One problem: where (``loc``), what (``msg``), and how to fix it (in ``msg`` too)."""
+    msg = msg.removeprefix("Value error, ")
+    fix = _FIXES.get(kind)
+    text = f"{msg}; {fix}" if fix else msg
+    return {"type": kind, "loc": list(loc), "msg": text}
+
+
 def validation_reply(error: ValidationError) -> Reply:
-    """BentoML's 400 for a request its IO descriptor refuses (same text, same detail list)."""
-    data = {
-        "error": f"{error.error_count()} validation error for {error.title}",
-        "detail": error.errors(include_context=False, include_input=False),
-    }
-    return Reply(400, json_body(data))
+    """A 400 naming each refused field, the problem and the fix: at most ``MAX_ERRORS`` of them,
+    with the count of the rest, and no internal class names or documentation URLs."""
+    problems = error.errors(include_url=False, include_context=False, include_input=False)
+    shown = [problem_detail(loc=tuple(p["loc"]), kind=p["type"], msg=p["msg"]) for p in problems[:MAX_ERRORS]]
+    return _problems_reply(shown, total=len(problems))
+
+
+def _problems_reply(shown: list[dict[str, Any]], *, total: int) -> Reply:
+    first = shown[0]
+    summary = f"{_where(tuple(first['loc']))}: {first['msg']}"
+    if total == 1:
+        message = f"invalid request: {summary}"
+    else:
+        message = f"invalid request, {total} problems; the first: {summary}"
+        if total > len(shown):
+            message += f" ({total - len(shown)} more not listed; fix these and send again)"
+    return Reply(400, json_body({"error": message, "detail": shown}), "invalid_request")
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def duplicate_key(body: bytes) -> str | None:
+    """The first key that appears twice in one JSON object of ``body`` (None: none, or not JSON:
+    pydantic then says what is wrong). JSON parsers keep the last of two equal keys silently."""
+    if b'"' not in body:
+        return None
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except DuplicateKey as found:
+        return found.key
+    except ValueError:
+        return None
+    return None
+
+
+class RefusalLog:
+    """4xx answers logged at INFO without a traceback, at most one line per interval (with counts)."""
+
+    def __init__(self, *, interval_s: float = _LOG_INTERVAL_S) -> None:
+        self._interval = interval_s
+        self._last = -interval_s
+        self._counts: dict[int, int] = {}
+
+    def note(self, status: int, summary: str) -> None:
+        import time
+
+        self._counts[status] = self._counts.get(status, 0) + 1
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            counts = ", ".join(f"{n} x {code}" for code, n in sorted(self._counts.items()))
+            logger.info(
+                "refused requests in the last %.0f s: %s; latest: %s", self._interval, counts, summary[:200]
+            )
+            self._counts.clear()
+            self._last = now
 
 
 class DirectRoutes:
@@ -78,6 +176,7 @@ class DirectRoutes:
         self._resolve = routes
         self._routes: Mapping[str, DirectRoute] | None = None
         self._headers = [(b"content-type", b"application/json"), *headers]
+        self._refusals = RefusalLog()
 
     def routes(self) -> Mapping[str, DirectRoute] | None:
         if self._routes is None:
@@ -99,6 +198,10 @@ class DirectRoutes:
         headers = [*self._headers, (b"content-length", str(len(reply.body)).encode())]
         if reply.reason is not None:
             headers.append((ERROR_HEADER, reply.reason.encode("latin-1")))
+        if reply.status == 503:
+            headers.append((b"retry-after", RETRY_AFTER_SECONDS))
+        if 400 <= reply.status < 500:
+            self._refusals.note(reply.status, reply.body.decode("utf-8", "replace"))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
 
@@ -108,6 +211,14 @@ async def _answer(route: DirectRoute, body: bytes) -> Reply:
         request = route.request_model.model_validate_json(body or b"{}")  # BentoML reads "" as {}
     except ValidationError as error:
         return validation_reply(error)
+    repeated = duplicate_key(body)
+    if repeated is not None:
+        detail = problem_detail(
+            loc=("body", repeated[:64]),
+            kind="duplicate_key",
+            msg="this key appears twice in one object; send each key once",
+        )
+        return _problems_reply([detail], total=1)
     try:
         return await route.answer(request)
     except Exception:

@@ -43,12 +43,29 @@ return out
 """
 
 
+EMPTY_STORE = (
+    "the online store holds no features for this service (emptied, or a Redis restarted without "
+    "its data); run `churnops features materialize` again"
+)
+
+
+def redis_layout_location(url: str) -> str:
+    """``host:port/db`` of a Redis URL, without credentials (for messages)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 6379}{parts.path or ''}"
+
+
 class FeaturesUnavailable(RuntimeError):
     """The online store did not answer in time (down, slow, or refusing connections)."""
 
 
 class OnlineReader(Protocol):
     async def fetch(self, customer_ids: Sequence[str]) -> list[OnlineRow]: ...
+
+    async def problem(self) -> str | None:
+        """Why the store cannot answer now (unreachable, emptied), or None (for /readyz)."""
 
     def warm_up(self) -> None:
         """Pay first-call costs (registry load, connections) before the reader takes traffic."""
@@ -81,6 +98,9 @@ class FeastReader:
 
     def warm_up(self) -> None:
         fetch_online(store=self._store, layout=self._layout, customer_ids=["__churnops_warm_up__"])
+
+    async def problem(self) -> str | None:
+        return None  # an embedded store has no "down" state; a failing read answers 503 itself
 
     async def aclose(self) -> None:
         return None
@@ -121,6 +141,12 @@ class RedisReader:
         self._client: Any = None
         self._script: Any = None
         self._fallback: FeastReader | None = None
+        # Keys known to be stored (sampled at warm-up): when an answer has unknown customers and
+        # none of these exist either, the store was emptied (a Redis restarted without its data),
+        # which is a store problem (503 features_unavailable), not a customer problem.
+        self._sentinels: list[bytes] = []
+        self._empty_checked = -1.0e9
+        self._empty = False
 
     @property
     def active(self) -> str:
@@ -185,7 +211,53 @@ class RedisReader:
             # redis-py drops the failed connection itself and reconnects on next use; the pool
             # (and other requests' connections) stay, so one slow read cannot cascade.
             raise FeaturesUnavailable(f"online store unavailable: {type(error).__name__}") from error
-        return self.decode(customer_ids, values, now=datetime.now(UTC))
+        rows = self.decode(customer_ids, values, now=datetime.now(UTC))
+        if any(r.status == "unknown_customer" for r in rows) and await self._emptied():
+            raise FeaturesUnavailable(EMPTY_STORE)
+        return rows
+
+    async def _emptied(self) -> bool:
+        """True when the store holds no row of this service (checked at most once a second)."""
+        import time
+
+        import redis
+
+        if self._cluster:
+            return False  # a cluster has no one keyspace to scan cheaply; not checked there
+        now = time.monotonic()
+        if now - self._empty_checked < 1.0:
+            return self._empty
+        client = self._redis()
+        try:
+            async with asyncio.timeout(self._timeout * 4):
+                if self._sentinels and await client.exists(*self._sentinels):
+                    empty = False
+                else:
+                    _, keys = await client.scan(cursor=0, match=self._codec.scan_pattern(), count=1000)
+                    empty = not keys
+                    if keys:
+                        self._sentinels = list(keys[:8])
+        except (TimeoutError, redis.RedisError, OSError) as error:
+            raise FeaturesUnavailable(f"online store unavailable: {type(error).__name__}") from error
+        self._empty, self._empty_checked = empty, now
+        return empty
+
+    async def problem(self) -> str | None:
+        import redis
+
+        if self._fallback is not None:
+            return None
+        try:
+            async with asyncio.timeout(self._timeout * 4):
+                await self._redis().ping()
+        except (TimeoutError, redis.RedisError, OSError) as error:
+            return f"online store unreachable at {redis_layout_location(self._url)} ({type(error).__name__})"
+        try:
+            if await self._emptied():
+                return EMPTY_STORE
+        except FeaturesUnavailable as error:
+            return str(error)
+        return None
 
     def decode(
         self, customer_ids: Sequence[str], values: Sequence[Sequence[bytes | None]], *, now: datetime
@@ -228,6 +300,7 @@ class RedisReader:
             client = redis.Redis.from_url(self._url, socket_timeout=timeout, socket_connect_timeout=timeout)
         try:
             ids = list(customer_ids) if customer_ids is not None else [*self._sample(client), _UNKNOWN_ID]
+            self._sentinels = self.keys([i for i in ids if i != _UNKNOWN_ID][:8])
             with client.pipeline(transaction=False) as pipe:
                 for key in self.keys(ids):
                     pipe.hmget(key, self._fields)

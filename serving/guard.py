@@ -11,6 +11,7 @@ reasons in the ``x-churnops-error`` header; a 400 from BentoML's validation is
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -35,9 +36,11 @@ JSON_TYPES = (b"application/json", b"")
 _STATUS_REASON = {
     400: "invalid_request",
     401: "unauthorized",
+    408: "body_timeout",
     413: "body_too_large",
     415: "unsupported_media_type",
 }
+RETRY_AFTER_SECONDS = b"1"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class GuardConfig:
 
     api_key: bytes | None
     max_body_bytes: int
+    body_timeout_s: float = 5.0
+    max_pending_bodies: int = 64
     webhook_path: str | None = None
     webhook_secret: bytes | None = None
     observe: Callable[[str, int, float], None] = lambda endpoint, status, seconds: None
@@ -62,6 +67,7 @@ class RequestGuard:
         self._resolve = config
         self._config: GuardConfig | None = None
         self._paths = frozenset(paths)
+        self._pending = 0  # requests whose body is still arriving (one event loop per worker)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") not in self._paths:
@@ -118,24 +124,14 @@ class RequestGuard:
             await _reply(send, 413, _too_large(limit))
             return 413
 
-        # Read the whole body here (bounded), then replay it: BentoML turns any exception
-        # raised while it reads into a 500, so the limit has to be enforced before it runs.
-        chunks: list[bytes] = []
-        seen = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return 499  # client went away
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > limit:
-                config.count_error("body_too_large")
-                await _reply(send, 413, _too_large(limit))
-                return 413
-            chunks.append(chunk)
-            more = bool(message.get("more_body", False))
-        payload = b"".join(chunks)
+        # Read the whole body here (bounded in size, time and in how many requests may be
+        # receiving one at once), then replay it: BentoML turns any exception raised while it
+        # reads into a 500, and this layer runs before BentoML's concurrency slots, so a client
+        # that sends its body slowly holds no slot a real request needs.
+        read = await self._read_body(config, receive, send)
+        if isinstance(read, int):
+            return read
+        payload = read
         if signed and not mlflow_signature_valid(
             secret=config.webhook_secret or b"", headers=headers, body=payload, now=time.time()
         ):
@@ -150,6 +146,53 @@ class RequestGuard:
             return await receive()
 
         return await self._forward(config, scope, replay, send)
+
+    async def _read_body(self, config: GuardConfig, receive: Receive, send: Send) -> bytes | int:
+        """The body, or the status already answered (408 too slow, 413 too large, 503 too many
+        slow bodies at once, 499 the client left). A body complete in its first message (every
+        ordinary client) needs no slot; only a body still arriving takes one of
+        ``max_pending_bodies``."""
+        limit = config.max_body_bytes
+        chunks: list[bytes] = []
+        seen = 0
+        pending = False
+        refusal: tuple[int, str, str] | None = None
+        try:
+            async with asyncio.timeout(config.body_timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return 499  # client went away
+                    chunk = message.get("body", b"")
+                    seen += len(chunk)
+                    if seen > limit:
+                        refusal = (413, "body_too_large", f"request body exceeds {limit} bytes")
+                        break
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                    if not pending:
+                        if self._pending >= config.max_pending_bodies:
+                            refusal = (
+                                503,
+                                "too_many_slow_bodies",
+                                f"more than {config.max_pending_bodies} request bodies are arriving "
+                                "slowly at once; send the body with the headers, or retry",
+                            )
+                            break
+                        pending = True
+                        self._pending += 1
+        except TimeoutError:
+            late = f"the request body did not arrive within {config.body_timeout_s:g} s"
+            refusal = (408, "body_timeout", late)
+        finally:
+            if pending:
+                self._pending -= 1
+        assert refusal is not None
+        status, code, text = refusal
+        config.count_error(code)
+        await _reply(send, status, error_body(message=text, code=code, loc=["body"]))
+        return status
 
     async def _forward(self, config: GuardConfig, scope: Scope, receive: Receive, send: Send) -> int:
         status = 500
@@ -212,7 +255,10 @@ async def _reply(
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),
+        (ERROR_HEADER, str(body["detail"][0]["type"]).encode("latin-1")),
         *(extra or []),
     ]
+    if status == 503:
+        headers.append((b"retry-after", RETRY_AFTER_SECONDS))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -22,6 +22,8 @@ ERROR_REASONS = (
     "unauthorized",
     "unsupported_media_type",
     "body_too_large",
+    "body_timeout",
+    "too_many_slow_bodies",
     "too_many_items",
     "features_unavailable",
     "model_unavailable",
@@ -98,6 +100,20 @@ class ServingMetrics:
         self.model_load_failures = Counter(
             "model_load_failures", "Production versions that failed to load or verify.", ["reason"], **kw
         )
+        self.model_registry_info = Gauge(
+            "model_registry_info",
+            "The version the registry names Production (1), as this service last read it.",
+            ["model_name", "model_version"],
+            multiprocess_mode="livemax",
+            **kw,
+        )
+        self.model_registry_mismatch = Gauge(
+            "model_registry_mismatch",
+            "1 while the version served differs from the registry's Production (a failed load).",
+            multiprocess_mode="livemax",
+            **kw,
+        )
+        self._registry_labels: tuple[str, str] | None = None
         self._info_labels: tuple[str, str, str, str] | None = None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
@@ -108,6 +124,16 @@ class ServingMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def set_registry_version(self, *, name: str | None, version: str | None, matches: bool) -> None:
+        labels = (name, version) if name is not None and version is not None else None
+        if labels != self._registry_labels:
+            if self._registry_labels is not None:
+                self.model_registry_info.labels(*self._registry_labels).set(0)
+            if labels is not None:
+                self.model_registry_info.labels(*labels).set(1)
+            self._registry_labels = labels
+        self.model_registry_mismatch.set(0 if matches or labels is None else 1)
 
     def set_model(self, *, name: str, version: str, feature_service: str, scorer: str) -> None:
         if self._info_labels is not None:

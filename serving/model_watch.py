@@ -5,14 +5,19 @@ at once when ``nudge()`` is called, e.g. by the registry webhook). When the vers
 builds the new deployment in that thread (download, SHA-256 check, deserialization, scorer,
 feature reader for the model's FeatureService) and only then swaps one reference. A request
 reads ``current`` once and keeps that deployment for its whole life, so a swap never fails or
-mixes a request. A version that fails to load is not retried until the alias moves again;
-the previous deployment keeps serving.
+mixes a request. A version that fails to load (missing or tampered artifact) keeps the previous
+deployment serving and is retried with exponential backoff (``retry_base_s`` doubling up to
+``retry_max_s``); ``refresh(retry_now=True)`` (the webhook / ``POST /model/refresh``) retries at
+once, so a repaired artifact loads. When nothing is served yet and the registry's version
+fails, ``fallback`` (the last version this host verified, if any) is loaded instead and
+``problem`` says so.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -33,6 +38,10 @@ class ModelWatcher(Generic[D]):
         interval_s: float,
         on_swap: Callable[[ModelRef, D], None] = lambda ref, d: None,
         on_failure: Callable[[ModelRef | None, Exception], None] = lambda ref, e: None,
+        fallback: Callable[[], ModelRef | None] = lambda: None,
+        retry_base_s: float = 1.0,
+        retry_max_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._build = build
@@ -42,6 +51,15 @@ class ModelWatcher(Generic[D]):
         self._current: D | None = None
         self._current_ref: ModelRef | None = None
         self._failed: ModelRef | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._fallback = fallback
+        self._fell_back = False  # serving the fallback (the registry's version never loaded here)
+        self._retry_base = retry_base_s
+        self._retry_max = retry_max_s
+        self._clock = clock
+        self.registry_ref: ModelRef | None = None  # what the registry named at the last check
+        self.problem: str | None = None  # why the served version is not the registry's (None: it is)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -55,8 +73,11 @@ class ModelWatcher(Generic[D]):
     def current_ref(self) -> ModelRef | None:
         return self._current_ref
 
-    def refresh(self) -> bool:
-        """Check Production once; load and swap if it moved. True when a swap happened."""
+    def refresh(self, *, retry_now: bool = False) -> bool:
+        """Check Production once; load and swap if it moved. True when a swap happened.
+
+        A version that failed before is retried only once its backoff has passed, or at once
+        with ``retry_now``."""
         with self._lock:
             try:
                 ref = self._source.production()
@@ -64,19 +85,63 @@ class ModelWatcher(Generic[D]):
                 logger.warning("could not read the production alias: %s", error)
                 self._on_failure(None, error)
                 return False
-            if ref is None or ref == self._current_ref or ref == self._failed:
+            self.registry_ref = ref
+            if ref is None or ref == self._current_ref:
+                if ref is not None:
+                    self.problem = None
+                return False
+            if ref == self._failed and not retry_now and self._clock() < self._retry_at:
                 return False
             try:
                 deployment = self._build(ref)
             except Exception as error:
-                logger.error("model %s version %s failed to load: %s", ref.name, ref.version, error)
-                self._failed = ref
-                self._on_failure(ref, error)
+                self._failed_to_load(ref, error)
                 return False
             self._current, self._current_ref, self._failed = deployment, ref, None
+            self._failures, self.problem, self._fell_back = 0, None, False
             logger.info("serving model %s version %s", ref.name, ref.version)
             self._on_swap(ref, deployment)
             return True
+
+    def _failed_to_load(self, ref: ModelRef, error: Exception) -> None:
+        self._failures = self._failures + 1 if ref == self._failed else 1
+        self._failed = ref
+        delay = min(self._retry_base * 2 ** (self._failures - 1), self._retry_max)
+        self._retry_at = self._clock() + delay
+        logger.error(
+            "model %s version %s failed to load (attempt %d, next retry in %.0f s): %s",
+            ref.name,
+            ref.version,
+            self._failures,
+            delay,
+            error,
+        )
+        self._on_failure(ref, error)
+        reason = f"registry Production is version {ref.version}, which failed to load: {error}"
+        if self._current is None:
+            self._load_fallback(ref, reason)
+        elif self._fell_back:
+            served = self._current_ref.version if self._current_ref else "?"
+            self.problem = f"{reason}; serving the last verified version {served} instead"
+        else:
+            served = self._current_ref.version if self._current_ref else "?"
+            self.problem = f"{reason}; still serving version {served}"
+
+    def _load_fallback(self, failed: ModelRef, reason: str) -> None:
+        fallback = self._fallback()
+        if fallback is None or fallback == failed:
+            self.problem = f"{reason}; no earlier verified version to fall back to"
+            return
+        try:
+            deployment = self._build(fallback)
+        except Exception as error:
+            self.problem = f"{reason}; the last verified version {fallback.version} failed too: {error}"
+            logger.error("fallback model version %s failed to load: %s", fallback.version, error)
+            return
+        self._current, self._current_ref, self._fell_back = deployment, fallback, True
+        self.problem = f"{reason}; serving the last verified version {fallback.version} instead"
+        logger.warning("%s", self.problem)
+        self._on_swap(fallback, deployment)
 
     def nudge(self) -> None:
         """Check now instead of at the next interval (webhook)."""

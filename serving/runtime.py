@@ -10,12 +10,15 @@ watcher and log threads. ``predict_ids`` / ``predict_rows`` return an ``Answer``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic_core import to_json
@@ -141,8 +144,10 @@ class Runtime:
         store: Any,
         source: ModelSource,
         log: PredictionLog,
+        verified_record: Path | None = None,
     ) -> None:
         self.settings = settings
+        self._verified_record = verified_record
         self.metrics = metrics
         self.store = store
         self.log = log
@@ -155,11 +160,14 @@ class Runtime:
             interval_s=settings.serving_poll_seconds,
             on_swap=self._swapped,
             on_failure=self._load_failed,
+            fallback=self._last_verified,
         )
         key = settings.serving_api_key
         self.guard = GuardConfig(
             api_key=key.get_secret_value().encode("utf-8") if key is not None else None,
             max_body_bytes=settings.serving_max_body_bytes,
+            body_timeout_s=settings.serving_body_timeout_seconds,
+            max_pending_bodies=settings.serving_max_pending_bodies,
             webhook_path="/model/refresh",
             webhook_secret=(
                 settings.serving_webhook_secret.get_secret_value().encode("utf-8")
@@ -208,7 +216,30 @@ class Runtime:
             reader=self._readers[feature_service],
         )
 
+    def _last_verified(self) -> ModelRef | None:
+        """The last version this host loaded and verified (its digest is checked again on load)."""
+        if self._verified_record is None or not self._verified_record.is_file():
+            return None
+        try:
+            found = json.loads(self._verified_record.read_text())
+            return ModelRef(**{k: found[k] for k in ("name", "version", "sha256", "feature_service")})
+        except (ValueError, KeyError, TypeError, OSError) as error:
+            logger.warning("ignoring the last-verified record %s: %s", self._verified_record, error)
+            return None
+
+    def _remember_verified(self, ref: ModelRef) -> None:
+        if self._verified_record is None:
+            return
+        try:
+            self._verified_record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._verified_record.with_suffix(".tmp")
+            tmp.write_text(json.dumps(dataclasses.asdict(ref)))
+            tmp.replace(self._verified_record)
+        except OSError as error:
+            logger.warning("could not record the verified model version: %s", error)
+
     def _swapped(self, ref: ModelRef, deployment: Deployment) -> None:
+        self._remember_verified(ref)
         self.metrics.model_swaps.inc()
         self.metrics.set_model(
             name=ref.name,
@@ -216,13 +247,45 @@ class Runtime:
             feature_service=deployment.feature_service,
             scorer=deployment.scorer_kind,
         )
+        self._report_versions()
 
     def _load_failed(self, ref: ModelRef | None, error: Exception) -> None:
         reason = "registry_unreachable" if ref is None else type(error).__name__
         self.metrics.model_load_failures.labels(reason).inc()
+        self._report_versions()
+
+    def _report_versions(self) -> None:
+        served, named = self.watcher.current_ref, self.watcher.registry_ref
+        self.metrics.set_registry_version(
+            name=named.name if named else None,
+            version=named.version if named else None,
+            matches=served is not None and served == named,
+        )
 
     def ready(self) -> bool:
         return self.watcher.current is not None
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready to score (a model loaded and the online store answering), with the reason and
+        the served versus registry version; also refreshes the version gauges."""
+        watcher = self.watcher
+        served, named = watcher.current_ref, watcher.registry_ref
+        self._report_versions()
+        detail: dict[str, Any] = {
+            "served_version": served.version if served else None,
+            "registry_version": named.version if named else None,
+        }
+        if watcher.problem:
+            detail["model_problem"] = watcher.problem
+        deployment = watcher.current
+        if deployment is None:
+            detail["reason"] = watcher.problem or "no Production model is loaded yet"
+            return False, detail
+        problem = await deployment.reader.problem()
+        if problem is not None:
+            detail["reason"] = problem
+            return False, detail
+        return True, detail
 
     # -- requests --------------------------------------------------------------------------
 
@@ -333,7 +396,7 @@ class Runtime:
         )
 
     async def refresh(self) -> bool:
-        return await asyncio.to_thread(self.watcher.refresh)
+        return await asyncio.to_thread(self.watcher.refresh, retry_now=True)
 
     def close(self) -> None:
         self.watcher.stop()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import bentoml
@@ -142,12 +143,67 @@ class ChurnService:
         self.runtime.close()
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """What BentoML's /docs.json view calls: ``asdict()``."""
+
+    doc: dict[str, Any]
+
+    def asdict(self) -> dict[str, Any]:
+        return self.doc
+
+
+def _runtime_or_none() -> Runtime | None:
+    try:
+        return _runtime()
+    except bentoml.exceptions.BentoMLException:  # not instantiated (building the spec offline)
+        return None
+
+
+async def _readiness() -> tuple[bool, dict[str, Any]]:
+    runtime = _runtime()
+    if runtime is None:
+        return False, {"reason": "the service is starting"}
+    return await runtime.readiness()
+
+
+class _FrontedService(bentoml.Service):  # type: ignore[misc]
+    """``bentoml.Service`` whose ASGI app is wrapped in ``FrontDoor`` and ``RequestGuard``.
+
+    BentoML's request metrics are its outermost middleware and label the raw path, and its
+    concurrency limit is taken before any user middleware reads a body; BentoML has no
+    setting for either. Wrapping the app it builds puts the path bound (``serving.front``)
+    before its metrics and the guard's bounded body read before its concurrency slots.
+    """
+
+    __slots__ = ()
+
+    @property
+    def openapi_spec(self) -> Any:
+        from serving.openapi import corrected_spec
+
+        runtime = _runtime_or_none()
+        doc = corrected_spec(
+            super().openapi_spec.asdict(),
+            api_paths=API_PATHS,
+            max_ids=runtime.settings.serving_max_ids if runtime else None,
+            max_rows=runtime.settings.serving_max_rows if runtime else None,
+        )
+        return _Spec(doc)
+
+    def to_asgi(self, is_main: bool = True) -> Any:
+        from serving.front import FrontDoor, known_paths
+
+        app = super().to_asgi(is_main=is_main)
+        guarded = RequestGuard(app, config=_guard_config, paths=API_PATHS)
+        return FrontDoor(guarded, known=known_paths(app), readiness=_readiness)
+
+
 # A class decorator's return type is invisible to mypy: ChurnService is a bentoml.Service.
-# The guard runs first (key, content type, body size, latency and error metrics), then the
-# scoring routes; BentoML's router gets everything else.
-cast("bentoml.Service[Any]", ChurnService).add_asgi_middleware(
-    RequestGuard, config=_guard_config, paths=API_PATHS
-)
+# In front of BentoML: the path bound and /readyz, then the guard (key, content type, body
+# size and time, latency and error metrics); inside BentoML's metrics, timeout and concurrency
+# middleware: the scoring routes; BentoML's router gets everything else.
+cast("Any", ChurnService).__class__ = _FrontedService
 cast("bentoml.Service[Any]", ChurnService).add_asgi_middleware(
     DirectRoutes, routes=_direct_routes, headers=((b"server", b"BentoML Service/churn"),)
 )

@@ -32,10 +32,29 @@ class PredictRequest(BaseModel):
     customer_ids: list[CustomerId] = Field(min_length=1)
 
 
+def _contract_schema(schema: dict[str, Any]) -> None:
+    """The column contract's domain in the published JSON schema: enums, minimum, maximum."""
+    for col in FEATURES:
+        prop = schema.get("properties", {}).get(col.name)
+        if prop is None:
+            continue
+        if col.kind == "category":
+            prop["enum"] = list(col.categories)
+        elif col.kind == "flag":
+            prop["enum"] = [0, 1]
+        else:
+            if col.minimum is not None:
+                prop["minimum"] = col.minimum
+            if col.maximum is not None:
+                prop["maximum"] = col.maximum
+
+
 class FeatureRow(BaseModel):
     """One raw churn_v1 feature row (the FeatureService schema), for what-if scoring."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, json_schema_extra=_contract_schema
+    )
 
     customer_id: CustomerId | None = None
     gender: str
@@ -108,6 +127,29 @@ class RefreshResponse(BaseModel):
     model_name: str | None
     model_version: str | None
     changed: bool
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "ErrorBody",
+    "type": "object",
+    "description": "Every error: a message, and (for the service's own errors) one item per problem.",
+    "properties": {
+        "error": {"type": "string", "title": "Message"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "description": "the reason code"},
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string", "description": "the problem and the fix"},
+                },
+                "required": ["type", "loc", "msg"],
+            },
+        },
+    },
+    "required": ["error"],
+}
 
 
 def error_body(*, message: str, code: str, loc: list[str | int] | None = None) -> dict[str, Any]:

@@ -82,7 +82,10 @@ def _errors(json_output: bool) -> Iterator[None]:
             message = f"registry database error: {message}"
         elif isinstance(error, MlflowException):
             message = f"MLflow: {message}"
-        raise fail(message, json_output=json_output) from None
+        exit_ = fail(message, json_output=json_output)
+        if isinstance(error, ArtifactIntegrityError):
+            exit_.exit_code = 3  # refused by the integrity check (a gate), not bad input
+        raise exit_ from None
 
 
 def _report_reconcile(report: ReconcileReport) -> None:

@@ -59,7 +59,9 @@ def test_serve_uses_the_callers_env_file_and_stops_on_sigterm(tmp_path: Path) ->
             timeout=10,
         )
         assert keyed.status_code == 503  # authorized; no Production model in this empty home yet
-        assert (tmp_path / "home" / "serving").is_dir()  # its own BentoML home (metrics files)
+        # Its own BentoML home (so its Prometheus multiprocess files are its own), not ~/bentoml.
+        own = tmp_path / "home" / "serving" / f"bentoml-{port}" / "prometheus_multiproc_dir"
+        assert own.is_dir() and any(own.iterdir()), sorted(p.name for p in own.parent.parent.rglob("*"))[:20]
 
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=40)

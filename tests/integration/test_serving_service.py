@@ -275,6 +275,31 @@ def test_api_key_is_required_except_for_health_and_metrics(stack: Stack) -> None
             assert anonymous.get(path).status_code == 200, path
 
 
+def test_every_error_has_the_reason_header_and_the_same_body_shape(stack: Stack) -> None:
+    ids = stack.env.customer_ids[:1]
+    json_type = {"Content-Type": "application/json"}
+    with httpx.Client(base_url=stack.service.url, timeout=10) as anonymous:
+        post = stack.client.post
+        too_many = {"customer_ids": [f"C-{i}" for i in range(MAX_IDS + 1)]}
+        twice = b'{"customer_ids": ["A"], "customer_ids": ["B"]}'
+        cases = [
+            ("unauthorized", anonymous.post("/predict", json={"customer_ids": ids})),
+            ("invalid_request", post("/predict", json={"customer_ids": []})),
+            ("invalid_request", post("/predict", content=twice, headers=json_type)),
+            ("unsupported_media_type", post("/predict", content=b"x", headers={"Content-Type": "text/x"})),
+            ("body_too_large", post("/predict", content=b" " * (MAX_BODY + 1), headers=json_type)),
+            ("too_many_items", post("/predict", json=too_many)),
+        ]
+    for reason, response in cases:
+        assert response.status_code in (400, 401, 413, 415), (reason, response.text)
+        assert response.headers.get("x-churnops-error") == reason, (reason, dict(response.headers))
+        body = response.json()
+        assert isinstance(body["error"], str) and body["error"], body
+        # A 400's items name pydantic's problem kinds; every other error's item is the reason.
+        assert body["detail"] and (reason == "invalid_request" or body["detail"][0]["type"] == reason), body
+        assert all(set(d) == {"type", "loc", "msg"} for d in body["detail"]), body
+
+
 def test_metrics_expose_the_serving_figures_without_customer_ids(stack: Stack) -> None:
     stack.client.post("/predict", json={"customer_ids": [*stack.env.customer_ids[:5], "NOPE-1"]})
     # One refused and one invalid request of its own, whatever ran before.
@@ -425,10 +450,21 @@ def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) 
             timings.append(time.perf_counter() - started)
             assert response.status_code == 503, response.text
             assert response.json()["detail"][0]["type"] == "features_unavailable"
+            assert response.headers["retry-after"] == "1"
         assert max(timings) < 0.15, timings
         assert httpx.get(f"{stack.service.url}/livez", timeout=5).status_code == 200
+        # Readiness says why (a load balancer stops sending traffic here meanwhile).
+        ready = httpx.get(f"{stack.service.url}/readyz", timeout=5)
+        assert ready.status_code == 503 and "unreachable" in ready.json()["reason"], ready.text
     finally:
         stack.redis.start()
+    # Redis is back but empty: a store problem (503 features_unavailable), not unknown customers.
+    empty = stack.client.post("/predict", json={"customer_ids": ids})
+    assert empty.status_code == 503, empty.text
+    assert empty.json()["detail"][0]["type"] == "features_unavailable", empty.text
+    assert "materialize" in empty.json()["error"]
+    ready = httpx.get(f"{stack.service.url}/readyz", timeout=5)
+    assert ready.status_code == 503 and "materialize" in ready.json()["reason"], ready.text
     # The restarted Redis is empty (no persistence): load it again, as an operator would, and
     # as the stack was built (stale customers too: tests after this one need them).
     load_online_store(store=feature_store(stack.settings), as_of=stack.env.as_of)
@@ -442,6 +478,10 @@ def test_redis_down_answers_503_fast_and_recovers_when_it_returns(stack: Stack) 
                 break
         time.sleep(0.2)
     assert statuses == {"ok"}
+    deadline = time.monotonic() + 10  # the emptiness verdict is cached for a second
+    while httpx.get(f"{stack.service.url}/readyz", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, "/readyz did not recover after the store was reloaded"
+        time.sleep(0.2)
 
 
 def test_the_service_log_has_no_unexpected_tracebacks(stack: Stack) -> None:

@@ -123,6 +123,25 @@ def test_errors_exit_2_with_a_clear_message(
     assert message in one_json(as_json.stdout)["error"]
 
 
+def test_promoting_a_tampered_version_is_refused_with_exit_3(cli: tuple[ModelRegistry, str, Any]) -> None:
+    from pathlib import Path
+
+    registry, _, run = cli
+    weights = Path(registry.get(2).artifact_uri) / "model.skops"
+    original = weights.read_bytes()
+    weights.write_bytes(original + b"\0")
+    try:
+        result = run("promote", "2", "--stage", "Staging", "--reason", "x")
+        assert result.exit_code == 3, result.output
+        assert (
+            "refusing to move version 2 to Staging" in result.stderr and "SHA-256 mismatch" in result.stderr
+        )
+        assert one_json(run("promote", "2", "--stage", "Staging", "--reason", "x", "--json").stdout)["error"]
+    finally:
+        weights.write_bytes(original)
+    assert run("promote", "2", "--stage", "Staging", "--reason", "x").exit_code == 0
+
+
 def test_promoting_an_archived_version_is_refused(cli: tuple[ModelRegistry, str, Any]) -> None:
     registry, _, run = cli
     run("promote", "1", "--stage", "Archived", "--reason", "bad data window")

@@ -520,3 +520,52 @@ def test_search_filters_use_the_indexes(registry: tuple[ModelRegistry, str]) -> 
         plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}"))
     assert "SEARCH models USING INDEX" in plan, plan
     assert "SCAN models" not in plan, plan
+
+
+@pytest.mark.parametrize("damage", ["tampered", "missing"])
+def test_promote_and_rollback_refuse_a_version_whose_artifact_does_not_verify(
+    registry: tuple[ModelRegistry, str], damage: str
+) -> None:
+    import shutil
+
+    from churnops.contracts.artifacts import ArtifactIntegrityError
+
+    reg, experiment_id = registry
+    first = register_candidate(reg, experiment_id=experiment_id, seed=1)
+    second = register_candidate(reg, experiment_id=experiment_id, seed=2)
+    reg.promote(version=first.version, stage="Staging", reason="first")
+    reg.promote(version=first.version, stage="Production", reason="first")
+
+    def break_(record: Any) -> Path:
+        root = Path(record.artifact_uri)
+        saved = root.parent / f"{root.name}.saved"
+        shutil.copytree(root, saved)
+        if damage == "tampered":
+            weights = root / "model.skops"
+            weights.write_bytes(weights.read_bytes() + b"\0")
+        else:
+            shutil.rmtree(root)
+        return saved
+
+    def repair(record: Any, saved: Path) -> None:
+        shutil.rmtree(record.artifact_uri, ignore_errors=True)
+        shutil.move(saved, record.artifact_uri)
+
+    before = transition_count(reg)
+    saved = break_(second)
+    for stage in ("Staging", "Production"):
+        with pytest.raises(
+            ArtifactIntegrityError, match=f"refusing to move version {second.version} to {stage}"
+        ):
+            reg.promote(version=second.version, stage=stage, reason="should be refused")
+    assert transition_count(reg) == before and aliases(reg)["production"] == first.version
+    repair(second, saved)
+    reg.promote(version=second.version, stage="Staging", reason="repaired")
+    reg.promote(version=second.version, stage="Production", reason="repaired")
+
+    saved = break_(first)  # rolling back to a broken version is refused too
+    with pytest.raises(ArtifactIntegrityError, match=f"roll Production back to version {first.version}"):
+        reg.rollback(reason="should be refused")
+    assert aliases(reg)["production"] == second.version
+    repair(first, saved)
+    assert reg.rollback(reason="repaired").transition.version == first.version

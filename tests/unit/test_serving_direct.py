@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnops.contracts.columns import feature_names
@@ -236,7 +236,10 @@ def _direct(service: Any, answer: Callable[[Any], Awaitable[Reply]]) -> DirectRo
     return DirectRoutes(fallback, routes=lambda: routes)
 
 
-def test_refused_bodies_get_bentomls_own_400_byte_for_byte(bentoml_app: tuple[Any, Any]) -> None:
+def test_refused_bodies_are_400s_naming_field_problem_and_fix_without_internals(
+    bentoml_app: tuple[Any, Any],
+) -> None:
+    # BentoML refuses each of these too (its body names "...IODescriptor" and pydantic URLs).
     service, bento = bentoml_app
 
     async def never(request: Any) -> Reply:
@@ -247,8 +250,58 @@ def test_refused_bodies_get_bentomls_own_400_byte_for_byte(bentoml_app: tuple[An
         status, content, _ = bento("POST", path, body)
         assert status == 400, (path, body[:40], content[:200])
         got_status, got, headers = _http(direct, "POST", path, body)
-        assert (got_status, got) == (status, content), (path, body[:40])
+        assert got_status == 400, (path, body[:40])
         assert headers["content-type"] == "application/json"
+        assert headers["x-churnops-error"] == "invalid_request"
+        text = got.decode()
+        for internal in ("IODescriptor", "pydantic", "errors.pydantic.dev", "Request"):
+            assert internal not in text, (path, body[:40], text)
+        reply = json.loads(got)
+        assert reply["error"].startswith("invalid request")
+        assert reply["detail"] and all(set(d) == {"type", "loc", "msg"} and d["msg"] for d in reply["detail"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bad_rows=st.integers(min_value=1, max_value=1000))
+def test_a_body_with_many_bad_rows_lists_at_most_max_errors_and_counts_the_rest(
+    bentoml_app: tuple[Any, Any], bad_rows: int
+) -> None:
+    from serving.direct import MAX_ERRORS
+
+    service, _ = bentoml_app
+
+    async def never(request: Any) -> Reply:
+        raise AssertionError("a refused body reached the runtime")
+
+    rows = [{**_row(), "tenure": -1, "contract": ""} for _ in range(bad_rows)]
+    status, content, _ = _http(
+        _direct(service, never), "POST", "/predict_features", json.dumps({"rows": rows}).encode()
+    )
+    reply = json.loads(content)
+    total = 2 * bad_rows  # the oracle: two refused fields per row
+    assert status == 400 and len(reply["detail"]) == min(total, MAX_ERRORS)
+    if total > MAX_ERRORS:
+        assert f"{total} problems" in reply["error"] and f"{total - MAX_ERRORS} more" in reply["error"]
+    assert len(content) < 8_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"customer_ids": ["A-1"], "customer_ids": ["B-2"]}',
+        ('{"rows": [{' + json.dumps(_row())[1:-1] + ', "gender": "Male"}]}').encode(),
+    ],
+)
+def test_duplicate_json_keys_are_refused(bentoml_app: tuple[Any, Any], body: bytes) -> None:
+    service, _ = bentoml_app
+
+    async def answer(request: Any) -> Reply:
+        return Reply(200, b"{}")
+
+    path = "/predict" if b"customer_ids" in body else "/predict_features"
+    status, content, _ = _http(_direct(service, answer), "POST", path, body)
+    assert status == 400, content
+    assert json.loads(content)["detail"][0]["type"] == "duplicate_key"
 
 
 def test_an_unexpected_error_is_bentomls_500_and_other_requests_pass_through(
@@ -278,3 +331,43 @@ def test_answers_and_api_errors_carry_status_body_and_reason() -> None:
     status, content, headers = _http(direct, "POST", "/predict", b'{"customer_ids": ["A"]}')
     assert (status, content, int(headers["content-length"])) == (200, b"{}", 2)
     assert "x-churnops-error" not in headers
+
+
+def test_refused_requests_are_logged_at_info_once_per_interval_without_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from serving.direct import RefusalLog
+
+    log = RefusalLog(interval_s=3600)
+    with caplog.at_level(logging.DEBUG, logger="serving.direct"):
+        for i in range(1_000):
+            log.note(400 + i % 2, '{"error":"x' + "y" * 10_000 + '"}')
+    records = [r for r in caplog.records if r.name == "serving.direct"]
+    assert len(records) == 1 and records[0].levelno == logging.INFO and records[0].exc_info is None
+    assert len(records[0].getMessage()) < 400
+
+
+def test_unknown_paths_reach_the_app_as_other_and_readyz_answers_its_reason() -> None:
+    from serving.front import OTHER_PATH, FrontDoor
+
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def readiness() -> tuple[bool, dict[str, Any]]:
+        return False, {"reason": "online store unreachable"}
+
+    front = FrontDoor(app, known={"/predict", "/readyz"}, readiness=readiness)  # type: ignore[arg-type]
+    for path in ("/nope", "/a%00b", "/predict/x", "/PREDICT", "/predict"):
+        _http(front, "POST", path, b"{}")
+    assert seen == [OTHER_PATH] * 4 + ["/predict"]
+    status, content, headers = _http(front, "GET", "/readyz", b"")
+    assert status == 503 and json.loads(content)["reason"] == "online store unreachable"
+    assert headers["retry-after"] == "1"
+    _http(front, "POST", "/readyz", b"")  # other methods go on to the app (its 405)
+    assert seen[-1] == "/readyz"

@@ -372,10 +372,62 @@ def test_watcher_swaps_when_production_moves_and_keeps_serving_on_failure() -> N
     assert not watcher.refresh() and source.loads == 1
     source.ref, source.broken = _ref("2"), {"2"}
     assert not watcher.refresh() and watcher.current.estimator == "1"
-    assert not watcher.refresh() and source.loads == 2  # a failed version is not retried
+    assert not watcher.refresh() and source.loads == 2  # a failed version waits for its backoff
+    assert (
+        watcher.problem is not None
+        and "version 2" in watcher.problem
+        and "serving version 1" in watcher.problem
+    )
     source.ref = _ref("3")
     assert watcher.refresh() and watcher.current.estimator == "3"
-    assert failures == ["2"]
+    assert failures == ["2"] and watcher.problem is None
+
+
+def test_a_failed_version_is_retried_with_backoff_and_at_once_on_request() -> None:
+    source = _Source()
+    now = [0.0]
+    watcher: ModelWatcher[LoadedModel] = ModelWatcher(
+        source=source,
+        build=source.load,
+        interval_s=60,
+        retry_base_s=1.0,
+        retry_max_s=8.0,
+        clock=lambda: now[0],
+    )
+    source.ref = _ref("1")
+    assert watcher.refresh()
+    source.ref, source.broken = _ref("2"), {"2"}
+    attempts = []
+    for t in range(40):  # polls once a second for 40 s while version 2 stays broken
+        now[0] = float(t)
+        before = source.loads
+        watcher.refresh()
+        if source.loads > before:
+            attempts.append(t)
+    # Oracle: retries after 1, 2, 4, 8, 8, ... seconds.
+    assert attempts[:6] == [0, 1, 3, 7, 15, 23], attempts
+    assert watcher.registry_ref == _ref("2") and watcher.current_ref == _ref("1")
+    source.broken = set()  # repaired: the webhook retries now, without waiting for the backoff
+    assert watcher.refresh(retry_now=True) and watcher.current_ref == _ref("2") and watcher.problem is None
+
+
+def test_a_restart_falls_back_to_the_last_verified_version_and_says_so() -> None:
+    source = _Source()
+    source.ref, source.broken = _ref("2"), {"2"}
+    watcher: ModelWatcher[LoadedModel] = ModelWatcher(
+        source=source, build=source.load, interval_s=60, fallback=lambda: _ref("1")
+    )
+    assert not watcher.refresh()
+    assert watcher.current_ref == _ref("1") and watcher.current is not None
+    assert watcher.problem is not None and "last verified version 1" in watcher.problem
+    assert not watcher.refresh(retry_now=True)  # still broken: still says it is the fallback
+    assert watcher.problem is not None and "last verified version 1" in watcher.problem
+    source.broken = {"1", "2"}
+    nothing: ModelWatcher[LoadedModel] = ModelWatcher(
+        source=source, build=source.load, interval_s=60, fallback=lambda: _ref("1")
+    )
+    assert not nothing.refresh() and nothing.current is None
+    assert nothing.problem is not None and "failed too" in nothing.problem
 
 
 def test_watcher_thread_follows_a_nudge() -> None:
