@@ -103,13 +103,17 @@ def promote(*, settings: Settings, version: str) -> None:
         registry.promote(version=int(version), stage="Production", reason="serving test", actor="tests")
 
 
+MATERIALIZED_AGO = timedelta(days=10)  # the environment's last materialization ran this long ago
+STALE_BEFORE = timedelta(days=40)  # the stale customers' rows are this much older still
+
+
 def load_online_store(*, store: Any, as_of: datetime) -> None:
-    """Materialize as ``build_environment`` does (also to reload an emptied online store): the
-    stale customers by a materialization at their own time, then the fresh window on top (which
-    does not reach back 60 days, so it leaves them untouched)."""
+    """Materialize as ``build_environment`` does (also to reload an emptied online store): one
+    materialization at ``as_of``. It keeps the stale customers (40 days old then, inside the 45-day
+    TTL, so the online store equals the offline answer at ``as_of``); served ``MATERIALIZED_AGO``
+    later, they are 50 days old: ``stale_features``."""
     from churnops.features.materialize import materialize
 
-    materialize(store=store, end=as_of - timedelta(days=60) + timedelta(minutes=1))
     materialize(store=store, end=as_of + timedelta(minutes=1))
 
 
@@ -118,17 +122,18 @@ def build_environment(
 ) -> Environment:
     """Sources, Feast registry + online store (materialized), and a registered Production model.
 
-    The last ten customers' account/services rows are 60 days older than the rest (past the
-    45-day TTL) and are materialized from an earlier window, so the online store serves them
-    as present while they are stale.
+    The store was last materialized at ``as_of`` (10 days ago by default); the last ten
+    customers' account/services rows were 40 days old then, so served today they are past the
+    45-day TTL (``stale_features``) while the rest are fresh (the materializer prunes what is
+    outside the TTL at its ``end``, so staleness comes from time passing since, as in production).
     """
     from churnops.features.store import apply
     from churnops.sources import write_sources
     from churnops.wiring import feast_definitions, feature_store
 
-    as_of = as_of or datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    as_of = as_of or datetime.now(UTC).replace(microsecond=0) - MATERIALIZED_AGO
     fresh = generate_rows(n=n_customers, seed=seed, as_of=as_of)
-    old = generate_rows(n=10, seed=seed + 1000, as_of=as_of - timedelta(days=60))
+    old = generate_rows(n=10, seed=seed + 1000, as_of=as_of - STALE_BEFORE)
     old = old[~old[JOIN_KEY].isin(fresh[JOIN_KEY])]
     write_sources(frame=old, sources_dir=settings.sources_dir, part="old", replace_all=True)
     write_sources(frame=fresh, sources_dir=settings.sources_dir, part="fresh")
