@@ -75,3 +75,51 @@ def test_serve_uses_the_callers_env_file_and_stops_on_sigterm(tmp_path: Path) ->
             process.kill()
             process.wait()
         log.close()
+
+
+def test_sigterm_drains_in_flight_requests_and_flushes_the_prediction_log(tmp_path: Path) -> None:
+    """Requests answered before SIGTERM are all in the prediction log once `churnops serve` exits:
+    the shutdown flushes the log (nothing is left only in memory), within the grace period."""
+    from churnops.contracts.prediction_log import read_prediction_log
+    from churnops.settings import Settings
+    from churnops.wiring import prediction_log_dir
+    from tests.support.serving_env import build_environment, service_env
+
+    settings = Settings(home=tmp_path / "home", _env_file=None)
+    env = build_environment(settings=settings, n_customers=40)
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CHURNOPS_")}
+    log = (tmp_path / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [CHURNOPS, "serve", "--port", str(port)],
+        env={**base, **service_env(settings)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "churnops serve did not get ready"
+            time.sleep(0.3)
+        answered = 0
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            for start in range(0, 40, 4):
+                reply = client.post("/predict", json={"customer_ids": env.customer_ids[start : start + 4]})
+                assert reply.status_code == 200, reply.text
+                answered += len(reply.json()["predictions"])
+        process.send_signal(signal.SIGTERM)  # at once: the log flusher has had no interval to run
+        assert process.wait(timeout=40) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+    logged = read_prediction_log(prediction_log_dir(settings), columns=["customer_id"])
+    assert logged.num_rows == answered == 40, (logged.num_rows, answered)
+    assert set(logged.column("customer_id").to_pylist()) == set(env.customer_ids)
