@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 Need = Literal["sources", "feast", "mlflow"]
 
 # What each command needs from the home (by its path under `churnops`). Commands not listed
-# (data ingest|generate, demo, registry migrate) create what they need; `serve` starts on any
+# (data ingest|generate, demo, simulate, registry migrate) create what they need; `serve` starts on any
 # home and waits for a Production model (/readyz is 503 until one is promoted).
 NEEDS: dict[str, tuple[Need, ...]] = {
     "features apply": ("sources",),

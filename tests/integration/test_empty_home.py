@@ -31,8 +31,9 @@ ARGS: dict[str, list[str]] = {
 CREATORS = {"data generate", "data ingest", "registry migrate"}
 # rc 0 on an empty home is their meaning, and they run for long: `demo` the whole loop (minutes;
 # tests/integration/test_demo.py), `serve` until stopped, waiting for a Production model
-# (tests/integration/test_serve_command.py).
-SKIPPED = {"demo", "serve"}
+# (tests/integration/test_serve_command.py), `simulate` replays months in throw-away homes of its
+# own (tests/integration/test_simulate.py).
+SKIPPED = {"demo", "serve", "simulate"}
 
 
 def leaf_commands(group: Any, prefix: str = "") -> dict[str, Any]:
