@@ -93,8 +93,9 @@ def order_from_decisions(
 
 
 def acted_on(*, registry: ModelRegistry, decision_id: int) -> str | None:
-    """How decision ``decision_id`` was already acted on (a version, or a training run whose
-    candidate failed its gates), or None: one verdict gets one retrain, whatever its outcome."""
+    """How decision ``decision_id`` was already acted on (a version, or a finished training run
+    whose candidate failed its gates), or None: one verdict gets one retrain, whatever its
+    outcome. A run that crashed (status FAILED) does not count: the decision can be retried."""
     for version in registry.all_versions():
         if version.tags.get(TAG_DECISION) == str(decision_id):
             return f"it produced version {version.version}"
@@ -102,7 +103,9 @@ def acted_on(*, registry: ModelRegistry, decision_id: int) -> str | None:
     experiments = [e.experiment_id for e in client.search_experiments()]
     if experiments:
         runs = client.search_runs(
-            experiments, filter_string=f"tags.`{TAG_DECISION}` = '{decision_id}'", max_results=1
+            experiments,
+            filter_string=f"tags.`{TAG_DECISION}` = '{decision_id}' AND attributes.status = 'FINISHED'",
+            max_results=1,
         )
         if runs:
             return f"training run {runs[0].info.run_id} registered no version"
