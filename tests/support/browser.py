@@ -58,6 +58,31 @@ def chromium() -> str:
     return found
 
 
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+def screenshot(page: Path, png: Path, *, width: int, height: int, budget_ms: int = 8000) -> Path:
+    """A PNG of ``page`` rendered at ``width`` x ``height`` in headless Chromium."""
+    browser = chromium()
+    with tempfile.TemporaryDirectory(prefix="chromium-shot-") as profile:
+        subprocess.run(
+            [browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
+             f"--virtual-time-budget={budget_ms}", f"--screenshot={png}", page.as_uri()],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )  # fmt: skip
+    return png
+
+
 def measure_layout(page: Path, *, width: int = 1400, height: int = 1000) -> dict[str, Any]:
     """Load ``page`` at ``width`` px in headless Chromium; returns what the probe measured."""
     browser = chromium()
@@ -70,13 +95,7 @@ def measure_layout(page: Path, *, width: int = 1400, height: int = 1000) -> dict
         done = subprocess.run(
             [
                 browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
+                *FLAGS,
                 f"--user-data-dir={profile}",
                 f"--window-size={width},{height}",
                 "--virtual-time-budget=10000",

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from monitoring.report import (
     report_path,
     write_report_html,
 )
+from tests.support.browser import screenshot
 from tests.support.drift_data import scenario
 
 NASTY = '<script>alert("x")</script>&'
@@ -82,39 +81,9 @@ def test_a_report_below_the_minimum_size_still_renders(result: DriftResult) -> N
     assert "insufficient_data" in text and "Not enough rows" in text
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
 def test_the_html_renders_in_headless_chromium(result: DriftResult, tmp_path: Path) -> None:
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is required under CI: apt-get install -y chromium")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
     page = write_report_html(result=result, path=tmp_path / "drift.html")
-    png = tmp_path / "drift.png"
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
-                "--window-size=1280,2400",
-                "--virtual-time-budget=8000",
-                f"--screenshot={png}",
-                page.as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+    png = screenshot(page, tmp_path / "drift.png", width=1280, height=2400)
     keep = os.environ.get("KEEP_DRIFT_SCREENSHOT")
     if keep:
         shutil.copy(png, keep)
