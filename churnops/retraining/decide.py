@@ -175,8 +175,9 @@ def _drift(windows: Sequence[MonitoringWindow], policy: RetrainPolicy) -> tuple[
                 "latest_window",
                 window_drifted(w, policy),
                 f"window ending {w.window_end.isoformat()}: status {w.status}, drifted share "
-                f"{_fmt(w.drifted_share)} (>= {rules.max_drifted_share}), score JS {_fmt(w.prediction_js)} "
-                f"(>= {rules.max_prediction_js}), concept drift {w.concept_drifted}",
+                f"{_fmt(w.drifted_share)} (drifted at >= {rules.max_drifted_share}), score JS "
+                f"{_fmt(w.prediction_js)} (drifted at >= {rules.max_prediction_js}), concept drift "
+                f"{'yes' if w.concept_drifted else 'no'}",
                 w.drifted_share,
                 rules.max_drifted_share,
             )
