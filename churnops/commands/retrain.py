@@ -145,7 +145,7 @@ def run(
         float, typer.Option("--wait", min=0, help="Seconds to wait for a running retrain (default: refuse).")
     ] = 0.0,
     materialize_online: Annotated[
-        bool, typer.Option("--materialize", help="Materialize the online store at the window end first.")
+        bool, typer.Option("--materialize", help="Materialize the online store as of now first.")
     ] = False,
     json_output: JsonOpt = False,
 ) -> None:

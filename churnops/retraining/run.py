@@ -153,7 +153,7 @@ def run_retrain(
         if materialize_online:
             from churnops.features.materialize import materialize
 
-            materialize(store=store, end=min(window.end, now))
+            materialize(store=store, end=now)  # serving's store as of now, not the window's end
         before = registry.production()
         production_before = None if before is None else int(before.version)
         result = train(
