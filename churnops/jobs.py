@@ -36,9 +36,11 @@ def log_window(
     start: datetime | None,
     end: datetime | None,
     days: int,
+    lookback: timedelta = timedelta(0),
 ) -> tuple[datetime, datetime, pd.DataFrame]:
     """The window asked for (by default the last ``days`` days up to just after the newest row of
-    the model's log) and its rows; the bounds read only the ``ts`` column."""
+    the model's log) and its rows, from ``lookback`` before its start; the bounds read only the
+    ``ts`` column."""
     from churnops.wiring import read_prediction_window
 
     name = settings.model_name
@@ -52,7 +54,9 @@ def log_window(
         end = stamps.column("ts").to_pandas().max().to_pydatetime() + timedelta(microseconds=1)
     if start is None:
         start = end - timedelta(days=days)
-    rows = read_prediction_window(settings, start=start, end=end, model_name=name, model_version=version)
+    rows = read_prediction_window(
+        settings, start=start - lookback, end=end, model_name=name, model_version=version
+    )
     return start, end, rows.to_pandas()
 
 
@@ -87,7 +91,7 @@ def drift_report(
     labels are known at ``as_of``: a window's own predictions mature only a horizon later, so the
     newest window alone would never have labels.
     """
-    from churnops.wiring import mlflow_client, read_prediction_window
+    from churnops.wiring import mlflow_client
     from monitoring.baseline import load_baselines, read_labels
     from monitoring.drift import detect_drift
     from monitoring.performance import matured_outcomes
@@ -97,13 +101,14 @@ def drift_report(
     rules = load_policy(policy or settings.drift_policy)
     client = mlflow_client(settings)
     baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
-    lower, upper, window = log_window(settings, version=version, start=start, end=end, days=days)
+    # one read: the window, and the horizon before it for the labels that have matured
+    lower, upper, rows = log_window(
+        settings, version=version, start=start, end=end, days=days, lookback=horizon
+    )
+    window = rows[rows["ts"] >= lower]
     current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
-    lookback = read_prediction_window(
-        settings, start=lower - horizon, end=upper, model_name=settings.model_name, model_version=version
-    ).to_pandas()
     outcomes = matured_outcomes(
-        predictions=lookback,
+        predictions=rows,
         labels=read_labels(settings.sources_dir),
         as_of=as_of or datetime.now(UTC),
         horizon=horizon,

@@ -34,6 +34,7 @@ import pandas as pd
 from feast import FeatureStore
 
 from churnops.features import redis_layout
+from churnops.features.local_parquet import NotLocalParquet, local_parquet_path
 from churnops.features.online_prune import PruneUnsupported, prune_view
 from churnops.features.redis_layout import LayoutUnsupported
 
@@ -301,21 +302,16 @@ class _DirectRedisWriter:
     def _read(self, view: Any, *, start: datetime, end: datetime) -> tuple[Any, Any, list[Any]]:
         """The view's latest row per entity with event time in [start, end], as Feast selects it."""
         import duckdb
-        from feast import FeatureView, FileSource
-        from feast.data_format import ParquetFormat
+        from feast import FeatureView
 
-        source = view.batch_source
         if type(view) is not FeatureView or not view.online:
             raise DirectWriterUnsupported(f"{view.name} is not a plain online FeatureView")
-        if not isinstance(source, FileSource) or not isinstance(source.file_format, ParquetFormat | None):
-            raise DirectWriterUnsupported(f"{view.name}: source is not a parquet FileSource")
-        if source.field_mapping or len(view.entity_columns) != 1:
-            raise DirectWriterUnsupported(f"{view.name}: field mappings or compound entity keys")
-        path = source.path
-        if "://" in path:
-            raise DirectWriterUnsupported(f"{view.name}: remote source {path}")
-        if not Path(path).is_absolute():
-            path = str(Path(str(self._store.repo_path)) / path)
+        try:
+            path = local_parquet_path(view=view, repo_path=self._store.repo_path)
+        except NotLocalParquet as why:
+            raise DirectWriterUnsupported(str(why)) from None
+        source = view.batch_source
+        assert source is not None  # a FileSource: local_parquet_path checked it
         key_field = view.entity_columns[0]
         ts, created = _quote(source.timestamp_field), source.created_timestamp_column
         order = f"{ts} DESC" + (f", {_quote(created)} DESC" if created else "")

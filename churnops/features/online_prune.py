@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from churnops.features import redis_layout
+from churnops.features.local_parquet import NotLocalParquet, local_parquet_path
 from churnops.features.redis_layout import LayoutUnsupported
 
 SCAN_COUNT = 1_000
@@ -52,19 +53,12 @@ def prune_view(*, store: Any, view: Any, start: datetime, end: datetime) -> int:
 def window_ids(*, store: Any, view: Any, start: datetime, end: datetime) -> list[Any]:
     """The join-key values with a source row of the view in ``[start, end]`` (Feast's bounds)."""
     import duckdb
-    from feast import FileSource
-    from feast.data_format import ParquetFormat
 
+    try:
+        path = local_parquet_path(view=view, repo_path=store.repo_path)
+    except NotLocalParquet as why:
+        raise PruneUnsupported(str(why)) from None
     source = view.batch_source
-    if not isinstance(source, FileSource) or not isinstance(source.file_format, ParquetFormat | None):
-        raise PruneUnsupported(f"{view.name}: source is not a parquet FileSource")
-    if source.field_mapping or len(view.entity_columns) != 1:
-        raise PruneUnsupported(f"{view.name}: field mappings or compound entity keys")
-    path = source.path
-    if "://" in path:
-        raise PruneUnsupported(f"{view.name}: remote source {path}")
-    if not Path(path).is_absolute():
-        path = str(Path(str(store.repo_path)) / path)
     key = '"' + view.entity_columns[0].name.replace('"', '""') + '"'
     ts = '"' + source.timestamp_field.replace('"', '""') + '"'
     query = (

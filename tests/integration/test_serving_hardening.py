@@ -9,7 +9,6 @@ tampers with an artifact and restarts the service.
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import time
 import urllib.parse
@@ -21,16 +20,11 @@ import httpx
 import pytest
 
 from churnops.settings import Settings
-from tests.conftest import REDIS_HOW, service_missing
 from tests.support.serving_env import (
     Environment,
     RedisServer,
     ServiceProcess,
-    build_environment,
-    fit_pipeline,
-    generate_rows,
-    register_model,
-    service_env,
+    private_service,
 )
 
 # slow: starts redis-server and a real BentoML process (twice, for the restart).
@@ -51,33 +45,16 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if shutil.which("redis-server") is None:
-        service_missing("redis-server", REDIS_HOW, FileNotFoundError("redis-server"))
-    work = tmp_path_factory.mktemp("hardening")
-    redis = RedisServer(workdir=work / "redis")
-    redis.start()
-    settings = Settings(home=work / "home", redis_url=redis.url, _env_file=None)
-    service: ServiceProcess | None = None
-    try:
-        env = build_environment(settings=settings, n_customers=100)
-        rows = generate_rows(n=100, seed=5, as_of=env.as_of)
-        broken = register_model(settings=settings, model=fit_pipeline(rows, c=0.1), example=rows, alias=False)
-        service = ServiceProcess(
-            env=service_env(
-                settings,
-                CHURNOPS_SERVING_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT_S),
-                CHURNOPS_SERVING_MAX_PENDING_BODIES=str(MAX_PENDING),
-                CHURNOPS_SERVING_POLL_SECONDS="0.3",
-            ),
-            log_path=work / "service.log",
-        )
-        service.start()
-        service.wait_ready()
-        yield Stack(settings, env, redis, service, broken)
-    finally:
-        if service is not None:
-            service.stop()
-        redis.stop()
+    with private_service(
+        work=tmp_path_factory.mktemp("hardening"),
+        n_customers=100,
+        seed=5,
+        c=0.1,
+        CHURNOPS_SERVING_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT_S),
+        CHURNOPS_SERVING_MAX_PENDING_BODIES=str(MAX_PENDING),
+        CHURNOPS_SERVING_POLL_SECONDS="0.3",
+    ) as served:
+        yield Stack(served.settings, served.env, served.redis, served.service, served.second_version)
 
 
 def _predict(stack: Stack, client: httpx.Client | None = None) -> httpx.Response:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -23,18 +22,13 @@ import pytest
 
 from churnops.contracts.prediction_log import read_prediction_log
 from churnops.settings import Settings
-from tests.conftest import REDIS_HOW, service_missing
 from tests.support.serving_env import (
     Environment,
     RedisServer,
     ServiceProcess,
-    build_environment,
-    fit_pipeline,
-    generate_rows,
     load_online_store,
+    private_service,
     promote,
-    register_model,
-    service_env,
 )
 
 # slow: starts redis-server and a real BentoML process (about 2 min on the 2-core machine).
@@ -61,36 +55,26 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    if shutil.which("redis-server") is None:
-        service_missing("redis-server", REDIS_HOW, FileNotFoundError("redis-server"))
-    work = tmp_path_factory.mktemp("serving")
-    redis = RedisServer(workdir=work / "redis")
-    redis.start()
-    settings = Settings(home=work / "home", redis_url=redis.url, _env_file=None)
-    service: ServiceProcess | None = None
-    try:
-        env = build_environment(settings=settings, n_customers=300)
-        rows = generate_rows(n=300, seed=99, as_of=env.as_of)
-        next_version = register_model(
-            settings=settings, model=fit_pipeline(rows, c=0.05), example=rows, alias=False
+    with (
+        private_service(
+            work=tmp_path_factory.mktemp("serving"),
+            n_customers=300,
+            seed=99,
+            c=0.05,
+            CHURNOPS_SERVING_API_KEY=API_KEY,
+            CHURNOPS_SERVING_MAX_IDS=str(MAX_IDS),
+            CHURNOPS_SERVING_MAX_BODY_BYTES=str(MAX_BODY),
+            CHURNOPS_SERVING_POLL_SECONDS="0.3",
+            CHURNOPS_SERVING_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        ) as served,
+        httpx.Client(
+            base_url=served.service.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
+        ) as client,
+    ):
+        settings, env, service = served.settings, served.env, served.service
+        yield Stack(
+            settings, env, served.redis, service, served.second_version, client, production=env.model_version
         )
-        service = ServiceProcess(
-            env=service_env(
-                settings,
-                CHURNOPS_SERVING_API_KEY=API_KEY,
-                CHURNOPS_SERVING_MAX_IDS=str(MAX_IDS),
-                CHURNOPS_SERVING_MAX_BODY_BYTES=str(MAX_BODY),
-                CHURNOPS_SERVING_POLL_SECONDS="0.3",
-                CHURNOPS_SERVING_WEBHOOK_SECRET=WEBHOOK_SECRET,
-            ),
-            log_path=work / "service.log",
-        )
-        service.start()
-        service.wait_ready()
-        with httpx.Client(
-            base_url=service.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10
-        ) as client:
-            yield Stack(settings, env, redis, service, next_version, client, production=env.model_version)
         # Tests run in any order: the log is checked once more after all of them.
         leftover = _unexpected_tracebacks(Path(service.log_path))
         assert leftover == [], leftover[0][:3000]
@@ -100,10 +84,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             if "Warning:" in line
         ]
         assert warned == [], warned  # no library deprecation warnings on start or while serving
-    finally:
-        if service is not None:
-            service.stop()
-        redis.stop()
 
 
 def _unexpected_tracebacks(log_path: Path) -> list[str]:

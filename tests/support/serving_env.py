@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -281,3 +282,45 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     from churnops.commands.serve import settings_environment
 
     return {**settings_environment(settings), **extra}
+
+
+@dataclass
+class PrivateService:
+    """A served environment on its own redis-server: what :func:`private_service` built."""
+
+    settings: Settings
+    redis: RedisServer
+    env: Environment
+    second_version: str  # registered, not promoted: for swaps, rollbacks or tampering
+    service: ServiceProcess
+
+
+@contextlib.contextmanager
+def private_service(
+    *, work: Path, n_customers: int, seed: int, c: float, **service_vars: str
+) -> Iterator[PrivateService]:
+    """A private redis-server, :func:`build_environment` on it, a second registered model
+    (logistic regression with ``C=c`` on rows generated with ``seed``), and a started, ready
+    service with ``service_vars`` on top of the settings; everything stopped on exit."""
+    import shutil
+
+    from tests.conftest import REDIS_HOW, service_missing
+
+    if shutil.which("redis-server") is None:
+        service_missing("redis-server", REDIS_HOW, FileNotFoundError("redis-server"))
+    redis = RedisServer(workdir=work / "redis")
+    redis.start()
+    settings = Settings(home=work / "home", redis_url=redis.url, _env_file=None)
+    service: ServiceProcess | None = None
+    try:
+        env = build_environment(settings=settings, n_customers=n_customers)
+        rows = generate_rows(n=n_customers, seed=seed, as_of=env.as_of)
+        second = register_model(settings=settings, model=fit_pipeline(rows, c=c), example=rows, alias=False)
+        service = ServiceProcess(env=service_env(settings, **service_vars), log_path=work / "service.log")
+        service.start()
+        service.wait_ready()
+        yield PrivateService(settings, redis, env, second, service)
+    finally:
+        if service is not None:
+            service.stop()
+        redis.stop()
