@@ -210,6 +210,7 @@ class RedisReader:
         except (TimeoutError, redis.RedisError, OSError) as error:
             # redis-py drops the failed connection itself and reconnects on next use; the pool
             # (and other requests' connections) stay, so one slow read cannot cascade.
+            self._empty_checked = -1.0e9  # it may come back emptied: the next check must not reuse ours
             raise FeaturesUnavailable(f"online store unavailable: {type(error).__name__}") from error
         rows = self.decode(customer_ids, values, now=datetime.now(UTC))
         if any(r.status == "unknown_customer" for r in rows) and await self._emptied():
