@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs, urlparse
@@ -147,6 +148,29 @@ class Settings(BaseSettings):
     serving_online_reader: Literal["auto", "feast", "redis"] = Field(
         default="auto", description="auto: read Feast's Redis layout directly when redis_url is set."
     )
+
+    now: datetime | None = Field(
+        default=None,
+        description="Pin the clock for every command (ISO 8601 with an offset, at most a few minutes "
+        "ahead of the real time): tests and replays behave the same in every month.",
+    )
+
+    @field_validator("now")
+    @classmethod
+    def _now_not_in_future(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        from churnops.contracts.clock import not_in_future
+        from churnops.contracts.timestamps import parse_utc
+
+        return not_in_future(parse_utc(value, field="CHURNOPS_NOW"), field="CHURNOPS_NOW")
+
+    @property
+    def clock(self) -> datetime:
+        """Now: the pinned time (CHURNOPS_NOW) or the wall clock."""
+        from churnops.contracts.clock import current_time
+
+        return current_time(self.now)
 
     @field_validator("home")
     @classmethod

@@ -7,6 +7,7 @@ variable that sets it (``serving_max_ids`` <- ``CHURNOPS_SERVING_MAX_IDS``).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -27,6 +28,13 @@ class ServingConfig:
     serving_body_timeout_seconds: float
     serving_max_pending_bodies: int
     serving_poll_seconds: float
+    now: datetime | None
+    """A pinned clock (CHURNOPS_NOW) for tests and replays: freshness and log times use it."""
+
+    def clock(self) -> datetime:
+        from churnops.contracts.clock import current_time
+
+        return current_time(self.now)
 
     @classmethod
     def from_values(cls, source: Any) -> ServingConfig:

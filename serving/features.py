@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
+from churnops.contracts.clock import wall_clock
 from churnops.contracts.online import OnlineRow, classify
 from churnops.features import redis_layout
 from churnops.features.online import ServiceLayout, fetch_online
@@ -76,14 +77,24 @@ class OnlineReader(Protocol):
 class FeastReader:
     """``store.get_online_features`` in a thread, bounded by ``deadline_s``."""
 
-    def __init__(self, *, store: Any, layout: ServiceLayout, deadline_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        store: Any,
+        layout: ServiceLayout,
+        deadline_s: float,
+        clock: Callable[[], datetime] = wall_clock,
+    ) -> None:
         self._store = store
         self._layout = layout
         self._deadline = deadline_s
+        self._clock = clock
 
     async def fetch(self, customer_ids: Sequence[str]) -> list[OnlineRow]:
         def read() -> list[OnlineRow]:
-            return fetch_online(store=self._store, layout=self._layout, customer_ids=customer_ids)
+            return fetch_online(
+                store=self._store, layout=self._layout, customer_ids=customer_ids, now=self._clock()
+            )
 
         try:
             return await asyncio.wait_for(asyncio.to_thread(read), timeout=self._deadline)
@@ -123,7 +134,9 @@ class RedisReader:
         layout: ServiceLayout,
         timeout_ms: int,
         check_ids: int = 64,
+        clock: Callable[[], datetime] = wall_clock,
     ) -> None:
+        self._clock = clock
         problem = redis_layout.direct_store_problem(config=store.config, cluster=True)
         if problem:
             raise redis_layout.LayoutUnsupported(problem)
@@ -212,7 +225,7 @@ class RedisReader:
             # (and other requests' connections) stay, so one slow read cannot cascade.
             self._empty_checked = -1.0e9  # it may come back emptied: the next check must not reuse ours
             raise FeaturesUnavailable(f"online store unavailable: {type(error).__name__}") from error
-        rows = self.decode(customer_ids, values, now=datetime.now(UTC))
+        rows = self.decode(customer_ids, values, now=self._clock())
         if any(r.status == "unknown_customer" for r in rows) and await self._emptied():
             raise FeaturesUnavailable(EMPTY_STORE)
         return rows
@@ -308,7 +321,7 @@ class RedisReader:
                 raw = pipe.execute()
         finally:
             client.close()
-        now = datetime.now(UTC)
+        now = self._clock()
         direct = self.decode(ids, raw, now=now)
         feast = fetch_online(store=self._store, layout=self._layout, customer_ids=ids, now=now)
         return first_difference(direct=direct, feast=feast)

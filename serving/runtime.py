@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +125,13 @@ def make_reader(
                     store=store,
                     layout=layout,
                     timeout_ms=settings.redis_timeout_ms,
+                    clock=settings.clock,
                 )
             except LayoutUnsupported as why:
                 logger.warning(
                     "feature service %s: direct Redis reader not used (%s); using Feast", service, why
                 )
-    return FeastReader(store=store, layout=layout, deadline_s=deadline_s)
+    return FeastReader(store=store, layout=layout, deadline_s=deadline_s, clock=settings.clock)
 
 
 class Runtime:
@@ -386,7 +387,7 @@ class Runtime:
             metrics.child(metrics.predictions, ref.version, status).inc(count)
         self.log.append_request(
             request_id=request_id,
-            ts=datetime.now(UTC),
+            ts=self.settings.clock(),
             endpoint=endpoint,
             model_name=ref.name,
             model_version=ref.version,

@@ -169,6 +169,17 @@ def load_settings(*, json_output: bool = False) -> Settings:
     return settings
 
 
+def pinned_now(value: str, *, option: str = "--now", json_output: bool = False) -> datetime:
+    """A ``--now`` option: an aware UTC time at most a few minutes ahead of the clock, or exit 2."""
+    from churnops.contracts.clock import not_in_future
+    from churnops.contracts.timestamps import parse_utc
+
+    try:
+        return not_in_future(parse_utc(value, field=option), field=option)
+    except ValueError as error:  # TimestampValueError, FutureTimeError
+        raise fail(str(error), json_output=json_output) from None
+
+
 def option_time(value: str | None, *, option: str, json_output: bool = False) -> datetime | None:
     """A time option (ISO 8601 with ``Z`` or an offset) as an aware UTC time, or exit 2 naming it."""
     from churnops.contracts.timestamps import parse_utc

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from churnops.commands.common import load_settings, quiet_libraries
+from churnops.commands.common import load_settings, pinned_now, quiet_libraries
 from churnops.commands.common import safe_text as escape
 from churnops.commands.invocation import command_prefix
 
@@ -34,10 +34,10 @@ if TYPE_CHECKING:
 console = Console()
 
 
-def _start(months: int) -> date:
+def _start(months: int, *, now: datetime) -> date:
     """First snapshot such that the newest one is this month's: served features are then fresh
     (inside the views' TTL) when the demo's model is called today."""
-    today = datetime.now(UTC).date()
+    today = now.date()
     index = today.year * 12 + today.month - 1 - (months - 1)
     return date(index // 12, index % 12 + 1, 1)
 
@@ -54,6 +54,12 @@ def demo(
     customers: Annotated[int, typer.Option("--customers", help="Synthetic customers to generate.")] = 5000,
     months: Annotated[int, typer.Option("--months", help="Monthly snapshots.")] = 12,
     seed: Annotated[int, typer.Option("--seed")] = 42,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now", help="Tell the story as of this time (ISO 8601; default: CHURNOPS_NOW, else now)."
+        ),
+    ] = None,
 ) -> None:
     """Run ChurnOps end to end on generated data (no services needed)."""
     from churnops.contracts.columns import EVENT_TS, LABEL
@@ -66,12 +72,17 @@ def demo(
     quiet_libraries()
     started = time.perf_counter()
     settings = load_settings()
+    if now is not None:
+        settings = settings.model_copy(update={"now": pinned_now(now)})
+    moment = settings.clock
     console.rule("[bold]ChurnOps demo")
     console.print(f"home: {escape(str(settings.home))}")
 
     with console.status("generating synthetic customers..."):
-        start = _start(months)
-        drift_from = _months_before(_start(1), DRIFT_MONTHS - 1) if months > DRIFT_MONTHS + 2 else None
+        start = _start(months, now=moment)
+        drift_from = (
+            _months_before(_start(1, now=moment), DRIFT_MONTHS - 1) if months > DRIFT_MONTHS + 2 else None
+        )
         data = generate_churn_data(
             customers=customers,
             months=months,
@@ -119,7 +130,7 @@ def demo(
     version = _train_and_promote(settings=settings, store=store, labels_end=train_until)
     if version is not None and drift_from is not None:
         _monitor(settings=settings, store=store, drift_from=drift_from, last=data.last_snapshot)
-        _retrain_loop(settings=settings)
+        _retrain_loop(settings=settings, now=moment)
 
     summary = Table(title="where things are", show_header=False)
     summary.add_row("sources (parquet)", str(settings.sources_dir))
@@ -211,7 +222,7 @@ DEMO_POLICY = {
 }
 
 
-def _retrain_loop(*, settings: Settings) -> None:
+def _retrain_loop(*, settings: Settings, now: datetime) -> None:
     """retrain check -> (fired) retrain on the newest matured labels -> gates -> promotion."""
     from churnops.commands.retrain import _print_decision
     from churnops.jobs import check_retrain, retrain
@@ -220,7 +231,6 @@ def _retrain_loop(*, settings: Settings) -> None:
 
     console.rule("[bold]retraining loop")
     policy = parse_policy(DEMO_POLICY, source="demo policy")
-    now = datetime.now(UTC)
     record = check_retrain(settings=settings, policy=policy, now=now)
     _print_decision(record)
     if not record.fired:
