@@ -149,6 +149,14 @@ class Settings(BaseSettings):
         default="auto", description="auto: read Feast's Redis layout directly when redis_url is set."
     )
 
+    materialize_max_removed_share: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="The largest share (0-1) of a feature view's customers one `features materialize` "
+        "may remove from the online store; a run that would remove more is refused unless --force.",
+    )
+
     now: datetime | None = Field(
         default=None,
         description="Pin the clock for every command (ISO 8601 with an offset, at most a few minutes "

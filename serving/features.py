@@ -27,8 +27,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.materialization import ViewMarker, completion_problem, redis_marker_key
 from churnops.contracts.online import OnlineRow, classify
 from churnops.features import redis_layout
+from churnops.features.completion import MarkersUnsupported, read_markers
 from churnops.features.online import ServiceLayout, fetch_online
 
 logger = logging.getLogger(__name__)
@@ -111,7 +113,25 @@ class FeastReader:
         fetch_online(store=self._store, layout=self._layout, customer_ids=["__churnops_warm_up__"])
 
     async def problem(self) -> str | None:
-        return None  # an embedded store has no "down" state; a failing read answers 503 itself
+        """Not ready while a view of the service lacks a finished completion marker (an embedded
+        store has no "down" state; a failing read answers 503 itself)."""
+        views = list(self._layout.ttl)
+
+        def check() -> str | None:
+            try:
+                markers = read_markers(store=self._store, views=views)
+            except MarkersUnsupported as why:
+                logger.debug("readiness: completion not checked (%s)", why)
+                return None
+            return completion_problem(views=views, markers=markers)
+
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(check), timeout=max(self._deadline * 4, 1.0))
+        except TimeoutError:
+            return f"online store slower than {self._deadline * 4000:.0f} ms reading the completion markers"
+        except Exception as error:  # the store's own client errors (redis, sqlite3): not ready, said why
+            logger.warning("readiness: completion markers unreadable: %s", error)
+            return f"online store unreadable ({type(error).__name__}: {error})"
 
     async def aclose(self) -> None:
         return None
@@ -260,12 +280,26 @@ class RedisReader:
         import redis
 
         if self._fallback is not None:
-            return None
+            return await self._fallback.problem()
+        views = list(self._layout.ttl)
+        project = self._store.config.project
         try:
             async with asyncio.timeout(self._timeout * 4):
-                await self._redis().ping()
+                client = self._redis()
+                await client.ping()
+                # Every view of the service completely materialized (its finished marker present).
+                found = [await client.hgetall(redis_marker_key(project=project, view=v)) for v in views]
         except (TimeoutError, redis.RedisError, OSError) as error:
             return f"online store unreachable at {redis_layout_location(self._url)} ({type(error).__name__})"
+        try:
+            markers = {
+                v: ViewMarker.from_fields(view=v, fields=f) for v, f in zip(views, found, strict=True) if f
+            }
+        except ValueError as error:
+            return f"a completion marker in the online store is unreadable ({error})"
+        incomplete = completion_problem(views=views, markers=markers)
+        if incomplete is not None:
+            return incomplete
         try:
             if await self._emptied():
                 return EMPTY_STORE

@@ -11,11 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, plain_text, quiet_libraries
 from churnops.commands.common import safe_text as escape  # control characters too (issue 12.4)
 
 if TYPE_CHECKING:
     from churnops.contracts.online import OnlineRow
+    from churnops.features.materialize import RemovalRefused
 
 app = typer.Typer(
     help="The Feast feature repo: apply, training sets, materialize, online reads.", no_args_is_help=True
@@ -128,22 +129,37 @@ def materialize_cmd(
     writer: Annotated[
         str, typer.Option("--writer", help="auto (direct on plain Redis, else Feast), feast or direct.")
     ] = "auto",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Remove customers even beyond CHURNOPS_MATERIALIZE_MAX_REMOVED_SHARE of a view.",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Make the online store equal the offline point-in-time view at --end (removals included)."""
+    """Make the online store equal the offline point-in-time view at --end (removals included).
+
+    Refused (exit 3, nothing touched) when a view would lose more than
+    CHURNOPS_MATERIALIZE_MAX_REMOVED_SHARE of its customers, unless --force."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from churnops.commands.freshness_note import stale_warning
+    from churnops.contracts.clock import FutureTimeError, not_in_future
     from churnops.contracts.columns import VIEWS
     from churnops.features.freshness import freshness
-    from churnops.features.materialize import Writer, latest_event_time, materialize
+    from churnops.features.materialize import RemovalRefused, Writer, latest_event_time, materialize
     from churnops.wiring import feature_store
 
     quiet_libraries()
     settings = load_settings(json_output=json_output)
-    cutoff = option_time(end, option="--end", json_output=json_output) or latest_event_time(
-        sources_dir=settings.sources_dir, views=list(VIEWS)
-    )
+    given = option_time(end, option="--end", json_output=json_output)
+    if given is not None:
+        try:
+            not_in_future(given, field="--end", wall=settings.clock)
+        except FutureTimeError as error:
+            raise fail(str(error), json_output=json_output) from None
+    cutoff = given or latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
     if cutoff is None:
         raise fail(
             f"the sources under {settings.sources_dir} are empty: run `churnops data generate` or "
@@ -169,7 +185,10 @@ def materialize_cmd(
                 end=cutoff,
                 writer=cast(Writer, writer),
                 on_view=lambda _view: progress.advance(task),
+                max_removed_share=None if force else settings.materialize_max_removed_share,
             )
+        except RemovalRefused as refused:
+            raise _refuse_removal(refused, json_output=json_output) from None
         except ValueError as error:  # DirectWriterUnsupported: e.g. --writer direct on SQLite
             raise fail(str(error), json_output=json_output) from None
     target = "Redis" if settings.redis_url else "SQLite"
@@ -189,6 +208,7 @@ def materialize_cmd(
         typer.echo(
             json.dumps(
                 {
+                    "run_id": result.run_id,
                     "end": result.end.isoformat(),
                     "target": target,
                     "views": views,
@@ -224,6 +244,41 @@ def materialize_cmd(
             ),
             style="yellow",
         )
+
+
+def _refuse_removal(refused: RemovalRefused, *, json_output: bool) -> typer.Exit:
+    """Exit 3: the run would empty too much of the online store; say how many, from where, why."""
+    fix = (
+        "nothing was removed or written. Check --end (the sources' window at that time is what stays "
+        "online); if the removal is meant, run again with --force, or raise "
+        "CHURNOPS_MATERIALIZE_MAX_REMOVED_SHARE"
+    )
+    message = f"refused: {refused}; {fix}"
+    if json_output:
+        views = {
+            p.view: {
+                "stored": p.stored,
+                "would_remove": p.removed,
+                "no_source_row_in_window": p.outside_window,
+                "newer_than_end": p.newer_than_end,
+                "share": round(p.share, 4),
+            }
+            for p in refused.plans
+        }
+        typer.echo(
+            json.dumps(
+                {
+                    "error": message,
+                    "refused": "removal_share",
+                    "max_removed_share": refused.max_share,
+                    "end": refused.end.isoformat(),
+                    "views": views,
+                }
+            )
+        )
+    else:
+        typer.echo(f"error: {plain_text(message)}", err=True)
+    return typer.Exit(code=3)
 
 
 def _why(row: OnlineRow) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,9 +34,11 @@ from typing import Any, Literal
 import pandas as pd
 from feast import FeatureStore
 
+from churnops.contracts.clock import wall_clock
 from churnops.features import redis_layout
+from churnops.features.completion import MarkersUnsupported, mark_finished, mark_started
 from churnops.features.local_parquet import NotLocalParquet, local_parquet_path
-from churnops.features.online_prune import PruneUnsupported, prune_view
+from churnops.features.online_prune import PrunePlan, PruneUnsupported, apply_prune, plan_prune
 from churnops.features.redis_layout import LayoutUnsupported
 
 Writer = Literal["auto", "feast", "direct"]
@@ -117,10 +120,35 @@ class MaterializeResult:
     windows: dict[str, tuple[datetime, datetime]]
     writers: dict[str, str] = field(default_factory=dict)
     removed: dict[str, int | None] = field(default_factory=dict)
+    run_id: str | None = None
+    marked: bool = False  # completion markers written (churnops.contracts.materialization)
 
 
 class DirectWriterUnsupported(LayoutUnsupported):
     """The direct Redis writer cannot write this store or view byte-for-byte like Feast."""
+
+
+class RemovalRefused(RuntimeError):
+    """The run would remove more than the allowed share of a view's customers from the online
+    store; nothing was written or removed. ``plans``: what each view's pruning would remove."""
+
+    def __init__(self, *, end: datetime, plans: list[PrunePlan], max_share: float) -> None:
+        self.end = end
+        self.plans = plans
+        self.max_share = max_share
+        over = [p for p in plans if p.share > max_share]
+        worst = max(over, key=lambda p: p.share)
+        super().__init__(
+            f"materializing as of {end:%Y-%m-%dT%H:%M:%SZ} would remove {worst.removed:,} of "
+            f"{worst.stored:,} customers ({worst.share:.0%}) from view {worst.view} "
+            f"({worst.outside_window:,} have no source row in its window, {worst.newer_than_end:,} hold "
+            f"values newer than the end), more than the allowed {max_share:.0%}"
+        )
+
+    @property
+    def removed(self) -> int:
+        """The most customers one view would lose."""
+        return max(p.removed for p in self.plans)
 
 
 def latest_event_time(*, sources_dir: Path, views: list[str]) -> datetime | None:
@@ -149,6 +177,8 @@ def materialize(
     writer: Writer = "auto",
     feast_version: str | None = None,
     on_view: Callable[[str], None] | None = None,
+    max_removed_share: float | None = None,
+    run_id: str | None = None,
 ) -> MaterializeResult:
     """Load each view's latest row per customer with event time in [end - TTL, end].
 
@@ -166,6 +196,13 @@ def materialize(
     Feast otherwise, with one log line saying why). ``feast_version``: the version ``auto``
     judges (default: the installed one). ``on_view``: called with each view's name once it is
     loaded (a progress hook for entry points).
+
+    Safety: what every view's pruning would remove is counted first; when a view would lose more
+    than ``max_removed_share`` of the customers it holds, ``RemovalRefused`` is raised before
+    anything is removed or written (None: no limit). Completeness: each view gets a completion
+    marker (``churnops.features.completion``): ``started`` by ``run_id`` (default: a new one)
+    before it is touched, ``finished`` once all its rows are written, so serving can tell a
+    store that was filled completely from one a killed run left half way.
     """
     if end.tzinfo is None:
         raise ValueError("materialize end time must be tz-aware (UTC)")
@@ -184,22 +221,39 @@ def materialize(
         if version_problem:
             _log.warning("materialize: direct Redis writer not used (%s); using Feast", version_problem)
             writer = "feast"
+    run_id = run_id or uuid.uuid4().hex
+    selected = []
+    for view in store.list_feature_views():
+        if views is not None and view.name not in views:
+            continue
+        ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else timedelta(days=3650)
+        # Feast's window is [start, end]; offline PIT keeps rows with ts >= end - ttl too.
+        selected.append((view, end - ttl))
+    # Count what pruning would remove for every view before anything is removed or written.
+    plans: dict[str, PrunePlan | None] = {}
+    for view, start in selected:
+        try:
+            plans[view.name] = plan_prune(store=store, view=view, start=start, end=end)
+        except PruneUnsupported as why:
+            _log.warning("view %s: online values not in the window are kept (%s)", view.name, why)
+            plans[view.name] = None
+    counted = [p for p in plans.values() if p is not None]
+    if max_removed_share is not None and any(p.share > max_removed_share for p in counted):
+        raise RemovalRefused(end=end, plans=counted, max_share=max_removed_share)
     direct = _DirectRedisWriter(store) if writer != "feast" and not store_problem else None
+    try:
+        mark_started(store=store, views=[v.name for v, _ in selected], run_id=run_id, at=wall_clock())
+        marked = True
+    except MarkersUnsupported as why:
+        _log.warning("materialize: no completion markers (%s)", why)
+        marked = False
     windows: dict[str, tuple[datetime, datetime]] = {}
     writers: dict[str, str] = {}
     removed: dict[str, int | None] = {}
     try:
-        for view in store.list_feature_views():
-            if views is not None and view.name not in views:
-                continue
-            ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else timedelta(days=3650)
-            # Feast's window is [start, end]; offline PIT keeps rows with ts >= end - ttl too.
-            start = end - ttl
-            try:
-                removed[view.name] = prune_view(store=store, view=view, start=start, end=end)
-            except PruneUnsupported as why:
-                _log.warning("view %s: online values not in the window are kept (%s)", view.name, why)
-                removed[view.name] = None
+        for view, start in selected:
+            plan = plans[view.name]
+            removed[view.name] = None if plan is None else apply_prune(store=store, view=view, plan=plan)
             used = "feast"
             if direct is not None:
                 try:
@@ -209,21 +263,24 @@ def materialize(
                     if writer == "direct":
                         raise
                     _log.warning("view %s: direct Redis writer not used (%s); using Feast", view.name, why)
-                    direct.flush()  # keep the views' writes in order
+                direct.flush()  # the view's rows are all written (and the views' writes stay in order)
             if used == "feast":
                 # Feast prints progress bars to stdout; a library function returns, it does not print.
                 with contextlib.redirect_stdout(io.StringIO()):
                     store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+            if marked:
+                rows = None if plan is None else plan.window
+                mark_finished(store=store, view=view.name, run_id=run_id, end=end, rows=rows, at=wall_clock())
             windows[view.name] = (start, end)
             writers[view.name] = used
             if on_view is not None:
                 on_view(view.name)
-        if direct is not None:
-            direct.flush()
     finally:
         if direct is not None:
             direct.close()
-    return MaterializeResult(end=end, windows=windows, writers=writers, removed=removed)
+    return MaterializeResult(
+        end=end, windows=windows, writers=writers, removed=removed, run_id=run_id, marked=marked
+    )
 
 
 def _offline_problem(store: FeatureStore) -> str | None:

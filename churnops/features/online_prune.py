@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,19 +35,64 @@ class PruneUnsupported(ValueError):
     """This online store or view cannot be pruned (the reason says which)."""
 
 
+@dataclass(frozen=True)
+class PrunePlan:
+    """What pruning one view would remove, counted before anything is removed.
+
+    ``stored``: customers holding a value of the view now; ``outside_window``: those with no
+    source row in ``[start, end]`` (gone from the sources, or older than the TTL at ``end``);
+    ``newer_than_end``: those whose value is newer than ``end``; ``window``: customers with a
+    source row in the window (what the write loads). ``keys``: the store's keys to remove.
+    """
+
+    view: str
+    stored: int
+    outside_window: int
+    newer_than_end: int
+    window: int
+    keys: tuple[bytes, ...] = field(repr=False, default=())
+
+    @property
+    def removed(self) -> int:
+        return len(self.keys)
+
+    @property
+    def share(self) -> float:
+        """The share of the view's stored customers the prune removes (0 for an empty view)."""
+        return self.removed / self.stored if self.stored else 0.0
+
+
 def prune_view(*, store: Any, view: Any, start: datetime, end: datetime) -> int:
     """Delete the view's online values the offline answer at ``end`` does not hold; returns how
     many customers lost them. Raises ``PruneUnsupported`` for stores and sources it cannot read."""
+    plan = plan_prune(store=store, view=view, start=start, end=end)
+    return apply_prune(store=store, view=view, plan=plan)
+
+
+def plan_prune(*, store: Any, view: Any, start: datetime, end: datetime) -> PrunePlan:
+    """Count (and list) what :func:`prune_view` would delete for ``view``, deleting nothing."""
     keep = window_ids(store=store, view=view, start=start, end=end)
     online = store.config.online_store
     kind = getattr(online, "type", "")
     if kind == "sqlite":
-        return _prune_sqlite(store=store, view=view, keep=keep, end=end)
+        return _plan_sqlite(store=store, view=view, keep=keep, end=end)
     if kind == "redis":
         problem = redis_layout.direct_store_problem(config=store.config)
         if problem:
             raise PruneUnsupported(problem)
-        return _prune_redis(store=store, view=view, keep=keep, end=end)
+        return _plan_redis(store=store, view=view, keep=keep, end=end)
+    raise PruneUnsupported(f"online store {kind!r}: only sqlite and plain redis are pruned")
+
+
+def apply_prune(*, store: Any, view: Any, plan: PrunePlan) -> int:
+    """Delete what ``plan`` listed; returns how many customers lost the view's values."""
+    if not plan.keys:
+        return 0
+    kind = getattr(store.config.online_store, "type", "")
+    if kind == "sqlite":
+        return _delete_sqlite(store=store, view=view, keys=plan.keys)
+    if kind == "redis":
+        return _delete_redis(store=store, view=view, keys=plan.keys)
     raise PruneUnsupported(f"online store {kind!r}: only sqlite and plain redis are pruned")
 
 
@@ -79,60 +125,109 @@ def _codec(store: Any, view: Any) -> redis_layout.EntityKeyCodec:
     return redis_layout.entity_key_codec(config=store.config, join_key=view.entity_columns[0])
 
 
-def _prune_sqlite(*, store: Any, view: Any, keep: list[Any], end: datetime) -> int:
+def _sqlite_table(store: Any, view: Any) -> tuple[Path, str]:
     from feast.infra.online_stores.helpers import compute_table_id
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
     config = store.config
     path = Path(SqliteOnlineStore._get_db_path(config))
-    if not path.exists():
-        return 0
     table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+    return path, '"' + table.replace('"', '""') + '"'
+
+
+def _plan_sqlite(*, store: Any, view: Any, keep: list[Any], end: datetime) -> PrunePlan:
+    config = store.config
+    path, quoted = _sqlite_table(store, view)
+    empty = PrunePlan(view=view.name, stored=0, outside_window=0, newer_than_end=0, window=len(keep))
+    if not path.exists():
+        return empty
     codec = _codec(store, view)
     suffix = len(config.project.encode("utf-8"))
     # Feast's SQLite entity_key is serialize_entity_key(...): the Redis key without the project.
     wanted = {k[:-suffix] for k in codec.encode(keep)} if keep else set()
     # Feast stores event_ts through sqlite3's datetime adapter: int(naive_utc.timestamp()).
     limit = int(end.astimezone(UTC).replace(tzinfo=None).timestamp())
-    quoted = '"' + table.replace('"', '""') + '"'
     with sqlite3.connect(path) as con:
-        exists = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [table])
+        exists = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [quoted[1:-1]])
         if exists.fetchone() is None:
-            return 0
-        stored = con.execute(f"SELECT entity_key, MAX(event_ts) FROM {quoted} GROUP BY entity_key")
-        gone = [
-            (bytes(k),)
-            for k, ts in stored.fetchall()
-            if bytes(k) not in wanted or (isinstance(ts, int | float) and ts > limit)
-        ]
-        con.executemany(f"DELETE FROM {quoted} WHERE entity_key = ?", gone)
-    return len(gone)
+            return empty
+        stored = con.execute(f"SELECT entity_key, MAX(event_ts) FROM {quoted} GROUP BY entity_key").fetchall()
+    outside = [bytes(k) for k, _ in stored if bytes(k) not in wanted]
+    newer = [
+        bytes(k) for k, ts in stored if bytes(k) in wanted and isinstance(ts, int | float) and ts > limit
+    ]
+    return PrunePlan(
+        view=view.name,
+        stored=len(stored),
+        outside_window=len(outside),
+        newer_than_end=len(newer),
+        window=len(keep),
+        keys=(*outside, *newer),
+    )
 
 
-def _prune_redis(*, store: Any, view: Any, keep: list[Any], end: datetime) -> int:
+def _delete_sqlite(*, store: Any, view: Any, keys: tuple[bytes, ...]) -> int:
+    path, quoted = _sqlite_table(store, view)
+    with sqlite3.connect(path) as con:
+        con.executemany(f"DELETE FROM {quoted} WHERE entity_key = ?", [(k,) for k in keys])
+    return len(keys)
+
+
+def _redis_client(store: Any) -> Any:
     import redis
     from feast.infra.online_stores.redis import RedisOnlineStore
 
-    config = store.config
-    nodes, kwargs = RedisOnlineStore._parse_connection_string(config.online_store.connection_string)
-    client: Any = redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
+    nodes, kwargs = RedisOnlineStore._parse_connection_string(store.config.online_store.connection_string)
+    return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
+
+
+def _plan_redis(*, store: Any, view: Any, keep: list[Any], end: datetime) -> PrunePlan:
+    client = _redis_client(store)
     codec = _codec(store, view)
-    fields = redis_layout.view_fields(view=view, config=config)
+    fields = redis_layout.view_fields(view=view, config=store.config)
     wanted = set(codec.encode(keep)) if keep else set()
-    removed = 0
+    stored = 0
+    outside: list[bytes] = []
+    newer: list[bytes] = []
     try:
         batch: list[bytes] = []
         for key in client.scan_iter(match=codec.scan_pattern(), count=SCAN_COUNT):
             if _is_project_key(codec, key):
                 batch.append(key)
             if len(batch) >= SCAN_COUNT:
-                removed += _prune_redis_batch(client, batch, wanted=wanted, fields=fields, end=end)
+                stored += _plan_redis_batch(
+                    client, batch, wanted=wanted, fields=fields, end=end, into=(outside, newer)
+                )
                 batch = []
         if batch:
-            removed += _prune_redis_batch(client, batch, wanted=wanted, fields=fields, end=end)
+            stored += _plan_redis_batch(
+                client, batch, wanted=wanted, fields=fields, end=end, into=(outside, newer)
+            )
     finally:
         client.close()
-    return removed
+    return PrunePlan(
+        view=view.name,
+        stored=stored,
+        outside_window=len(outside),
+        newer_than_end=len(newer),
+        window=len(keep),
+        keys=(*outside, *newer),
+    )
+
+
+def _delete_redis(*, store: Any, view: Any, keys: tuple[bytes, ...]) -> int:
+    fields = redis_layout.view_fields(view=view, config=store.config)
+    client = _redis_client(store)
+    try:
+        for lo in range(0, len(keys), SCAN_COUNT):
+            # HDEL of a hash's last fields deletes the key; other views' fields stay.
+            with client.pipeline(transaction=False) as pipe:
+                for key in keys[lo : lo + SCAN_COUNT]:
+                    pipe.hdel(key, fields.ts_field.encode("utf-8"), *fields.fields)
+                pipe.execute()
+    finally:
+        client.close()
+    return len(keys)
 
 
 def _is_project_key(codec: redis_layout.EntityKeyCodec, key: bytes) -> bool:
@@ -143,25 +238,32 @@ def _is_project_key(codec: redis_layout.EntityKeyCodec, key: bytes) -> bool:
         return False
 
 
-def _prune_redis_batch(
-    client: Any, keys: Iterable[bytes], *, wanted: set[bytes], fields: redis_layout.ViewFields, end: datetime
+def _plan_redis_batch(
+    client: Any,
+    keys: Iterable[bytes],
+    *,
+    wanted: set[bytes],
+    fields: redis_layout.ViewFields,
+    end: datetime,
+    into: tuple[list[bytes], list[bytes]],
 ) -> int:
+    """Sort a batch's keys holding the view into outside-window and newer-than-end; returns how
+    many hold the view."""
     keys = list(keys)
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.hget(key, fields.ts_field)
         stamps = pipe.execute()
-    gone: list[bytes] = []
+    outside, newer = into
+    holding = 0
     for key, blob in zip(keys, stamps, strict=True):
         if blob is None:  # the customer has no value of this view
             continue
+        holding += 1
+        if key not in wanted:
+            outside.append(key)
+            continue
         stamp = redis_layout.decode_timestamp(blob)
-        if key not in wanted or (stamp is not None and stamp > end):
-            gone.append(key)
-    if gone:
-        # HDEL of a hash's last fields deletes the key; other views' fields stay.
-        with client.pipeline(transaction=False) as pipe:
-            for key in gone:
-                pipe.hdel(key, fields.ts_field.encode("utf-8"), *fields.fields)
-            pipe.execute()
-    return len(gone)
+        if stamp is not None and stamp > end:
+            newer.append(key)
+    return holding

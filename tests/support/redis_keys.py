@@ -27,14 +27,18 @@ def project_keys(*, client: Any, project: str) -> list[bytes]:
 
 
 def delete_project_keys(*, client: Any, project: str) -> int:
-    """Delete ``project``'s keys and nothing else; returns how many went."""
+    """Delete ``project``'s keys (Feast's and the completion markers) and nothing else; returns
+    how many went."""
+    from churnops.contracts.materialization import redis_marker_pattern
+
     deleted = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match=project_pattern(project), count=1000):
-        batch.append(key)
-        if len(batch) >= 1000:
+    for pattern in (project_pattern(project), redis_marker_pattern(project=project)):
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(client.unlink(*batch))
+                batch = []
+        if batch:
             deleted += int(client.unlink(*batch))
-            batch = []
-    if batch:
-        deleted += int(client.unlink(*batch))
     return deleted

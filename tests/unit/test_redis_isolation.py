@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from churnops.contracts.columns import VIEWS
+from churnops.contracts.materialization import redis_marker_pattern
 from churnops.features.materialize import materialize
 from churnops.features.online import fetch_online, service_layout
 from churnops.settings import Settings
@@ -62,7 +63,10 @@ def test_two_projects_in_one_db_clean_up_apart(
         assert not mine & theirs  # same customers, distinct keys: the project ends each key
         theirs_before = {key: client.hgetall(key) for key in theirs}
 
-        assert delete_project_keys(client=client, project=first) == len(IDS)
+        # the customers' hashes and one completion marker per view
+        assert delete_project_keys(client=client, project=first) == len(IDS) + len(VIEWS)
+        assert not list(client.scan_iter(match=redis_marker_pattern(project=first)))
+        assert len(list(client.scan_iter(match=redis_marker_pattern(project=second)))) == len(VIEWS)
 
         assert project_keys(client=client, project=first) == []
         assert {key: client.hgetall(key) for key in theirs} == theirs_before
