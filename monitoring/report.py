@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,25 +182,37 @@ class WorkspaceEntry:
     snapshot_ids: tuple[str, ...]
 
 
-def add_to_workspace(*, result: DriftResult, workspace_dir: Path, project_name: str) -> WorkspaceEntry:
+def add_to_workspace(
+    *,
+    result: DriftResult,
+    workspace_dir: Path,
+    project_name: str,
+    on_wait: Callable[[str], None] | None = None,
+) -> WorkspaceEntry:
     """Add the result's snapshots to the Evidently local workspace (the project is created on
-    first use); ``evidently ui --workspace <workspace_dir>`` shows their history."""
+    first use); ``evidently ui --workspace <workspace_dir>`` shows their history.
+
+    Evidently's local workspace is JSON files with no cross-process coordination: one writer at a
+    time (``churnops.contracts.home_lock``); a second one waits, saying so through ``on_wait``."""
     from evidently.ui.workspace import Workspace
 
-    workspace = Workspace.create(str(workspace_dir))
-    found = workspace.search_project(project_name)
-    project: Any = (
-        found[0]
-        if found
-        else workspace.create_project(
-            project_name, description=f"ChurnOps drift reports for model {result.model_name}"
+    from churnops.contracts.home_lock import home_lock
+
+    with home_lock(workspace_dir, what="drift report writing the Evidently workspace", on_wait=on_wait):
+        workspace = Workspace.create(str(workspace_dir))
+        found = workspace.search_project(project_name)
+        project: Any = (
+            found[0]
+            if found
+            else workspace.create_project(
+                project_name, description=f"ChurnOps drift reports for model {result.model_name}"
+            )
         )
-    )
-    ids: list[str] = []
-    for snapshot in (result.snapshot, result.concept_snapshot):
-        if snapshot is not None:
-            ref = workspace.add_run(project.id, snapshot)
-            ids.append(str(ref.id))
+        ids: list[str] = []
+        for snapshot in (result.snapshot, result.concept_snapshot):
+            if snapshot is not None:
+                ref = workspace.add_run(project.id, snapshot)
+                ids.append(str(ref.id))
     return WorkspaceEntry(project_id=str(project.id), snapshot_ids=tuple(ids))
 
 
@@ -244,19 +257,27 @@ def log_to_mlflow(
     import time
 
     from mlflow.entities import Metric, RunTag
+    from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(experiment_name)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(
-            experiment_name,
-            artifact_location=None
-            if artifact_location is None
-            else f"{artifact_location.rstrip('/')}/{experiment_name}",
-            tags={"mlflow.experimentKind": "custom_model_development"},
+    try:
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(
+                experiment_name,
+                artifact_location=None
+                if artifact_location is None
+                else f"{artifact_location.rstrip('/')}/{experiment_name}",
+                tags={"mlflow.experimentKind": "custom_model_development"},
+            )
         )
-    )
+    except MlflowException as error:
+        # Another report created it since we looked (concurrent first reports on one store).
+        experiment = client.get_experiment_by_name(experiment_name)
+        if error.error_code != "RESOURCE_ALREADY_EXISTS" or experiment is None:
+            raise
+        experiment_id = experiment.experiment_id
     run = client.create_run(
         experiment_id,
         run_name=f"drift-{result.model_name}-v{result.model_version}-{result.window_end.date()}",

@@ -19,6 +19,7 @@ is tagged with Feast's lineage: ``feast.feature_service``, ``feast.feature_refs`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,6 +47,8 @@ from churnops.training.mlflow_logging import (
     log_parquet,
 )
 from churnops.training.split import Split, SplitPolicy, Window, split_training_set
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -201,12 +204,21 @@ def _experiment_id(client: MlflowClient, *, name: str, artifact_location: str | 
         if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before the kind was set, or by hand
             client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         return str(experiment.experiment_id)
+    from mlflow.exceptions import MlflowException
+
     location = None if artifact_location is None else f"{artifact_location.rstrip('/')}/{name}"
-    return str(
-        client.create_experiment(
-            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+    try:
+        return str(
+            client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
+            )
         )
-    )
+    except MlflowException as error:
+        # Another training run created it since we looked (concurrent first runs on one store).
+        raced = client.get_experiment_by_name(name)
+        if error.error_code != "RESOURCE_ALREADY_EXISTS" or raced is None:
+            raise
+        return str(raced.experiment_id)
 
 
 def run_name(*, feature_service: str, trigger: str, now: datetime | None = None) -> str:
@@ -251,7 +263,53 @@ def _log_evaluation(
             )
             entity = dataset._to_mlflow_entity()  # the schema (and its hint) is computed here
         inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)]))
-    client.log_inputs(run_id, datasets=inputs)
+    log_dataset_inputs(client=client, run_id=run_id, inputs=inputs)
+
+
+DATASET_ATTEMPTS = 5
+
+
+def log_dataset_inputs(*, client: MlflowClient, run_id: str, inputs: list[Any]) -> None:
+    """``client.log_inputs``, again when another run inserted the same dataset at the same moment.
+
+    MLflow looks a dataset up by (experiment, name, digest) and inserts it when absent, without a
+    lock: concurrent trainings on the same data (same digest) collide on the datasets table's
+    unique key (``UNIQUE constraint failed: datasets...`` on SQLite, ``duplicate key`` on
+    PostgreSQL). The losing transaction is rolled back whole; the retry finds the winner's row
+    and links it to this run.
+    """
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(1, DATASET_ATTEMPTS + 1):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as error:
+            if attempt == DATASET_ATTEMPTS or not _is_unique_violation(error):
+                raise
+            _log.warning(
+                "run %s: another run logged the same dataset at the same moment; logging it again "
+                "(attempt %d of %d): %s",
+                run_id,
+                attempt + 1,
+                DATASET_ATTEMPTS,
+                str(error).splitlines()[0][:200],
+            )
+            time.sleep(0.05 * attempt)  # back off: the other run's transaction is committing
+
+
+def _is_unique_violation(error: Exception) -> bool:
+    """A unique-key violation of the backend store (in-process SQLAlchemy, or its text via REST)."""
+    from sqlalchemy.exc import IntegrityError
+
+    text = str(error)
+    return (
+        isinstance(error.__cause__, IntegrityError)
+        or "UNIQUE constraint failed" in text
+        or "duplicate key value violates unique constraint" in text
+    )
 
 
 def _check_tracking(store: FeatureStore, client: MlflowClient) -> None:
