@@ -91,9 +91,9 @@ class ViewMarker:
         }
 
     @classmethod
-    def from_fields(cls, *, view: str, fields: Mapping[str | bytes, str | bytes]) -> ViewMarker:
+    def from_fields(cls, *, view: str, fields: Mapping[str, str] | Mapping[bytes, bytes]) -> ViewMarker:
         """Read a marker back (bytes or str keys and values); an unreadable value raises ValueError."""
-        text = {
+        text: dict[str, str] = {
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in fields.items()
         }

@@ -90,12 +90,13 @@ def test_concurrent_trains_and_drift_reports_on_one_home_all_succeed(
 
     from churnops.wiring import mlflow_client, open_registry
 
-    settings = Settings(home=home, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(home=home, _env_file=None)
     client = mlflow_client(settings)
     for run_id in runs:
         run = client.get_run(run_id)
         assert run.info.status == "FINISHED"
         # Both datasets (the holdout and the entity frame) linked to every run, shared rows reused.
+        assert run.inputs is not None
         assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"holdout", "entity_df"}
     versions = sorted(int(doc["version"]) for doc in docs if doc.get("version") is not None)
     assert versions == list(range(1, TRAINS + 1))  # one registered version per run, none lost

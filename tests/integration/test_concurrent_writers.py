@@ -73,7 +73,9 @@ def test_runs_logging_the_same_dataset_at_once_all_succeed(tmp_path: Path) -> No
     results = _at_once(WRITERS, log)
     assert [r for r in results if r is not None] == []
     for run_id in runs:
-        (logged,) = client.get_run(run_id).inputs.dataset_inputs
+        inputs = client.get_run(run_id).inputs
+        assert inputs is not None
+        (logged,) = inputs.dataset_inputs
         assert logged.dataset.name == "holdout" and logged.dataset.digest == entity.digest
 
 

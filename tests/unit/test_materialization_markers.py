@@ -58,7 +58,7 @@ def test_markers_round_trip_through_strings_and_bytes() -> None:
     fields = marker.to_fields()
     assert ViewMarker.from_fields(view="account", fields=fields) == marker
     raw = {k.encode(): v.encode() for k, v in fields.items()}
-    assert ViewMarker.from_fields(view="account", fields=raw) == marker  # type: ignore[arg-type]
+    assert ViewMarker.from_fields(view="account", fields=raw) == marker
     with pytest.raises(ValueError, match="yesterday"):
         ViewMarker.from_fields(view="account", fields={"finished_end": "yesterday"})
 
