@@ -33,6 +33,14 @@ ceilings:
 slices: {}
 min_slice_rows: 1
 """
+SMALL_DRIFT_POLICY = """\
+name: small
+min_current_rows: 50
+min_reference_rows: 50
+concept_drift:
+  min_labelled_rows: 50
+  min_holdout_rows: 50
+"""
 
 
 def _cli(*argv: str) -> dict:  # type: ignore[type-arg]
@@ -69,6 +77,8 @@ def test_concurrent_trains_and_drift_reports_on_one_home_all_succeed(
     home = tmp_path / "home"
     gates = tmp_path / "gates.yaml"
     gates.write_text(PERMISSIVE_GATES)
+    drift_policy = tmp_path / "drift.yaml"  # a tiny home: reports with scores, not insufficient_data
+    drift_policy.write_text(SMALL_DRIFT_POLICY)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHURNOPS_HOME", str(home))
     monkeypatch.setenv("CHURNOPS_GATE_POLICY", str(gates))
@@ -78,6 +88,7 @@ def test_concurrent_trains_and_drift_reports_on_one_home_all_succeed(
         **{k: v for k, v in os.environ.items() if not k.startswith("CHURNOPS_")},
         "CHURNOPS_HOME": str(home),
         "CHURNOPS_GATE_POLICY": str(gates),
+        "CHURNOPS_DRIFT_POLICY": str(drift_policy),
     }
 
     trained = _together([["train", "--json"]] * TRAINS, env=env, cwd=tmp_path)
@@ -115,6 +126,7 @@ def test_concurrent_trains_and_drift_reports_on_one_home_all_succeed(
     )
     for code, stdout, stderr in drifted:
         assert code == 0, f"monitor drift exited {code}: {stdout[-2000:]} {stderr[-4000:]}"
+        assert json.loads(stdout)["status"] != "insufficient_data", stdout[:2000]
     from evidently.ui.workspace import Workspace
 
     workspace = Workspace(str(home / "evidently"))
