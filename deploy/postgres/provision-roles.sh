@@ -28,4 +28,16 @@ esac
 [ "$PREDICTION_LOG_DB" != "$FEAST_REGISTRY_DB" ] \
     || refuse "FEAST_REGISTRY_DB must be its own database: serving may read all of it"
 
+# On a fresh volume the image runs its init scripts (10-databases.sql) on a socket-only server
+# that already passes the healthcheck: wait until the real server answers over the network.
+tries=0
+until pg_isready -q -d "$PREDICTION_LOG_DB"; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 60 ]; then
+        echo "provision-roles: PostgreSQL at ${PGHOST:-localhost} did not answer within 60 s" >&2
+        exit 1
+    fi
+    sleep 1
+done
+
 exec psql -X -q -v ON_ERROR_STOP=1 -d "$PREDICTION_LOG_DB" -f "$(dirname "$0")/serving-role.sql"
