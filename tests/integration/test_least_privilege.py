@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,6 +96,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     except sa.exc.OperationalError as error:
         service_missing("PostgreSQL", POSTGRES_HOW, error)
 
+    laps: dict[str, float] = {}
+    started = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal started
+        laps[name] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+
     identity, serving_key, serving_secret = serving_read_identity()
     work = tmp_path_factory.mktemp("least-privilege")
     with pytest.MonkeyPatch.context() as monkeypatch:
@@ -103,8 +112,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             s3 = s3_context.__enter__()
         except S3Unavailable as error:
             service_missing("SeaweedFS (weed)", WEED_HOW, error)
+        lap("weed")
         try:
             with serving_databases(admin_url=POSTGRES_ADMIN_URL) as databases:
+                lap("databases + provisioning")
                 # The owner's side, as training and `features apply` write it: MLflow's and
                 # registry_ext's tables, a registered version with its artifacts on S3 (the
                 # read-write key), the production alias, the Feast registry.
@@ -114,14 +125,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 registry, experiment_id = make_registry(
                     databases.owner_log_url, f"s3://{BUCKET}/models", model_name=MODEL
                 )
+                lap("mlflow + registry_ext schema")
                 record = register_candidate(registry, experiment_id=experiment_id, seed=3)
                 registry.client.set_registered_model_alias(MODEL, "production", str(record.version))
                 registry.engine.dispose()
+                lap("a registered version on S3")
 
                 from feast import Entity, ValueType
 
                 from churnops import wiring
 
+                lap("import feast")
                 project = "lp" + os.urandom(4).hex()
                 home = work / "home"
                 owner = _settings(home, project, feast_registry_url=databases.owner_feast_url)
@@ -140,6 +154,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     log_db=log_db,
                     feast_db=feast_db,
                 )
+                lap("feast registry + provisioning again")
+                print(f"least-privilege setup timings (s): {laps}")
                 yield Stack(
                     databases=databases,
                     s3=s3,
