@@ -136,6 +136,7 @@ def test_monitor_says_what_to_run_first_on_an_empty_home(
     assert "Production" in json.loads(result.stdout)["error"]
 
 
+@pytest.mark.timeout(900)  # two `churnops score` start-ups at once: slow on a loaded 2-core machine
 def test_what_if_flood_and_repeated_scoring_leave_the_window_unchanged(
     monitored: tuple[Path, Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,7 +165,7 @@ def test_what_if_flood_and_repeated_scoring_leave_the_window_unchanged(
     before = invoke(home, monkeypatch, "monitor", "drift", *window)
     assert before["status"] == "no_drift" and before["current"]["rows"] == first["scored"]
 
-    # The same batch again, then two scorers at once.
+    # The same batch again, then two `churnops score` processes at once.
     again = invoke(home, monkeypatch, "score", "--as-of", as_of)
     assert again["request_id"] == first["request_id"]
     churnops = str(Path(sys.executable).with_name("churnops"))
@@ -172,10 +173,10 @@ def test_what_if_flood_and_repeated_scoring_leave_the_window_unchanged(
         "CHURNOPS_HOME": str(home)
     }
     runs = [
-        subprocess.Popen([churnops, "score", "--as-of", as_of, "--json"], env=env, stdout=subprocess.DEVNULL)
+        subprocess.Popen([churnops, "score", "--as-of", as_of], env=env, stdout=subprocess.DEVNULL)
         for _ in range(2)
     ]
-    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    assert [run.wait(timeout=600) for run in runs] == [0, 0]
     when = pd.Timestamp(as_of)
     log = read_prediction_log(prediction_log_dir(settings)).to_pandas()
     batch = log[(log["ts"] == when) & (log["endpoint"] == BATCH_ENDPOINT)]
