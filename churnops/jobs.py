@@ -8,7 +8,7 @@ step behaves the same whoever runs it. Each turns Settings into clients through
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,7 +123,7 @@ def drift_report(
     matured = matured_outcomes(
         predictions=rows,
         labels=read_labels(settings.sources_dir),
-        as_of=as_of or datetime.now(UTC),
+        as_of=as_of or settings.clock,
         horizon=horizon,
         training_windows={version: baselines.training_window},
     )

@@ -287,7 +287,12 @@ def model_registry(settings: Settings, *, write: bool) -> ModelRegistry:
     except BaseException:
         engine.dispose()
         raise
-    return ModelRegistry(client=mlflow_client(settings), engine=engine, model_name=settings.model_name)
+    return ModelRegistry(
+        client=mlflow_client(settings),
+        engine=engine,
+        model_name=settings.model_name,
+        clock=lambda: settings.clock,
+    )
 
 
 @contextmanager

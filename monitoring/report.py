@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from churnops.contracts.clock import wall_clock
 from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:
@@ -244,7 +245,6 @@ def log_to_mlflow(
     (``<artifact_location>/<experiment_name>``, as training does)."""
     import json
     import tempfile
-    import time
 
     from mlflow.entities import Metric, RunTag
 
@@ -275,7 +275,7 @@ def log_to_mlflow(
         },
     )
     run_id = str(run.info.run_id)
-    now = int(time.time() * 1000)
+    now = int(wall_clock().timestamp() * 1000)  # when it was logged
     client.log_batch(
         run_id,
         metrics=[Metric(k, v, now, 0) for k, v in monitoring_metrics(result).items()],

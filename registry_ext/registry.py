@@ -21,7 +21,7 @@ import contextlib
 import getpass
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +76,8 @@ STAGE_TAG = "stage"
 """MLflow model-version tag mirroring the registry stage (aliases only name Staging/Production)."""
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from mlflow import MlflowClient
 
 
@@ -106,7 +108,9 @@ class ModelRegistry:
         engine: Engine,
         model_name: str = "churn",
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+        clock: Callable[[], datetime] = store.utcnow,
     ) -> None:
+        self.clock = clock  # registration and transition times (a pinned CHURNOPS_NOW in tests)
         self.client = client
         self.engine = engine
         self.model_name = require_text(model_name, "model name")
@@ -190,7 +194,7 @@ class ModelRegistry:
                     gate_results=gate_json,
                     actor=who,
                     trigger=why,
-                    created=store.utcnow(),
+                    created=self.clock(),
                 )
         except Exception as error:
             cleanup = ""
@@ -538,7 +542,7 @@ class ModelRegistry:
 
     def _write(self, changes: list[Change], *, actor: str, trigger: str) -> list[TransitionRecord]:
         """Apply ``changes`` in one transaction; returns their transitions in ``changes`` order."""
-        when = store.utcnow()
+        when = self.clock()
         written: dict[int, TransitionRecord] = {}
         with write_transaction(self.engine) as conn:
             for change in write_order(changes):

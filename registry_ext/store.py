@@ -7,12 +7,13 @@ the ``model_transitions`` row that records it. Nothing updates or deletes a tran
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from churnops.contracts.clock import wall_clock
 from churnops.contracts.stages import Stage
 from registry_ext.errors import RegistryError
 from registry_ext.records import JSONValue, ModelRecord, TransitionRecord
@@ -20,7 +21,8 @@ from registry_ext.tables import model_experiments, model_transitions, models
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The registry's default clock (``ModelRegistry(clock=...)`` injects another): the wall clock."""
+    return wall_clock()
 
 
 _registration = model_transitions.alias("registration")

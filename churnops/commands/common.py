@@ -169,13 +169,16 @@ def load_settings(*, json_output: bool = False) -> Settings:
     return settings
 
 
-def pinned_now(value: str, *, option: str = "--now", json_output: bool = False) -> datetime:
-    """A ``--now`` option: an aware UTC time at most a few minutes ahead of the clock, or exit 2."""
+def pinned_now(
+    value: str, *, option: str = "--now", json_output: bool = False, wall: datetime | None = None
+) -> datetime:
+    """A ``--now`` option: an aware UTC time at most a few minutes ahead of the clock (``wall``,
+    e.g. ``settings.clock`` for an ``--as-of`` that acts as now; default the real clock), or exit 2."""
     from churnops.contracts.clock import not_in_future
     from churnops.contracts.timestamps import parse_utc
 
     try:
-        return not_in_future(parse_utc(value, field=option), field=option)
+        return not_in_future(parse_utc(value, field=option), field=option, wall=wall)
     except ValueError as error:  # TimestampValueError, FutureTimeError
         raise fail(str(error), json_output=json_output) from None
 

@@ -123,7 +123,8 @@ def training_set_cmd(
 @app.command("materialize")
 def materialize_cmd(
     end: Annotated[
-        str | None, typer.Option("--end", help="Cut-off time (default: the newest event in the sources).")
+        str | None,
+        typer.Option("--end", help="Cut-off time (default: the newest event in the sources, at most now)."),
     ] = None,
     writer: Annotated[
         str, typer.Option("--writer", help="auto (direct on plain Redis, else Feast), feast or direct.")
@@ -141,9 +142,11 @@ def materialize_cmd(
 
     quiet_libraries()
     settings = load_settings(json_output=json_output)
-    cutoff = option_time(end, option="--end", json_output=json_output) or latest_event_time(
-        sources_dir=settings.sources_dir, views=list(VIEWS)
-    )
+    now = settings.clock
+    cutoff = option_time(end, option="--end", json_output=json_output)
+    if cutoff is None:  # the newest event, but never after now: rows stamped later are not valid yet
+        newest = latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
+        cutoff = None if newest is None else min(newest, now)
     if cutoff is None:
         raise fail(
             f"the sources under {settings.sources_dir} are empty: run `churnops data generate` or "
@@ -174,7 +177,9 @@ def materialize_cmd(
             raise fail(str(error), json_output=json_output) from None
     target = "Redis" if settings.redis_url else "SQLite"
     fresh = freshness(
-        data_time=result.end, ttl={view: stop - start for view, (start, stop) in result.windows.items()}
+        data_time=result.end,
+        ttl={view: stop - start for view, (start, stop) in result.windows.items()},
+        now=now,
     )
     if json_output:
         views = {
@@ -252,7 +257,7 @@ def online_cmd(
     store = feature_store(settings)
     try:
         layout = service_layout(store=store, feature_service=feature_service)
-        rows = fetch_online(store=store, layout=layout, customer_ids=customer_ids)
+        rows = fetch_online(store=store, layout=layout, customer_ids=customer_ids, now=settings.clock)
     except FeastError as error:
         raise fail(_feast_problem(error, feature_service), json_output=json_output) from None
     if json_output:

@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings, option_time, quiet_libraries, safe_text
+from churnops.commands.common import (
+    fail,
+    load_settings,
+    option_time,
+    pinned_now,
+    quiet_libraries,
+    safe_text,
+)
 from churnops.jobs import PERFORMANCE_JOB
 from churnops.jobs import drift_report as _drift
 from churnops.jobs import log_window as _log_window
@@ -28,7 +35,6 @@ from churnops.jobs import push as _push
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
     from monitoring.performance import PerformanceReport
@@ -48,7 +54,8 @@ PushOpt = Annotated[
     typer.Option("--push-gateway", help="Pushgateway host:port or URL (default: CHURNOPS_PUSHGATEWAY_URL)."),
 ]
 AsOfOpt = Annotated[
-    str | None, typer.Option("--as-of", help="Labels known at this time count (default: now).")
+    str | None,
+    typer.Option("--as-of", help="Labels known at this time count (default: CHURNOPS_NOW, else now)."),
 ]
 HorizonOpt = Annotated[
     int, typer.Option("--label-horizon-days", min=0, help="Days after a snapshot until its label is final.")
@@ -100,7 +107,11 @@ def drift(
         option_time(start, option="--start", json_output=json_output),
         option_time(end, option="--end", json_output=json_output),
     )
-    known = option_time(as_of, option="--as-of", json_output=json_output)
+    known = (
+        settings.clock
+        if as_of is None
+        else pinned_now(as_of, option="--as-of", json_output=json_output, wall=settings.clock)
+    )
     quiet_libraries()
     from mlflow.exceptions import MlflowException
 
@@ -197,7 +208,11 @@ def performance(
         option_time(start, option="--start", json_output=json_output),
         option_time(end, option="--end", json_output=json_output),
     )
-    known = option_time(as_of, option="--as-of", json_output=json_output) or datetime.now(UTC)
+    known = (
+        settings.clock
+        if as_of is None
+        else pinned_now(as_of, option="--as-of", json_output=json_output, wall=settings.clock)
+    )
     if period not in ("week", "month"):
         raise fail(f"--period {period!r}: week or month", json_output=json_output)
     quiet_libraries()

@@ -16,13 +16,12 @@ unchanged) or another retrain of the model is running (the JSON says ``busy``), 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, pinned_now, quiet_libraries
 from churnops.commands.common import safe_text as escape
 from churnops.commands.train import GATES_FAILED_EXIT
 from churnops.contracts.stages import Trigger, choices
@@ -45,7 +44,8 @@ PolicyOpt = Annotated[
     ),
 ]
 NowOpt = Annotated[
-    str | None, typer.Option("--now", help="Evaluate as of this time (ISO 8601; default: now).")
+    str | None,
+    typer.Option("--now", help="Evaluate as of this time (ISO 8601; default: CHURNOPS_NOW, else now)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
@@ -82,7 +82,7 @@ def check(
     """Evaluate the retraining policy and record the decision (exit 0 fired, 3 not due)."""
     settings = load_settings(json_output=json_output)
     rules = _policy(policy or settings.retrain_policy, json_output)
-    moment = option_time(now, option="--now", json_output=json_output) or datetime.now(UTC)
+    moment = settings.clock if now is None else pinned_now(now, json_output=json_output)
     quiet_libraries()
     try:
         record = check_retrain(settings=settings, policy=rules, now=moment, refresh=refresh)
@@ -158,7 +158,7 @@ def run(
             raise fail(f"--trigger: {error}", json_output=json_output) from None
     settings = load_settings(json_output=json_output)
     rules = _policy(policy or settings.retrain_policy, json_output)
-    moment = option_time(now, option="--now", json_output=json_output) or datetime.now(UTC)
+    moment = settings.clock if now is None else pinned_now(now, json_output=json_output)
     window_end = option_time(end, option="--end", json_output=json_output)
     window_start = option_time(start, option="--start", json_output=json_output)
     from churnops.retraining.run import TrainingWindow, policy_window

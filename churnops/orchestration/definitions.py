@@ -18,7 +18,7 @@ environment (``CHURNOPS_*``) as for the CLI; the resource's fields override a fe
 
 # No `from __future__ import annotations`: Dagster reads the op signatures at run time.
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +48,12 @@ class ChurnOpsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return Settings(**overrides)
 
     def clock(self) -> datetime:
+        from churnops.contracts.clock import not_in_future
         from churnops.contracts.timestamps import parse_utc
 
-        return parse_utc(self.now, field="now") if self.now else datetime.now(UTC)
+        if self.now:
+            return not_in_future(parse_utc(self.now, field="now"), field="now")
+        return self.settings().clock
 
     def policy(self) -> Any:
         from churnops.retraining import load_policy
