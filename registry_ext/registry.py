@@ -676,6 +676,13 @@ class ModelRegistry:
             intent_id = self._begin_intent(
                 kind="delete_unregistered", actor=who, reason=why, trigger="manual", target=target
             )
+            # An alias on the version would vanish with it (and the next reconcile would read that as
+            # the table's holder being removed): point it back at the table's holder first.
+            with self.engine.connect() as conn:
+                expected = aliases_for(store.stage_holders(conn, name=self.model_name))
+            aliases = self._aliases()
+            on_it = {alias: expected.get(alias) for alias, held in aliases.items() if held == number}
+            self._set_aliases(aliases, on_it)
             self.client.delete_model_version(self.model_name, str(number))
             self._close_intent(intent_id, "completed", f"MLflow version {number} deleted")
             with self.engine.connect() as conn:
