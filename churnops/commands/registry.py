@@ -207,12 +207,6 @@ def _versions_table(
         row += [str(u.version), "[red]unregistered[/red]", u.created.strftime("%Y-%m-%d %H:%M"), "", "", "-"]
         table.add_row(*row)
     Console().print(table)
-    for u in unregistered or []:
-        typer.echo(
-            f"version {u.version} is in MLflow but not registered: `churnops registry adopt {u.version} "
-            f"--reason ...` or `churnops registry delete-unregistered {u.version} --reason ...`",
-            err=True,
-        )
 
 
 def _gate_summary(gates: Any) -> str:
@@ -563,6 +557,11 @@ def list_versions(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
     def work(registry: ModelRegistry) -> None:
         records = registry.all_versions()
         hidden = registry.unregistered()
+        for u in hidden:
+            _warn(
+                f"warning: version {u.version} is in MLflow but not registered: `churnops registry adopt "
+                f"{u.version} --reason ...` or `churnops registry delete-unregistered {u.version} --reason ...`"
+            )
         if json_output:
             _emit(
                 sorted(
