@@ -225,8 +225,9 @@ def _gate_summary(gates: Any) -> str:
         ]
         if failed:
             return "FAIL: " + ", ".join(failed)
-        passed = sum(1 for r in rows if r.get("passed"))
-        return f"{passed}/{len(rows)} pass"
+        skipped = sum(1 for r in rows if r.get("skipped"))
+        passed = sum(1 for r in rows if r.get("passed") and not r.get("skipped"))
+        return f"{passed}/{len(rows) - skipped} pass" + (f", {skipped} skip" if skipped else "")
     if "passed" in gates:
         return "pass" if gates.get("passed") else "FAIL"
     return "recorded"
@@ -559,8 +560,9 @@ def list_versions(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
         hidden = registry.unregistered()
         for u in hidden:
             _warn(
-                f"warning: version {u.version} is in MLflow but not registered: `churnops registry adopt "
-                f"{u.version} --reason ...` or `churnops registry delete-unregistered {u.version} --reason ...`"
+                f"warning: version {u.version} is in MLflow but not registered: `churnops registry "
+                f"adopt {u.version} --reason ...` or `churnops registry delete-unregistered "
+                f"{u.version} --reason ...`"
             )
         if json_output:
             _emit(
@@ -652,6 +654,7 @@ def reconcile(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
 
     def work(registry: ModelRegistry) -> None:
         report = registry.reconcile()
+        _report_reconcile(report)  # stderr: the JSON document on stdout stays one document
         if json_output:
             _emit(
                 {
@@ -663,8 +666,6 @@ def reconcile(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
                     "unregistered": list(report.unregistered),
                 }
             )
-        else:
-            _report_reconcile(report)
         if not report.agrees:
             fixes = "; ".join(
                 [
