@@ -16,22 +16,27 @@ from registry_ext.errors import (
     InvalidStageError,
     InvalidTransitionError,
     NoRollbackTargetError,
+    RefusedError,
     RegistrationError,
     RegistryBusyError,
     RegistryError,
     UnknownModelError,
     UnknownVersionError,
+    UnregisteredVersionError,
 )
 from registry_ext.records import (
+    IntentRecord,
     ModelRecord,
     PromotionResult,
     ReconcileReport,
     TransitionRecord,
+    UnregisteredVersion,
 )
 from registry_ext.registry import ModelRegistry, default_actor
 
 __all__ = [
     "ArtifactIntegrityError",
+    "IntentRecord",
     "InvalidInputError",
     "InvalidStageError",
     "InvalidTransitionError",
@@ -40,6 +45,7 @@ __all__ = [
     "NoRollbackTargetError",
     "PromotionResult",
     "ReconcileReport",
+    "RefusedError",
     "RegistrationError",
     "RegistryBusyError",
     "RegistryError",
@@ -48,6 +54,8 @@ __all__ = [
     "Trigger",
     "UnknownModelError",
     "UnknownVersionError",
+    "UnregisteredVersion",
+    "UnregisteredVersionError",
     "database_url",
     "default_actor",
     "load_verified_model",

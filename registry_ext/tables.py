@@ -123,3 +123,24 @@ retrain_decisions = sa.Table(
     sa.Column("reasons", _json(), nullable=False),
     sa.Index("ix_retrain_decisions_name_time", "name", "time"),
 )
+
+INTENT_STATUSES = ("pending", "completed", "recovered", "reverted")
+"""``registry_intents.status`` (migration 0006 holds the same list in its CHECK constraint)."""
+
+registry_intents = sa.Table(
+    "registry_intents",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("target", _json(), nullable=False),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Column("finished", UTCDateTime(), nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Index("ix_registry_intents_name_status", "name", "status"),
+)
+"""Write-ahead intents of registry writes (migration 0006): see ``registry_ext.registry``."""
