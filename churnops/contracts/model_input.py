@@ -104,10 +104,10 @@ def _column(values: pd.Series, col: Column) -> pd.Series:
             return pd.to_numeric(values).astype("float64")
         numbers = values if values.dtype.kind in "iub" else pd.to_numeric(values)
         if numbers.dtype.kind in "iub" and not isinstance(numbers.dtype, pd.api.extensions.ExtensionDtype):
-            return numbers.astype(PANDAS_DTYPES[kind])
+            return numbers.astype("int64")
         # floats, objects or a nullable integer: through Int64, which refuses 1.5 rather than truncate
-        nullable = numbers.astype(NULLABLE_INTEGER)
-        return nullable if has_missing else nullable.astype(PANDAS_DTYPES[kind])
+        nullable = numbers.astype(pd.Int64Dtype())
+        return nullable if has_missing else nullable.astype("int64")
     except (TypeError, ValueError) as error:
         raise ModelInputError(
             f"feature {col.name!r} ({kind}) has a value its kind cannot hold: {error}"
