@@ -251,3 +251,12 @@ def test_log_handlers_redact_every_record(caplog: pytest.LogCaptureFixture) -> N
         assert "postgresql://u:***@db/x" in caplog.text
     finally:
         root.removeHandler(handler)
+
+
+def test_serving_error_bodies_never_show_a_password() -> None:
+    """Errors serving answers with (503 bodies carry library messages) are redacted too."""
+    from serving.runtime import ApiError
+
+    error = ApiError(503, "model_unavailable", f"MLflow at http://u:{PASSWORD}@mlflow:5000/api failed")
+    body = json.dumps(error.body())
+    assert PASSWORD not in body and "http://u:***@mlflow:5000/api" in body
