@@ -39,25 +39,38 @@ def log_window(
     lookback: timedelta = timedelta(0),
 ) -> tuple[datetime, datetime, pd.DataFrame]:
     """The window asked for (by default the last ``days`` days up to just after the newest row of
-    the model's log) and its rows, from ``lookback`` before its start; the bounds read only the
-    ``ts`` column."""
+    the model's production traffic) and its rows, from ``lookback`` before its start; the bounds
+    read only the ``ts`` column.
+
+    Only production traffic is read (``MONITORED_ENDPOINTS``: what-if rows never enter a window),
+    one row per version, customer and feature snapshot (``unique_predictions``: a batch run twice,
+    or a customer asked about twice, counts once)."""
+    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS, unique_predictions
     from churnops.wiring import read_prediction_window
 
     name = settings.model_name
-    stamps = read_prediction_window(settings, model_name=name, model_version=version, columns=["ts"])
+    stamps = read_prediction_window(
+        settings, model_name=name, model_version=version, endpoints=MONITORED_ENDPOINTS, columns=["ts"]
+    )
     if stamps.num_rows == 0:
         label = name if version is None else f"{name} v{version}"
         raise ValueError(
-            f"the prediction log has no rows for {label}: serve it or run `churnops score` first"
+            f"the prediction log has no production traffic (predict or batch) for {label}: "
+            "serve it or run `churnops score` first"
         )
     if end is None:
         end = stamps.column("ts").to_pandas().max().to_pydatetime() + timedelta(microseconds=1)
     if start is None:
         start = end - timedelta(days=days)
     rows = read_prediction_window(
-        settings, start=start - lookback, end=end, model_name=name, model_version=version
+        settings,
+        start=start - lookback,
+        end=end,
+        model_name=name,
+        model_version=version,
+        endpoints=MONITORED_ENDPOINTS,
     )
-    return start, end, rows.to_pandas()
+    return start, end, unique_predictions(rows.to_pandas())
 
 
 def push(settings: Settings, gateway: str | None, *, job: str, **documents: Any) -> str | None:
@@ -107,13 +120,14 @@ def drift_report(
     )
     window = rows[rows["ts"] >= lower]
     current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
-    outcomes = matured_outcomes(
+    matured = matured_outcomes(
         predictions=rows,
         labels=read_labels(settings.sources_dir),
         as_of=as_of or datetime.now(UTC),
         horizon=horizon,
-    ).frame
-    labelled = outcomes.rename(columns={"feature_ts": "event_timestamp"})
+        training_windows={version: baselines.training_window},
+    )
+    labelled = matured.frame.rename(columns={"feature_ts": "event_timestamp"})
     result = detect_drift(
         reference=baselines.reference,
         current=current,
@@ -125,6 +139,12 @@ def drift_report(
         window_start=lower,
         window_end=upper,
     )
+    if matured.in_sample:
+        from dataclasses import replace
+
+        result = replace(
+            result, performance=replace(result.performance, in_sample_excluded=matured.in_sample)
+        )
     path = write_report_html(result=result, path=html or report_path(home=settings.home, result=result))
     result = result.with_report_html(path.resolve())
     add_to_workspace(

@@ -31,11 +31,11 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
     from mlflow import MlflowClient
 
+    from churnops.contracts.prediction_log import Sink
     from churnops.features.definitions import Definitions
     from registry_ext import ModelRegistry
     from serving.metrics import ServingMetrics
     from serving.model_source import AliasModelSource
-    from serving.prediction_log import Sink
     from serving.runtime import Runtime
 
 
@@ -359,6 +359,7 @@ def read_prediction_window(
     end: datetime | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    endpoints: tuple[str, ...] | None = None,
     columns: list[str] | None = None,
 ) -> pa.Table:
     """A window of the prediction log, wherever the settings keep it (parquet or the SQL table)."""
@@ -375,6 +376,7 @@ def read_prediction_window(
                 end=end,
                 model_name=model_name,
                 model_version=model_version,
+                endpoints=endpoints,
                 columns=columns,
             )
         finally:
@@ -385,6 +387,7 @@ def read_prediction_window(
         end=end,
         model_name=model_name,
         model_version=model_version,
+        endpoints=endpoints,
         columns=columns,
     )
 

@@ -67,6 +67,8 @@ class Performance:
     brier: float | None
     holdout_roc_auc: float | None
     holdout_brier: float | None
+    in_sample_excluded: int = 0
+    """Matured rows left out because their snapshot lies inside the version's training window."""
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,10 @@ def summary_html(result: DriftResult) -> str:
  {c.labelled_rows:,} matured rows against {c.holdout_rows:,} holdout rows.
  Performance on the matured rows: ROC-AUC {_fmt(perf.roc_auc, 3)} (holdout {_fmt(perf.holdout_roc_auc, 3)}),
  Brier {_fmt(perf.brier)} (holdout {_fmt(perf.holdout_brier)}), churn rate {_fmt(perf.positive_rate)}
- vs mean score {_fmt(perf.mean_score)}.</p>
+ vs mean score {_fmt(perf.mean_score)}.{
+        f" {perf.in_sample_excluded:,} matured rows inside the version's training window were left out"
+        " (in-sample, not live performance)." if perf.in_sample_excluded else ""
+    }</p>
 <h2>Data drift (KL divergence, reference || current)</h2>
 <table><tr><th>feature</th><th>KL</th><th>threshold</th><th></th></tr>{"".join(rows)}</table>
 <p class="note">tenure and total_charges grow with the customers' age: they move every month with no drift at

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from churnops.contracts.online import OnlineRow, feature_time
+from churnops.contracts.prediction_log import PREDICT_ENDPOINT, WHAT_IF_ENDPOINT
 from churnops.contracts.redaction import redact
 from churnops.features.online import ServiceLayout
 from churnops.features.redis_layout import LayoutUnsupported, feast_version_problem
@@ -315,7 +316,7 @@ class Runtime:
                 problems[r.status] = problems.get(r.status, 0) + 1
         for status, count in problems.items():
             self.metrics.child(self.metrics.feature_problems, status).inc(count)
-        return await self._answer(deployment, rows, endpoint="predict")
+        return await self._answer(deployment, rows, endpoint=PREDICT_ENDPOINT)
 
     async def predict_rows(self, rows: Sequence[FeatureRow]) -> Answer | ApiError:
         if len(rows) > self.settings.serving_max_rows:
@@ -332,7 +333,7 @@ class Runtime:
             for row in rows
         ]
         return await self._answer(
-            deployment, online, endpoint="predict_features", ids=[r.customer_id for r in rows]
+            deployment, online, endpoint=WHAT_IF_ENDPOINT, ids=[r.customer_id for r in rows]
         )
 
     async def _answer(

@@ -28,6 +28,17 @@ RUN_FEATURE_SERVICE_TAG = "feast.feature_service"
 """Run tag Feast's native MLflow integration writes (the lineage fallback)."""
 
 
+TRAINING_SPLITS = ("train", "validation", "test")
+"""The time-ordered splits of a training run; each run records its window as params."""
+
+
+def window_param(split: str, bound: str) -> str:
+    """The run param holding one bound (``start`` / ``end``) of a split's window of feature times."""
+    if split not in TRAINING_SPLITS or bound not in ("start", "end"):
+        raise ValueError(f"no window param for split {split!r} bound {bound!r}")
+    return f"window_{split}_{bound}"
+
+
 TREE_ENCODING = "churnops-tree-v2"
 """Name of the tree encoding :func:`sha256_of_path` hashes (also its first bytes)."""
 

@@ -19,16 +19,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from churnops.contracts.columns import FEATURES, TS_TYPE, arrow_type
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
     import sqlalchemy as sa
 
 PARTITION = "date"
-ENDPOINTS = ("predict", "predict_features", "batch")
+PREDICT_ENDPOINT = "predict"
+"""Serving scored customers by id with their online features: production traffic."""
+WHAT_IF_ENDPOINT = "predict_features"
+"""Serving scored rows the caller made up (what-if): logged, never monitored."""
+BATCH_ENDPOINT = "batch"
+"""Batch scoring of the active customers at an as-of time: production traffic."""
+ENDPOINTS = (PREDICT_ENDPOINT, WHAT_IF_ENDPOINT, BATCH_ENDPOINT)
+MONITORED_ENDPOINTS = (PREDICT_ENDPOINT, BATCH_ENDPOINT)
+"""What a drift or performance window reads: anyone with an API key can send what-if rows, so
+those would let a caller fire (or mask) a drift retrain."""
+PREDICTION_KEY = ("model_version", "customer_id", "feature_ts")
+"""One prediction per version, customer and feature snapshot in a monitoring window: a customer
+scored twice on the same features (a repeated request, a batch re-run) counts once."""
+BATCH_FILE_PREFIX = "batch-"
 
 BASE_COLUMNS = (
     "request_id",
@@ -43,6 +57,14 @@ BASE_COLUMNS = (
     "feature_ts",
 )
 COLUMNS = (*BASE_COLUMNS, *(c.name for c in FEATURES))
+
+
+class Sink(Protocol):
+    """Where log rows go: takes one ``date=`` partition's columns (every name of :data:`COLUMNS`).
+    ``batch_id`` (a batch run's request id, :func:`batch_request_id`) makes the write idempotent:
+    writing the same batch again replaces it (parquet) or is skipped (SQL)."""
+
+    def __call__(self, day: str, columns: Any, /, *, batch_id: str | None = None) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +130,19 @@ def prediction_log_table(metadata: sa.MetaData, *, name: str = "prediction_log")
     )
 
 
-def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any]) -> Path:
-    """One new part file in the ``date=<day>`` partition (tmp file + atomic rename).
+def batch_request_id(*, model_name: str, model_version: str, as_of: datetime) -> str:
+    """The request id of a batch run: one per (model, version, as-of), so a re-run is the same
+    request and replaces its rows instead of adding a second copy."""
+    when = as_of.astimezone(UTC)
+    return f"{BATCH_FILE_PREFIX}{model_name}-v{model_version}-{when:%Y%m%dT%H%M%S%f}Z"
+
+
+def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any], name: str | None = None) -> Path:
+    """One part file in the ``date=<day>`` partition (tmp file + atomic rename).
 
     ``columns`` maps every name of :data:`COLUMNS` to a list or an Arrow array of equal length.
+    ``name`` (a batch run's request id) makes the file name fixed: writing it again replaces it
+    whole, so two runs of one batch (even at once) leave one copy.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -119,9 +150,12 @@ def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any]) -> P
     table = pa.Table.from_pydict(columns, schema=log_schema())
     partition = directory / f"{PARTITION}={day}"
     partition.mkdir(parents=True, exist_ok=True)
-    stamp = table.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f")
-    path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = path.with_name(path.name + ".tmp")
+    if name is not None:
+        path = partition / f"{name}.parquet"
+    else:
+        stamp = table.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f")
+        path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
     return path
@@ -187,6 +221,15 @@ def read_prediction_log(
     return dataset.to_table(filter=condition, columns=columns)
 
 
+def unique_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a monitoring window with one row per :data:`PREDICTION_KEY` (the earliest, by
+    ``ts`` then ``request_id``): a repeated request or a second batch run adds nothing."""
+    if frame.empty:
+        return frame
+    ordered = frame.sort_values(["ts", "request_id"], kind="stable")
+    return ordered.drop_duplicates(list(PREDICTION_KEY), keep="first").sort_index()
+
+
 def read_prediction_log_table(
     engine: sa.Engine,
     *,
@@ -194,6 +237,7 @@ def read_prediction_log_table(
     end: datetime | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    endpoints: tuple[str, ...] | None = None,
     table: str = "prediction_log",
     columns: list[str] | None = None,
 ) -> pa.Table:
@@ -213,6 +257,8 @@ def read_prediction_log_table(
         query = query.where(log.c.model_name == model_name)
     if model_version is not None:
         query = query.where(log.c.model_version == str(model_version))
+    if endpoints is not None:
+        query = query.where(log.c.endpoint.in_(endpoints))
     with engine.connect() as conn:
         schema = pa.schema([log_schema().field(name) for name in names])
         if not sa.inspect(conn).has_table(table):

@@ -12,9 +12,7 @@ at T and lines up with the labels of that snapshot (``feature_ts``).
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,12 +23,10 @@ import pandas as pd
 
 from churnops.contracts.columns import EVENT_TS, JOIN_KEY, column, feature_names
 from churnops.contracts.model_input import model_frame
-from churnops.contracts.prediction_log import COLUMNS, log_schema
+from churnops.contracts.prediction_log import BATCH_ENDPOINT, COLUMNS, Sink, batch_request_id, log_schema
 
-BATCH_ENDPOINT = "batch"
 ACTIVITY_VIEW = "account"
 CHUNK_ROWS = 200_000
-Sink = Callable[[str, dict[str, list[Any]]], object]
 
 
 class BatchScoringError(ValueError):
@@ -155,7 +151,7 @@ def score_active_customers(
         }
     )
     out.loc[~usable, "churn_probability"] = pd.NA
-    request_id = uuid.uuid4().hex
+    request_id = batch_request_id(model_name=model.name, model_version=model.version, as_of=as_of)
     logged = 0
     if sink is not None:
         logged = _log(
@@ -225,5 +221,5 @@ def _log(
                 columns[name] = pa.array(values, type=field.type, from_pandas=True)
             else:
                 columns[name] = pa.nulls(n, type=field.type)
-    sink(f"{when:%Y-%m-%d}", {name: columns[name] for name in COLUMNS})
+    sink(f"{when:%Y-%m-%d}", {name: columns[name] for name in COLUMNS}, batch_id=request_id)
     return n

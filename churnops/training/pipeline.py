@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT, window_param
 from churnops.contracts.columns import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL
 from churnops.training.candidates import FAMILIES, FittedCandidate, fit_candidate, score
 from churnops.training.errors import TrainingDataError, TrainingError
@@ -271,8 +271,8 @@ def _check_tracking(store: FeatureStore, client: MlflowClient) -> None:
 def _window_params(windows: Mapping[str, Window]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, w in windows.items():
-        out[f"window_{name}_start"] = w.start.isoformat()
-        out[f"window_{name}_end"] = w.end.isoformat()
+        out[window_param(name, "start")] = w.start.isoformat()
+        out[window_param(name, "end")] = w.end.isoformat()
     return out
 
 
