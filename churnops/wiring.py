@@ -48,8 +48,14 @@ class ServiceUnreachableError(ConnectionError):
 
 
 def _target(url: str) -> str:
-    parsed = urlparse(url)
-    return f"{parsed.hostname or 'localhost'}:{parsed.port}" if parsed.port else str(parsed.hostname)
+    try:
+        parsed = urlparse(url)
+        port = parsed.port
+    except ValueError:  # no parser reads it (a cluster netloc, a raw "/" or "["): name it, redacted
+        from churnops.contracts.redaction import redact
+
+        return redact(url)
+    return f"{parsed.hostname or 'localhost'}:{port}" if port else str(parsed.hostname)
 
 
 def check_redis(settings: Settings) -> None:

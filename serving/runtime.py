@@ -25,6 +25,7 @@ from pydantic_core import to_json
 
 from churnops.contracts.online import OnlineRow, feature_time
 from churnops.contracts.prediction_log import PREDICT_ENDPOINT, WHAT_IF_ENDPOINT
+from churnops.contracts.redaction import redact
 from churnops.features.online import ServiceLayout
 from churnops.features.redis_layout import LayoutUnsupported, feast_version_problem
 from serving.config import ServingConfig
@@ -59,7 +60,7 @@ class ApiError:
     loc: tuple[str | int, ...] = ()
 
     def body(self) -> dict[str, Any]:
-        return error_body(message=self.message, code=self.reason, loc=list(self.loc))
+        return error_body(message=redact(self.message), code=self.reason, loc=list(self.loc))
 
 
 @dataclass(frozen=True)
@@ -278,14 +279,14 @@ class Runtime:
             "registry_version": named.version if named else None,
         }
         if watcher.problem:
-            detail["model_problem"] = watcher.problem
+            detail["model_problem"] = redact(watcher.problem)
         deployment = watcher.current
         if deployment is None:
-            detail["reason"] = watcher.problem or "no Production model is loaded yet"
+            detail["reason"] = redact(watcher.problem or "no Production model is loaded yet")
             return False, detail
         problem = await deployment.reader.problem()
         if problem is not None:
-            detail["reason"] = problem
+            detail["reason"] = redact(problem)
             return False, detail
         return True, detail
 

@@ -177,15 +177,18 @@ def demo(
         _monitor(settings=settings, store=store, timeline=timeline)
         _retrain_loop(settings=settings, timeline=timeline)
 
+    from churnops.contracts.redaction import redact
+
     summary = Table(title="where things are", show_header=False)
     summary.add_row("sources (parquet)", str(settings.sources_dir))
-    summary.add_row("Feast registry", settings.registry_url)
+    summary.add_row("Feast registry", redact(settings.registry_url))
     summary.add_row("online store", str(settings.feast_dir / "online.db"))
-    summary.add_row("MLflow", settings.tracking_uri)
+    summary.add_row("MLflow", redact(settings.tracking_uri))
     summary.add_row("features", ", ".join(features))
     console.print(summary)
     console.print(
-        f"MLflow UI: {command_prefix()}mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000",
+        f"MLflow UI: {command_prefix()}mlflow ui --backend-store-uri "
+        f"{redact(settings.tracking_uri)} --port 5000",
         soft_wrap=True,
         markup=False,
     )

@@ -37,17 +37,18 @@ def apply_cmd(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Register the entity, sources, feature views and FeatureService churn_v1."""
+    from churnops.contracts.redaction import redact
     from churnops.features.store import apply
     from churnops.wiring import feast_definitions, feature_store
 
     quiet_libraries()
     settings = load_settings(json_output=json_output)
-    with _status(f"Applying the Feast repo to {settings.registry_url}...", json_output=json_output):
+    with _status(f"Applying the Feast repo to {redact(settings.registry_url)}...", json_output=json_output):
         names = apply(store=feature_store(settings), defs=feast_definitions(settings))
     if json_output:
-        typer.echo(json.dumps({"applied": names, "registry": settings.registry_url}))
+        typer.echo(json.dumps({"applied": names, "registry": redact(settings.registry_url)}))
         return
-    console.print(escape(f"applied {len(names)} Feast objects to {settings.registry_url}"))
+    console.print(escape(f"applied {len(names)} Feast objects to {redact(settings.registry_url)}"))
 
 
 def _status(message: str, *, json_output: bool) -> contextlib.AbstractContextManager[object]:

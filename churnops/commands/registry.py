@@ -740,9 +740,6 @@ def migrate(json_output: JsonOpt = False) -> None:
 
 
 def _redacted(url: str) -> str:
-    import sqlalchemy as sa
+    from churnops.contracts.redaction import redact
 
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+    return redact(url)

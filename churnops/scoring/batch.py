@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnops.contracts.columns import EVENT_TS, JOIN_KEY, feature_names
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, column, feature_names
+from churnops.contracts.model_input import model_frame
 from churnops.contracts.prediction_log import BATCH_ENDPOINT, COLUMNS, Sink, batch_request_id, log_schema
 
 ACTIVITY_VIEW = "account"
@@ -131,12 +132,14 @@ def score_active_customers(
     entity = pd.DataFrame({JOIN_KEY: active[JOIN_KEY], EVENT_TS: pd.Timestamp(as_of).tz_convert("UTC")})
     features = build_training_set(store=store, entity_df=entity, feature_service=model.feature_service)
     names = [n for n in feature_names() if n in features.columns]
+    columns = [column(n) for n in names]
     usable = features[names].notna().all(axis=1).to_numpy()
     probability = np.full(len(features), np.nan)
     rows = np.flatnonzero(usable)
     for start in range(0, len(rows), CHUNK_ROWS):
         part = rows[start : start + CHUNK_ROWS]
-        probability[part] = model.estimator.predict_proba(features.iloc[part][names])[:, 1]
+        x = model_frame(features.iloc[part], columns=columns)  # the one builder training fitted on
+        probability[part] = model.estimator.predict_proba(x)[:, 1]
     status = np.where(usable, "ok", "missing_features")
     out = pd.DataFrame(
         {
