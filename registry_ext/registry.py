@@ -21,7 +21,7 @@ import contextlib
 import getpass
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
@@ -128,12 +128,15 @@ class ModelRegistry:
         gate_results: JSONValue = None,
         actor: str | None = None,
         trigger: str = "manual",
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> ModelRecord:
         """Register the model logged at ``artifact_path`` in run ``run_id`` as a new version.
 
         Checks the artifact's SHA-256 against ``sha256`` before anything is created. The MLflow
         version and its ``models`` row come together or not at all: if the database write fails,
         the MLflow version is deleted again and :class:`RegistrationError` is raised.
+        ``fence`` (e.g. ``Lease.check``) runs first in that transaction; what it raises (a lost
+        lease) is re-raised as it is, after the MLflow version is deleted.
         """
         from mlflow.exceptions import MlflowException
 
@@ -176,6 +179,8 @@ class ModelRegistry:
         number = int(version.version)
         try:
             with write_transaction(self.engine) as conn:
+                if fence is not None:
+                    fence(conn)
                 store.insert_version(
                     conn,
                     name=self.model_name,
@@ -198,6 +203,8 @@ class ModelRegistry:
                 self.client.delete_model_version(name=self.model_name, version=str(number))
             except Exception as delete_error:
                 cleanup = f"; deleting MLflow version {number} failed too: {delete_error}"
+            if fence is not None and isinstance(error, RegistryError) and not cleanup:
+                raise  # the fence refused the write (e.g. a lost lease): its own error
             raise RegistrationError(
                 f"registering model {self.model_name!r} version {number} failed, the MLflow version "
                 f"was removed again: {error}{cleanup}"
@@ -336,10 +343,11 @@ class ModelRegistry:
         reason: str,
         actor: str | None = None,
         trigger: str = "manual",
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> TransitionRecord:
         """Move ``version`` to ``stage``; see :meth:`change_stage` for what else it writes."""
         return self.change_stage(
-            version=version, stage=stage, reason=reason, actor=actor, trigger=trigger
+            version=version, stage=stage, reason=reason, actor=actor, trigger=trigger, fence=fence
         ).transition
 
     def change_stage(
@@ -350,12 +358,14 @@ class ModelRegistry:
         reason: str,
         actor: str | None = None,
         trigger: str = "manual",
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> PromotionResult:
         """Move ``version`` to ``stage``, archiving the version that held Staging/Production.
 
         Returns the requested transition and those of the displaced version. Raises a
         :class:`RegistryError` (nothing written) for an unknown version, an empty reason, an
-        invalid stage or trigger, or a change the lifecycle does not allow.
+        invalid stage or trigger, or a change the lifecycle does not allow. ``fence`` runs in the
+        transaction that writes the stage (a lost lease: nothing written, aliases restored).
         """
         number = self._version_number(version)
         target = parse_stage(stage)
@@ -376,7 +386,7 @@ class ModelRegistry:
                 raise UnknownVersionError(f"model {self.model_name!r} has no version {number}")
             return plan_promotion(version=number, current=current, target=target, holders=holders, reason=why)
 
-        written = self._locked_change(plan, actor=who, trigger=kind)
+        written = self._locked_change(plan, actor=who, trigger=kind, fence=fence)
         return PromotionResult(transition=written[0], displaced=tuple(written[1:]))
 
     def rollback(self, *, reason: str, actor: str | None = None, trigger: str = "manual") -> PromotionResult:
@@ -536,11 +546,20 @@ class ModelRegistry:
             else:
                 self.client.set_registered_model_alias(self.model_name, alias, str(version))
 
-    def _write(self, changes: list[Change], *, actor: str, trigger: str) -> list[TransitionRecord]:
+    def _write(
+        self,
+        changes: list[Change],
+        *,
+        actor: str,
+        trigger: str,
+        fence: Callable[[sa.Connection], None] | None = None,
+    ) -> list[TransitionRecord]:
         """Apply ``changes`` in one transaction; returns their transitions in ``changes`` order."""
         when = store.utcnow()
         written: dict[int, TransitionRecord] = {}
         with write_transaction(self.engine) as conn:
+            if fence is not None:
+                fence(conn)
             for change in write_order(changes):
                 written[id(change)] = store.change_stage(
                     conn,
@@ -580,6 +599,7 @@ class ModelRegistry:
         *,
         actor: str,
         trigger: str,
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> list[TransitionRecord]:
         with self._lock():
             _, _, before = self._reconcile_locked()  # ``before``: the aliases as MLflow has them now
@@ -593,7 +613,7 @@ class ModelRegistry:
                     after[alias] = moved.get(stage)
             try:
                 self._set_aliases(before, after)
-                written = self._write(changes, actor=actor, trigger=trigger)
+                written = self._write(changes, actor=actor, trigger=trigger, fence=fence)
             except BaseException as error:
                 try:
                     self._set_aliases(after, before)
