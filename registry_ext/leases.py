@@ -132,9 +132,19 @@ class Lease:
 
 
 def try_acquire(
-    engine: Engine, *, key: str, holder: str, ttl_s: float = DEFAULT_TTL_S, clock: Clock = wall_clock
+    engine: Engine,
+    *,
+    key: str,
+    holder: str,
+    ttl_s: float = DEFAULT_TTL_S,
+    clock: Clock = wall_clock,
+    take_over: Callable[[LeaseState], bool] | None = None,
 ) -> Lease | LeaseState:
-    """Take lease ``key`` when it is free or expired (a new, higher token); else the live row."""
+    """Take lease ``key`` when it is free or expired (a new, higher token); else the live row.
+
+    ``take_over(row)`` may also declare a live lease's holder gone (e.g. a dead process on this
+    host), so it is taken at once instead of after its expiry. Always safe: the old holder's
+    token is superseded, so it can write nothing afterwards."""
     if ttl_s <= 0:
         raise ValueError("ttl_s: a lease lasts a positive number of seconds")
     with write_transaction(engine) as conn:
@@ -146,7 +156,7 @@ def try_acquire(
             )
         row = _locked_row(conn, key)
         now = clock()
-        if row is not None and row.live(now):
+        if row is not None and row.live(now) and not (take_over is not None and take_over(row)):
             return row
         token = 1 if row is None else row.token + 1
         values = {
@@ -170,13 +180,14 @@ def acquire_lease(
     ttl_s: float = DEFAULT_TTL_S,
     wait_s: float = 0.0,
     clock: Clock = wall_clock,
+    take_over: Callable[[LeaseState], bool] | None = None,
 ) -> Lease:
     """Take lease ``key``, waiting up to ``wait_s`` for the holder to release it or for it to
     expire; :class:`LeaseBusyError` (naming the holder and the expiry) otherwise."""
     deadline = time.monotonic() + wait_s
     delay = 0.01
     while True:
-        got = try_acquire(engine, key=key, holder=holder, ttl_s=ttl_s, clock=clock)
+        got = try_acquire(engine, key=key, holder=holder, ttl_s=ttl_s, clock=clock, take_over=take_over)
         if isinstance(got, Lease):
             return got
         if time.monotonic() >= deadline:

@@ -94,10 +94,16 @@ def check_and_record(
 def fail_killed_runs_if_idle(*, registry: ModelRegistry, holder: str) -> list[str]:
     """Mark FAILED the MLflow runs of killed retrains, when no retrain of the model is running
     (the retrain lease is free: taken for the sweep, then released); [] when one is running."""
-    from churnops.retraining.orders import fail_killed_runs
+    from churnops.retraining.orders import fail_killed_runs, holder_is_dead
     from registry_ext.leases import Lease, try_acquire
 
-    got = try_acquire(registry.engine, key=f"retrain:{registry.model_name}", holder=holder, ttl_s=60.0)
+    got = try_acquire(
+        registry.engine,
+        key=f"retrain:{registry.model_name}",
+        holder=holder,
+        ttl_s=60.0,
+        take_over=holder_is_dead,
+    )
     if not isinstance(got, Lease):
         return []
     try:

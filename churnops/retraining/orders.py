@@ -23,6 +23,7 @@ from churnops.contracts.stages import Trigger
 if TYPE_CHECKING:
     from registry_ext import ModelRegistry
     from registry_ext.decisions import DecisionRecord
+    from registry_ext.leases import LeaseState
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,22 @@ NoDecisionError = DecisionRefusedError  # the name earlier releases used
 def lease_holder() -> str:
     """Who holds a lease: host, process and a random suffix (unique per acquisition)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(state: LeaseState) -> bool:
+    """Whether a lease's holder (see :func:`lease_holder`) is a process of this host that no
+    longer exists (killed): its lease is taken over at once instead of after its expiry."""
+    host, _, rest = state.holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def resume_command(decision_id: int) -> str:

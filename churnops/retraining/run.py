@@ -36,6 +36,7 @@ from churnops.retraining.orders import (
     TAG_DECISION,
     RetrainOrder,
     fail_killed_runs,
+    holder_is_dead,
     lease_holder,
     resume_command,
 )
@@ -519,7 +520,14 @@ def retrain_lease(
     key = f"retrain:{registry.model_name}"
     asked = time.monotonic()
     try:
-        lease = acquire_lease(registry.engine, key=key, holder=lease_holder(), ttl_s=ttl_s, wait_s=timeout_s)
+        lease = acquire_lease(
+            registry.engine,
+            key=key,
+            holder=lease_holder(),
+            ttl_s=ttl_s,
+            wait_s=timeout_s,
+            take_over=holder_is_dead,
+        )
     except LeaseBusyError as error:
         raise RetrainBusyError(
             f"another retrain of model {registry.model_name!r} is running ({error}; waited "

@@ -140,3 +140,24 @@ def test_the_heartbeat_keeps_a_lease_and_stops_when_it_is_lost(engine: Engine) -
             a.renew()
     finally:
         beat.stop()
+
+
+def test_a_killed_holder_on_this_host_is_taken_over_at_once(engine: Engine) -> None:
+    import os
+    import socket
+
+    from churnops.retraining.orders import holder_is_dead, lease_holder
+
+    pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
+    dead = next(p for p in range(pid_max - 1, 1, -1) if not Path(f"/proc/{p}").exists())
+    host = socket.gethostname()
+    acquire_lease(engine, key="retrain:churn", holder=f"{host}:{dead}:abcd1234", ttl_s=3600)
+    alive = acquire_lease(engine, key="retrain:alive", holder=f"{host}:{os.getppid()}:abcd1234", ttl_s=3600)
+    remote = acquire_lease(engine, key="retrain:remote", holder=f"elsewhere:{dead}:abcd1234", ttl_s=3600)
+    mine = lease_holder()
+    taken = acquire_lease(engine, key="retrain:churn", holder=mine, ttl_s=60, take_over=holder_is_dead)
+    assert taken.token == 2
+    for live in (alive, remote):  # a live process here, or any process on another host: wait
+        with pytest.raises(LeaseBusyError):
+            acquire_lease(engine, key=live.key, holder=mine, ttl_s=60, take_over=holder_is_dead)
+    assert not holder_is_dead(read_lease(engine, key="retrain:churn"))  # type: ignore[arg-type]
