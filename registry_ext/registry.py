@@ -41,6 +41,7 @@ from registry_ext.errors import (
     UnknownModelError,
     UnknownVersionError,
 )
+from registry_ext.leases import LeaseLostError
 from registry_ext.lifecycle import (
     Change,
     aliases_for,
@@ -203,8 +204,8 @@ class ModelRegistry:
                 self.client.delete_model_version(name=self.model_name, version=str(number))
             except Exception as delete_error:
                 cleanup = f"; deleting MLflow version {number} failed too: {delete_error}"
-            if fence is not None and isinstance(error, RegistryError) and not cleanup:
-                raise  # the fence refused the write (e.g. a lost lease): its own error
+            if isinstance(error, LeaseLostError) and not cleanup:
+                raise  # the fence refused the write: a lost lease, its own error
             raise RegistrationError(
                 f"registering model {self.model_name!r} version {number} failed, the MLflow version "
                 f"was removed again: {error}{cleanup}"
