@@ -9,6 +9,7 @@ decision and the command that finishes it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,12 @@ def production_since(registry: ModelRegistry) -> datetime | None:
     return max(times) if times else production.created
 
 
+def past_retrains(records: Sequence[DecisionRecord]) -> list[PastDecision]:
+    """What the cooldown and the cap count: each decision, ``fired`` only when its retrain
+    finished (registered, promoted, refused), not a fire nobody acted on, nor a crash."""
+    return [PastDecision(time=d.time, fired=d.state in FINISHED, trigger=d.trigger) for d in records]
+
+
 def check_and_record(
     *, registry: ModelRegistry, policy: RetrainPolicy, now: datetime, actor: str
 ) -> DecisionRecord:
@@ -47,10 +54,7 @@ def check_and_record(
             client=registry.client, model_name=registry.model_name, model_version=str(production.version)
         )
         reference = production.metrics.get("test_roc_auc")
-    past = [
-        PastDecision(time=d.time, fired=d.state in FINISHED, trigger=d.trigger)
-        for d in list_decisions(registry.engine, name=registry.model_name)
-    ]
+    past = past_retrains(list_decisions(registry.engine, name=registry.model_name))
     decision = decide(
         policy=policy,
         now=now,

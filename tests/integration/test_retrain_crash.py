@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from churnops.cli import app
 from churnops.contracts.decisions import CRASH_ENV, CRASH_EXIT, DecisionState
 from churnops.contracts.stages import Stage
 from churnops.retraining.orders import TAG_DECISION
@@ -76,6 +78,12 @@ def _run(command: list[str], *, crash: str | None = None) -> subprocess.Complete
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=900, check=False)
 
 
+def _cli(command: list[str]) -> tuple[int, str]:
+    """A command without a crash hook, in process (the subprocesses pay every import again)."""
+    result = CliRunner().invoke(app, command[1:])
+    return result.exit_code, result.stdout
+
+
 def _decision(env: RetrainEnv, decision_id: int) -> DecisionState:
     (record,) = [
         d for d in list_decisions(env.registry.engine, name=env.settings.model_name) if d.id == decision_id
@@ -103,6 +111,7 @@ def _running_retrain_run(env: RetrainEnv) -> str | None:
     return None
 
 
+@pytest.mark.timeout(2400)  # five retrain processes (each imports Feast and MLflow) on a loaded 2-core box
 def test_a_retrain_killed_at_each_commit_point_resumes_and_finishes_once(
     env: RetrainEnv, tmp_path: Path
 ) -> None:
@@ -128,9 +137,9 @@ def test_a_retrain_killed_at_each_commit_point_resumes_and_finishes_once(
     assert _one_production(env) == env.old_version
 
     # a forced run is refused while it is pending, naming the command that finishes it
-    refused = _run(forced)
-    assert refused.returncode == 3, refused.stderr
-    assert f"churnops retrain run --decision {decision}" in json.loads(refused.stdout)["error"]
+    code, out = _cli(forced)
+    assert code == 3, out
+    assert f"churnops retrain run --decision {decision}" in json.loads(out)["error"]
 
     # resumed (trains again), killed right after recording "trained"; the killed run is FAILED
     assert _run(resume, crash="trained").returncode == CRASH_EXIT
@@ -149,9 +158,9 @@ def test_a_retrain_killed_at_each_commit_point_resumes_and_finishes_once(
     assert _versions_of(env, decision) == [version] and _one_production(env) == version
 
     # resumed from "registered": nothing left to move, the decision is finished
-    finished = _run(_command(env, tmp_path, "--decision", str(decision)))
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    doc = json.loads(finished.stdout)
+    code, out = _cli(_command(env, tmp_path, "--decision", str(decision)))
+    assert code == 0, out
+    doc = json.loads(out)
     assert doc["state"] == "promoted" and doc["resumed_from"] == "registered" and doc["version"] == version
     assert _versions_of(env, decision) == [version] and _one_production(env) == version
     (record,) = [
@@ -166,16 +175,16 @@ def test_a_retrain_killed_at_each_commit_point_resumes_and_finishes_once(
         Stage.PRODUCTION,
     ]
 
-    again = _run(_command(env, tmp_path, "--decision", str(decision)))
-    assert again.returncode == 3 and "already acted on" in json.loads(again.stdout)["error"]
-    nothing = _run(resume)
-    assert nothing.returncode == 3 and "is waiting" in json.loads(nothing.stdout)["error"]
+    code, out = _cli(_command(env, tmp_path, "--decision", str(decision)))
+    assert code == 3 and "already acted on" in json.loads(out)["error"]
+    code, out = _cli(resume)
+    assert code == 3 and "is waiting" in json.loads(out)["error"]
 
     # killed right after the claim: pending, and `retrain check` names the command
     assert _run(forced, crash="claimed").returncode == CRASH_EXIT
     claimed = max(d.id for d in list_decisions(env.registry.engine, name=env.settings.model_name))
     assert _decision(env, claimed) == DecisionState.CLAIMED
-    check = _run(
+    code, out = _cli(
         [
             resume[0],
             "retrain",
@@ -186,6 +195,6 @@ def test_a_retrain_killed_at_each_commit_point_resumes_and_finishes_once(
             env.now.isoformat(),
         ]
     )
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert f"churnops retrain run --decision {claimed}" in check.stdout
+    assert code == 0, out
+    assert f"churnops retrain run --decision {claimed}" in out
     assert _one_production(env) == version
