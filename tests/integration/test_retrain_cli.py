@@ -168,6 +168,7 @@ def test_bad_policy_is_a_clear_error(env: RetrainEnv, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("env", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.timeout(900)  # two retrain processes at once on a loaded 2-core machine
 def test_two_concurrent_runs_one_is_refused(env: RetrainEnv, tmp_path: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("churnops")),
