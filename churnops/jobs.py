@@ -163,11 +163,15 @@ def check_retrain(
     refresh: bool = False,
     as_of: datetime | None = None,
 ) -> DecisionRecord:
-    """Evaluate the retraining policy (after a fresh drift report when ``refresh``) and record it."""
-    from churnops.retraining.check import check_and_record
+    """Evaluate the retraining policy (after a fresh drift report when ``refresh``) and record it.
+
+    First marks FAILED the MLflow runs of retrains that were killed (when none is running)."""
+    from churnops.retraining.check import check_and_record, fail_killed_runs_if_idle
+    from churnops.retraining.orders import lease_holder
     from churnops.wiring import open_registry
 
     with open_registry(settings, write=True) as registry:
+        fail_killed_runs_if_idle(registry=registry, holder=lease_holder())
         production = registry.production()
         if refresh and production is not None:
             drift_report(settings=settings, version=str(production.version), as_of=as_of or now)
@@ -190,8 +194,8 @@ def retrain(
     promote: bool = True,
 ) -> RetrainResult:
     """Retrain on ``window`` (default: the policy's sliding window at ``now``) for decision
-    ``decision_id`` (default: the latest, which must have fired), or for ``forced`` (recorded as
-    its own decision once the lock is held)."""
+    ``decision_id`` (default: the newest fired decision not finished yet, resumed from its last
+    step), or for ``forced`` (recorded as its own decision once the lease is held)."""
     from churnops.retraining.orders import order_from_decisions
     from churnops.retraining.run import policy_window, run_retrain
     from churnops.training import load_policy as load_gate_policy
@@ -224,22 +228,31 @@ def retrain(
         )
 
 
-def promote_retrained(
-    *, settings: Settings, policy: RetrainPolicy, version: int, trigger: Trigger, decision_id: int | None
-) -> bool:
-    """The promotion step of a retrain that stopped at Staging (True when moved to Production)."""
-    from churnops.retraining.run import promote_staged
+def pending_retrain(*, settings: Settings) -> DecisionRecord | None:
+    """The newest fired decision no retrain finished yet (None when there is none)."""
+    from churnops.wiring import open_registry
+    from registry_ext.decisions import pending_decision
+
+    with open_registry(settings, write=False) as registry:
+        return pending_decision(registry.engine, name=settings.model_name)
+
+
+def promote_retrained(*, settings: Settings, policy: RetrainPolicy, decision_id: int, now: datetime) -> bool:
+    """The promotion step of a retrain that stopped at Staging, under the retrain lease (True when
+    the version reached Production)."""
+    from churnops.contracts.stages import Stage
+    from churnops.retraining.run import finish_promotion
     from churnops.wiring import open_registry
 
     with open_registry(settings, write=True) as registry:
-        return promote_staged(
+        decision = finish_promotion(
             registry=registry,
-            version=version,
-            trigger=trigger,
             decision_id=decision_id,
             policy=policy,
+            now=now,
             actor=settings.actor or RETRAIN_ACTOR,
         )
+        return decision.last_detail(decision.state).get("stage") == Stage.PRODUCTION.value
 
 
 def score_production(*, settings: Settings, as_of: datetime) -> BatchScores:

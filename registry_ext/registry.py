@@ -55,6 +55,7 @@ from registry_ext.errors import (
     UnknownVersionError,
     UnregisteredVersionError,
 )
+from registry_ext.leases import LeaseLostError
 from registry_ext.lifecycle import (
     Change,
     Recovery,
@@ -156,12 +157,15 @@ class ModelRegistry:
         gate_results: JSONValue = None,
         actor: str | None = None,
         trigger: str = "manual",
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> ModelRecord:
         """Register the model logged at ``artifact_path`` in run ``run_id`` as a new version.
 
         Checks the artifact's SHA-256 against ``sha256`` before anything is created. The MLflow
         version and its ``models`` row come together or not at all: if the database write fails,
         the MLflow version is deleted again and :class:`RegistrationError` is raised.
+        ``fence`` (e.g. ``Lease.check``) runs first in that transaction; what it raises (a lost
+        lease) is re-raised as it is, after the MLflow version is deleted.
         """
         from mlflow.exceptions import MlflowException
 
@@ -204,6 +208,8 @@ class ModelRegistry:
         number = int(version.version)
         try:
             with write_transaction(self.engine) as conn:
+                if fence is not None:
+                    fence(conn)
                 store.insert_version(
                     conn,
                     name=self.model_name,
@@ -226,6 +232,8 @@ class ModelRegistry:
                 self.client.delete_model_version(name=self.model_name, version=str(number))
             except Exception as delete_error:
                 cleanup = f"; deleting MLflow version {number} failed too: {delete_error}"
+            if isinstance(error, LeaseLostError) and not cleanup:
+                raise  # the fence refused the write: a lost lease, its own error
             raise RegistrationError(
                 f"registering model {self.model_name!r} version {number} failed, the MLflow version "
                 f"was removed again: {error}{cleanup}"
@@ -365,10 +373,11 @@ class ModelRegistry:
         reason: str,
         actor: str | None = None,
         trigger: str = "manual",
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> TransitionRecord:
         """Move ``version`` to ``stage``; see :meth:`change_stage` for what else it writes."""
         return self.change_stage(
-            version=version, stage=stage, reason=reason, actor=actor, trigger=trigger
+            version=version, stage=stage, reason=reason, actor=actor, trigger=trigger, fence=fence
         ).transition
 
     def change_stage(
@@ -379,6 +388,7 @@ class ModelRegistry:
         reason: str,
         actor: str | None = None,
         trigger: str = "manual",
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> PromotionResult:
         """Move ``version`` to ``stage``, archiving the version that held Staging/Production.
 
@@ -386,7 +396,8 @@ class ModelRegistry:
         :class:`RegistryError` (nothing written) for an unknown version, an empty reason, an
         invalid stage or trigger, or a change the lifecycle does not allow; a
         :class:`RefusedError` (:class:`UnregisteredVersionError`: MLflow holds the version, the
-        ``models`` table does not) when the state forbids it.
+        ``models`` table does not) when the state forbids it. ``fence`` runs in the transaction
+        that writes the stage (a lost lease: nothing written, aliases restored).
         """
         number = self._version_number(version)
         target = parse_stage(stage)
@@ -405,7 +416,7 @@ class ModelRegistry:
                 raise self._missing_version(number)
             return plan_promotion(version=number, current=current, target=target, holders=holders, reason=why)
 
-        written = self._locked_change(plan, kind="promote", actor=who, reason=why, trigger=kind)
+        written = self._locked_change(plan, kind="promote", actor=who, reason=why, trigger=kind, fence=fence)
         return PromotionResult(transition=written[0], displaced=tuple(written[1:]))
 
     def rollback(
@@ -854,14 +865,17 @@ class ModelRegistry:
         actor: str,
         trigger: str,
         intent: tuple[int, str, str | None] | None = None,
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> list[TransitionRecord]:
         """Apply ``changes`` in one transaction; returns their transitions in ``changes`` order.
 
-        ``intent`` (id, status, outcome) is closed in the same transaction.
+        ``intent`` (id, status, outcome) is closed in the same transaction; ``fence`` runs first in it.
         """
         when = self.clock()
         written: dict[int, TransitionRecord] = {}
         with write_transaction(self.engine) as conn:
+            if fence is not None:
+                fence(conn)
             for change in write_order(changes):
                 written[id(change)] = store.change_stage(
                     conn,
@@ -1031,6 +1045,7 @@ class ModelRegistry:
         actor: str,
         reason: str,
         trigger: str,
+        fence: Callable[[sa.Connection], None] | None = None,
     ) -> list[TransitionRecord]:
         with self._lock():
             self._recover_locked()
@@ -1054,7 +1069,7 @@ class ModelRegistry:
                 self._set_aliases(before, after)
                 crash_point("registry.after_alias")  # test hook: aliases moved, table not written
                 written = self._write(
-                    changes, actor=actor, trigger=trigger, intent=(intent_id, "completed", None)
+                    changes, actor=actor, trigger=trigger, intent=(intent_id, "completed", None), fence=fence
                 )
             except BaseException as error:
                 try:

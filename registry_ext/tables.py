@@ -144,3 +144,28 @@ registry_intents = sa.Table(
     sa.Index("ix_registry_intents_name_status", "name", "status"),
 )
 """Write-ahead intents of registry writes (migration 0006): see ``registry_ext.registry``."""
+
+retrain_decision_transitions = sa.Table(
+    "retrain_decision_transitions",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("decision_id", sa.BigInteger, sa.ForeignKey("retrain_decisions.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("from_state", sa.String(16), nullable=False),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("lease_token", sa.BigInteger, nullable=True),
+    sa.Column("detail", _json(), nullable=False),
+    sa.UniqueConstraint("decision_id", "seq", name="uq_retrain_decision_transitions_seq"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("acquired_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)

@@ -12,7 +12,7 @@ table does not, and runs marked FAILED because they were left RUNNING, are recor
 Only ``status``, ``finished`` and ``outcome`` of a row ever change.
 
 Revision ID: 0006
-Revises: 0003 (relinked after 0004/0005 at merge)
+Revises: 0005 (relinked after 0004/0005 at merge)
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
