@@ -145,18 +145,39 @@ def migrated_engine(database: str) -> Any:
     return engine
 
 
+def test_key_files() -> Any:
+    """One Ed25519 signing key and trusted-keys file per test process (created on first use)."""
+    from registry_ext.signing import KeyFiles
+
+    keys = _models_root() / "keys"
+    return KeyFiles(signing_key=keys / "signing_key.pem", trusted_keys=keys / "trusted_keys", create=True)
+
+
+def signed_registry(client: Any, engine: Any, *, model_name: str) -> Any:
+    """A ModelRegistry that signs and verifies with the process's test keys (as wiring builds it)."""
+    from registry_ext import ModelRegistry
+    from registry_ext.signing import Signer, Verifier
+
+    files = test_key_files()
+    return ModelRegistry(
+        client=client,
+        engine=engine,
+        model_name=model_name,
+        signer=Signer(files=files),
+        verifier=Verifier(files=files),
+    )
+
+
 def make_registry(tracking_uri: str, artifact_location: str, *, model_name: str = "churn") -> tuple[Any, str]:
     """A ModelRegistry on a real MLflow store and the id of a fresh experiment."""
     from mlflow import MlflowClient
-
-    from registry_ext import ModelRegistry
 
     client = MlflowClient(tracking_uri)
     experiment_id = client.create_experiment(
         f"exp-{model_name}", artifact_location=f"{artifact_location}/{model_name}"
     )
     engine = migrated_engine(tracking_uri)
-    return ModelRegistry(client=client, engine=engine, model_name=model_name), experiment_id
+    return signed_registry(client, engine, model_name=model_name), experiment_id
 
 
 _STORES: dict[str, tuple[str, str]] = {}
