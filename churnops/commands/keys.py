@@ -39,10 +39,8 @@ def _report(report: KeysReport, *, json_output: bool, title: str) -> None:
         typer.echo(f"signing key id: {report.signing_key.key_id} ({trusted})")
         typer.echo(f"public key: {report.signing_key.public_key}")
     if report.retired_key_id:
-        typer.echo(
-            f"the previous key {report.retired_key_id} stays trusted: delete its line from the "
-            "trusted keys file once no version it signed is needed"
-        )
+        typer.echo(f"the previous key {report.retired_key_id} stays trusted: delete its line")
+        typer.echo("from the trusted keys file once no version it signed is needed")
     typer.echo(f"trusted keys ({len(report.trusted)}):")
     for key in report.trusted:
         typer.echo(f"  {key.line()}")

@@ -20,6 +20,7 @@ import pandas as pd
 
 from churnops.contracts.artifacts import sha256_of_path
 from churnops.contracts.columns import column
+from tests.support.signing import signing_key_files
 
 FEATURES = ["tenure", "monthly_charges", "contract"]
 COLUMNS = [column(name) for name in FEATURES]
@@ -145,20 +146,12 @@ def migrated_engine(database: str) -> Any:
     return engine
 
 
-def test_key_files() -> Any:
-    """One Ed25519 signing key and trusted-keys file per test process (created on first use)."""
-    from registry_ext.signing import KeyFiles
-
-    keys = _models_root() / "keys"
-    return KeyFiles(signing_key=keys / "signing_key.pem", trusted_keys=keys / "trusted_keys", create=True)
-
-
 def signed_registry(client: Any, engine: Any, *, model_name: str) -> Any:
     """A ModelRegistry that signs and verifies with the process's test keys (as wiring builds it)."""
     from registry_ext import ModelRegistry
     from registry_ext.signing import Signer, Verifier
 
-    files = test_key_files()
+    files = signing_key_files()
     return ModelRegistry(
         client=client,
         engine=engine,
