@@ -187,25 +187,28 @@ def load_sklearn(
     """Deserialize the skops model of an MLflow sklearn model directory, trusting only the code's
     :data:`~churnops.contracts.artifacts.TRUSTED_TYPES`.
 
-    The ``skops_trusted_types`` list in the artifact's own MLmodel file is never read: the file
-    is first asked which types it needs (``skops.io.get_untrusted_types``, which constructs
-    nothing) and anything outside ``TRUSTED_TYPES`` is refused with :class:`UntrustedTypeError`
-    naming it. Pickle and cloudpickle models are refused outright.
+    The ``skops_trusted_types`` list in the artifact's own MLmodel file is never read. skops
+    audits the whole file against ``TRUSTED_TYPES`` before it constructs anything; a file that
+    needs anything else is refused with :class:`UntrustedTypeError` naming the types (asked of
+    the file with ``skops.io.get_untrusted_types``, which constructs nothing, only on that
+    path). Pickle and cloudpickle models are refused outright.
     """
     file = _skops_file(model_dir, manifest, label=label)
+    import zipfile
+
     import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
 
     try:
-        needed = skops.io.get_untrusted_types(file=file)
-    except Exception as error:  # a corrupt zip or schema: refuse, never guess
-        raise ArtifactIntegrityError(f"{label}: {file.name} is not a readable skops file: {error}") from error
-    untrusted = sorted(set(needed) - set(TRUSTED_TYPES))
-    if untrusted:
+        return skops.io.load(file, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException:
+        untrusted = sorted(set(skops.io.get_untrusted_types(file=file)) - set(TRUSTED_TYPES))
         raise UntrustedTypeError(
             f"{label}: {file.name} needs the type(s) {', '.join(untrusted)}, which ChurnOps does not "
-            "trust (only scikit-learn/numpy types its training produces); refusing to load it"
-        )
-    return skops.io.load(file, trusted=list(TRUSTED_TYPES))
+            "trust (only the scikit-learn/numpy types its training produces); refusing to load it"
+        ) from None
+    except zipfile.BadZipFile as error:
+        raise ArtifactIntegrityError(f"{label}: {file.name} is not a skops file: {error}") from error
 
 
 @contextmanager
