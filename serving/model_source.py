@@ -114,7 +114,7 @@ class AliasModelSource:
         )
 
     def load(self, ref: ModelRef) -> LoadedModel:
-        from registry_ext.artifacts import SignedVersion, load_signed_model
+        from registry_ext import SignedVersion, load_signed_model
 
         version = SignedVersion(
             name=ref.name, version=ref.version, feature_service=ref.feature_service, signature=ref.signature
