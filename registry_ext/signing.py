@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -171,8 +172,11 @@ def read_trusted_keys(files: KeyFiles) -> dict[str, Ed25519PublicKey]:
 # --- writing --------------------------------------------------------------------------------------
 
 
-def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
-    """Write atomically with mode 0600 from the start (never readable by others, even briefly)."""
+def _write_private(path: Path, key: Ed25519PrivateKey, *, replace: bool) -> None:
+    """Write atomically with mode 0600 from the start (never readable by others, even briefly).
+
+    ``replace=False`` never overwrites: when two processes create the key at once, the first one
+    wins and the other uses it."""
     pem = key.private_bytes(
         encoding=serialization.Encoding.PEM,
         format=serialization.PrivateFormat.PKCS8,
@@ -184,7 +188,12 @@ def _write_private(path: Path, key: Ed25519PrivateKey) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
         os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+            Path(tmp).unlink()
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -230,7 +239,7 @@ def init_keys(*, files: KeyFiles) -> KeysReport:
     """Create the signing key (if there is none) and trust its public key; idempotent."""
     created = False
     if not files.signing_key.exists():
-        _write_private(files.signing_key, Ed25519PrivateKey.generate())
+        _write_private(files.signing_key, Ed25519PrivateKey.generate(), replace=False)
         created = True
     _add_trusted(files, read_signing_key(files).public_key())
     return _report(files, created=created)
@@ -242,7 +251,7 @@ def rotate_keys(*, files: KeyFiles) -> KeysReport:
     old = key_id_of(read_signing_key(files).public_key()) if files.signing_key.exists() else None
     new = Ed25519PrivateKey.generate()
     _add_trusted(files, new.public_key())  # trusted before it signs anything
-    _write_private(files.signing_key, new)
+    _write_private(files.signing_key, new, replace=True)
     return _report(files, created=True, retired=old)
 
 
