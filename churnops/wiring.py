@@ -12,6 +12,8 @@ explicit arguments. What each process needs:
   that is missing or behind is reported ("run churnops registry migrate"), never migrated.
 - **serving**: MLflow read access only (the ``production`` alias and version tags through the
   API) and the artifact store; no registry database at all. See ``serving.model_source``.
+- **keys**: registry writers get the signing key (``CHURNOPS_SIGNING_KEY_FILE``); every process
+  that loads a model gets the trusted public keys (``CHURNOPS_TRUSTED_KEYS_FILE``) only.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from churnops.contracts.prediction_log import Sink
     from churnops.features.definitions import Definitions
     from registry_ext import ModelRegistry
+    from registry_ext.signing import KeyFiles, Signer, Verifier
     from serving.metrics import ServingMetrics
     from serving.model_source import AliasModelSource
     from serving.runtime import Runtime
@@ -298,7 +301,35 @@ def model_registry(settings: Settings, *, write: bool) -> ModelRegistry:
         engine=engine,
         model_name=settings.model_name,
         clock=lambda: settings.clock,
+        signer=registry_signer(settings) if write else None,
+        verifier=registry_verifier(settings),
     )
+
+
+def key_files(settings: Settings) -> KeyFiles:
+    """Where the registry's signing key and the trusted public keys are (``CHURNOPS_SIGNING_KEY_FILE``,
+    ``CHURNOPS_TRUSTED_KEYS_FILE``); on the embedded default (neither set) both live in
+    ``<home>/keys`` and the first registry write creates them."""
+    from registry_ext.signing import KeyFiles
+
+    embedded = settings.signing_key_file is None and settings.trusted_keys_file is None
+    return KeyFiles(
+        signing_key=settings.signing_key_path, trusted_keys=settings.trusted_keys_path, create=embedded
+    )
+
+
+def registry_signer(settings: Settings) -> Signer:
+    """Signs new versions (registry writers only); the key is read on the first registration."""
+    from registry_ext.signing import Signer
+
+    return Signer(files=key_files(settings))
+
+
+def registry_verifier(settings: Settings) -> Verifier:
+    """Verifies versions against the trusted public keys (every process that loads a model)."""
+    from registry_ext.signing import Verifier
+
+    return Verifier(files=key_files(settings))
 
 
 @contextmanager
@@ -334,7 +365,11 @@ def model_source(settings: Settings, *, check: bool = True) -> AliasModelSource:
     """Production by the MLflow ``production`` alias: read-only, no registry database."""
     from serving.model_source import AliasModelSource
 
-    return AliasModelSource(client=mlflow_client(settings, check=check), model_name=settings.model_name)
+    return AliasModelSource(
+        client=mlflow_client(settings, check=check),
+        model_name=settings.model_name,
+        verifier=registry_verifier(settings),
+    )
 
 
 def prediction_log_dir(settings: Settings) -> Path:

@@ -9,7 +9,7 @@ Importing this package does nothing but define names: no engine, no MLflow URI, 
 
 from churnops.contracts.artifacts import ArtifactIntegrityError
 from churnops.contracts.stages import Stage, Trigger
-from registry_ext.artifacts import load_verified_model
+from registry_ext.artifacts import SignedVersion, load_signed_model
 from registry_ext.engine import database_url, registry_engine
 from registry_ext.errors import (
     InvalidInputError,
@@ -49,6 +49,7 @@ __all__ = [
     "RegistrationError",
     "RegistryBusyError",
     "RegistryError",
+    "SignedVersion",
     "Stage",
     "TransitionRecord",
     "Trigger",
@@ -58,6 +59,6 @@ __all__ = [
     "UnregisteredVersionError",
     "database_url",
     "default_actor",
-    "load_verified_model",
+    "load_signed_model",
     "registry_engine",
 ]

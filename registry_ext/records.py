@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from churnops.contracts.artifacts import VersionSignature
 from churnops.contracts.stages import Stage, Trigger, UnknownValueError
 from registry_ext.errors import InvalidInputError, InvalidStageError
 
@@ -53,6 +54,8 @@ class ModelRecord:
     gate_results: JSONValue
     created: datetime
     experiment_id: str | None = None
+    signature: VersionSignature | None = None
+    """What registry_ext signed at registration (None: registered by an older release)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """A JSON-able dict (what ``--json`` prints for a version)."""
@@ -69,6 +72,7 @@ class ModelRecord:
             "tags": dict(self.tags),
             "gate_results": self.gate_results,
             "created": self.created.isoformat(),
+            "signing_key_id": None if self.signature is None else self.signature.key_id,
         }
 
 

@@ -38,11 +38,30 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from churnops.contracts.artifacts import FEATURE_SERVICE_TAG, SHA256_TAG, ArtifactIntegrityError
+from churnops.contracts.artifacts import (
+    FEATURE_SERVICE_TAG,
+    MANIFEST_TAG,
+    MAX_MANIFEST_CHARS,
+    SHA256_TAG,
+    ArtifactIntegrityError,
+    SignatureError,
+    VersionSignature,
+    file_manifest,
+    manifest_digest,
+    manifest_json,
+    parse_manifest,
+    signed_payload,
+)
 from churnops.contracts.crash_points import crash_point
 from churnops.contracts.stages import ALIAS_OF_STAGE, Stage, Trigger
 from registry_ext import store
-from registry_ext.artifacts import load_verified_model, resolve_model_location, verified_copy
+from registry_ext.artifacts import (
+    SignedVersion,
+    load_signed_model,
+    resolve_model_location,
+    verified_copy,
+    verified_signed_copy,
+)
 from registry_ext.engine import write_transaction
 from registry_ext.errors import (
     ConcurrentChangeError,
@@ -105,6 +124,8 @@ _log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from registry_ext.signing import Signer, Verifier
+
 
 def default_actor() -> str:
     """The OS user: who acted when the caller names nobody (the CLI passes ``CHURNOPS_ACTOR``)."""
@@ -134,10 +155,14 @@ class ModelRegistry:
         model_name: str = "churn",
         lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
         clock: Callable[[], datetime] = store.utcnow,
+        signer: Signer | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.clock = clock  # registration and transition times (a pinned CHURNOPS_NOW in tests)
         self.client = client
         self.engine = engine
+        self.signer = signer  # registry writers only: register() refuses without it
+        self.verifier = verifier  # load_model / verify_artifact (promote, rollback) need it
         self.model_name = require_text(model_name, "model name")
         self.lock_timeout_s = lock_timeout_s
         self._alias_table: sa.Table | None = None  # MLflow's alias table, reflected lazily
@@ -161,7 +186,10 @@ class ModelRegistry:
     ) -> ModelRecord:
         """Register the model logged at ``artifact_path`` in run ``run_id`` as a new version.
 
-        Checks the artifact's SHA-256 against ``sha256`` before anything is created. The MLflow
+        Checks the artifact's SHA-256 against ``sha256`` before anything is created, records the
+        manifest of the files as logged (each file's SHA-256) and signs (name, version, manifest
+        digest, feature service) with the registry's key: the signature, key id and manifest go
+        into the version's MLflow tags (what serving reads) and its ``models`` row. The MLflow
         version and its ``models`` row come together or not at all: if the database write fails,
         the MLflow version is deleted again and :class:`RegistrationError` is raised.
         ``fence`` (e.g. ``Lease.check``) runs first in that transaction; what it raises (a lost
@@ -169,6 +197,11 @@ class ModelRegistry:
         """
         from mlflow.exceptions import MlflowException
 
+        if self.signer is None:
+            raise RegistrationError(
+                "this registry has no signing key, and a version it cannot sign could never be loaded: "
+                "build it with a Signer (churnops.wiring.model_registry(write=True) does)"
+            )
         digest = require_sha256(sha256)
         service = require_text(feature_service, "feature_service")
         clean_metrics = require_finite_metrics(dict(metrics))
@@ -188,15 +221,21 @@ class ModelRegistry:
 
         location = resolve_model_location(client=self.client, run=run, artifact_path=artifact_path)
         label = f"model {self.model_name!r} run {run_id} artifact {artifact_path!r}"
-        with verified_copy(artifact_uri=location.artifact_uri, expected=digest, label=label):
-            pass
+        with verified_copy(artifact_uri=location.artifact_uri, expected=digest, label=label) as local:
+            manifest = manifest_json(file_manifest(local))
+        if len(manifest) > MAX_MANIFEST_CHARS:
+            raise InvalidInputError(
+                f"{label}: the model directory's manifest is {len(manifest)} characters, more than "
+                f"{MAX_MANIFEST_CHARS}: log only the model files under {artifact_path!r}"
+            )
 
         self._ensure_registered_model()
         mlflow_tags = {
-            **clean_tags,
+            **{k: v for k, v in clean_tags.items() if k not in VersionSignature.TAGS},
             SHA256_TAG: digest,
             FEATURE_SERVICE_TAG: service,
             STAGE_TAG: Stage.NONE.value,
+            MANIFEST_TAG: manifest,
         }
         version = self.client.create_model_version(
             name=self.model_name,
@@ -207,6 +246,10 @@ class ModelRegistry:
         )
         number = int(version.version)
         try:
+            signature = self._sign(version=number, manifest=manifest, feature_service=service)
+            for key, value in signature.tags().items():
+                if key != MANIFEST_TAG:
+                    self.client.set_model_version_tag(self.model_name, str(number), key, value)
             with write_transaction(self.engine) as conn:
                 if fence is not None:
                     fence(conn)
@@ -225,6 +268,7 @@ class ModelRegistry:
                     actor=who,
                     trigger=why,
                     created=self.clock(),
+                    signature=signature,
                 )
         except Exception as error:
             cleanup = ""
@@ -239,6 +283,34 @@ class ModelRegistry:
                 f"was removed again: {error}{cleanup}"
             ) from error
         return self.get(number)
+
+    def _sign(self, *, version: int, manifest: str, feature_service: str) -> VersionSignature:
+        """Sign (name, version, manifest digest, feature service) with the registry's key."""
+        assert self.signer is not None
+        payload = signed_payload(
+            name=self.model_name,
+            version=version,
+            manifest_digest=manifest_digest(parse_manifest(manifest, label=f"version {version}")),
+            feature_service=feature_service,
+        )
+        signed = self.signer.sign(payload)
+        return VersionSignature(manifest=manifest, signature=signed.signature, key_id=signed.key_id)
+
+    def _signed_version(self, record: ModelRecord) -> SignedVersion:
+        return SignedVersion(
+            name=record.name,
+            version=record.version,
+            feature_service=record.feature_service,
+            signature=record.signature,
+        )
+
+    def _require_verifier(self) -> Verifier:
+        if self.verifier is None:
+            raise SignatureError(
+                "this registry has no trusted keys to verify versions with: build it with a Verifier "
+                "(churnops.wiring.model_registry does)"
+            )
+        return self.verifier
 
     def _ensure_registered_model(self) -> None:
         from mlflow.exceptions import MlflowException
@@ -332,29 +404,30 @@ class ModelRegistry:
         }
 
     def load_model(self, version: int) -> Any:
-        """The version's sklearn estimator, after verifying the artifact's SHA-256.
+        """The version's sklearn estimator, after verifying its signature, files and types.
 
-        Raises :class:`churnops.contracts.artifacts.ArtifactIntegrityError` (naming version,
-        expected and actual digest) if any file of the model directory changed since registration.
+        Raises :class:`churnops.contracts.artifacts.ArtifactIntegrityError` (naming the version
+        and the reason) for an unsigned or wrongly signed version, a file changed, missing or
+        added since registration, or a type outside ``TRUSTED_TYPES``.
         """
         record = self.get(version)
-        return load_verified_model(
+        return load_signed_model(
             artifact_uri=record.artifact_uri,
-            expected=record.sha256,
-            label=f"model {record.name!r} version {record.version}",
+            version=self._signed_version(record),
+            verifier=self._require_verifier(),
             tracking_uri=self.client.tracking_uri,
         )
 
     def verify_artifact(self, version: int, *, purpose: str = "use it") -> None:
-        """Refuse, with :class:`ArtifactIntegrityError` naming the reason, when the version's
-        artifact is missing or its SHA-256 differs from the one recorded at registration."""
+        """Refuse, with :class:`ArtifactIntegrityError` naming the reason, when the version is
+        unsigned or wrongly signed, or its files are missing or differ from the signed manifest."""
         record = self.get(version)
         label = f"model {record.name!r} version {record.version}"
         try:
-            with verified_copy(
+            with verified_signed_copy(
                 artifact_uri=record.artifact_uri,
-                expected=record.sha256,
-                label=label,
+                version=self._signed_version(record),
+                verifier=self._require_verifier(),
                 tracking_uri=self.client.tracking_uri,
             ):
                 pass
@@ -577,8 +650,10 @@ class ModelRegistry:
     def adopt(self, *, version: int, reason: str, actor: str | None = None) -> ModelRecord:
         """Record an unregistered MLflow version in the ``models`` table, after the checks
         registration makes: the artifact's SHA-256 (from the version's tag, set at registration)
-        must match, and the feature service must be recorded. Audited as its registration row
-        (reason ``adopted: <reason>``). Refused when the version is registered already."""
+        must match, and the feature service must be recorded. Then it is signed as registration
+        signs (the manifest of its files as they are now): adopting is a registry writer vouching
+        for it. Audited as its registration row (reason ``adopted: <reason>``). Refused when the
+        version is registered already."""
         from mlflow.exceptions import MlflowException
 
         number = self._version_number(version)
@@ -610,15 +685,26 @@ class ModelRegistry:
             )
             location = resolve_model_location(client=self.client, run=run, artifact_path=artifact_path)
             label = f"model {self.model_name!r} version {number} ({location.artifact_uri})"
-            with verified_copy(artifact_uri=location.artifact_uri, expected=digest, label=label):
-                pass
+            if self.signer is None:
+                raise RegistrationError(
+                    "adopting signs the version, and this registry has no signing key: build it with a "
+                    "Signer (churnops.wiring.model_registry(write=True) does)"
+                )
+            with verified_copy(artifact_uri=location.artifact_uri, expected=digest, label=label) as local:
+                manifest = manifest_json(file_manifest(local))
+            service = require_text(tags[FEATURE_SERVICE_TAG], "feature_service")
+            signature = self._sign(version=number, manifest=manifest, feature_service=service)
+            for key, value in signature.tags().items():
+                self.client.set_model_version_tag(self.model_name, str(number), key, value)
             metrics = {
                 k: float(v)
                 for k, v in run.data.metrics.items()
                 if isinstance(v, int | float) and v == v and abs(v) != float("inf")
             }
             clean_tags = {
-                k: v for k, v in tags.items() if k not in (SHA256_TAG, FEATURE_SERVICE_TAG, STAGE_TAG)
+                k: v
+                for k, v in tags.items()
+                if k not in (SHA256_TAG, FEATURE_SERVICE_TAG, STAGE_TAG, *VersionSignature.TAGS)
             }
             when = self.clock()
             target: dict[str, JSONValue] = {"version": number, "run_id": mv.run_id}
@@ -631,7 +717,7 @@ class ModelRegistry:
                     experiment_id=run.info.experiment_id,
                     artifact_uri=location.artifact_uri,
                     sha256=digest,
-                    feature_service=require_text(tags[FEATURE_SERVICE_TAG], "feature_service"),
+                    feature_service=service,
                     metrics=require_finite_metrics(metrics),
                     tags=require_tags(clean_tags),
                     gate_results={"adopted": True, "verified_sha256": digest},
@@ -639,6 +725,7 @@ class ModelRegistry:
                     trigger=Trigger.MANUAL.value,
                     created=when,
                     reason=f"adopted: {why}",
+                    signature=signature,
                 )
                 store.insert_intent(
                     conn,

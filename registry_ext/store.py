@@ -14,6 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from churnops.contracts.artifacts import (
+    MANIFEST_COLUMN,
+    SIGNATURE_COLUMN,
+    SIGNING_KEY_ID_COLUMN,
+    VersionSignature,
+)
 from churnops.contracts.clock import wall_clock
 from churnops.contracts.crash_points import crash_point
 from churnops.contracts.stages import Stage
@@ -78,6 +84,13 @@ def row_to_record(row: RowMapping) -> ModelRecord:
         gate_results=row["gate_results"],
         created=row["created"],
         experiment_id=row["experiment_id"],
+        signature=None
+        if row[SIGNATURE_COLUMN] is None
+        else VersionSignature(
+            manifest=row[MANIFEST_COLUMN] or "",
+            signature=row[SIGNATURE_COLUMN],
+            key_id=row[SIGNING_KEY_ID_COLUMN] or "",
+        ),
     )
 
 
@@ -164,14 +177,25 @@ def insert_version(
     trigger: str,
     created: datetime,
     reason: str = "registered",
+    signature: VersionSignature | None = None,
 ) -> None:
     """The ``models`` row, its ``model_experiments`` link and its registration transition.
 
     Test hook ``registry.register.after_mlflow_version``: the MLflow version exists, this row not.
     """
     crash_point("registry.register.after_mlflow_version")
+    signed = (
+        {}
+        if signature is None
+        else {
+            MANIFEST_COLUMN: signature.manifest,
+            SIGNATURE_COLUMN: signature.signature,
+            SIGNING_KEY_ID_COLUMN: signature.key_id,
+        }
+    )
     conn.execute(
         models.insert().values(
+            **signed,
             name=name,
             version=version,
             stage=Stage.NONE.value,

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from churnops.contracts.artifacts import MANIFEST_COLUMN, SIGNATURE_COLUMN, SIGNING_KEY_ID_COLUMN
 from churnops.contracts.stages import Stage, Trigger
 
 STAGES = tuple(stage.value for stage in Stage)
@@ -66,6 +67,10 @@ models = sa.Table(
     sa.Column("metrics", _json(), nullable=False),
     sa.Column("tags", _json(), nullable=False),
     sa.Column("created", UTCDateTime(), nullable=False),
+    # migration 0004: what registry_ext signed at registration (NULL: an older, unsigned version)
+    sa.Column(MANIFEST_COLUMN, sa.Text, nullable=True),
+    sa.Column(SIGNATURE_COLUMN, sa.String(128), nullable=True),
+    sa.Column(SIGNING_KEY_ID_COLUMN, sa.String(64), nullable=True),
     sa.UniqueConstraint("name", "version", name="uq_models_name_version"),
     sa.CheckConstraint(STAGE_CHECK, name="ck_models_stage"),
     sa.Index("ix_models_name_stage", "name", "stage"),

@@ -225,7 +225,7 @@ class Runtime:
             return None
         try:
             found = json.loads(self._verified_record.read_text())
-            return ModelRef(**{k: found[k] for k in ("name", "version", "sha256", "feature_service")})
+            return ModelRef.from_json(found)
         except (ValueError, KeyError, TypeError, OSError) as error:
             logger.warning("ignoring the last-verified record %s: %s", self._verified_record, error)
             return None

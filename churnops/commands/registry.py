@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from churnops.commands import keys
 from churnops.commands.common import fail, load_settings, plain_text, safe_text
 from churnops.contracts.stages import Stage, Trigger, choices
 
@@ -43,6 +44,7 @@ app = typer.Typer(
     help="Govern model versions: promote, audit, compare, search, rollback (MLflow + registry_ext).",
     no_args_is_help=True,
 )
+app.add_typer(keys.app, name="keys")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 ModelOpt = Annotated[

@@ -40,6 +40,10 @@ def test_demo_is_idempotent_and_its_curl_works(tmp_path: Path, monkeypatch: pyte
     home = tmp_path / "home"
     monkeypatch.setenv("CHURNOPS_HOME", str(home))
     monkeypatch.setenv("CHURNOPS_NOW", NOW)
+    # No key setup at all: the demo's first registration creates <home>/keys (the served
+    # subprocess below sees only CHURNOPS_HOME and must trust what the demo signed).
+    monkeypatch.delenv("CHURNOPS_SIGNING_KEY_FILE")
+    monkeypatch.delenv("CHURNOPS_TRUSTED_KEYS_FILE")
     runner = CliRunner()
     args = ARGS
     first = runner.invoke(app, args)

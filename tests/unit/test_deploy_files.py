@@ -626,15 +626,10 @@ def test_compose_mounts_and_build_files_exist() -> None:
             assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]) == DOCKERFILE
 
 
-# Settings another branch adds (issue 16, signed versions): wired here by name before the fields
-# exist on this branch. The lead removes this allowlist when the two branches merge.
-PENDING_SETTINGS = frozenset({"CHURNOPS_SIGNING_KEY_FILE", "CHURNOPS_TRUSTED_KEYS_FILE"})
-
-
 def settings_variables() -> set[str]:
     from churnops.settings import Settings
 
-    return {f"CHURNOPS_{name.upper()}" for name in Settings.model_fields} | PENDING_SETTINGS
+    return {f"CHURNOPS_{name.upper()}" for name in Settings.model_fields}
 
 
 def test_compose_serving_environment_matches_settings() -> None:
@@ -679,11 +674,11 @@ def test_compose_serving_environment_is_the_one_the_topology_test_runs() -> None
             "AWS_SECRET_ACCESS_KEY": "s",
             "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:1",
         },
+        trusted_keys_file="/run/secrets/churnops-trusted-keys",
     )
     # MLflow credentials: the topology test adds its own READ-only user's on top.
     credentials = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
-    # PENDING_SETTINGS: the topology helper gains them with the signing branch (removed at merge).
-    assert set(compose_env) - credentials - PENDING_SETTINGS == set(topology) - PENDING_SETTINGS
+    assert set(compose_env) - credentials == set(topology)
 
     def kind(value: str) -> str:
         return value.split("://", 1)[0] if "://" in value else "path" if value.startswith("/") else "value"

@@ -151,7 +151,8 @@ def test_promoting_a_tampered_version_is_refused_with_exit_3(cli: tuple[ModelReg
         result = run("promote", "2", "--stage", "Staging", "--reason", "x")
         assert result.exit_code == 3, result.output
         assert (
-            "refusing to move version 2 to Staging" in result.stderr and "SHA-256 mismatch" in result.stderr
+            "refusing to move version 2 to Staging" in result.stderr
+            and "changed file 'model.skops'" in result.stderr
         )
         assert one_json(run("promote", "2", "--stage", "Staging", "--reason", "x", "--json").stdout)["error"]
     finally:

@@ -8,7 +8,7 @@
   increments its token; every write made under a lease checks the token in its own transaction.
 
 Revision ID: 0005
-Revises: 0003 (the lead relinks it after 0004 at merge; it depends on nothing 0004 adds)
+Revises: 0004 (the lead relinks it after 0004 at merge; it depends on nothing 0004 adds)
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
