@@ -37,6 +37,7 @@ def log_window(
     end: datetime | None,
     days: int,
     lookback: timedelta = timedelta(0),
+    columns: list[str] | None = None,
 ) -> tuple[datetime, datetime, pd.DataFrame]:
     """The window asked for (by default the last ``days`` days up to just after the newest row of
     the model's production traffic) and its rows, from ``lookback`` before its start; the bounds
@@ -45,7 +46,7 @@ def log_window(
     Only production traffic is read (``MONITORED_ENDPOINTS``: what-if rows never enter a window),
     one row per version, customer and feature snapshot (``unique_predictions``: a batch run twice,
     or a customer asked about twice, counts once)."""
-    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS, unique_predictions
+    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS, PREDICTION_KEY, unique_predictions
     from churnops.wiring import read_prediction_window
 
     name = settings.model_name
@@ -69,6 +70,7 @@ def log_window(
         model_name=name,
         model_version=version,
         endpoints=MONITORED_ENDPOINTS,
+        columns=None if columns is None else sorted({*columns, *PREDICTION_KEY, "ts", "request_id"}),
     )
     return start, end, unique_predictions(rows.to_pandas())
 
@@ -104,22 +106,32 @@ def drift_report(
     labels are known at ``as_of``: a window's own predictions mature only a horizon later, so the
     newest window alone would never have labels.
     """
-    from churnops.wiring import mlflow_client
+    from churnops.wiring import mlflow_client, sample_prediction_window
     from monitoring.baseline import load_baselines, read_labels
     from monitoring.drift import detect_drift
-    from monitoring.performance import matured_outcomes
+    from monitoring.performance import PREDICTION_COLUMNS, matured_outcomes
     from monitoring.policy import load_policy
     from monitoring.report import add_to_workspace, log_to_mlflow, report_path, write_report_html
 
     rules = load_policy(policy or settings.drift_policy)
     client = mlflow_client(settings)
     baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
-    # one read: the window, and the horizon before it for the labels that have matured
+    # Memory bounded by the policy's sample, not by the window: the window and the horizon before
+    # it (for the labels that have matured) are read without the feature columns, and the window's
+    # scored rows with their features as a seeded sample of at most `current_rows`.
     lower, upper, rows = log_window(
-        settings, version=version, start=start, end=end, days=days, lookback=horizon
+        settings,
+        version=version,
+        start=start,
+        end=end,
+        days=days,
+        lookback=horizon,
+        columns=list(PREDICTION_COLUMNS),
     )
-    window = rows[rows["ts"] >= lower]
-    current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
+    sample = sample_prediction_window(
+        settings, start=lower, end=upper, model_version=version, max_rows=rules.current_rows, seed=rules.seed
+    )
+    current = sample.frame.reset_index(drop=True)
     matured = matured_outcomes(
         predictions=rows,
         labels=read_labels(settings.sources_dir),
@@ -139,9 +151,10 @@ def drift_report(
         window_start=lower,
         window_end=upper,
     )
-    if matured.in_sample:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    result = replace(result, current_rows=sample.rows, current_sampled_rows=len(current))
+    if matured.in_sample:
         result = replace(
             result, performance=replace(result.performance, in_sample_excluded=matured.in_sample)
         )

@@ -169,6 +169,103 @@ def _utc(value: datetime | None, what: str) -> datetime | None:
     return value
 
 
+def _window_files(root: Path, *, lower: datetime | None, upper: datetime | None) -> list[str]:
+    """The part files of the ``date=`` partitions that can hold ``[lower, upper)``."""
+    if not root.is_dir():
+        return []
+    keep = []
+    for partition in sorted(p for p in root.glob(f"{PARTITION}=*") if p.is_dir()):
+        day = partition.name.split("=", 1)[1]
+        if lower is not None and day < f"{lower.astimezone(UTC):%Y-%m-%d}":
+            continue
+        if upper is not None and day > f"{upper.astimezone(UTC):%Y-%m-%d}":
+            continue
+        keep.extend(sorted(str(f) for f in partition.glob("*.parquet")))
+    return keep
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """A monitoring window's rows counted whole, and at most ``max_rows`` of them (all when fewer)."""
+
+    rows: int
+    frame: pd.DataFrame
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.frame) < self.rows
+
+
+def sample_window(
+    directory: str | Path,
+    *,
+    start: datetime,
+    end: datetime,
+    model_name: str,
+    model_version: str,
+    max_rows: int,
+    seed: int,
+    scored_only: bool = True,
+    memory_limit: str = "1GB",
+) -> WindowSample:
+    """The monitored rows (:data:`MONITORED_ENDPOINTS`, one per :data:`PREDICTION_KEY`) of a
+    window of the parquet log, in memory bounded by the sample, not by the window.
+
+    DuckDB scans the window's partitions (projection and filters pushed into the parquet scan),
+    de-duplicates into a temporary table that spills to disk past ``memory_limit``, counts it,
+    and returns the ``max_rows`` rows with the smallest hash of (customer, feature time, seed): a
+    seeded sample, the same rows on every run and thread count. ``scored_only`` keeps ``ok`` rows
+    with a score (what drift compares).
+    """
+    import shutil
+    import tempfile
+
+    import duckdb
+    import pyarrow as pa
+
+    lower, upper = _utc(start, "start"), _utc(end, "end")
+    files = _window_files(Path(directory), lower=lower, upper=upper)
+    schema = log_schema()
+    if not files:
+        return WindowSample(rows=0, frame=schema.empty_table().to_pandas())
+    spill = tempfile.mkdtemp(prefix="churnops-window-")
+    try:
+        con = duckdb.connect(
+            config={"memory_limit": memory_limit, "temp_directory": spill}
+        )
+        try:
+            scored = "AND status = 'ok' AND score IS NOT NULL" if scored_only else ""
+            endpoints = ", ".join(f"'{e}'" for e in MONITORED_ENDPOINTS)
+            key = ", ".join(PREDICTION_KEY)
+            con.execute(
+                f"""CREATE TEMP TABLE window_rows AS
+                SELECT DISTINCT ON ({key}) * FROM read_parquet($files, union_by_name = true)
+                WHERE ts >= $lower AND ts < $upper AND model_name = $name AND model_version = $version
+                  AND endpoint IN ({endpoints}) {scored}
+                ORDER BY {key}, ts, request_id""",
+                {
+                    "files": files,
+                    "lower": lower,
+                    "upper": upper,
+                    "name": model_name,
+                    "version": str(model_version),
+                },
+            )
+            ((rows,),) = con.execute("SELECT count(*) FROM window_rows").fetchall()
+            table = con.sql(  # integers only: nothing user-typed in the text
+                "SELECT * FROM window_rows ORDER BY "
+                f"hash(concat_ws('|', customer_id, epoch_us(feature_ts), {int(seed)})), "
+                f"customer_id, feature_ts LIMIT {int(max_rows)}"
+            ).to_arrow_table()
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    present = [name for name in schema.names if name in table.column_names]
+    table = table.select(present).cast(pa.schema([schema.field(name) for name in present]))
+    return WindowSample(rows=rows, frame=table.to_pandas())
+
+
 def read_prediction_log(
     directory: str | Path,
     *,
@@ -189,22 +286,11 @@ def read_prediction_log(
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    root = Path(directory)
     schema = log_schema()
     lower, upper = _utc(start, "start"), _utc(end, "end")
     if columns is not None:
         schema = pa.schema([schema.field(name) for name in columns])
-    if not root.is_dir():
-        return schema.empty_table()
-    partitions = sorted(p for p in root.glob(f"{PARTITION}=*") if p.is_dir())
-    keep = []
-    for partition in partitions:
-        day = partition.name.split("=", 1)[1]
-        if lower is not None and day < f"{lower.astimezone(UTC):%Y-%m-%d}":
-            continue
-        if upper is not None and day > f"{upper.astimezone(UTC):%Y-%m-%d}":
-            continue
-        keep.extend(sorted(str(f) for f in partition.glob("*.parquet")))
+    keep = _window_files(Path(directory), lower=lower, upper=upper)
     if not keep:
         return schema.empty_table()
     dataset = ds.dataset(keep, schema=log_schema(), format="parquet")
