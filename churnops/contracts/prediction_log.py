@@ -169,6 +169,69 @@ def _utc(value: datetime | None, what: str) -> datetime | None:
     return value
 
 
+COMPACTED_FROM = b"churnops.compacted_from"
+"""Parquet metadata key of a compacted file: the names of the part files it replaces."""
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """One partition: how many part files became one, and the rows, counted on both sides."""
+
+    day: str
+    files_in: int
+    rows_in: int
+    rows_out: int
+    finished_earlier: int
+    """Part files of an interrupted compaction, already inside a compacted file, now removed."""
+
+
+def compact_partition(*, directory: Path, day: str, min_files: int = 2) -> CompactionResult | None:
+    """Merge the small ``part-*`` files of one ``date=`` partition into one, without losing or
+    doubling a row: safe while serving adds files (only the files listed at the start are merged;
+    new ones stay) and after a crash at any point.
+
+    The merged file is written beside them (tmp file + atomic rename) carrying the names it
+    replaces in its metadata; only after its row count equals the sum of theirs are they removed.
+    A crash between the rename and the removal leaves both: the next compaction first removes the
+    part files that a compacted file already holds (readers de-duplicate meanwhile). Batch files
+    (``batch-*``) are left alone: a batch re-run replaces its own file by name.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    partition = directory / f"{PARTITION}={day}"
+    finished = 0
+    for compacted in sorted(partition.glob("part-compact-*.parquet")):
+        meta = pq.read_schema(compacted).metadata or {}
+        for name in meta.get(COMPACTED_FROM, b"").decode().split("\n"):
+            leftover = partition / name
+            if name and leftover.is_file():
+                leftover.unlink()
+                finished += 1
+    parts = sorted(partition.glob("part-*.parquet"))
+    if len(parts) < min_files:
+        return None if not finished else CompactionResult(day, 0, 0, 0, finished)
+    tables = [pq.read_table(part, schema=log_schema()) for part in parts]
+    rows_in = sum(t.num_rows for t in tables)
+    merged = pa.concat_tables(tables).sort_by([("ts", "ascending")])
+    names = "\n".join(part.name for part in parts)
+    merged = merged.replace_schema_metadata(
+        {**(merged.schema.metadata or {}), COMPACTED_FROM: names.encode()}
+    )
+    stamp = merged.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f") if rows_in else "empty"
+    path = partition / f"part-compact-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    pq.write_table(merged, tmp)
+    rows_out = pq.read_metadata(tmp).num_rows
+    if rows_out != rows_in:
+        tmp.unlink()
+        raise RuntimeError(f"compacting {partition}: wrote {rows_out} rows for {rows_in}; nothing changed")
+    tmp.replace(path)
+    for part in parts:
+        part.unlink()
+    return CompactionResult(day, len(parts), rows_in, rows_out, finished)
+
+
 def _window_files(root: Path, *, lower: datetime | None, upper: datetime | None) -> list[str]:
     """The part files of the ``date=`` partitions that can hold ``[lower, upper)``."""
     if not root.is_dir():
@@ -206,7 +269,7 @@ def sample_window(
     max_rows: int,
     seed: int,
     scored_only: bool = True,
-    memory_limit: str = "1GB",
+    memory_limit: str = "512MB",
 ) -> WindowSample:
     """The monitored rows (:data:`MONITORED_ENDPOINTS`, one per :data:`PREDICTION_KEY`) of a
     window of the parquet log, in memory bounded by the sample, not by the window.
@@ -230,9 +293,7 @@ def sample_window(
         return WindowSample(rows=0, frame=schema.empty_table().to_pandas())
     spill = tempfile.mkdtemp(prefix="churnops-window-")
     try:
-        con = duckdb.connect(
-            config={"memory_limit": memory_limit, "temp_directory": spill}
-        )
+        con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill})
         try:
             scored = "AND status = 'ok' AND score IS NOT NULL" if scored_only else ""
             endpoints = ", ".join(f"'{e}'" for e in MONITORED_ENDPOINTS)
