@@ -274,11 +274,12 @@ def sample_window(
     """The monitored rows (:data:`MONITORED_ENDPOINTS`, one per :data:`PREDICTION_KEY`) of a
     window of the parquet log, in memory bounded by the sample, not by the window.
 
-    DuckDB scans the window's partitions (projection and filters pushed into the parquet scan),
-    de-duplicates into a temporary table that spills to disk past ``memory_limit``, counts it,
-    and returns the ``max_rows`` rows with the smallest hash of (customer, feature time, seed): a
-    seeded sample, the same rows on every run and thread count. ``scored_only`` keeps ``ok`` rows
-    with a score (what drift compares).
+    DuckDB scans the window's partitions twice (filters pushed into the parquet scan): first one
+    hash per prediction key (version, customer, feature time, seed), de-duplicated in an aggregate
+    that spills to disk past ``memory_limit``, which counts the keys and finds the cut below which
+    the ``max_rows`` smallest hashes lie; then the rows of those keys only, one per key. A seeded
+    sample, the same rows on every run and thread count, and memory bounded by the sample.
+    ``scored_only`` keeps ``ok`` rows with a score (what drift compares).
     """
     import shutil
     import tempfile
@@ -298,26 +299,35 @@ def sample_window(
             scored = "AND status = 'ok' AND score IS NOT NULL" if scored_only else ""
             endpoints = ", ".join(f"'{e}'" for e in MONITORED_ENDPOINTS)
             key = ", ".join(PREDICTION_KEY)
-            con.execute(
-                f"""CREATE TEMP TABLE window_rows AS
-                SELECT DISTINCT ON ({key}) * FROM read_parquet($files, union_by_name = true)
+            # integers only are formatted into the text; every user value is a parameter
+            digest = f"hash(concat_ws('|', model_version, customer_id, epoch_us(feature_ts), {int(seed)}))"
+            source = f"""read_parquet($files, union_by_name = true)
                 WHERE ts >= $lower AND ts < $upper AND model_name = $name AND model_version = $version
-                  AND endpoint IN ({endpoints}) {scored}
-                ORDER BY {key}, ts, request_id""",
-                {
-                    "files": files,
-                    "lower": lower,
-                    "upper": upper,
-                    "name": model_name,
-                    "version": str(model_version),
-                },
+                  AND endpoint IN ({endpoints}) {scored}"""
+            values = {
+                "files": files,
+                "lower": lower,
+                "upper": upper,
+                "name": model_name,
+                "version": str(model_version),
+            }
+            # 1. one hash per prediction key (a spilling aggregate of one integer column): the
+            #    count, and the cut below which the max_rows smallest hashes lie.
+            con.execute(
+                f"CREATE TEMP TABLE window_keys AS SELECT DISTINCT {digest} AS h FROM {source}", values
             )
-            ((rows,),) = con.execute("SELECT count(*) FROM window_rows").fetchall()
-            table = con.sql(  # integers only: nothing user-typed in the text
-                "SELECT * FROM window_rows ORDER BY "
-                f"hash(concat_ws('|', customer_id, epoch_us(feature_ts), {int(seed)})), "
-                f"customer_id, feature_ts LIMIT {int(max_rows)}"
-            ).to_arrow_table()
+            ((rows,),) = con.execute("SELECT count(*) FROM window_keys").fetchall()
+            ((cut,),) = con.execute(
+                f"SELECT max(h) FROM (SELECT h FROM window_keys ORDER BY h LIMIT {int(max_rows)})"
+            ).fetchall()
+            # 2. the rows of those keys, one per key (the earliest): at most max_rows of them.
+            query = f"SELECT DISTINCT ON ({key}) * FROM {source} AND {digest} <= $cut"
+            query += f" ORDER BY {key}, ts, request_id"
+            table = (
+                con.sql(query, params=values | {"cut": cut}).to_arrow_table()
+                if rows
+                else schema.empty_table()
+            )
         finally:
             con.close()
     finally:
