@@ -29,6 +29,34 @@ PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the who
 RETRAIN_ACTOR = "churnops-retrain"
 
 
+def window_bounds(
+    settings: Settings, *, version: str | None, start: datetime | None, end: datetime | None, days: int
+) -> tuple[datetime, datetime]:
+    """The window asked for: by default the last ``days`` days up to just after the newest row of
+    the model's production traffic (found by reading the ``ts`` column only)."""
+    import pyarrow.compute as pc
+
+    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS
+    from churnops.wiring import read_prediction_window
+
+    name = settings.model_name
+    if end is None or start is None:
+        stamps = read_prediction_window(
+            settings, model_name=name, model_version=version, endpoints=MONITORED_ENDPOINTS, columns=["ts"]
+        )
+        if stamps.num_rows == 0:
+            label = name if version is None else f"{name} v{version}"
+            raise ValueError(
+                f"the prediction log has no production traffic (predict or batch) for {label}: "
+                "serve it or run `churnops score` first"
+            )
+        if end is None:
+            end = pc.max(stamps.column("ts")).as_py() + timedelta(microseconds=1)
+    if start is None:
+        start = end - timedelta(days=days)
+    return start, end
+
+
 def log_window(
     settings: Settings,
     *,
@@ -37,38 +65,25 @@ def log_window(
     end: datetime | None,
     days: int,
     lookback: timedelta = timedelta(0),
+    columns: list[str] | None = None,
 ) -> tuple[datetime, datetime, pd.DataFrame]:
-    """The window asked for (by default the last ``days`` days up to just after the newest row of
-    the model's production traffic) and its rows, from ``lookback`` before its start; the bounds
-    read only the ``ts`` column.
+    """The window (:func:`window_bounds`) and its rows, from ``lookback`` before its start.
 
     Only production traffic is read (``MONITORED_ENDPOINTS``: what-if rows never enter a window),
     one row per version, customer and feature snapshot (``unique_predictions``: a batch run twice,
     or a customer asked about twice, counts once)."""
-    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS, unique_predictions
+    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS, PREDICTION_KEY, unique_predictions
     from churnops.wiring import read_prediction_window
 
-    name = settings.model_name
-    stamps = read_prediction_window(
-        settings, model_name=name, model_version=version, endpoints=MONITORED_ENDPOINTS, columns=["ts"]
-    )
-    if stamps.num_rows == 0:
-        label = name if version is None else f"{name} v{version}"
-        raise ValueError(
-            f"the prediction log has no production traffic (predict or batch) for {label}: "
-            "serve it or run `churnops score` first"
-        )
-    if end is None:
-        end = stamps.column("ts").to_pandas().max().to_pydatetime() + timedelta(microseconds=1)
-    if start is None:
-        start = end - timedelta(days=days)
+    start, end = window_bounds(settings, version=version, start=start, end=end, days=days)
     rows = read_prediction_window(
         settings,
         start=start - lookback,
         end=end,
-        model_name=name,
+        model_name=settings.model_name,
         model_version=version,
         endpoints=MONITORED_ENDPOINTS,
+        columns=None if columns is None else sorted({*columns, *PREDICTION_KEY, "ts", "request_id"}),
     )
     return start, end, unique_predictions(rows.to_pandas())
 
@@ -104,7 +119,7 @@ def drift_report(
     labels are known at ``as_of``: a window's own predictions mature only a horizon later, so the
     newest window alone would never have labels.
     """
-    from churnops.wiring import mlflow_client
+    from churnops.wiring import mlflow_client, sample_prediction_window
     from monitoring.baseline import load_baselines, read_labels
     from monitoring.drift import detect_drift
     from monitoring.performance import matured_outcomes
@@ -114,12 +129,22 @@ def drift_report(
     rules = load_policy(policy or settings.drift_policy)
     client = mlflow_client(settings)
     baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
-    # one read: the window, and the horizon before it for the labels that have matured
-    lower, upper, rows = log_window(
-        settings, version=version, start=start, end=end, days=days, lookback=horizon
+    # Memory bounded by the policy's sample, not by the window: the window's scored rows, and those
+    # of the window and the horizon before it (whose labels may have matured), each as a seeded
+    # sample of at most `current_rows` (the same hash cut: one customer-snapshot is in both or none).
+    lower, upper = window_bounds(settings, version=version, start=start, end=end, days=days)
+    sample = sample_prediction_window(
+        settings, start=lower, end=upper, model_version=version, max_rows=rules.current_rows, seed=rules.seed
     )
-    window = rows[rows["ts"] >= lower]
-    current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
+    current = sample.frame.reset_index(drop=True)
+    rows = sample_prediction_window(
+        settings,
+        start=lower - horizon,
+        end=upper,
+        model_version=version,
+        max_rows=rules.current_rows,
+        seed=rules.seed,
+    ).frame
     matured = matured_outcomes(
         predictions=rows,
         labels=read_labels(settings.sources_dir),
@@ -139,9 +164,10 @@ def drift_report(
         window_start=lower,
         window_end=upper,
     )
-    if matured.in_sample:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    result = replace(result, current_rows=sample.rows, current_sampled_rows=len(current))
+    if matured.in_sample:
         result = replace(
             result, performance=replace(result.performance, in_sample_excluded=matured.in_sample)
         )

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
     from mlflow import MlflowClient
 
-    from churnops.contracts.prediction_log import Sink
+    from churnops.contracts.prediction_log import Sink, WindowSample
     from churnops.features.definitions import Definitions
     from registry_ext import ModelRegistry
     from registry_ext.signing import KeyFiles, Signer, Verifier
@@ -390,6 +390,52 @@ def prediction_log_writer(settings: Settings) -> Sink:
     from serving.prediction_log import parquet_sink
 
     return prediction_log_sink(settings) or parquet_sink(prediction_log_dir(settings))
+
+
+def sample_prediction_window(
+    settings: Settings,
+    *,
+    start: datetime,
+    end: datetime,
+    model_version: str,
+    max_rows: int,
+    seed: int,
+) -> WindowSample:
+    """The monitored, scored rows of a window with their features: counted whole, at most
+    ``max_rows`` of them kept (a seeded sample). Parquet: DuckDB, in bounded memory; the SQL
+    table: read whole, then the same de-duplication and a seeded sample."""
+    from churnops.contracts.prediction_log import (
+        MONITORED_ENDPOINTS,
+        WindowSample,
+        sample_window,
+        unique_predictions,
+    )
+
+    if not settings.serving_prediction_log_url:
+        return sample_window(
+            prediction_log_dir(settings),
+            start=start,
+            end=end,
+            model_name=settings.model_name,
+            model_version=model_version,
+            max_rows=max_rows,
+            seed=seed,
+        )
+    rows = unique_predictions(
+        read_prediction_window(
+            settings,
+            start=start,
+            end=end,
+            model_name=settings.model_name,
+            model_version=model_version,
+            endpoints=MONITORED_ENDPOINTS,
+        ).to_pandas()
+    )
+    rows = rows[(rows["status"] == "ok") & rows["score"].notna()]
+    total = len(rows)
+    if total > max_rows:
+        rows = rows.sample(n=max_rows, random_state=seed)
+    return WindowSample(rows=total, frame=rows)
 
 
 def read_prediction_window(

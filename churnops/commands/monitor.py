@@ -262,9 +262,11 @@ def _performance(
 ) -> tuple[PerformanceReport, str | None]:
     from churnops.wiring import mlflow_client
     from monitoring.baseline import TrainingWindow, read_labels, training_window
-    from monitoring.performance import performance_on_late_labels
+    from monitoring.performance import PREDICTION_COLUMNS, performance_on_late_labels
 
-    lower, upper, window = _log_window(settings, version=None, start=start, end=end, days=days)
+    lower, upper, window = _log_window(  # no feature columns: memory grows with rows, not width
+        settings, version=None, start=start, end=end, days=days, columns=[*PREDICTION_COLUMNS, "model_name"]
+    )
     client = mlflow_client(settings)
     metrics: dict[str, dict[str, float]] = {}
     windows: dict[str, TrainingWindow | None] = {}

@@ -169,6 +169,174 @@ def _utc(value: datetime | None, what: str) -> datetime | None:
     return value
 
 
+COMPACTED_FROM = b"churnops.compacted_from"
+"""Parquet metadata key of a compacted file: the names of the part files it replaces."""
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """One partition: how many part files became one, and the rows, counted on both sides."""
+
+    day: str
+    files_in: int
+    rows_in: int
+    rows_out: int
+    finished_earlier: int
+    """Part files of an interrupted compaction, already inside a compacted file, now removed."""
+
+
+def compact_partition(*, directory: Path, day: str, min_files: int = 2) -> CompactionResult | None:
+    """Merge the small ``part-*`` files of one ``date=`` partition into one, without losing or
+    doubling a row: safe while serving adds files (only the files listed at the start are merged;
+    new ones stay) and after a crash at any point.
+
+    The merged file is written beside them (tmp file + atomic rename) carrying the names it
+    replaces in its metadata; only after its row count equals the sum of theirs are they removed.
+    A crash between the rename and the removal leaves both: the next compaction first removes the
+    part files that a compacted file already holds (readers de-duplicate meanwhile). Batch files
+    (``batch-*``) are left alone: a batch re-run replaces its own file by name.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    partition = directory / f"{PARTITION}={day}"
+    finished = 0
+    for compacted in sorted(partition.glob("part-compact-*.parquet")):
+        meta = pq.read_schema(compacted).metadata or {}
+        for name in meta.get(COMPACTED_FROM, b"").decode().split("\n"):
+            leftover = partition / name
+            if name and leftover.is_file():
+                leftover.unlink()
+                finished += 1
+    parts = sorted(partition.glob("part-*.parquet"))
+    if len(parts) < min_files:
+        return None if not finished else CompactionResult(day, 0, 0, 0, finished)
+    tables = [pq.read_table(part, schema=log_schema()) for part in parts]
+    rows_in = sum(t.num_rows for t in tables)
+    merged = pa.concat_tables(tables).sort_by([("ts", "ascending")])
+    names = "\n".join(part.name for part in parts)
+    merged = merged.replace_schema_metadata(
+        {**(merged.schema.metadata or {}), COMPACTED_FROM: names.encode()}
+    )
+    stamp = merged.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f") if rows_in else "empty"
+    path = partition / f"part-compact-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    pq.write_table(merged, tmp)
+    rows_out = pq.read_metadata(tmp).num_rows
+    if rows_out != rows_in:
+        tmp.unlink()
+        raise RuntimeError(f"compacting {partition}: wrote {rows_out} rows for {rows_in}; nothing changed")
+    tmp.replace(path)
+    for part in parts:
+        part.unlink()
+    return CompactionResult(day, len(parts), rows_in, rows_out, finished)
+
+
+def _window_files(root: Path, *, lower: datetime | None, upper: datetime | None) -> list[str]:
+    """The part files of the ``date=`` partitions that can hold ``[lower, upper)``."""
+    if not root.is_dir():
+        return []
+    keep = []
+    for partition in sorted(p for p in root.glob(f"{PARTITION}=*") if p.is_dir()):
+        day = partition.name.split("=", 1)[1]
+        if lower is not None and day < f"{lower.astimezone(UTC):%Y-%m-%d}":
+            continue
+        if upper is not None and day > f"{upper.astimezone(UTC):%Y-%m-%d}":
+            continue
+        keep.extend(sorted(str(f) for f in partition.glob("*.parquet")))
+    return keep
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """A monitoring window's rows counted whole, and at most ``max_rows`` of them (all when fewer)."""
+
+    rows: int
+    frame: pd.DataFrame
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.frame) < self.rows
+
+
+def sample_window(
+    directory: str | Path,
+    *,
+    start: datetime,
+    end: datetime,
+    model_name: str,
+    model_version: str,
+    max_rows: int,
+    seed: int,
+    scored_only: bool = True,
+    memory_limit: str = "512MB",
+) -> WindowSample:
+    """The monitored rows (:data:`MONITORED_ENDPOINTS`, one per :data:`PREDICTION_KEY`) of a
+    window of the parquet log, in memory bounded by the sample, not by the window.
+
+    DuckDB scans the window's partitions twice (filters pushed into the parquet scan): first one
+    hash per prediction key (version, customer, feature time, seed), de-duplicated in an aggregate
+    that spills to disk past ``memory_limit``, which counts the keys and finds the cut below which
+    the ``max_rows`` smallest hashes lie; then the rows of those keys only, one per key. A seeded
+    sample, the same rows on every run and thread count, and memory bounded by the sample.
+    ``scored_only`` keeps ``ok`` rows with a score (what drift compares).
+    """
+    import shutil
+    import tempfile
+
+    import duckdb
+    import pyarrow as pa
+
+    lower, upper = _utc(start, "start"), _utc(end, "end")
+    files = _window_files(Path(directory), lower=lower, upper=upper)
+    schema = log_schema()
+    if not files:
+        return WindowSample(rows=0, frame=schema.empty_table().to_pandas())
+    spill = tempfile.mkdtemp(prefix="churnops-window-")
+    try:
+        con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill})
+        try:
+            scored = "AND status = 'ok' AND score IS NOT NULL" if scored_only else ""
+            endpoints = ", ".join(f"'{e}'" for e in MONITORED_ENDPOINTS)
+            key = ", ".join(PREDICTION_KEY)
+            # integers only are formatted into the text; every user value is a parameter
+            digest = f"hash(concat_ws('|', model_version, customer_id, epoch_us(feature_ts), {int(seed)}))"
+            source = f"""read_parquet($files, union_by_name = true)
+                WHERE ts >= $lower AND ts < $upper AND model_name = $name AND model_version = $version
+                  AND endpoint IN ({endpoints}) {scored}"""
+            values = {
+                "files": files,
+                "lower": lower,
+                "upper": upper,
+                "name": model_name,
+                "version": str(model_version),
+            }
+            # 1. one hash per prediction key (a spilling aggregate of one integer column): the
+            #    count, and the cut below which the max_rows smallest hashes lie.
+            con.execute(
+                f"CREATE TEMP TABLE window_keys AS SELECT DISTINCT {digest} AS h FROM {source}", values
+            )
+            ((rows,),) = con.execute("SELECT count(*) FROM window_keys").fetchall()
+            ((cut,),) = con.execute(
+                f"SELECT max(h) FROM (SELECT h FROM window_keys ORDER BY h LIMIT {int(max_rows)})"
+            ).fetchall()
+            # 2. the rows of those keys, one per key (the earliest): at most max_rows of them.
+            query = f"SELECT DISTINCT ON ({key}) * FROM {source} AND {digest} <= $cut"
+            query += f" ORDER BY {key}, ts, request_id"
+            table = (
+                con.sql(query, params=values | {"cut": cut}).to_arrow_table()
+                if rows
+                else schema.empty_table()
+            )
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    present = [name for name in schema.names if name in table.column_names]
+    table = table.select(present).cast(pa.schema([schema.field(name) for name in present]))
+    return WindowSample(rows=rows, frame=table.to_pandas())
+
+
 def read_prediction_log(
     directory: str | Path,
     *,
@@ -189,22 +357,11 @@ def read_prediction_log(
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    root = Path(directory)
     schema = log_schema()
     lower, upper = _utc(start, "start"), _utc(end, "end")
     if columns is not None:
         schema = pa.schema([schema.field(name) for name in columns])
-    if not root.is_dir():
-        return schema.empty_table()
-    partitions = sorted(p for p in root.glob(f"{PARTITION}=*") if p.is_dir())
-    keep = []
-    for partition in partitions:
-        day = partition.name.split("=", 1)[1]
-        if lower is not None and day < f"{lower.astimezone(UTC):%Y-%m-%d}":
-            continue
-        if upper is not None and day > f"{upper.astimezone(UTC):%Y-%m-%d}":
-            continue
-        keep.extend(sorted(str(f) for f in partition.glob("*.parquet")))
+    keep = _window_files(Path(directory), lower=lower, upper=upper)
     if not keep:
         return schema.empty_table()
     dataset = ds.dataset(keep, schema=log_schema(), format="parquet")

@@ -95,3 +95,95 @@ def test_unique_predictions_keeps_the_earliest_row_per_key(
             best[key] = rank
     assert sorted(got["score"].tolist()) == sorted(rows[rank[2]]["score"] for rank in best.values())
     assert len(got) == len(best)
+
+
+def test_sample_window_counts_every_row_and_samples_the_same_rows(tmp_path: Path) -> None:
+    """The bounded reader against the plain one: the same de-duplicated rows, counted whole,
+    and a seeded sample that is a subset and the same on every run."""
+    from churnops.contracts.prediction_log import sample_window
+
+    rows = []
+    for i in range(300):
+        rows.append(
+            row(
+                request_id=f"r{i % 7}", customer_id=f"c{i % 120}", ts=T0 + timedelta(minutes=i), score=i / 300
+            )
+        )
+    rows.append(row(customer_id="what-if", endpoint=WHAT_IF_ENDPOINT))
+    rows.append(row(customer_id="stale", status="stale_features", score=None))
+    rows.append(row(customer_id="late", ts=T0 + timedelta(days=2)))  # outside the window
+    rows.append(row(customer_id="v2", model_version="2"))
+    write_columns(directory=tmp_path, day="2026-03-01", columns=columns(rows[:150]))
+    write_columns(directory=tmp_path, day="2026-03-01", columns=columns(rows[150:]))
+    window = {
+        "start": T0,
+        "end": T0 + timedelta(days=1),
+        "model_name": "churn",
+        "model_version": "1",
+        "seed": 3,
+    }
+    plain = read_prediction_log(tmp_path, start=T0, end=T0 + timedelta(days=1), endpoints=MONITORED_ENDPOINTS)
+    oracle = unique_predictions(plain.to_pandas())
+    oracle = oracle[(oracle["model_version"] == "1") & (oracle["status"] == "ok")]
+    whole = sample_window(tmp_path, max_rows=10_000, **window)
+    assert whole.rows == len(oracle) == 120 and not whole.sampled
+    assert sorted(zip(whole.frame["customer_id"], whole.frame["score"], strict=True)) == sorted(
+        zip(oracle["customer_id"], oracle["score"], strict=True)
+    )
+    assert str(whole.frame["ts"].dtype) == "datetime64[us, UTC]"
+    part = sample_window(tmp_path, max_rows=40, **window)
+    again = sample_window(tmp_path, max_rows=40, **window)
+    assert part.rows == 120 and part.sampled and len(part.frame) == 40
+    assert list(part.frame["customer_id"]) == list(again.frame["customer_id"])
+    assert set(part.frame["customer_id"]) <= set(oracle["customer_id"])
+    other_seed = sample_window(tmp_path, max_rows=40, **(window | {"seed": 4}))
+    assert set(other_seed.frame["customer_id"]) != set(part.frame["customer_id"])
+
+
+def test_compaction_keeps_every_row_once_and_finishes_an_interrupted_run(tmp_path: Path) -> None:
+    import shutil
+
+    from churnops.contracts.prediction_log import compact_partition
+
+    batch_id = batch_request_id(model_name="churn", model_version="1", as_of=T0)
+    for i in range(6):
+        write_columns(
+            directory=tmp_path,
+            day="2026-03-01",
+            columns=columns(
+                [
+                    row(request_id=f"r{i}", customer_id=f"c{i}-{j}", ts=T0 + timedelta(seconds=i))
+                    for j in range(3)
+                ]
+            ),
+        )
+    write_columns(
+        directory=tmp_path, day="2026-03-01", columns=columns([row(request_id=batch_id)]), name=batch_id
+    )
+    partition = tmp_path / "date=2026-03-01"
+    before = (
+        read_prediction_log(tmp_path)
+        .to_pandas()
+        .sort_values(["customer_id", "request_id"])
+        .reset_index(drop=True)
+    )
+    kept = sorted(partition.glob("part-*.parquet"))[0]
+    shutil.copy(kept, tmp_path / "kept-copy")
+
+    result = compact_partition(directory=tmp_path, day="2026-03-01")
+    assert result is not None and (result.files_in, result.rows_in, result.rows_out) == (6, 18, 18)
+    assert len(list(partition.glob("part-*.parquet"))) == 1 and (partition / f"{batch_id}.parquet").is_file()
+    after = (
+        read_prediction_log(tmp_path)
+        .to_pandas()
+        .sort_values(["customer_id", "request_id"])
+        .reset_index(drop=True)
+    )
+    pd.testing.assert_frame_equal(before, after)
+
+    # A crash after the rename but before the removal: a source file is still there.
+    shutil.copy(tmp_path / "kept-copy", kept)
+    again = compact_partition(directory=tmp_path, day="2026-03-01")
+    assert again is not None and again.finished_earlier == 1 and again.files_in == 0
+    assert read_prediction_log(tmp_path).num_rows == 19
+    assert compact_partition(directory=tmp_path, day="2026-03-01") is None
