@@ -257,7 +257,7 @@ def main() -> None:
         f"status {bounded['status']}"
     )
     print(
-        f"floor (one DuckDB query: de-duplicated histograms of every feature): wall {floor['wall_s']:.1f} s, "
+        f"floor (DuckDB: distinct keys + every feature histogram): wall {floor['wall_s']:.1f} s, "
         f"peak RSS {floor['peak_rss_mb']:.0f} MB, {floor['window_rows']:,} rows"
     )
     if unbounded is not None:
