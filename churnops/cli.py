@@ -13,6 +13,7 @@ from churnops.commands import (
     features,
     generate,
     ingest,
+    log,
     monitor,
     registry,
     retrain,
@@ -39,6 +40,7 @@ app.add_typer(features.app, name="features")
 app.add_typer(registry.app, name="registry")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(retrain.app, name="retrain")
+app.add_typer(log.app, name="log")
 app.command("train")(train.train)
 app.command("score")(score.score)
 app.command("serve")(serve.serve)

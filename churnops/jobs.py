@@ -8,7 +8,7 @@ step behaves the same whoever runs it. Each turns Settings into clients through
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,34 @@ PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the who
 RETRAIN_ACTOR = "churnops-retrain"
 
 
+def window_bounds(
+    settings: Settings, *, version: str | None, start: datetime | None, end: datetime | None, days: int
+) -> tuple[datetime, datetime]:
+    """The window asked for: by default the last ``days`` days up to just after the newest row of
+    the model's production traffic (found by reading the ``ts`` column only)."""
+    import pyarrow.compute as pc
+
+    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS
+    from churnops.wiring import read_prediction_window
+
+    name = settings.model_name
+    if end is None or start is None:
+        stamps = read_prediction_window(
+            settings, model_name=name, model_version=version, endpoints=MONITORED_ENDPOINTS, columns=["ts"]
+        )
+        if stamps.num_rows == 0:
+            label = name if version is None else f"{name} v{version}"
+            raise ValueError(
+                f"the prediction log has no production traffic (predict or batch) for {label}: "
+                "serve it or run `churnops score` first"
+            )
+        if end is None:
+            end = pc.max(stamps.column("ts")).as_py() + timedelta(microseconds=1)
+    if start is None:
+        start = end - timedelta(days=days)
+    return start, end
+
+
 def log_window(
     settings: Settings,
     *,
@@ -37,27 +65,27 @@ def log_window(
     end: datetime | None,
     days: int,
     lookback: timedelta = timedelta(0),
+    columns: list[str] | None = None,
 ) -> tuple[datetime, datetime, pd.DataFrame]:
-    """The window asked for (by default the last ``days`` days up to just after the newest row of
-    the model's log) and its rows, from ``lookback`` before its start; the bounds read only the
-    ``ts`` column."""
+    """The window (:func:`window_bounds`) and its rows, from ``lookback`` before its start.
+
+    Only production traffic is read (``MONITORED_ENDPOINTS``: what-if rows never enter a window),
+    one row per version, customer and feature snapshot (``unique_predictions``: a batch run twice,
+    or a customer asked about twice, counts once)."""
+    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS, PREDICTION_KEY, unique_predictions
     from churnops.wiring import read_prediction_window
 
-    name = settings.model_name
-    stamps = read_prediction_window(settings, model_name=name, model_version=version, columns=["ts"])
-    if stamps.num_rows == 0:
-        label = name if version is None else f"{name} v{version}"
-        raise ValueError(
-            f"the prediction log has no rows for {label}: serve it or run `churnops score` first"
-        )
-    if end is None:
-        end = stamps.column("ts").to_pandas().max().to_pydatetime() + timedelta(microseconds=1)
-    if start is None:
-        start = end - timedelta(days=days)
+    start, end = window_bounds(settings, version=version, start=start, end=end, days=days)
     rows = read_prediction_window(
-        settings, start=start - lookback, end=end, model_name=name, model_version=version
+        settings,
+        start=start - lookback,
+        end=end,
+        model_name=settings.model_name,
+        model_version=version,
+        endpoints=MONITORED_ENDPOINTS,
+        columns=None if columns is None else sorted({*columns, *PREDICTION_KEY, "ts", "request_id"}),
     )
-    return start, end, rows.to_pandas()
+    return start, end, unique_predictions(rows.to_pandas())
 
 
 def push(settings: Settings, gateway: str | None, *, job: str, **documents: Any) -> str | None:
@@ -91,7 +119,7 @@ def drift_report(
     labels are known at ``as_of``: a window's own predictions mature only a horizon later, so the
     newest window alone would never have labels.
     """
-    from churnops.wiring import mlflow_client
+    from churnops.wiring import mlflow_client, sample_prediction_window
     from monitoring.baseline import load_baselines, read_labels
     from monitoring.drift import detect_drift
     from monitoring.performance import matured_outcomes
@@ -101,19 +129,30 @@ def drift_report(
     rules = load_policy(policy or settings.drift_policy)
     client = mlflow_client(settings)
     baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
-    # one read: the window, and the horizon before it for the labels that have matured
-    lower, upper, rows = log_window(
-        settings, version=version, start=start, end=end, days=days, lookback=horizon
+    # Memory bounded by the policy's sample, not by the window: the window's scored rows, and those
+    # of the window and the horizon before it (whose labels may have matured), each as a seeded
+    # sample of at most `current_rows` (the same hash cut: one customer-snapshot is in both or none).
+    lower, upper = window_bounds(settings, version=version, start=start, end=end, days=days)
+    sample = sample_prediction_window(
+        settings, start=lower, end=upper, model_version=version, max_rows=rules.current_rows, seed=rules.seed
     )
-    window = rows[rows["ts"] >= lower]
-    current = window[(window["status"] == "ok") & window["score"].notna()].reset_index(drop=True)
-    outcomes = matured_outcomes(
+    current = sample.frame.reset_index(drop=True)
+    rows = sample_prediction_window(
+        settings,
+        start=lower - horizon,
+        end=upper,
+        model_version=version,
+        max_rows=rules.current_rows,
+        seed=rules.seed,
+    ).frame
+    matured = matured_outcomes(
         predictions=rows,
         labels=read_labels(settings.sources_dir),
-        as_of=as_of or datetime.now(UTC),
+        as_of=as_of or settings.clock,
         horizon=horizon,
-    ).frame
-    labelled = outcomes.rename(columns={"feature_ts": "event_timestamp"})
+        training_windows={version: baselines.training_window},
+    )
+    labelled = matured.frame.rename(columns={"feature_ts": "event_timestamp"})
     result = detect_drift(
         reference=baselines.reference,
         current=current,
@@ -125,6 +164,13 @@ def drift_report(
         window_start=lower,
         window_end=upper,
     )
+    from dataclasses import replace
+
+    result = replace(result, current_rows=sample.rows, current_sampled_rows=len(current))
+    if matured.in_sample:
+        result = replace(
+            result, performance=replace(result.performance, in_sample_excluded=matured.in_sample)
+        )
     path = write_report_html(result=result, path=html or report_path(home=settings.home, result=result))
     result = result.with_report_html(path.resolve())
     add_to_workspace(
@@ -143,11 +189,15 @@ def check_retrain(
     refresh: bool = False,
     as_of: datetime | None = None,
 ) -> DecisionRecord:
-    """Evaluate the retraining policy (after a fresh drift report when ``refresh``) and record it."""
-    from churnops.retraining.check import check_and_record
+    """Evaluate the retraining policy (after a fresh drift report when ``refresh``) and record it.
+
+    First marks FAILED the MLflow runs of retrains that were killed (when none is running)."""
+    from churnops.retraining.check import check_and_record, fail_killed_runs_if_idle
+    from churnops.retraining.orders import lease_holder
     from churnops.wiring import open_registry
 
     with open_registry(settings, write=True) as registry:
+        fail_killed_runs_if_idle(registry=registry, holder=lease_holder())
         production = registry.production()
         if refresh and production is not None:
             drift_report(settings=settings, version=str(production.version), as_of=as_of or now)
@@ -170,8 +220,8 @@ def retrain(
     promote: bool = True,
 ) -> RetrainResult:
     """Retrain on ``window`` (default: the policy's sliding window at ``now``) for decision
-    ``decision_id`` (default: the latest, which must have fired), or for ``forced`` (recorded as
-    its own decision once the lock is held)."""
+    ``decision_id`` (default: the newest fired decision not finished yet, resumed from its last
+    step), or for ``forced`` (recorded as its own decision once the lease is held)."""
     from churnops.retraining.orders import order_from_decisions
     from churnops.retraining.run import policy_window, run_retrain
     from churnops.training import load_policy as load_gate_policy
@@ -204,22 +254,31 @@ def retrain(
         )
 
 
-def promote_retrained(
-    *, settings: Settings, policy: RetrainPolicy, version: int, trigger: Trigger, decision_id: int | None
-) -> bool:
-    """The promotion step of a retrain that stopped at Staging (True when moved to Production)."""
-    from churnops.retraining.run import promote_staged
+def pending_retrain(*, settings: Settings) -> DecisionRecord | None:
+    """The newest fired decision no retrain finished yet (None when there is none)."""
+    from churnops.wiring import open_registry
+    from registry_ext.decisions import pending_decision
+
+    with open_registry(settings, write=False) as registry:
+        return pending_decision(registry.engine, name=settings.model_name)
+
+
+def promote_retrained(*, settings: Settings, policy: RetrainPolicy, decision_id: int, now: datetime) -> bool:
+    """The promotion step of a retrain that stopped at Staging, under the retrain lease (True when
+    the version reached Production)."""
+    from churnops.contracts.stages import Stage
+    from churnops.retraining.run import finish_promotion
     from churnops.wiring import open_registry
 
     with open_registry(settings, write=True) as registry:
-        return promote_staged(
+        decision = finish_promotion(
             registry=registry,
-            version=version,
-            trigger=trigger,
             decision_id=decision_id,
             policy=policy,
+            now=now,
             actor=settings.actor or RETRAIN_ACTOR,
         )
+        return decision.last_detail(decision.state).get("stage") == Stage.PRODUCTION.value
 
 
 def score_production(*, settings: Settings, as_of: datetime) -> BatchScores:

@@ -157,6 +157,19 @@ class Settings(BaseSettings):
         "may remove from the online store; a run that would remove more is refused unless --force.",
     )
 
+    # Signed versions (registry_ext.signing): registry writers hold the private key, every
+    # loader the public ones. Both default to <home>/keys/, created on the first registry write.
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) registry writers sign versions with; writers only "
+        "(default: <home>/keys/signing_key.pem, created 0600 on first use).",
+    )
+    trusted_keys_file: Path | None = Field(
+        default=None,
+        description="Public keys whose signatures serving, scoring and the registry accept, one "
+        "'<key id> ed25519 <base64>' a line (default: <home>/keys/trusted_keys).",
+    )
+
     now: datetime | None = Field(
         default=None,
         description="Pin the clock for every command (ISO 8601 with an offset, at most a few minutes "
@@ -194,6 +207,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 placeholder_problem(f"CHURNOPS_{str(info.field_name).upper()}", value.get_secret_value())
             )
+        return value
+
+    @field_validator("signing_key_file", "trusted_keys_file", mode="before")
+    @classmethod
+    def _no_placeholder_path(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str | Path) and is_placeholder(str(value)):
+            variable = f"CHURNOPS_{str(info.field_name).upper()}"
+            raise ValueError(
+                f"{variable} holds the placeholder {str(value).strip()!r} from .env.example: set it to "
+                "the key file's path (`churnops registry keys init` creates one) or unset it for "
+                "<home>/keys/"
+            )
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @field_validator(*URL_FIELDS)
@@ -255,6 +282,18 @@ class Settings(BaseSettings):
     def registry_db_url(self) -> str:
         """Where registry_ext's tables live: MLflow's backend database."""
         return self.registry_database_url or self.tracking_uri
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return (self.signing_key_file or self.keys_dir / "signing_key.pem").expanduser()
+
+    @property
+    def trusted_keys_path(self) -> Path:
+        return (self.trusted_keys_file or self.keys_dir / "trusted_keys").expanduser()
 
     @property
     def artifact_location(self) -> str:

@@ -12,6 +12,8 @@ explicit arguments. What each process needs:
   that is missing or behind is reported ("run churnops registry migrate"), never migrated.
 - **serving**: MLflow read access only (the ``production`` alias and version tags through the
   API) and the artifact store; no registry database at all. See ``serving.model_source``.
+- **keys**: registry writers get the signing key (``CHURNOPS_SIGNING_KEY_FILE``); every process
+  that loads a model gets the trusted public keys (``CHURNOPS_TRUSTED_KEYS_FILE``) only.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
     from mlflow import MlflowClient
 
+    from churnops.contracts.prediction_log import Sink, WindowSample
     from churnops.features.definitions import Definitions
     from registry_ext import ModelRegistry
+    from registry_ext.signing import KeyFiles, Signer, Verifier
     from serving.metrics import ServingMetrics
     from serving.model_source import AliasModelSource
-    from serving.prediction_log import Sink
     from serving.runtime import Runtime
 
 
@@ -48,8 +51,14 @@ class ServiceUnreachableError(ConnectionError):
 
 
 def _target(url: str) -> str:
-    parsed = urlparse(url)
-    return f"{parsed.hostname or 'localhost'}:{parsed.port}" if parsed.port else str(parsed.hostname)
+    try:
+        parsed = urlparse(url)
+        port = parsed.port
+    except ValueError:  # no parser reads it (a cluster netloc, a raw "/" or "["): name it, redacted
+        from churnops.contracts.redaction import redact
+
+        return redact(url)
+    return f"{parsed.hostname or 'localhost'}:{port}" if port else str(parsed.hostname)
 
 
 def check_redis(settings: Settings) -> None:
@@ -287,7 +296,40 @@ def model_registry(settings: Settings, *, write: bool) -> ModelRegistry:
     except BaseException:
         engine.dispose()
         raise
-    return ModelRegistry(client=mlflow_client(settings), engine=engine, model_name=settings.model_name)
+    return ModelRegistry(
+        client=mlflow_client(settings),
+        engine=engine,
+        model_name=settings.model_name,
+        clock=lambda: settings.clock,
+        signer=registry_signer(settings) if write else None,
+        verifier=registry_verifier(settings),
+    )
+
+
+def key_files(settings: Settings) -> KeyFiles:
+    """Where the registry's signing key and the trusted public keys are (``CHURNOPS_SIGNING_KEY_FILE``,
+    ``CHURNOPS_TRUSTED_KEYS_FILE``); on the embedded default (neither set) both live in
+    ``<home>/keys`` and the first registry write creates them."""
+    from registry_ext.signing import KeyFiles
+
+    embedded = settings.signing_key_file is None and settings.trusted_keys_file is None
+    return KeyFiles(
+        signing_key=settings.signing_key_path, trusted_keys=settings.trusted_keys_path, create=embedded
+    )
+
+
+def registry_signer(settings: Settings) -> Signer:
+    """Signs new versions (registry writers only); the key is read on the first registration."""
+    from registry_ext.signing import Signer
+
+    return Signer(files=key_files(settings))
+
+
+def registry_verifier(settings: Settings) -> Verifier:
+    """Verifies versions against the trusted public keys (every process that loads a model)."""
+    from registry_ext.signing import Verifier
+
+    return Verifier(files=key_files(settings))
 
 
 @contextmanager
@@ -323,7 +365,11 @@ def model_source(settings: Settings, *, check: bool = True) -> AliasModelSource:
     """Production by the MLflow ``production`` alias: read-only, no registry database."""
     from serving.model_source import AliasModelSource
 
-    return AliasModelSource(client=mlflow_client(settings, check=check), model_name=settings.model_name)
+    return AliasModelSource(
+        client=mlflow_client(settings, check=check),
+        model_name=settings.model_name,
+        verifier=registry_verifier(settings),
+    )
 
 
 def prediction_log_dir(settings: Settings) -> Path:
@@ -346,6 +392,52 @@ def prediction_log_writer(settings: Settings) -> Sink:
     return prediction_log_sink(settings) or parquet_sink(prediction_log_dir(settings))
 
 
+def sample_prediction_window(
+    settings: Settings,
+    *,
+    start: datetime,
+    end: datetime,
+    model_version: str,
+    max_rows: int,
+    seed: int,
+) -> WindowSample:
+    """The monitored, scored rows of a window with their features: counted whole, at most
+    ``max_rows`` of them kept (a seeded sample). Parquet: DuckDB, in bounded memory; the SQL
+    table: read whole, then the same de-duplication and a seeded sample."""
+    from churnops.contracts.prediction_log import (
+        MONITORED_ENDPOINTS,
+        WindowSample,
+        sample_window,
+        unique_predictions,
+    )
+
+    if not settings.serving_prediction_log_url:
+        return sample_window(
+            prediction_log_dir(settings),
+            start=start,
+            end=end,
+            model_name=settings.model_name,
+            model_version=model_version,
+            max_rows=max_rows,
+            seed=seed,
+        )
+    rows = unique_predictions(
+        read_prediction_window(
+            settings,
+            start=start,
+            end=end,
+            model_name=settings.model_name,
+            model_version=model_version,
+            endpoints=MONITORED_ENDPOINTS,
+        ).to_pandas()
+    )
+    rows = rows[(rows["status"] == "ok") & rows["score"].notna()]
+    total = len(rows)
+    if total > max_rows:
+        rows = rows.sample(n=max_rows, random_state=seed)
+    return WindowSample(rows=total, frame=rows)
+
+
 def read_prediction_window(
     settings: Settings,
     *,
@@ -353,6 +445,7 @@ def read_prediction_window(
     end: datetime | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    endpoints: tuple[str, ...] | None = None,
     columns: list[str] | None = None,
 ) -> pa.Table:
     """A window of the prediction log, wherever the settings keep it (parquet or the SQL table)."""
@@ -369,6 +462,7 @@ def read_prediction_window(
                 end=end,
                 model_name=model_name,
                 model_version=model_version,
+                endpoints=endpoints,
                 columns=columns,
             )
         finally:
@@ -379,6 +473,7 @@ def read_prediction_window(
         end=end,
         model_name=model_name,
         model_version=model_version,
+        endpoints=endpoints,
         columns=columns,
     )
 

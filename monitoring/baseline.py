@@ -9,17 +9,49 @@ model version through MLflow's API.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT, TRAINING_SPLITS, window_param
 from monitoring.errors import MonitoringError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """The feature times a version's run learned from or was selected on (train .. test): a
+    prediction on a snapshot inside it is in-sample, never evidence of live performance."""
+
+    start: datetime
+    end: datetime
+
+    def to_json(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+
+def training_window(params: Mapping[str, str]) -> TrainingWindow | None:
+    """The window a training run recorded in its params, or None for a run that recorded none
+    (a model registered by other means): its in-sample rows cannot be told apart, and the
+    reports say so instead of assuming."""
+    names = [window_param(split, bound) for split in TRAINING_SPLITS for bound in ("start", "end")]
+    present = [name for name in names if name in params]
+    if not present:
+        return None
+    if len(present) != len(names):
+        missing = sorted(set(names) - set(present))
+        raise MonitoringError(f"the training run records part of its window only (missing {missing})")
+    starts = [pd.Timestamp(params[window_param(split, "start")]) for split in TRAINING_SPLITS]
+    ends = [pd.Timestamp(params[window_param(split, "end")]) for split in TRAINING_SPLITS]
+    return TrainingWindow(
+        start=min(starts).tz_convert("UTC").to_pydatetime(), end=max(ends).tz_convert("UTC").to_pydatetime()
+    )
 
 
 @dataclass(frozen=True)
@@ -30,6 +62,7 @@ class Baselines:
     reference: pd.DataFrame
     holdout: pd.DataFrame | None
     test_metrics: dict[str, float]
+    training_window: TrainingWindow | None
 
 
 def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Baselines:
@@ -43,7 +76,8 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
     run_id = model_version.run_id
     if not run_id:
         raise MonitoringError(f"model {model_name!r} version {version} has no training run to compare with")
-    metrics = dict(client.get_run(run_id).data.metrics)
+    run = client.get_run(run_id)
+    metrics = dict(run.data.metrics)
     with tempfile.TemporaryDirectory(prefix="churnops-baseline-") as tmp:
         try:
             reference = pd.read_parquet(client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp))
@@ -66,6 +100,7 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
         reference=reference,
         holdout=holdout,
         test_metrics=metrics,
+        training_window=training_window(run.data.params),
     )
 
 

@@ -67,6 +67,8 @@ class Performance:
     brier: float | None
     holdout_roc_auc: float | None
     holdout_brier: float | None
+    in_sample_excluded: int = 0
+    """Matured rows left out because their snapshot lies inside the version's training window."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ class DriftResult:
     policy_name: str
     policy_digest: str
     report_html: str | None = None
+    current_sampled_rows: int | None = None
+    """How many of ``current_rows`` the statistics read (the policy's seeded sample); None: all."""
     snapshot: Any = field(default=None, compare=False, repr=False)
     concept_snapshot: Any = field(default=None, compare=False, repr=False)
 
@@ -112,6 +116,7 @@ class DriftResult:
                 "start": self.window_start.isoformat(),
                 "end": self.window_end.isoformat(),
                 "rows": self.current_rows,
+                "sampled_rows": self.current_sampled_rows,
             },
             "data_drift": {
                 "method": DATA_METHOD,

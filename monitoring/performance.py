@@ -33,6 +33,7 @@ import pandas as pd
 
 from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL
 from churnops.training.metrics import compute_metrics
+from monitoring.baseline import TrainingWindow
 
 FEATURE_TS = "feature_ts"
 PREDICTION_TS = "ts"
@@ -79,6 +80,8 @@ class MaturedOutcomes:
     duplicates: int
     immature: int
     unlabelled: int
+    in_sample: int = 0
+    """Predictions on a snapshot inside their version's training window: left out of every figure."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,10 @@ class PerformanceReport:
     matured: int
     versions: tuple[GroupPerformance, ...]
     periods: tuple[GroupPerformance, ...]
+    in_sample: int = 0
+    """Predictions inside their version's training window: excluded from every figure above."""
+    unknown_windows: tuple[str, ...] = ()
+    """Versions whose training window is unknown: their in-sample rows could not be excluded."""
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = _finite(asdict(self))
@@ -167,8 +174,15 @@ def matured_outcomes(
     horizon: timedelta = DEFAULT_HORIZON,
     start: datetime | None = None,
     end: datetime | None = None,
+    training_windows: Mapping[str, TrainingWindow | None] | None = None,
 ) -> MaturedOutcomes:
-    """Scored predictions in ``[start, end)`` joined to the labels known at ``as_of``, matured rows only."""
+    """Scored predictions in ``[start, end)`` joined to the labels known at ``as_of``, matured rows only.
+
+    ``training_windows`` (per model version): a prediction whose feature time lies inside its
+    version's training window is in-sample (a backfill over months the model learned from) and is
+    left out, counted in ``in_sample``. A version missing from the mapping, or mapped to None,
+    has no known window: nothing of it can be left out (the reports name such versions).
+    """
     _check_columns(
         predictions,
         name="predictions",
@@ -214,6 +228,14 @@ def matured_outcomes(
         ["_version", "_cid", FEATURE_TS], keep="first"
     )
     duplicates = scored - len(preds)
+    inside = pd.Series(False, index=preds.index)
+    for version, window in (training_windows or {}).items():
+        if window is not None:
+            inside |= (preds["model_version"] == str(version)) & preds[FEATURE_TS].between(
+                pd.Timestamp(window.start), pd.Timestamp(window.end)
+            )
+    in_sample = int(inside.sum())
+    preds = preds[~inside]
     matured = preds[preds[FEATURE_TS] + pd.Timedelta(horizon) <= cut]
     immature = len(preds) - len(matured)
     lab = lab.sort_values(CREATED_TS, kind="stable").drop_duplicates(["_cid", EVENT_TS], keep="last")
@@ -231,6 +253,7 @@ def matured_outcomes(
         duplicates=duplicates,
         immature=immature,
         unlabelled=len(matured) - len(frame),
+        in_sample=in_sample,
     )
 
 
@@ -327,6 +350,7 @@ def performance_on_late_labels(
     end: datetime | None = None,
     min_rows: int = 100,
     min_positives: int = 10,
+    training_windows: Mapping[str, TrainingWindow | None] | None = None,
 ) -> PerformanceReport:
     """Matured live performance per model version and per period, next to each version's test metrics.
 
@@ -342,7 +366,13 @@ def performance_on_late_labels(
             f"min_rows and min_positives must be >= 1 (got {min_rows}, {min_positives})"
         )
     outcomes = matured_outcomes(
-        predictions=predictions, labels=labels, as_of=as_of, horizon=horizon, start=start, end=end
+        predictions=predictions,
+        labels=labels,
+        as_of=as_of,
+        horizon=horizon,
+        start=start,
+        end=end,
+        training_windows=training_windows,
     )
     frame = outcomes.frame.copy()
     frame["_period_start"] = _period_starts(frame[PREDICTION_TS], period)
@@ -390,6 +420,14 @@ def performance_on_late_labels(
         matured=len(frame),
         versions=tuple(versions),
         periods=tuple(periods),
+        in_sample=outcomes.in_sample,
+        unknown_windows=tuple(
+            sorted(
+                {str(v) for v in predictions["model_version"].dropna()}
+                - {str(v) for v, w in (training_windows or {}).items() if w is not None},
+                key=_version_key,
+            )
+        ),
     )
 
 

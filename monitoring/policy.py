@@ -70,6 +70,7 @@ class DriftPolicy(BaseModel):
     min_current_rows: int = Field(default=1000, ge=1)
     min_reference_rows: int = Field(default=1000, ge=1)
     reference_rows: int = Field(default=100_000, ge=1)
+    current_rows: int = Field(default=100_000, ge=1)
     seed: int = Field(default=0, ge=0)
     data_drift: DataDriftRules = Field(default_factory=DataDriftRules)
     prediction_drift: PredictionDriftRules = Field(default_factory=PredictionDriftRules)

@@ -12,11 +12,12 @@ Nothing is registered at import: gauges are created on a private ``CollectorRegi
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from churnops.contracts.clock import wall_clock
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -211,7 +212,7 @@ def push_monitoring_metrics(
     if performance is not None:
         _fill_performance(gauges, performance)
     gauges["monitoring_last_success_timestamp_seconds"].labels(job=job).set(
-        time.time() if now is None else now
+        wall_clock().timestamp() if now is None else now
     )
     try:
         push_to_gateway(gateway, job=job, registry=registry, grouping_key={"model": name}, timeout=timeout_s)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from churnops.contracts.clock import wall_clock
 from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:
@@ -109,7 +110,10 @@ def summary_html(result: DriftResult) -> str:
  {c.labelled_rows:,} matured rows against {c.holdout_rows:,} holdout rows.
  Performance on the matured rows: ROC-AUC {_fmt(perf.roc_auc, 3)} (holdout {_fmt(perf.holdout_roc_auc, 3)}),
  Brier {_fmt(perf.brier)} (holdout {_fmt(perf.holdout_brier)}), churn rate {_fmt(perf.positive_rate)}
- vs mean score {_fmt(perf.mean_score)}.</p>
+ vs mean score {_fmt(perf.mean_score)}.{
+        f" {perf.in_sample_excluded:,} matured rows inside the version's training window were left out"
+        " (in-sample, not live performance)." if perf.in_sample_excluded else ""
+    }</p>
 <h2>Data drift (KL divergence, reference || current)</h2>
 <table><tr><th>feature</th><th>KL</th><th>threshold</th><th></th></tr>{"".join(rows)}</table>
 <p class="note">tenure and total_charges grow with the customers' age: they move every month with no drift at
@@ -254,7 +258,6 @@ def log_to_mlflow(
     (``<artifact_location>/<experiment_name>``, as training does)."""
     import json
     import tempfile
-    import time
 
     from mlflow.entities import Metric, RunTag
     from mlflow.exceptions import MlflowException
@@ -293,7 +296,7 @@ def log_to_mlflow(
         },
     )
     run_id = str(run.info.run_id)
-    now = int(time.time() * 1000)
+    now = int(wall_clock().timestamp() * 1000)  # when it was logged
     client.log_batch(
         run_id,
         metrics=[Metric(k, v, now, 0) for k, v in monitoring_metrics(result).items()],

@@ -9,29 +9,34 @@ Importing this package does nothing but define names: no engine, no MLflow URI, 
 
 from churnops.contracts.artifacts import ArtifactIntegrityError
 from churnops.contracts.stages import Stage, Trigger
-from registry_ext.artifacts import load_verified_model
+from registry_ext.artifacts import SignedVersion, load_signed_model
 from registry_ext.engine import database_url, registry_engine
 from registry_ext.errors import (
     InvalidInputError,
     InvalidStageError,
     InvalidTransitionError,
     NoRollbackTargetError,
+    RefusedError,
     RegistrationError,
     RegistryBusyError,
     RegistryError,
     UnknownModelError,
     UnknownVersionError,
+    UnregisteredVersionError,
 )
 from registry_ext.records import (
+    IntentRecord,
     ModelRecord,
     PromotionResult,
     ReconcileReport,
     TransitionRecord,
+    UnregisteredVersion,
 )
 from registry_ext.registry import ModelRegistry, default_actor
 
 __all__ = [
     "ArtifactIntegrityError",
+    "IntentRecord",
     "InvalidInputError",
     "InvalidStageError",
     "InvalidTransitionError",
@@ -40,16 +45,20 @@ __all__ = [
     "NoRollbackTargetError",
     "PromotionResult",
     "ReconcileReport",
+    "RefusedError",
     "RegistrationError",
     "RegistryBusyError",
     "RegistryError",
+    "SignedVersion",
     "Stage",
     "TransitionRecord",
     "Trigger",
     "UnknownModelError",
     "UnknownVersionError",
+    "UnregisteredVersion",
+    "UnregisteredVersionError",
     "database_url",
     "default_actor",
-    "load_verified_model",
+    "load_signed_model",
     "registry_engine",
 ]

@@ -1,4 +1,10 @@
-"""Model artifacts: where a run's model lives, download, SHA-256 verification, safe loading.
+"""Model artifacts: where a run's model lives, download, signature and manifest checks, safe loading.
+
+Loading a registered version (:func:`load_signed_model`) takes three checks, in this order:
+the Ed25519 signature over (name, version, manifest digest, feature service) with a trusted
+public key, before anything is downloaded; the downloaded files against the signed manifest
+(MLflow's own ``registered_model_meta`` aside); the skops file's types against the code's
+``TRUSTED_TYPES``, before anything is constructed.
 
 Storage is whatever MLflow's artifact repositories support: a local directory on the embedded
 default, ``s3://`` (MinIO, SeaweedFS, AWS) in production. S3 credentials and endpoint come only
@@ -10,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +25,28 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from churnops.contracts.artifacts import (
+    REREGISTER_HINT,
     TREE_ENCODING,
+    TRUSTED_TYPES,
     ArtifactIntegrityError,
+    SignatureError,
+    UnsignedVersionError,
+    UntrustedTypeError,
+    VersionSignature,
     legacy_sha256_of_path,
+    manifest_digest,
+    manifest_problems,
+    parse_manifest,
     sha256_of_path,
+    signed_payload,
 )
 from registry_ext.errors import InvalidInputError, RegistryError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+
+    from registry_ext.signing import Verifier
 
 MLMODEL = "MLmodel"
 
@@ -142,43 +160,142 @@ def verified_copy(
         yield local
 
 
-def load_sklearn(model_dir: Path) -> Any:
-    """Load an MLflow sklearn model saved in the skops format from a *verified* directory.
-
-    MLflow 3.17 refuses every deserialization (skops included) unless the process-wide
-    ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is set, because the skops trusted-types list is read
-    from the model's own MLmodel file. Here that file is covered by the SHA-256 recorded at
-    registration and verified just before, so the flavor configuration is trusted: we read it
-    with MLflow and deserialize with skops under the recorded trusted types. Pickle and
-    cloudpickle models are refused outright.
-    """
+def _skops_file(model_dir: Path, manifest: Mapping[str, str] | None, *, label: str) -> Path:
+    """The skops file the MLmodel names: a plain file name inside the directory (and the manifest)."""
     from mlflow.models import Model
 
     flavors = Model.load(str(model_dir / MLMODEL)).flavors
     conf = flavors.get("sklearn")
     if conf is None:
-        raise RegistryError(f"the model at {model_dir} has no sklearn flavor")
+        raise RegistryError(f"{label}: the model has no sklearn flavor")
     if conf.get("serialization_format") != "skops":
-        raise RegistryError(
-            f"refusing to load a model serialized as {conf.get('serialization_format')!r}: "
+        raise ArtifactIntegrityError(
+            f"{label}: refusing to load a model serialized as {conf.get('serialization_format')!r}: "
             "only the skops format is accepted"
         )
-    import skops.io
+    name = conf.get("pickled_model")
+    if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise ArtifactIntegrityError(f"{label}: the MLmodel names the model file {name!r}; refusing it")
+    if manifest is not None and name not in manifest:
+        raise ArtifactIntegrityError(f"{label}: the model file {name!r} is not in its signed manifest")
+    return model_dir / name
 
-    return skops.io.load(model_dir / conf["pickled_model"], trusted=conf.get("skops_trusted_types"))
 
-
-def load_verified_model(
-    *, artifact_uri: str, expected: str | None, label: str, tracking_uri: str | None = None
+def load_sklearn(
+    model_dir: Path, *, label: str = "the model", manifest: Mapping[str, str] | None = None
 ) -> Any:
-    """The sklearn model at ``artifact_uri``, deserialized only after its SHA-256 matched ``expected``.
+    """Deserialize the skops model of an MLflow sklearn model directory, trusting only the code's
+    :data:`~churnops.contracts.artifacts.TRUSTED_TYPES`.
+
+    The ``skops_trusted_types`` list in the artifact's own MLmodel file is never read. skops
+    audits the whole file against ``TRUSTED_TYPES`` before it constructs anything; a file that
+    needs anything else is refused with :class:`UntrustedTypeError` naming the types (asked of
+    the file with ``skops.io.get_untrusted_types``, which constructs nothing, only on that
+    path). Pickle and cloudpickle models are refused outright.
+    """
+    file = _skops_file(model_dir, manifest, label=label)
+    import zipfile
+
+    import skops.io
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    try:
+        return skops.io.load(file, trusted=list(TRUSTED_TYPES))
+    except UntrustedTypesFoundException:
+        untrusted = sorted(set(skops.io.get_untrusted_types(file=file)) - set(TRUSTED_TYPES))
+        raise UntrustedTypeError(
+            f"{label}: {file.name} needs the type(s) {', '.join(untrusted)}, which ChurnOps does not "
+            "trust (only the scikit-learn/numpy types its training produces); refusing to load it"
+        ) from None
+    except zipfile.BadZipFile as error:
+        raise ArtifactIntegrityError(f"{label}: {file.name} is not a skops file: {error}") from error
+
+
+@contextmanager
+def manifest_copy(
+    *, artifact_uri: str, manifest: Mapping[str, str], label: str, tracking_uri: str | None = None
+) -> Iterator[Path]:
+    """A local copy of the model directory whose files are exactly ``manifest``'s (MLflow's own
+    ``registered_model_meta`` aside), deleted on exit; :class:`ArtifactIntegrityError` otherwise."""
+    with tempfile.TemporaryDirectory(prefix="registry_ext-") as tmp:
+        local = download(artifact_uri=artifact_uri, dst=Path(tmp), tracking_uri=tracking_uri)
+        problems = manifest_problems(local, manifest)
+        if problems:
+            shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+            raise ArtifactIntegrityError(
+                f"{label}: the model files differ from those signed at registration ({shown}); "
+                "refusing to load it"
+            )
+        if MLMODEL not in manifest:
+            raise ArtifactIntegrityError(f"{label}: no {MLMODEL} file in its signed manifest")
+        yield local
+
+
+@dataclass(frozen=True, slots=True)
+class SignedVersion:
+    """A version as a loader sees it: identity, feature service and what registry_ext recorded."""
+
+    name: str
+    version: int | str
+    feature_service: str | None
+    signature: VersionSignature | None
+
+    @property
+    def label(self) -> str:
+        return f"model {self.name!r} version {self.version}"
+
+
+def verify_signature(*, version: SignedVersion, verifier: Verifier) -> dict[str, str]:
+    """Check the version's signature; returns its manifest. Reads no artifact.
+
+    :class:`UnsignedVersionError` for a version without one (an older release, or made outside
+    registry_ext), :class:`SignatureError` for any mismatch.
+    """
+    label = version.label
+    signed = version.signature
+    if signed is None:
+        raise UnsignedVersionError(
+            f"{label} carries no registry signature (registered by an older release, or created "
+            f"outside registry_ext); refusing to load it: {REREGISTER_HINT} it"
+        )
+    if not (signed.manifest and signed.signature and signed.key_id and version.feature_service):
+        raise SignatureError(
+            f"{label} has an incomplete registry signature (manifest, signature, key id and feature "
+            f"service are all needed); refusing to load it: {REREGISTER_HINT} it"
+        )
+    manifest = parse_manifest(signed.manifest, label=label)
+    payload = signed_payload(
+        name=version.name,
+        version=version.version,
+        manifest_digest=manifest_digest(manifest),
+        feature_service=version.feature_service,
+    )
+    verifier.verify(payload=payload, signature=signed.signature, key_id=signed.key_id, label=label)
+    return manifest
+
+
+@contextmanager
+def verified_signed_copy(
+    *, artifact_uri: str, version: SignedVersion, verifier: Verifier, tracking_uri: str | None = None
+) -> Iterator[tuple[Path, dict[str, str]]]:
+    """Signature first (no download when it fails), then the files against the signed manifest."""
+    manifest = verify_signature(version=version, verifier=verifier)
+    with manifest_copy(
+        artifact_uri=artifact_uri, manifest=manifest, label=version.label, tracking_uri=tracking_uri
+    ) as local:
+        yield local, manifest
+
+
+def load_signed_model(
+    *, artifact_uri: str, version: SignedVersion, verifier: Verifier, tracking_uri: str | None = None
+) -> Any:
+    """The sklearn model of a registered version, deserialized only after its signature, its files
+    and its types were checked.
 
     The one loader for everything that runs a registered model (serving, batch scoring,
-    comparison): a missing digest is refused like a wrong one.
+    comparison): an unsigned version is refused like a tampered one.
     """
-    if not expected:
-        raise ArtifactIntegrityError(f"{label}: no sha256 is recorded for it; refusing to load it")
-    with verified_copy(
-        artifact_uri=artifact_uri, expected=expected, label=label, tracking_uri=tracking_uri
-    ) as local:
-        return load_sklearn(local)
+    with verified_signed_copy(
+        artifact_uri=artifact_uri, version=version, verifier=verifier, tracking_uri=tracking_uri
+    ) as (local, manifest):
+        return load_sklearn(local, label=version.label, manifest=manifest)

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
-from churnops.contracts.columns import LABEL
+from churnops.contracts.columns import FEATURES, LABEL
+from churnops.contracts.model_input import model_frame
 from churnops.contracts.stages import Stage
 from registry_ext.bootstrap import (
     HEADLINE_METRICS,
@@ -450,7 +451,13 @@ def _score_on_shared_rows(
         if missing:
             comparison.notes.append(f"version {record.version} needs columns the shared rows lack: {missing}")
             continue
-        scores[record.version] = np.asarray(model.predict_proba(holdout[columns])[:, 1], dtype=np.float64)
+        declared = {c.name: c for c in FEATURES}
+        x = (  # the one model-input builder when every column is a declared feature
+            model_frame(holdout, columns=[declared[c] for c in columns])
+            if all(c in declared for c in columns)
+            else holdout[columns]
+        )
+        scores[record.version] = np.asarray(model.predict_proba(x)[:, 1], dtype=np.float64)
     if comparison.baseline not in scores:
         comparison.notes.append(f"the baseline version {comparison.baseline} could not be scored")
         return

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from churnops.contracts.redaction import redact
 from registry_ext.errors import RegistryBusyError, RegistryError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -36,11 +37,11 @@ def database_url(tracking_uri: str) -> sa.URL:
     """
     try:
         url = sa.make_url(tracking_uri)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         url = None
     if url is None or url.drivername.split("+")[0] not in ("sqlite", "postgres", "postgresql"):
         raise RegistryError(
-            f"registry_ext stores its tables in MLflow's backend database, but {tracking_uri!r} is "
+            f"registry_ext stores its tables in MLflow's backend database, but {redact(tracking_uri)!r} is "
             "not a sqlite:// or postgresql:// URL; when MLflow runs as a server, set "
             "CHURNOPS_REGISTRY_DATABASE_URL to the database URL of its backend store"
         )

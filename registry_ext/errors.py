@@ -13,6 +13,10 @@ class RegistryError(Exception):
     """Base class: a registry operation was refused; nothing was written."""
 
 
+class RefusedError(RegistryError):
+    """The request is well formed but the registry's state forbids it (the CLI exits 3)."""
+
+
 class UnknownModelError(RegistryError):
     """The registered model does not exist."""
 
@@ -25,7 +29,7 @@ class InvalidStageError(RegistryError):
     """A stage name that is not one of None, Staging, Production, Archived."""
 
 
-class InvalidTransitionError(RegistryError):
+class InvalidTransitionError(RefusedError):
     """The lifecycle does not allow this change (e.g. promoting an Archived version)."""
 
 
@@ -37,9 +41,17 @@ class RegistrationError(RegistryError):
     """Registering a version failed; any MLflow version created on the way was deleted again."""
 
 
-class NoRollbackTargetError(RegistryError):
+class NoRollbackTargetError(RefusedError):
     """There is no earlier Production version to return to."""
 
 
 class RegistryBusyError(RegistryError):
     """The per-model promotion lock could not be taken in time."""
+
+
+class UnregisteredVersionError(RefusedError):
+    """MLflow holds the version but the ``models`` table does not: adopt it or delete it first."""
+
+
+class ConcurrentChangeError(RefusedError):
+    """The state changed between planning and acting (e.g. Production moved during a rollback)."""

@@ -3,31 +3,55 @@
 ::
 
     None ──> Staging ──> Production ──> Archived
-      │         │                          ^
-      └─────────┴──────────────────────────┘
+      │         │            ^             │
+      └─────────┴────────────┼─────────────┘
+                             └── rollback ─┘  (only a version that was in Production before)
 
+- ``RULES`` is the whole policy, one row per action: ``promote`` moves a version forward;
+  ``rollback`` returns an Archived version that was in Production before (the previous one, or
+  one named with ``rollback --to N``: back or forward) and archives the current one.
 - Staging and Production hold at most one version each (each is mirrored by one MLflow alias):
-  promoting a version there archives the version that held it.
-- An Archived version cannot be promoted; only a rollback returns the previous Production
-  version from Archived to Production.
+  moving a version there archives the version that held it.
 - Reconciliation adopts whatever the MLflow aliases say (an alias moved in MLflow is a real
   change, recorded with actor ``mlflow``).
+- ``RECOVERY`` says what the next write does with a write-ahead intent whose process died.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from churnops.contracts.stages import ALIAS_OF_STAGE, Stage
 from registry_ext.errors import InvalidTransitionError, NoRollbackTargetError
 
-ALLOWED: dict[Stage, frozenset[Stage]] = {
-    Stage.NONE: frozenset({Stage.STAGING, Stage.ARCHIVED}),
-    Stage.STAGING: frozenset({Stage.PRODUCTION, Stage.ARCHIVED}),
-    Stage.PRODUCTION: frozenset({Stage.ARCHIVED}),
-    Stage.ARCHIVED: frozenset(),
+
+class Action(StrEnum):
+    """What kind of request a stage change comes from (one row of ``RULES`` each)."""
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+RULES: dict[Action, dict[Stage, frozenset[Stage]]] = {
+    Action.PROMOTE: {
+        Stage.NONE: frozenset({Stage.STAGING, Stage.ARCHIVED}),
+        Stage.STAGING: frozenset({Stage.PRODUCTION, Stage.ARCHIVED}),
+        Stage.PRODUCTION: frozenset({Stage.ARCHIVED}),
+        Stage.ARCHIVED: frozenset(),
+    },
+    Action.ROLLBACK: {
+        Stage.NONE: frozenset(),
+        Stage.STAGING: frozenset(),
+        Stage.PRODUCTION: frozenset({Stage.ARCHIVED}),
+        Stage.ARCHIVED: frozenset({Stage.PRODUCTION}),  # only a version that was in Production
+    },
 }
+"""Which stage each action may move a version from and to; everything else is refused."""
+
+ALLOWED = RULES[Action.PROMOTE]
+"""The ``promote`` row of :data:`RULES` (what ``registry promote`` allows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +72,9 @@ def check_transition(*, version: int, current: Stage, target: Stage) -> None:
         return
     if current == Stage.ARCHIVED:
         raise InvalidTransitionError(
-            f"version {version} is Archived and cannot be promoted; register a new version, or use "
-            "rollback to return Production to the previous Production version"
+            f"version {version} is Archived and cannot be promoted; `churnops registry rollback "
+            f"--to {version} --reason ...` returns it to Production if it was there before, or "
+            "register a new version"
         )
     if target == Stage.NONE:
         raise InvalidTransitionError(f"version {version} cannot go back to stage None")
@@ -106,16 +131,74 @@ def rollback_target(*, history: list[int], current: int) -> int:
     return stack[-2]
 
 
-def plan_rollback(*, current: int, target: int, target_stage: Stage, reason: str) -> list[Change]:
-    """Target back to Production first, then the current Production version to Archived."""
-    if target_stage != Stage.ARCHIVED:
+def check_rollback_to(*, target: int, target_stage: Stage, history: list[int], current: int | None) -> None:
+    """Refuse a ``rollback --to`` whose target is not an Archived version that was in Production."""
+    if target == current:
+        raise InvalidTransitionError(f"version {target} is already in Production")
+    if Stage.PRODUCTION not in RULES[Action.ROLLBACK][target_stage]:
+        raise InvalidTransitionError(
+            f"cannot roll back to version {target}: it is in {target_stage.value}, not Archived"
+            + ("; use `churnops registry promote`" if target_stage in (Stage.NONE, Stage.STAGING) else "")
+        )
+    if target not in history:
+        raise InvalidTransitionError(
+            f"cannot roll back to version {target}: it was never in Production (only a version that "
+            "served before can return without a new promotion)"
+        )
+
+
+def plan_rollback(*, current: int | None, target: int, target_stage: Stage, reason: str) -> list[Change]:
+    """Target back to Production first, then the current Production version (if any) to Archived."""
+    if Stage.PRODUCTION not in RULES[Action.ROLLBACK][target_stage]:
         raise InvalidTransitionError(
             f"cannot roll back to version {target}: it is in {target_stage.value}, not Archived"
         )
+    if current is None:
+        return [Change(target, Stage.ARCHIVED, Stage.PRODUCTION, f"rollback to version {target}: {reason}")]
     return [
         Change(target, Stage.ARCHIVED, Stage.PRODUCTION, f"rollback from version {current}: {reason}"),
         Change(current, Stage.PRODUCTION, Stage.ARCHIVED, f"rolled back to version {target}: {reason}"),
     ]
+
+
+class Recovery(StrEnum):
+    """What the next write does with an intent left ``pending`` by a process that died."""
+
+    FINISH = "finish"  # MLflow already moved (some aliases): complete it, with the intent's actor
+    REVERT = "revert"  # nothing reached MLflow, or the state moved on: abandon it
+
+
+RECOVERY: dict[tuple[bool, bool, bool], Recovery] = {
+    # (table still as the intent found it, MLflow started to move, an alias is foreign) -> action
+    (True, False, False): Recovery.REVERT,  # died before moving any alias: nothing happened
+    (True, True, False): Recovery.FINISH,  # died between alias moves and the table write
+    (True, False, True): Recovery.REVERT,  # an alias was moved by someone else: reconcile adopts it
+    (True, True, True): Recovery.REVERT,
+    (False, False, False): Recovery.REVERT,  # the table moved on: the intent is obsolete
+    (False, True, False): Recovery.REVERT,
+    (False, False, True): Recovery.REVERT,
+    (False, True, True): Recovery.REVERT,
+}
+"""The recovery rule, spelled out for every case."""
+
+
+def plan_recovery(
+    *,
+    changes: list[Change],
+    stages: Mapping[int, Stage],
+    before: Mapping[str, int | None],
+    after: Mapping[str, int | None],
+    aliases: Mapping[str, int | None],
+) -> Recovery:
+    """Finish or revert an interrupted intent: finish only when MLflow had started to move and
+    nothing else changed since (the table still holds every ``from_stage``, every alias is
+    either as before or as intended)."""
+    table_unchanged = all(stages.get(change.version) == change.from_stage for change in changes)
+    moved = any(
+        aliases.get(alias) != before.get(alias) and aliases.get(alias) == after.get(alias) for alias in after
+    )
+    foreign = any(aliases.get(alias) not in (before.get(alias), after.get(alias)) for alias in after)
+    return RECOVERY[(table_unchanged, moved, foreign)]
 
 
 @dataclass(frozen=True, slots=True)

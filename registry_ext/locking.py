@@ -1,4 +1,9 @@
-"""Cross-process locks that serialize stage changes (and migrations) per model.
+"""Cross-process locks that serialize stage changes (and migrations) per model: short locks only.
+
+A long-held lock (a retrain: minutes) is a lease with a fencing token instead
+(:mod:`registry_ext.leases`): a session advisory lock dies silently with its session
+(``pg_terminate_backend``, ``idle_session_timeout``) and its holder would go on writing. These
+locks are held for one stage change (milliseconds) by code that writes right after taking them.
 
 A promotion changes two things that cannot share one transaction: the registry_ext rows (our
 connection) and MLflow's aliases (written by ``MlflowClient`` on its own connection). Both are

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from churnops.contracts.redaction import redact
 from registry_ext.engine import write_transaction
 from registry_ext.errors import RegistryError
 from registry_ext.locking import database_lock
@@ -69,7 +70,7 @@ def require_current(engine: Engine) -> None:
     current, head = current_revision(engine), head_revision()
     if current == head:
         return
-    where = engine.url.render_as_string(hide_password=True)
+    where = redact(engine.url.render_as_string(hide_password=False))
     if current is None:
         raise SchemaNotReadyError(
             f"the registry database {where} has no registry_ext tables yet: run `churnops registry migrate` "

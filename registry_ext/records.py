@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from churnops.contracts.artifacts import VersionSignature
 from churnops.contracts.stages import Stage, Trigger, UnknownValueError
 from registry_ext.errors import InvalidInputError, InvalidStageError
 
@@ -53,6 +54,8 @@ class ModelRecord:
     gate_results: JSONValue
     created: datetime
     experiment_id: str | None = None
+    signature: VersionSignature | None = None
+    """What registry_ext signed at registration (None: registered by an older release)."""
 
     def to_json(self) -> dict[str, JSONValue]:
         """A JSON-able dict (what ``--json`` prints for a version)."""
@@ -69,6 +72,7 @@ class ModelRecord:
             "tags": dict(self.tags),
             "gate_results": self.gate_results,
             "created": self.created.isoformat(),
+            "signing_key_id": None if self.signature is None else self.signature.key_id,
         }
 
 
@@ -116,15 +120,120 @@ class PromotionResult:
 
 
 @dataclass(frozen=True, slots=True)
+class IntentRecord:
+    """One row of ``registry_intents``: a registry write announced before it touched MLflow.
+
+    ``kind`` is promote, rollback, reconcile, adopt, delete_unregistered or fail_run; ``status``
+    pending (in flight, or its process died), completed, recovered (finished by a later command
+    with this intent's actor and reason) or reverted (abandoned; nothing of it remains).
+    """
+
+    id: int
+    name: str
+    kind: str
+    status: str
+    actor: str
+    reason: str
+    trigger: str
+    target: dict[str, JSONValue]
+    created: datetime
+    finished: datetime | None = None
+    outcome: str | None = None
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "actor": self.actor,
+            "reason": self.reason,
+            "trigger": self.trigger,
+            "target": self.target,
+            "created": self.created.isoformat(),
+            "finished": None if self.finished is None else self.finished.isoformat(),
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UnregisteredVersion:
+    """A version MLflow holds that the ``models`` table does not (a registration that died half
+    way, or one made in MLflow directly): listed, never promoted, until adopted or deleted."""
+
+    name: str
+    version: int
+    run_id: str | None
+    source: str
+    created: datetime
+    aliases: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "stage": UNREGISTERED,
+            "registered": False,
+            "run_id": self.run_id,
+            "source": self.source,
+            "created": self.created.isoformat(),
+            "aliases": list(self.aliases),
+            "fix": f"churnops registry adopt {self.version} --reason ... | "
+            f"churnops registry delete-unregistered {self.version} --reason ...",
+        }
+
+
+UNREGISTERED = "unregistered"
+"""What ``registry list`` shows as the stage of an :class:`UnregisteredVersion`."""
+
+HEARTBEAT_TAG = "churnops.heartbeat"
+"""MLflow run tag (ISO-8601 UTC time) a long-running writer may refresh to show it is alive.
+
+A run RUNNING with neither a heartbeat nor a start newer than the stale threshold is treated as
+killed and marked FAILED by the next registry write command (:meth:`ModelRegistry.fail_stale_runs`).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRun:
+    """An MLflow run left RUNNING by a process that died, as marked FAILED."""
+
+    run_id: str
+    experiment_id: str
+    last_seen: datetime
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "last_seen": self.last_seen.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ReconcileReport:
-    """What :meth:`ModelRegistry.reconcile` found and recorded."""
+    """What :meth:`ModelRegistry.reconcile` found and recorded.
+
+    ``recovered`` are interrupted intents finished or reverted; ``recorded`` the transitions
+    written (for recovered intents with their own actor, for alias moves made in MLflow with
+    actor ``mlflow``); ``mismatches`` and ``unregistered`` what is still not in agreement
+    afterwards (each comes with a warning naming the command that fixes it).
+    """
 
     recorded: tuple[TransitionRecord, ...] = ()
     warnings: tuple[str, ...] = ()
+    recovered: tuple[IntentRecord, ...] = ()
+    mismatches: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    unregistered: tuple[int, ...] = ()
 
     @property
     def changed(self) -> bool:
-        return bool(self.recorded)
+        return bool(self.recorded or self.recovered)
+
+    @property
+    def agrees(self) -> bool:
+        """True only when aliases and table agree and nothing is hidden or pending."""
+        return not self.mismatches and not self.unregistered
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,26 +1,36 @@
 """Reads and writes of the registry_ext tables (no MLflow here).
 
-Only two kinds of writes exist: inserting rows, and changing ``models.stage`` together with
-the ``model_transitions`` row that records it. Nothing updates or deletes a transition row.
+Only three kinds of writes exist: inserting rows, changing ``models.stage`` together with the
+``model_transitions`` row that records it, and closing a ``registry_intents`` row (its status,
+finish time and outcome). Nothing updates or deletes a transition row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, RowMapping
 
+from churnops.contracts.artifacts import (
+    MANIFEST_COLUMN,
+    SIGNATURE_COLUMN,
+    SIGNING_KEY_ID_COLUMN,
+    VersionSignature,
+)
+from churnops.contracts.clock import wall_clock
+from churnops.contracts.crash_points import crash_point
 from churnops.contracts.stages import Stage
 from registry_ext.errors import RegistryError
-from registry_ext.records import JSONValue, ModelRecord, TransitionRecord
-from registry_ext.tables import model_experiments, model_transitions, models
+from registry_ext.records import IntentRecord, JSONValue, ModelRecord, TransitionRecord
+from registry_ext.tables import model_experiments, model_transitions, models, registry_intents
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The registry's default clock (``ModelRegistry(clock=...)`` injects another): the wall clock."""
+    return wall_clock()
 
 
 _registration = model_transitions.alias("registration")
@@ -74,6 +84,13 @@ def row_to_record(row: RowMapping) -> ModelRecord:
         gate_results=row["gate_results"],
         created=row["created"],
         experiment_id=row["experiment_id"],
+        signature=None
+        if row[SIGNATURE_COLUMN] is None
+        else VersionSignature(
+            manifest=row[MANIFEST_COLUMN] or "",
+            signature=row[SIGNATURE_COLUMN],
+            key_id=row[SIGNING_KEY_ID_COLUMN] or "",
+        ),
     )
 
 
@@ -159,10 +176,26 @@ def insert_version(
     actor: str,
     trigger: str,
     created: datetime,
+    reason: str = "registered",
+    signature: VersionSignature | None = None,
 ) -> None:
-    """The ``models`` row, its ``model_experiments`` link and its registration transition."""
+    """The ``models`` row, its ``model_experiments`` link and its registration transition.
+
+    Test hook ``registry.register.after_mlflow_version``: the MLflow version exists, this row not.
+    """
+    crash_point("registry.register.after_mlflow_version")
+    signed = (
+        {}
+        if signature is None
+        else {
+            MANIFEST_COLUMN: signature.manifest,
+            SIGNATURE_COLUMN: signature.signature,
+            SIGNING_KEY_ID_COLUMN: signature.key_id,
+        }
+    )
     conn.execute(
         models.insert().values(
+            **signed,
             name=name,
             version=version,
             stage=Stage.NONE.value,
@@ -192,7 +225,7 @@ def insert_version(
             from_stage=None,
             to_stage=Stage.NONE.value,
             actor=actor,
-            reason="registered",
+            reason=reason,
             trigger=trigger,
             gate_results=gate_results,
             time=created,
@@ -250,3 +283,87 @@ def change_stage(
         gate_results=None,
         time=time,
     )
+
+
+def registered_versions(conn: Connection, *, name: str) -> set[int]:
+    """Every version number the ``models`` table holds for model ``name``."""
+    rows = conn.execute(sa.select(models.c.version).where(models.c.name == name))
+    return {int(version) for (version,) in rows}
+
+
+def experiment_ids(conn: Connection, *, name: str) -> list[str]:
+    """The MLflow experiments that trained versions of model ``name``."""
+    rows = conn.execute(
+        sa.select(model_experiments.c.experiment_id).where(model_experiments.c.name == name).distinct()
+    )
+    return sorted(str(experiment) for (experiment,) in rows)
+
+
+def _row_to_intent(row: RowMapping) -> IntentRecord:
+    return IntentRecord(
+        id=int(row["id"]),
+        name=row["name"],
+        kind=row["kind"],
+        status=row["status"],
+        actor=row["actor"],
+        reason=row["reason"],
+        trigger=row["trigger"],
+        target=dict(row["target"] or {}),
+        created=row["created"],
+        finished=row["finished"],
+        outcome=row["outcome"],
+    )
+
+
+def insert_intent(
+    conn: Connection,
+    *,
+    name: str,
+    kind: str,
+    actor: str,
+    reason: str,
+    trigger: str,
+    target: dict[str, JSONValue],
+    created: datetime,
+    status: str = "pending",
+    outcome: str | None = None,
+) -> int:
+    """A new ``registry_intents`` row; returns its id."""
+    inserted = conn.execute(
+        registry_intents.insert()
+        .values(
+            name=name,
+            kind=kind,
+            status=status,
+            actor=actor,
+            reason=reason,
+            trigger=trigger,
+            target=target,
+            created=created,
+            finished=None if status == "pending" else created,
+            outcome=outcome,
+        )
+        .returning(registry_intents.c.id)
+    )
+    return int(inserted.scalar_one())
+
+
+def close_intent(
+    conn: Connection, *, intent_id: int, status: str, finished: datetime, outcome: str | None
+) -> None:
+    """Mark a pending intent completed, recovered or reverted (only a pending one changes)."""
+    result = conn.execute(
+        registry_intents.update()
+        .where(registry_intents.c.id == intent_id, registry_intents.c.status == "pending")
+        .values(status=status, finished=finished, outcome=outcome)
+    )
+    if result.rowcount != 1:
+        raise RegistryError(f"registry intent {intent_id} is no longer pending; nothing was written")
+
+
+def fetch_intents(conn: Connection, *, name: str, pending_only: bool = False) -> list[IntentRecord]:
+    """The intents of model ``name``, oldest first (only the pending ones if asked)."""
+    query = sa.select(registry_intents).where(registry_intents.c.name == name)
+    if pending_only:
+        query = query.where(registry_intents.c.status == "pending")
+    return [_row_to_intent(row) for row in conn.execute(query.order_by(registry_intents.c.id)).mappings()]

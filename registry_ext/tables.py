@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from churnops.contracts.artifacts import MANIFEST_COLUMN, SIGNATURE_COLUMN, SIGNING_KEY_ID_COLUMN
 from churnops.contracts.stages import Stage, Trigger
 
 STAGES = tuple(stage.value for stage in Stage)
@@ -66,6 +67,10 @@ models = sa.Table(
     sa.Column("metrics", _json(), nullable=False),
     sa.Column("tags", _json(), nullable=False),
     sa.Column("created", UTCDateTime(), nullable=False),
+    # migration 0004: what registry_ext signed at registration (NULL: an older, unsigned version)
+    sa.Column(MANIFEST_COLUMN, sa.Text, nullable=True),
+    sa.Column(SIGNATURE_COLUMN, sa.String(128), nullable=True),
+    sa.Column(SIGNING_KEY_ID_COLUMN, sa.String(64), nullable=True),
     sa.UniqueConstraint("name", "version", name="uq_models_name_version"),
     sa.CheckConstraint(STAGE_CHECK, name="ck_models_stage"),
     sa.Index("ix_models_name_stage", "name", "stage"),
@@ -122,4 +127,50 @@ retrain_decisions = sa.Table(
     sa.Column("actor", sa.String(256), nullable=False),
     sa.Column("reasons", _json(), nullable=False),
     sa.Index("ix_retrain_decisions_name_time", "name", "time"),
+)
+
+INTENT_STATUSES = ("pending", "completed", "recovered", "reverted")
+"""``registry_intents.status`` (migration 0006 holds the same list in its CHECK constraint)."""
+
+registry_intents = sa.Table(
+    "registry_intents",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("target", _json(), nullable=False),
+    sa.Column("created", UTCDateTime(), nullable=False),
+    sa.Column("finished", UTCDateTime(), nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),
+    sa.Index("ix_registry_intents_name_status", "name", "status"),
+)
+"""Write-ahead intents of registry writes (migration 0006): see ``registry_ext.registry``."""
+
+retrain_decision_transitions = sa.Table(
+    "retrain_decision_transitions",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("decision_id", sa.BigInteger, sa.ForeignKey("retrain_decisions.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("from_state", sa.String(16), nullable=False),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("lease_token", sa.BigInteger, nullable=True),
+    sa.Column("detail", _json(), nullable=False),
+    sa.UniqueConstraint("decision_id", "seq", name="uq_retrain_decision_transitions_seq"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("token", sa.BigInteger, nullable=False),
+    sa.Column("acquired_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
 )

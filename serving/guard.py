@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from churnops.contracts.clock import wall_clock
 from serving.auth import authorized, presented_key
 from serving.validation import error_body
 
@@ -133,7 +134,10 @@ class RequestGuard:
             return read
         payload = read
         if signed and not mlflow_signature_valid(
-            secret=config.webhook_secret or b"", headers=headers, body=payload, now=time.time()
+            secret=config.webhook_secret or b"",
+            headers=headers,
+            body=payload,
+            now=wall_clock().timestamp(),  # signatures are checked against the real clock
         ):
             return await _unauthorized(config, send)
         replayed = False

@@ -21,6 +21,7 @@ from churnops.contracts.columns import FEATURES
 from churnops.contracts.prediction_log import (
     COLUMNS,
     LogRecord,
+    Sink,
     prediction_log_table,
     write_columns,
 )
@@ -113,14 +114,11 @@ def _add_row(
             cols[name].append(features.get(name))
 
 
-Sink = Callable[[str, Columns], object]
-
-
 def parquet_sink(directory: Path) -> Sink:
     """The embedded default: parquet partitions under ``directory``."""
 
-    def write(day: str, columns: Columns) -> Path:
-        return write_columns(directory=directory, day=day, columns=columns)
+    def write(day: str, columns: Columns, /, *, batch_id: str | None = None) -> Path:
+        return write_columns(directory=directory, day=day, columns=columns, name=batch_id)
 
     return write
 
@@ -138,11 +136,28 @@ class SqlSink:
         self.table = prediction_log_table(sa.MetaData(), name=table)
         self.table.metadata.create_all(self.engine, checkfirst=True)
 
-    def __call__(self, day: str, columns: Columns) -> int:
+    def __call__(self, day: str, columns: Columns, /, *, batch_id: str | None = None) -> int:
+        """Insert the rows; with ``batch_id``, only when no row of that batch is there yet (a
+        re-run of a batch is skipped: the table is append-only), checked under a lock on the id
+        so two runs at once insert once."""
+        import sqlalchemy as sa
+
         names = list(columns)
         lists = [v.to_pylist() if hasattr(v, "to_pylist") else v for v in columns.values()]
         rows = [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)]
         with self.engine.begin() as conn:
+            if batch_id is not None and rows:
+                if conn.dialect.name == "postgresql":  # elsewhere the readers' de-duplication covers a race
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": batch_id}
+                    )
+                present = conn.execute(
+                    sa.select(self.table.c.id)
+                    .where(self.table.c.ts == rows[0]["ts"], self.table.c.request_id == batch_id)
+                    .limit(1)
+                ).first()
+                if present is not None:
+                    return 0
             conn.execute(self.table.insert(), rows)
         return len(rows)
 

@@ -24,6 +24,8 @@ from typing import Any
 from pydantic_core import to_json
 
 from churnops.contracts.online import OnlineRow, feature_time
+from churnops.contracts.prediction_log import PREDICT_ENDPOINT, WHAT_IF_ENDPOINT
+from churnops.contracts.redaction import redact
 from churnops.features.online import ServiceLayout
 from churnops.features.redis_layout import LayoutUnsupported, feast_version_problem
 from serving.config import ServingConfig
@@ -58,7 +60,7 @@ class ApiError:
     loc: tuple[str | int, ...] = ()
 
     def body(self) -> dict[str, Any]:
-        return error_body(message=self.message, code=self.reason, loc=list(self.loc))
+        return error_body(message=redact(self.message), code=self.reason, loc=list(self.loc))
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,7 @@ class Runtime:
             return None
         try:
             found = json.loads(self._verified_record.read_text())
-            return ModelRef(**{k: found[k] for k in ("name", "version", "sha256", "feature_service")})
+            return ModelRef.from_json(found)
         except (ValueError, KeyError, TypeError, OSError) as error:
             logger.warning("ignoring the last-verified record %s: %s", self._verified_record, error)
             return None
@@ -277,14 +279,14 @@ class Runtime:
             "registry_version": named.version if named else None,
         }
         if watcher.problem:
-            detail["model_problem"] = watcher.problem
+            detail["model_problem"] = redact(watcher.problem)
         deployment = watcher.current
         if deployment is None:
-            detail["reason"] = watcher.problem or "no Production model is loaded yet"
+            detail["reason"] = redact(watcher.problem or "no Production model is loaded yet")
             return False, detail
         problem = await deployment.reader.problem()
         if problem is not None:
-            detail["reason"] = problem
+            detail["reason"] = redact(problem)
             return False, detail
         return True, detail
 
@@ -314,7 +316,7 @@ class Runtime:
                 problems[r.status] = problems.get(r.status, 0) + 1
         for status, count in problems.items():
             self.metrics.child(self.metrics.feature_problems, status).inc(count)
-        return await self._answer(deployment, rows, endpoint="predict")
+        return await self._answer(deployment, rows, endpoint=PREDICT_ENDPOINT)
 
     async def predict_rows(self, rows: Sequence[FeatureRow]) -> Answer | ApiError:
         if len(rows) > self.settings.serving_max_rows:
@@ -331,7 +333,7 @@ class Runtime:
             for row in rows
         ]
         return await self._answer(
-            deployment, online, endpoint="predict_features", ids=[r.customer_id for r in rows]
+            deployment, online, endpoint=WHAT_IF_ENDPOINT, ids=[r.customer_id for r in rows]
         )
 
     async def _answer(

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from churnops.contracts.columns import FEATURES, feature_names
+from churnops.contracts.model_input import model_frame
 from churnops.contracts.online import OnlineRow
 
 Scorer = Callable[[Sequence[dict[str, Any]]], list[float]]
 PARITY_TOLERANCE = 1e-9
-_PANDAS_DTYPES = {"category": "object", "flag": "int64", "int": "int64", "float": "float64"}
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,9 @@ class Scored:
 
 
 def feature_frame(rows: Sequence[dict[str, Any]]) -> Any:
-    """The model's input: the raw features in declaration order with their declared dtypes."""
-    import pandas as pd
-
-    frame = pd.DataFrame.from_records(list(rows), columns=feature_names())
-    return frame.astype({c.name: _PANDAS_DTYPES[c.kind] for c in FEATURES})
+    """The model's input: the raw features in declaration order with the one dtype rule of
+    :func:`churnops.contracts.model_input.model_frame` (what training fitted on)."""
+    return model_frame(rows, columns=FEATURES)
 
 
 def sklearn_scorer(estimator: Any) -> Scorer:

@@ -102,10 +102,12 @@ class ChurnService:
     def __init__(self) -> None:
         from threadpoolctl import threadpool_limits
 
+        from churnops.contracts.redaction import redact_log_handlers
         from churnops.settings import Settings
         from churnops.wiring import serving_runtime
         from serving.metrics import ServingMetrics
 
+        redact_log_handlers()  # BentoML has configured logging: no URL credential reaches a log line
         # One BLAS/OpenMP thread per worker: a one-row predict is dominated by thread start-up.
         self._thread_limits = threadpool_limits(limits=1)
         self.runtime = serving_runtime(Settings(), metrics=ServingMetrics())

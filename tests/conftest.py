@@ -96,9 +96,15 @@ def service_missing(what: str, how: str, error: Exception) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's own CHURNOPS_* variables (a Redis URL, a home) never leak into a test."""
+    """A developer's own CHURNOPS_* variables (a Redis URL, a home) never leak into a test; the
+    registry signing keys are the test run's own (``tests/support/signing.py``)."""
     for name in [n for n in os.environ if n.startswith("CHURNOPS_") and not n.startswith("CHURNOPS_TEST_")]:
         monkeypatch.delenv(name)
+    from tests.support.signing import SIGNING_VARIABLE, TRUSTED_VARIABLE, signing_key_files
+
+    keys = signing_key_files()
+    monkeypatch.setenv(SIGNING_VARIABLE, str(keys.signing_key))
+    monkeypatch.setenv(TRUSTED_VARIABLE, str(keys.trusted_keys))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from churnops.contracts.log_filters import drop_messages, quiet_known_warnings
+from churnops.contracts.redaction import redact
 
 if TYPE_CHECKING:
     from churnops.settings import Settings
@@ -55,8 +56,9 @@ def _visible(match: re.Match[str]) -> str:
 
 def plain_text(value: object) -> str:
     """``value`` as text a terminal shows as-is: control, escape and bidi characters rendered
-    visibly as ``\\x1b``, ``\\n``, ``\\u202e`` (for plain ``typer.echo`` output)."""
-    return _INVISIBLE.sub(_visible, str(value))
+    visibly as ``\\x1b``, ``\\n``, ``\\u202e`` (for plain ``typer.echo`` output), and URL
+    credentials and secret parameters hidden (:func:`churnops.contracts.redaction.redact`)."""
+    return redact(_INVISIBLE.sub(_visible, str(value)))
 
 
 def safe_text(value: object) -> str:
@@ -88,7 +90,7 @@ def fail(message: str, *, json_output: bool = False) -> typer.Exit:
     """Report a user-facing error (one JSON object with --json, else on stderr) and return the
     exit (code 2) for the caller to raise: a clear message, never a stack trace."""
     if json_output:
-        typer.echo(json.dumps({"error": message}))
+        typer.echo(json.dumps({"error": redact(message)}))
     else:
         typer.echo(f"error: {plain_text(message)}", err=True)
     return typer.Exit(code=2)
@@ -112,21 +114,17 @@ def settings_problem(error: Exception) -> str:
     from pydantic import ValidationError
 
     if not isinstance(error, ValidationError):
-        return str(error)
+        return redact(str(error))
     problems = []
     for item in error.errors():
         field = ".".join(str(part) for part in item.get("loc", ())) or "settings"
         variable = f"CHURNOPS_{field.upper()}"
         value = item.get("input")
-        shown = "" if value is None or isinstance(value, dict) else f"={redact_url(str(value))[:80]!r}"
-        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        # Redacted before it is cut to 80 characters: a cut URL must not show half a password.
+        shown = "" if value is None or isinstance(value, dict) else f"={redact(str(value))[:80]!r}"
+        message = redact(str(item.get("msg", "invalid")).removeprefix("Value error, "))
         problems.append(f"{variable}{shown}: {message} (fix: {_settings_fix(field)})")
     return "invalid settings: " + "; ".join(problems)
-
-
-def redact_url(text: str) -> str:
-    """``scheme://user:secret@host`` with the secret replaced by ``***`` (other text unchanged)."""
-    return re.sub(r"(://[^/:@\s]*:)[^@/\s]+@", r"\1***@", text)
 
 
 def _export_client_credentials() -> None:
@@ -169,13 +167,16 @@ def load_settings(*, json_output: bool = False) -> Settings:
     return settings
 
 
-def pinned_now(value: str, *, option: str = "--now", json_output: bool = False) -> datetime:
-    """A ``--now`` option: an aware UTC time at most a few minutes ahead of the clock, or exit 2."""
+def pinned_now(
+    value: str, *, option: str = "--now", json_output: bool = False, wall: datetime | None = None
+) -> datetime:
+    """A ``--now`` option: an aware UTC time at most a few minutes ahead of the clock (``wall``,
+    e.g. ``settings.clock`` for an ``--as-of`` that acts as now; default the real clock), or exit 2."""
     from churnops.contracts.clock import not_in_future
     from churnops.contracts.timestamps import parse_utc
 
     try:
-        return not_in_future(parse_utc(value, field=option), field=option)
+        return not_in_future(parse_utc(value, field=option), field=option, wall=wall)
     except ValueError as error:  # TimestampValueError, FutureTimeError
         raise fail(str(error), json_output=json_output) from None
 

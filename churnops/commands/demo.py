@@ -13,6 +13,7 @@ that makes a new version).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -34,20 +35,71 @@ if TYPE_CHECKING:
 console = Console()
 
 
-def _start(months: int, *, now: datetime) -> date:
-    """First snapshot such that the newest one is this month's: served features are then fresh
-    (inside the views' TTL) when the demo's model is called today."""
-    today = now.date()
-    index = today.year * 12 + today.month - 1 - (months - 1)
-    return date(index // 12, index % 12 + 1, 1)
-
-
 DRIFT_MONTHS = 4  # the price war (data + concept drift) covers the newest this many snapshots
+SETTLE = timedelta(days=1)
+"""The newest snapshot is the 1st of the month this long before now: its drift window (one
+minute) has ended and its batch is a day old, whatever the time of day now."""
 
 
 def _months_before(day: date, months: int) -> date:
     index = day.year * 12 + day.month - 1 - months
     return date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class DemoTimeline:
+    """Where the demo's story sits on the calendar, in whole snapshots (months), never in days:
+    every month tells the same story (a month's length never moves a label in or out).
+
+    The snapshots are the 1st of ``months`` consecutive months, the newest one the month of
+    ``now - SETTLE`` (so the served features are fresh: at most 32 days old, inside the views'
+    TTL). With drift, the price war covers the newest ``DRIFT_MONTHS``; the first model learns
+    the labels before it; the monitoring scores the month before it and the newest month; the
+    challenger learns the labels of the ``DRIFT_MONTHS`` snapshots before the newest (one
+    before the price war, the rest in it). A snapshot's label (churned within its month) is
+    known when the next snapshot is taken, so the newest label the challenger reads is known.
+    """
+
+    now: datetime
+    snapshots: tuple[datetime, ...]
+    drift_from: date | None
+
+    @property
+    def start(self) -> date:
+        return self.snapshots[0].date()
+
+    @property
+    def last(self) -> datetime:
+        return self.snapshots[-1]
+
+    @property
+    def train_until(self) -> datetime | None:
+        """The first model's newest label: the day before the price war."""
+        if self.drift_from is None:
+            return None
+        return datetime.combine(self.drift_from, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
+
+    @property
+    def monitored(self) -> tuple[datetime, datetime]:
+        """The batches scored and checked for drift: the month before the price war, the newest."""
+        assert self.drift_from is not None
+        return self.snapshots[-DRIFT_MONTHS - 1], self.last
+
+    @property
+    def challenger_labels(self) -> tuple[datetime, datetime]:
+        """The challenger's training window (both ends are snapshot times, inclusive)."""
+        return self.snapshots[-DRIFT_MONTHS - 1], self.snapshots[-2]
+
+
+def demo_timeline(*, now: datetime, months: int) -> DemoTimeline:
+    """The demo's calendar at ``now`` for ``months`` monthly snapshots."""
+    from churnops.data.generate import snapshot_times
+
+    newest = (now - SETTLE).date()
+    start = _months_before(newest.replace(day=1), months - 1)
+    snapshots = tuple(snapshot_times(start=start, months=months))
+    drift_from = snapshots[-DRIFT_MONTHS].date() if months > DRIFT_MONTHS + 2 else None
+    return DemoTimeline(now=now, snapshots=snapshots, drift_from=drift_from)
 
 
 def demo(
@@ -78,16 +130,14 @@ def demo(
     console.rule("[bold]ChurnOps demo")
     console.print(f"home: {escape(str(settings.home))}")
 
+    timeline = demo_timeline(now=moment, months=months)
+    drift_from = timeline.drift_from
     with console.status("generating synthetic customers..."):
-        start = _start(months, now=moment)
-        drift_from = (
-            _months_before(_start(1, now=moment), DRIFT_MONTHS - 1) if months > DRIFT_MONTHS + 2 else None
-        )
         data = generate_churn_data(
             customers=customers,
             months=months,
             seed=seed,
-            start=start,
+            start=timeline.start,
             data_drift_from=drift_from,
             concept_drift_from=drift_from,
         )
@@ -122,25 +172,23 @@ def demo(
         f"{frame[EVENT_TS].min():%Y-%m-%d} .. {frame[EVENT_TS].max():%Y-%m-%d}, {len(features)} features"
     )
 
-    train_until = (
-        datetime(drift_from.year, drift_from.month, drift_from.day, tzinfo=UTC) - timedelta(days=1)
-        if drift_from
-        else None
-    )
-    version = _train_and_promote(settings=settings, store=store, labels_end=train_until)
+    version = _train_and_promote(settings=settings, store=store, labels_end=timeline.train_until)
     if version is not None and drift_from is not None:
-        _monitor(settings=settings, store=store, drift_from=drift_from, last=data.last_snapshot)
-        _retrain_loop(settings=settings, now=moment)
+        _monitor(settings=settings, store=store, timeline=timeline)
+        _retrain_loop(settings=settings, timeline=timeline)
+
+    from churnops.contracts.redaction import redact
 
     summary = Table(title="where things are", show_header=False)
     summary.add_row("sources (parquet)", str(settings.sources_dir))
-    summary.add_row("Feast registry", settings.registry_url)
+    summary.add_row("Feast registry", redact(settings.registry_url))
     summary.add_row("online store", str(settings.feast_dir / "online.db"))
-    summary.add_row("MLflow", settings.tracking_uri)
+    summary.add_row("MLflow", redact(settings.tracking_uri))
     summary.add_row("features", ", ".join(features))
     console.print(summary)
     console.print(
-        f"MLflow UI: {command_prefix()}mlflow ui --backend-store-uri {settings.tracking_uri} --port 5000",
+        f"MLflow UI: {command_prefix()}mlflow ui --backend-store-uri "
+        f"{redact(settings.tracking_uri)} --port 5000",
         soft_wrap=True,
         markup=False,
     )
@@ -149,7 +197,7 @@ def demo(
     console.print(f"done in {time.perf_counter() - started:.1f} s")
 
 
-def _monitor(*, settings: Settings, store: FeatureStore, drift_from: date, last: datetime) -> None:
+def _monitor(*, settings: Settings, store: FeatureStore, timeline: DemoTimeline) -> None:
     """Batch-score a month before the price rise and the newest month, then a drift report of each."""
     from churnops.features.definitions import TTL
     from churnops.jobs import drift_report
@@ -166,7 +214,7 @@ def _monitor(*, settings: Settings, store: FeatureStore, drift_from: date, last:
         feature_service=ref.feature_service or settings.feature_service,
         estimator=source.load(ref).estimator,
     )
-    before = datetime.combine(_months_before(drift_from, 1), datetime.min.time(), tzinfo=UTC)
+    before, last = timeline.monitored
     table = Table(title=f"drift of {ref.name} v{ref.version} (Evidently: KL, Jensen-Shannon, KS)")
     for column in ("month", "rows", "drifted features (KL)", "score JS", "concept KS", "verdict"):
         table.add_column(column, overflow="fold")
@@ -217,17 +265,21 @@ DEMO_POLICY = {
     "performance": {"enabled": False},
     "drift": {"max_drifted_share": 0.05, "max_prediction_js": 0.10, "consecutive_windows": 1},
     "cooldown_hours": 0,
-    "window_days": 120,  # the recent regime: about four months of matured labels
+    "window_days": 120,  # the recent regime (the demo passes it as whole snapshots: DemoTimeline)
     "promote_to": "Production",
 }
 
 
-def _retrain_loop(*, settings: Settings, now: datetime) -> None:
+def _retrain_loop(*, settings: Settings, timeline: DemoTimeline) -> None:
     """retrain check -> (fired) retrain on the newest matured labels -> gates -> promotion."""
     from churnops.commands.retrain import _print_decision
     from churnops.jobs import check_retrain, retrain
     from churnops.retraining import parse_policy
+    from churnops.retraining.run import TrainingWindow
     from churnops.wiring import model_source
+
+    now = timeline.now
+    first, newest = timeline.challenger_labels
 
     console.rule("[bold]retraining loop")
     policy = parse_policy(DEMO_POLICY, source="demo policy")
@@ -241,7 +293,13 @@ def _retrain_loop(*, settings: Settings, now: datetime) -> None:
     before = source.production()
     with console.status("retraining on the newest matured labels, gated against Production..."):
         result = retrain(
-            settings=settings, policy=policy, gate_policy=None, forced=None, decision_id=record.id, now=now
+            settings=settings,
+            policy=policy,
+            gate_policy=None,
+            forced=None,
+            decision_id=record.id,
+            now=now,
+            window=TrainingWindow(start=first, end=newest),  # whole snapshots, not days before now
         )
     test = result.train.test.overall
     console.print(

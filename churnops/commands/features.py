@@ -38,17 +38,18 @@ def apply_cmd(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Register the entity, sources, feature views and FeatureService churn_v1."""
+    from churnops.contracts.redaction import redact
     from churnops.features.store import apply
     from churnops.wiring import feast_definitions, feature_store
 
     quiet_libraries()
     settings = load_settings(json_output=json_output)
-    with _status(f"Applying the Feast repo to {settings.registry_url}...", json_output=json_output):
+    with _status(f"Applying the Feast repo to {redact(settings.registry_url)}...", json_output=json_output):
         names = apply(store=feature_store(settings), defs=feast_definitions(settings))
     if json_output:
-        typer.echo(json.dumps({"applied": names, "registry": settings.registry_url}))
+        typer.echo(json.dumps({"applied": names, "registry": redact(settings.registry_url)}))
         return
-    console.print(escape(f"applied {len(names)} Feast objects to {settings.registry_url}"))
+    console.print(escape(f"applied {len(names)} Feast objects to {redact(settings.registry_url)}"))
 
 
 def _status(message: str, *, json_output: bool) -> contextlib.AbstractContextManager[object]:
@@ -124,7 +125,8 @@ def training_set_cmd(
 @app.command("materialize")
 def materialize_cmd(
     end: Annotated[
-        str | None, typer.Option("--end", help="Cut-off time (default: the newest event in the sources).")
+        str | None,
+        typer.Option("--end", help="Cut-off time (default: the newest event in the sources, at most now)."),
     ] = None,
     writer: Annotated[
         str, typer.Option("--writer", help="auto (direct on plain Redis, else Feast), feast or direct.")
@@ -153,13 +155,16 @@ def materialize_cmd(
 
     quiet_libraries()
     settings = load_settings(json_output=json_output)
-    given = option_time(end, option="--end", json_output=json_output)
-    if given is not None:
+    now = settings.clock
+    cutoff = option_time(end, option="--end", json_output=json_output)
+    if cutoff is not None:
         try:
-            not_in_future(given, field="--end", wall=settings.clock)
+            not_in_future(cutoff, field="--end", wall=now)
         except FutureTimeError as error:
             raise fail(str(error), json_output=json_output) from None
-    cutoff = given or latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
+    else:  # the newest event, but never after now: rows stamped later are not valid yet
+        newest = latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
+        cutoff = None if newest is None else min(newest, now)
     if cutoff is None:
         raise fail(
             f"the sources under {settings.sources_dir} are empty: run `churnops data generate` or "
@@ -193,7 +198,9 @@ def materialize_cmd(
             raise fail(str(error), json_output=json_output) from None
     target = "Redis" if settings.redis_url else "SQLite"
     fresh = freshness(
-        data_time=result.end, ttl={view: stop - start for view, (start, stop) in result.windows.items()}
+        data_time=result.end,
+        ttl={view: stop - start for view, (start, stop) in result.windows.items()},
+        now=now,
     )
     if json_output:
         views = {
@@ -307,7 +314,7 @@ def online_cmd(
     store = feature_store(settings)
     try:
         layout = service_layout(store=store, feature_service=feature_service)
-        rows = fetch_online(store=store, layout=layout, customer_ids=customer_ids)
+        rows = fetch_online(store=store, layout=layout, customer_ids=customer_ids, now=settings.clock)
     except FeastError as error:
         raise fail(_feast_problem(error, feature_service), json_output=json_output) from None
     if json_output:

@@ -5,7 +5,7 @@ Heavy imports (numpy, pandas, pyarrow, rich) stay inside the command so `churnop
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import typer
@@ -97,7 +97,7 @@ def generate(
         "sources_dir": str(settings.sources_dir),
         "written": {name: str(path) for name, path in written.items()},
     }
-    warning = _stale_warning(data.last_snapshot, months=months)
+    warning = _stale_warning(data.last_snapshot, months=months, now=settings.clock)
     summary["warning"] = warning
     if json_output:
         import json
@@ -112,9 +112,9 @@ def generate(
         Console(stderr=True).print(escape(warning), style="yellow")
 
 
-def _stale_warning(last_snapshot: Any, *, months: int) -> str | None:
-    """The warning when the newest generated month is already past a view's TTL today."""
-    from datetime import UTC, datetime
+def _stale_warning(last_snapshot: Any, *, months: int, now: datetime) -> str | None:
+    """The warning when the newest generated month is already past a view's TTL at ``now``."""
+    from datetime import UTC
 
     import pandas as pd
 
@@ -127,11 +127,11 @@ def _stale_warning(last_snapshot: Any, *, months: int) -> str | None:
     fresh = freshness(
         data_time=last.to_pydatetime(),
         ttl={str(view): ttl for view, ttl in TTL.items()},
-        now=datetime.now(UTC),
+        now=now,
     )
     if fresh.servable:
         return None
-    start = recent_start(months=months)
+    start = recent_start(months=months, now=now)
     return stale_warning(
         fresh,
         serve_now=f"generate months that end now: `churnops data generate --months {months} --start {start}`",

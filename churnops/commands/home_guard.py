@@ -36,6 +36,8 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     "registry search": ("mlflow",),
     "registry rollback": ("mlflow",),
     "registry reconcile": ("mlflow",),
+    "registry adopt": ("mlflow",),
+    "registry delete-unregistered": ("mlflow",),
     "score": ("sources",),
     "monitor drift": ("mlflow",),
     "monitor performance": ("mlflow",),

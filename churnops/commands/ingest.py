@@ -91,11 +91,15 @@ def ingest(
     settings = load_settings(json_output=json_output)
     try:
         report = ingest_telco(
-            path=path, as_of=when, sources_dir=settings.sources_dir, quarantine_dir=settings.quarantine_dir
+            path=path,
+            as_of=when,
+            sources_dir=settings.sources_dir,
+            quarantine_dir=settings.quarantine_dir,
+            now=settings.clock,
         )
     except DataFileError as error:
         raise fail(str(error), json_output=json_output) from None
-    fresh, warning = _freshness(report)
+    fresh, warning = _freshness(report, now=settings.clock)
     if json_output:
         typer.echo(json.dumps({**report.to_dict(), "freshness": fresh.to_dict(), "warning": warning}))
         return
@@ -107,18 +111,18 @@ def ingest(
         Console(stderr=True).print(escape(warning), style="yellow")
 
 
-def _freshness(report: IngestReport) -> tuple[Freshness, str | None]:
-    """Whether the snapshot is servable today and, if not, the warning naming the as-of to use."""
+def _freshness(report: IngestReport, *, now: datetime) -> tuple[Freshness, str | None]:
+    """Whether the snapshot is servable at ``now`` and, if not, the warning naming the as-of to use."""
     import shlex
 
     from churnops.commands.freshness_note import stale_warning
     from churnops.features.definitions import TTL
     from churnops.features.freshness import freshness, today_as_of
 
-    fresh = freshness(data_time=report.as_of, ttl={str(view): ttl for view, ttl in TTL.items()})
+    fresh = freshness(data_time=report.as_of, ttl={str(view): ttl for view, ttl in TTL.items()}, now=now)
     if fresh.servable:
         return fresh, None
-    today = today_as_of().strftime("%Y-%m-%dT%H:%M:%SZ")
+    today = today_as_of(now).strftime("%Y-%m-%dT%H:%M:%SZ")
     return fresh, stale_warning(
         fresh,
         serve_now=f"`churnops data ingest {shlex.quote(str(report.path))} --as-of {today}` "

@@ -12,20 +12,29 @@ JSON ``status`` says it), 2 bad input or nothing to read.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings, option_time, quiet_libraries, safe_text
+from churnops.commands.common import (
+    fail,
+    load_settings,
+    option_time,
+    pinned_now,
+    quiet_libraries,
+    safe_text,
+)
 from churnops.jobs import PERFORMANCE_JOB
 from churnops.jobs import drift_report as _drift
 from churnops.jobs import log_window as _log_window
 from churnops.jobs import push as _push
 
-if TYPE_CHECKING:
+logger = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
     from monitoring.performance import PerformanceReport
@@ -45,7 +54,8 @@ PushOpt = Annotated[
     typer.Option("--push-gateway", help="Pushgateway host:port or URL (default: CHURNOPS_PUSHGATEWAY_URL)."),
 ]
 AsOfOpt = Annotated[
-    str | None, typer.Option("--as-of", help="Labels known at this time count (default: now).")
+    str | None,
+    typer.Option("--as-of", help="Labels known at this time count (default: CHURNOPS_NOW, else now)."),
 ]
 HorizonOpt = Annotated[
     int, typer.Option("--label-horizon-days", min=0, help="Days after a snapshot until its label is final.")
@@ -97,7 +107,11 @@ def drift(
         option_time(start, option="--start", json_output=json_output),
         option_time(end, option="--end", json_output=json_output),
     )
-    known = option_time(as_of, option="--as-of", json_output=json_output)
+    known = (
+        settings.clock
+        if as_of is None
+        else pinned_now(as_of, option="--as-of", json_output=json_output, wall=settings.clock)
+    )
     quiet_libraries()
     from mlflow.exceptions import MlflowException
 
@@ -194,7 +208,11 @@ def performance(
         option_time(start, option="--start", json_output=json_output),
         option_time(end, option="--end", json_output=json_output),
     )
-    known = option_time(as_of, option="--as-of", json_output=json_output) or datetime.now(UTC)
+    known = (
+        settings.clock
+        if as_of is None
+        else pinned_now(as_of, option="--as-of", json_output=json_output, wall=settings.clock)
+    )
     if period not in ("week", "month"):
         raise fail(f"--period {period!r}: week or month", json_output=json_output)
     quiet_libraries()
@@ -243,18 +261,24 @@ def _performance(
     push_gateway: str | None,
 ) -> tuple[PerformanceReport, str | None]:
     from churnops.wiring import mlflow_client
-    from monitoring.baseline import read_labels
-    from monitoring.performance import performance_on_late_labels
+    from monitoring.baseline import TrainingWindow, read_labels, training_window
+    from monitoring.performance import PREDICTION_COLUMNS, performance_on_late_labels
 
-    lower, upper, window = _log_window(settings, version=None, start=start, end=end, days=days)
+    lower, upper, window = _log_window(  # no feature columns: memory grows with rows, not width
+        settings, version=None, start=start, end=end, days=days, columns=[*PREDICTION_COLUMNS, "model_name"]
+    )
     client = mlflow_client(settings)
     metrics: dict[str, dict[str, float]] = {}
+    windows: dict[str, TrainingWindow | None] = {}
     for version in sorted({str(v) for v in window["model_version"].dropna()}):
         try:
             run_id = client.get_model_version(settings.model_name, version).run_id
-            metrics[version] = dict(client.get_run(run_id).data.metrics) if run_id else {}
-        except Exception:  # a version deleted from MLflow: no reference metrics, still reported
-            metrics[version] = {}
+            run = client.get_run(run_id) if run_id else None
+        except Exception as error:  # a version deleted from MLflow: no reference metrics, still reported
+            logger.warning("version %s: no training run to read (%s)", version, error)
+            run = None
+        metrics[version] = dict(run.data.metrics) if run is not None else {}
+        windows[version] = training_window(run.data.params) if run is not None else None
     report = performance_on_late_labels(
         predictions=window,
         labels=read_labels(settings.sources_dir),
@@ -265,6 +289,7 @@ def _performance(
         reference_metrics=metrics,
         start=lower,
         end=upper,
+        training_windows=windows,
     )
     pushed = _push(settings, push_gateway, job=PERFORMANCE_JOB, performance=report)
     return report, pushed
@@ -279,6 +304,17 @@ def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
         f"{report.matured:,} matured predictions (of {report.scored:,} scored; {report.immature:,} not "
         f"matured yet, {report.unlabelled:,} without a label) as of {report.as_of}"
     )
+    if report.in_sample:
+        console.print(
+            f"[yellow]{report.in_sample:,} predictions left out: their snapshot lies inside their "
+            "version's training window (in-sample, not live performance)[/yellow]"
+        )
+    if report.unknown_windows:
+        console.print(
+            "[yellow]training window unknown for "
+            + ", ".join(f"v{safe_text(v)}" for v in report.unknown_windows)
+            + ": in-sample predictions of these versions could not be left out[/yellow]"
+        )
     table = Table(title="Performance on matured labels (delta: vs the version's test metrics)")
     for column in ("version", "period", "rows", "ROC-AUC", "delta", "PR-AUC", "Brier", "lift"):
         table.add_column(column, justify="left" if column in ("version", "period") else "right")

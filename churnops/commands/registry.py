@@ -3,10 +3,13 @@
 Every command builds ``Settings()`` and gets the registry from ``churnops.wiring``. Reads
 (list, show, search, audit, compare) never write: they run no migration and record nothing;
 an alias moved in MLflow outside registry_ext is only reported (``churnops registry reconcile``
-records it, and so do promote and rollback before they change anything). ``--json`` prints
-exactly one JSON document on stdout (``{"error": ...}`` on failure). Errors exit with code 2 and
-a one-line message (``commands.common.fail``), never a stack trace. Heavy imports happen inside
-the commands so `churnops --help` stays fast.
+records it). Every write command first finishes or reverts the write-ahead intent of a writer
+that died, records alias moves made in MLflow, and marks FAILED the MLflow runs left RUNNING
+by a killed process. ``--json`` prints exactly one JSON document on stdout (``{"error": ...}``
+on failure). Bad input exits 2, a refusal (the lifecycle, an unregistered version, an artifact
+that does not verify, a state that changed meanwhile) exits 3, with a one-line message
+(``commands.common.fail``), never a stack trace. Heavy imports happen inside the commands so
+`churnops --help` stays fast.
 """
 
 from __future__ import annotations
@@ -20,18 +23,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from churnops.commands import keys
 from churnops.commands.common import fail, load_settings, plain_text, safe_text
 from churnops.contracts.stages import Stage, Trigger, choices
 
 if TYPE_CHECKING:
     from churnops.settings import Settings
-    from registry_ext import ModelRecord, ModelRegistry, PromotionResult, ReconcileReport, TransitionRecord
+    from registry_ext import (
+        IntentRecord,
+        ModelRecord,
+        ModelRegistry,
+        PromotionResult,
+        ReconcileReport,
+        TransitionRecord,
+        UnregisteredVersion,
+    )
     from registry_ext.compare import Comparison
 
 app = typer.Typer(
     help="Govern model versions: promote, audit, compare, search, rollback (MLflow + registry_ext).",
     no_args_is_help=True,
 )
+app.add_typer(keys.app, name="keys")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 ModelOpt = Annotated[
@@ -45,6 +58,10 @@ TriggerOpt = Annotated[str, typer.Option("--trigger", help=f"Why: {choices(Trigg
 
 class _Failure(Exception):
     """An error to report as one line and exit code 2."""
+
+
+class _Refused(Exception):
+    """A state to report as one line and exit code 3."""
 
 
 def _emit(doc: Any) -> None:
@@ -63,7 +80,7 @@ def _errors(json_output: bool) -> Iterator[None]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from churnops.contracts.artifacts import ArtifactIntegrityError
-    from registry_ext import RegistryError
+    from registry_ext import RefusedError, RegistryError
 
     try:
         yield
@@ -74,6 +91,7 @@ def _errors(json_output: bool) -> Iterator[None]:
         SQLAlchemyError,
         MlflowException,
         _Failure,
+        _Refused,
         OSError,
     ) as error:
         text = error.message if isinstance(error, MlflowException) else str(error)
@@ -83,12 +101,17 @@ def _errors(json_output: bool) -> Iterator[None]:
         elif isinstance(error, MlflowException):
             message = f"MLflow: {message}"
         exit_ = fail(message, json_output=json_output)
-        if isinstance(error, ArtifactIntegrityError):
-            exit_.exit_code = 3  # refused by the integrity check (a gate), not bad input
+        if isinstance(error, ArtifactIntegrityError | RefusedError | _Refused):
+            exit_.exit_code = 3  # refused by a check or by the registry's state, not bad input
         raise exit_ from None
 
 
 def _report_reconcile(report: ReconcileReport) -> None:
+    for intent in report.recovered:
+        _warn(
+            f"recovered: interrupted {intent.kind} #{intent.id} by {intent.actor} "
+            f"({intent.reason}): {intent.status}"
+        )
     for transition in report.recorded:
         _warn(
             f"reconciled: version {transition.version} {_stage(transition.from_stage)} -> "
@@ -104,6 +127,11 @@ def _warn_mismatches(registry: ModelRegistry) -> None:
             f"warning: MLflow alias {alias!r} points at {mlflow or 'nothing'} while the registry says "
             f"{table or 'nothing'}; `churnops registry reconcile` records the move"
         )
+    for intent in registry.intents(pending_only=True):
+        _warn(
+            f"warning: {intent.kind} #{intent.id} by {intent.actor} did not finish (its process died?); "
+            "`churnops registry reconcile` finishes or reverts it"
+        )
 
 
 def _stage(stage: Any) -> str:
@@ -117,8 +145,10 @@ def _run(
     *,
     write: bool,
     settings: Settings | None = None,
+    recover: bool = True,
 ) -> None:
-    """Open the registry (reads: no writes at all; writes: migrate, reconcile), then ``work``."""
+    """Open the registry (reads: no writes at all; writes: migrate, recover, reconcile, fail
+    stale runs), then ``work``."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from churnops.wiring import open_registry
 
@@ -126,8 +156,14 @@ def _run(
     if model:
         settings = settings.model_copy(update={"model_name": model})
     with _errors(json_output), open_registry(settings, write=write) as registry:
-        if write:
+        if write and recover:
             _report_reconcile(registry.reconcile())
+        if write:
+            for run in registry.fail_stale_runs(now=settings.clock):
+                _warn(
+                    f"marked MLflow run {run.run_id} FAILED: left RUNNING with no sign of life since "
+                    f"{run.last_seen:%Y-%m-%d %H:%M} UTC"
+                )
         else:
             _warn_mismatches(registry)
         work(registry)
@@ -136,9 +172,12 @@ def _run(
 # --- rendering ----------------------------------------------------------------------------
 
 
-def _versions_table(records: list[ModelRecord], title: str) -> None:
+def _versions_table(
+    records: list[ModelRecord], title: str, unregistered: list[UnregisteredVersion] | None = None
+) -> None:
     """The few columns a person scans for, readable at 80 columns; `show VERSION` and `--json`
-    have everything (the model name is in the title unless several models are listed)."""
+    have everything (the model name is in the title unless several models are listed).
+    Versions MLflow holds without a registry row are listed too, as ``unregistered``."""
     from rich.console import Console
 
     from churnops.commands.tables import add_column, compact_table
@@ -165,10 +204,39 @@ def _versions_table(records: list[ModelRecord], title: str) -> None:
             r.sha256[:8],
         ]
         table.add_row(*row)
+    for u in unregistered or []:
+        row = [safe_text(u.name)] if len(names) > 1 else []
+        row += [str(u.version), "[red]unregistered[/red]", u.created.strftime("%Y-%m-%d %H:%M"), "", "", "-"]
+        table.add_row(*row)
     Console().print(table)
 
 
+def _gate_summary(gates: Any) -> str:
+    """Gate results in a few characters: ``5/5 pass``, ``FAIL: rule``, ``adopted`` or ``-``."""
+    if not isinstance(gates, dict):
+        return "-" if gates is None else "recorded"
+    if gates.get("adopted"):
+        return "adopted (sha ok)"
+    results = gates.get("results", gates.get("checks"))
+    if isinstance(results, list) and results:
+        rows = [r for r in results if isinstance(r, dict)]
+        failed = [
+            str(r.get("rule", r.get("name", "?")))
+            for r in rows
+            if not r.get("passed") and not r.get("skipped")
+        ]
+        if failed:
+            return "FAIL: " + ", ".join(failed)
+        skipped = sum(1 for r in rows if r.get("skipped"))
+        passed = sum(1 for r in rows if r.get("passed") and not r.get("skipped"))
+        return f"{passed}/{len(rows) - skipped} pass" + (f", {skipped} skip" if skipped else "")
+    if "passed" in gates:
+        return "pass" if gates.get("passed") else "FAIL"
+    return "recorded"
+
+
 def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
+    """One row per transition, gate results included; fits 80 columns (long text folds)."""
     from rich.console import Console
 
     from churnops.commands.tables import add_column, compact_table
@@ -178,16 +246,57 @@ def _audit_table(transitions: list[TransitionRecord], title: str) -> None:
     add_column(table, "v", right=True, keep=True)
     add_column(table, "change")
     add_column(table, "by")
+    add_column(table, "gates")
     add_column(table, "reason")
     for t in transitions:
         table.add_row(
-            t.time.strftime("%Y-%m-%d %H:%M"),
+            t.time.strftime("%m-%d %H:%M"),
             str(t.version),
             f"{_stage(t.from_stage)} -> {t.to_stage.value}",
             f"{safe_text(t.actor)} ({t.trigger})",
+            safe_text(_gate_summary(t.gate_results)) if t.from_stage is None else "",
             safe_text(t.reason),
         )
     Console().print(table)
+
+
+def _intents_table(intents: list[IntentRecord], title: str) -> None:
+    """Registry actions that are not stage changes, and stage changes that did not complete."""
+    from rich.console import Console
+
+    from churnops.commands.tables import add_column, compact_table
+
+    table = compact_table(title)
+    add_column(table, "#", right=True, keep=True)
+    add_column(table, "time (UTC)", keep=True)
+    add_column(table, "action")
+    add_column(table, "by")
+    add_column(table, "status", keep=True)
+    add_column(table, "reason / outcome")
+    for i in intents:
+        table.add_row(
+            str(i.id),
+            i.created.strftime("%m-%d %H:%M"),
+            safe_text(_intent_label(i)),
+            safe_text(i.actor),
+            i.status,
+            safe_text(i.reason + (f" -> {i.outcome}" if i.outcome else "")),
+        )
+    Console().print(table)
+
+
+def _intent_label(intent: IntentRecord) -> str:
+    """A short name for an intent's action: ``delete v3``, ``adopt v3``, ``fail run``, ``promote``."""
+    version = intent.target.get("version")
+    short = {"delete_unregistered": "delete", "fail_run": "fail run"}.get(intent.kind, intent.kind)
+    return f"{short} v{version}" if version is not None else short
+
+
+def _notable(intents: list[IntentRecord]) -> list[IntentRecord]:
+    """Intents the transitions table does not already tell: not a plain completed stage change."""
+    return [
+        i for i in intents if not (i.status == "completed" and i.kind in ("promote", "rollback", "reconcile"))
+    ]
 
 
 def _gates_table(gates: Any) -> None:
@@ -348,15 +457,24 @@ def promote(
 @app.command("rollback")
 def rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded in the audit trail).")],
+    to: Annotated[
+        int | None,
+        typer.Option(
+            "--to",
+            min=1,
+            help="Return this Archived version (one that was in Production before) instead; "
+            "back or forward. Its artifact is verified again.",
+        ),
+    ] = None,
     actor: ActorOpt = None,
     trigger: TriggerOpt = "manual",
     model: ModelOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Return Production to the previous Production version."""
+    """Return Production to the previous Production version (or to --to VERSION)."""
 
     def work(registry: ModelRegistry) -> None:
-        result = registry.rollback(reason=reason, actor=actor or settings.actor, trigger=trigger)
+        result = registry.rollback(reason=reason, actor=actor or settings.actor, trigger=trigger, to=to)
         _show_promotion(registry.get(result.transition.version), result, json_output)
 
     settings = load_settings(json_output=json_output)
@@ -373,11 +491,14 @@ def audit(
 
     def work(registry: ModelRegistry) -> None:
         transitions = registry.audit(version=version)
+        intents = registry.intents() if version is None else []
         if json_output:
             _emit([t.to_json() for t in transitions])
             return
         scope = f" version {version}" if version is not None else ""
         _audit_table(transitions, f"Audit trail of {registry.model_name!r}{scope}")
+        if _notable(intents):
+            _intents_table(_notable(intents), "Other registry actions (adopt, delete, recovery, runs)")
 
     _run(json_output, model, work, write=False)
 
@@ -438,10 +559,22 @@ def list_versions(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
 
     def work(registry: ModelRegistry) -> None:
         records = registry.all_versions()
+        hidden = registry.unregistered()
+        for u in hidden:
+            _warn(
+                f"warning: version {u.version} is in MLflow but not registered: `churnops registry "
+                f"adopt {u.version} --reason ...` or `churnops registry delete-unregistered "
+                f"{u.version} --reason ...`"
+            )
         if json_output:
-            _emit([r.to_json() for r in records])
+            _emit(
+                sorted(
+                    [r.to_json() for r in records] + [u.to_json() for u in hidden],
+                    key=lambda d: -d["version"],
+                )
+            )
             return
-        _versions_table(records, f"Versions of {registry.model_name!r}")
+        _versions_table(records, f"Versions of {registry.model_name!r}", hidden)
 
     _run(json_output, model, work, write=False)
 
@@ -518,22 +651,80 @@ def compare(
 
 @app.command("reconcile")
 def reconcile(model: ModelOpt = None, json_output: JsonOpt = False) -> None:
-    """Record alias moves made in MLflow outside registry_ext (actor ``mlflow``) in the audit trail."""
+    """Finish or revert interrupted registry writes, record alias moves made in MLflow (actor
+    ``mlflow``), and report what still disagrees (exit 3, naming the fix)."""
 
     def work(registry: ModelRegistry) -> None:
-        report = registry.reconcile()  # _run already reconciled; this reports the (now clean) state
+        report = registry.reconcile()
+        _report_reconcile(report)  # stderr: the JSON document on stdout stays one document
         if json_output:
             _emit(
                 {
+                    "agree": report.agrees,
+                    "recovered": [i.to_json() for i in report.recovered],
                     "recorded": [t.to_json() for t in report.recorded],
                     "warnings": list(report.warnings),
-                    "mismatches": {k: list(v) for k, v in registry.alias_mismatches().items()},
+                    "mismatches": {k: list(v) for k, v in report.mismatches.items()},
+                    "unregistered": list(report.unregistered),
                 }
             )
-            return
-        typer.echo("registry and MLflow aliases agree")
+        if not report.agrees:
+            fixes = "; ".join(
+                [
+                    f"alias {a!r}: registry {t or 'nothing'}, MLflow {m or 'nothing'}"
+                    for a, (t, m) in report.mismatches.items()
+                ]
+                + [f"version {v} unregistered" for v in report.unregistered]
+            )
+            if not json_output:
+                typer.echo(f"registry and MLflow disagree: {plain_text(fixes)}", err=True)
+            raise typer.Exit(code=3)
+        if not json_output:
+            typer.echo("registry and MLflow aliases agree")
 
-    _run(json_output, model, work, write=True)
+    _run(json_output, model, work, write=True, recover=False)
+
+
+@app.command("adopt")
+def adopt(
+    version: Annotated[int, typer.Argument(help="A version MLflow holds that the registry does not.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded in the audit trail).")],
+    actor: ActorOpt = None,
+    model: ModelOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Register an unregistered MLflow version after verifying its artifact (as registration does)."""
+
+    def work(registry: ModelRegistry) -> None:
+        record = registry.adopt(version=version, reason=reason, actor=actor or settings.actor)
+        if json_output:
+            _emit(record.to_json())
+            return
+        typer.echo(f"version {record.version}: adopted (sha256 {record.sha256[:12]} verified), stage None")
+
+    settings = load_settings(json_output=json_output)
+    _run(json_output, model, work, write=True, settings=settings)
+
+
+@app.command("delete-unregistered")
+def delete_unregistered(
+    version: Annotated[int, typer.Argument(help="A version MLflow holds that the registry does not.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded in the audit trail).")],
+    actor: ActorOpt = None,
+    model: ModelOpt = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Delete an unregistered MLflow version (registered versions are archived, never deleted)."""
+
+    def work(registry: ModelRegistry) -> None:
+        intent = registry.delete_unregistered(version=version, reason=reason, actor=actor or settings.actor)
+        if json_output:
+            _emit(intent.to_json())
+            return
+        typer.echo(f"version {version}: deleted from MLflow ({plain_text(intent.outcome or '')})")
+
+    settings = load_settings(json_output=json_output)
+    _run(json_output, model, work, write=True, settings=settings)
 
 
 @app.command("migrate")
@@ -551,9 +742,6 @@ def migrate(json_output: JsonOpt = False) -> None:
 
 
 def _redacted(url: str) -> str:
-    import sqlalchemy as sa
+    from churnops.contracts.redaction import redact
 
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
+    return redact(url)

@@ -2,38 +2,44 @@
 
 ``check`` evaluates the retraining policy on the latest monitoring results (the drift reports
 ``churnops monitor drift`` logged to MLflow for the Production version; ``--refresh`` runs one
-first) and the past decisions, and appends the decision to ``retrain_decisions``. Exit codes:
-0 fired (a retrain is due), 3 not due (suppressed or nothing fired), 2 bad input. So a cron line
-``churnops retrain check && churnops retrain run`` retrains exactly when the policy says so.
+first) and the past decisions, and appends the decision to ``retrain_decisions``, printing its
+id. Exit codes: 0 a retrain is due (this decision fired, or an earlier fired one is still
+pending: the output names it), 3 not due (suppressed or nothing fired), 2 bad input (a ``--now``
+in the future). So a cron line ``churnops retrain check && churnops retrain run`` retrains
+exactly when the policy says so, and finishes a retrain that crashed.
 
-``run`` retrains on the policy's sliding window (or ``--start/--end``): without ``--trigger`` it
-acts on the latest decision, which must have fired; with ``--trigger`` it records its own fired
-decision (a forced retrain, still counted by the cooldown and the cap). Exit codes: 0 registered
-(and promoted per the policy), 3 refused: gates failed (nothing registered, Production
-unchanged) or another retrain of the model is running (the JSON says ``busy``), 2 bad input.
+``run`` retrains on the policy's sliding window (or ``--start/--end``): with ``--decision N`` it
+acts on that decision; without, on the newest fired decision not finished yet, resumed from the
+step a crashed run reached; with ``--trigger`` it records its own fired decision (a forced
+retrain, counted by the cooldown and the cap once it finishes). Exit codes: 0 registered (and
+promoted per the policy), 3 refused: the gates failed (nothing registered, Production
+unchanged), the decision did not fire or was already acted on, another retrain of the model is
+running (the JSON says ``busy``), or this run lost its lease (``lease_lost``); 2 bad input.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings, option_time, quiet_libraries
+from churnops.commands.common import fail, load_settings, option_time, pinned_now, quiet_libraries
 from churnops.commands.common import safe_text as escape
 from churnops.commands.train import GATES_FAILED_EXIT
 from churnops.contracts.stages import Trigger, choices
-from churnops.jobs import check_retrain, retrain
+from churnops.jobs import check_retrain, pending_retrain, retrain
 
 if TYPE_CHECKING:
     from churnops.retraining import RetrainPolicy
+    from churnops.settings import Settings
     from registry_ext.decisions import DecisionRecord
 
 NOT_DUE_EXIT = 3  # refused by the policy (the codes are 0 ok, 2 bad input, 3 refused)
-BUSY_EXIT = 3  # refused: another retrain of this model holds the lock (the JSON says "busy")
+BUSY_EXIT = 3  # refused: another retrain of this model holds the lease (the JSON says "busy")
+REFUSED_EXIT = 3  # refused: the decision did not fire, was acted on, or the lease was lost
 
 app = typer.Typer(help="Retraining: check the policy on the latest monitoring results, and retrain.")
 
@@ -45,7 +51,8 @@ PolicyOpt = Annotated[
     ),
 ]
 NowOpt = Annotated[
-    str | None, typer.Option("--now", help="Evaluate as of this time (ISO 8601; default: now).")
+    str | None,
+    typer.Option("--now", help="Evaluate as of this time (ISO 8601; default: CHURNOPS_NOW, else now)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 
@@ -67,7 +74,22 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 def _message(error: BaseException) -> str:
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    first = text.splitlines()[0] if text else type(error).__name__
+    notes = [str(note) for note in getattr(error, "__notes__", ())]
+    return "; ".join([first, *notes])
+
+
+def _refuse(message: str, *, json_output: bool, **flags: bool) -> typer.Exit:
+    if json_output:
+        typer.echo(json.dumps({"error": message, **flags}))
+    else:
+        typer.echo(f"refused: {escape(message)}", err=True)
+    return typer.Exit(code=REFUSED_EXIT)
+
+
+def _moment(now: str | None, settings: Settings, *, json_output: bool) -> datetime:
+    """``--now`` (refused with exit 2 when in the future), else CHURNOPS_NOW, else the clock."""
+    return pinned_now(now, json_output=json_output) if now is not None else settings.clock
 
 
 @app.command("check")
@@ -82,17 +104,33 @@ def check(
     """Evaluate the retraining policy and record the decision (exit 0 fired, 3 not due)."""
     settings = load_settings(json_output=json_output)
     rules = _policy(policy or settings.retrain_policy, json_output)
-    moment = option_time(now, option="--now", json_output=json_output) or datetime.now(UTC)
+    moment = _moment(now, settings, json_output=json_output)
     quiet_libraries()
     try:
         record = check_retrain(settings=settings, policy=rules, now=moment, refresh=refresh)
+        pending = pending_retrain(settings=settings)
     except _expected_errors() as error:
         raise fail(_message(error), json_output=json_output) from None
+    waiting = None if pending is None or pending.id == record.id else pending
     if json_output:
-        typer.echo(json.dumps({"decision": record.to_dict()}, default=str, allow_nan=False))
+        typer.echo(
+            json.dumps(
+                {
+                    "decision": record.to_dict(),
+                    "pending": None if waiting is None else {"id": waiting.id, "state": waiting.state.value},
+                },
+                default=str,
+                allow_nan=False,
+            )
+        )
     else:
         _print_decision(record)
-    if not record.fired:
+        if waiting is not None:
+            typer.echo(
+                f"decision {waiting.id} fired and is {waiting.state.value}, not finished: "
+                f"`churnops retrain run --decision {waiting.id}` finishes it"
+            )
+    if not record.fired and waiting is None:
         raise typer.Exit(code=NOT_DUE_EXIT)
 
 
@@ -108,6 +146,8 @@ def _print_decision(record: DecisionRecord) -> None:
         + (f" (suppressed by {record.suppressed_by})" if record.suppressed_by else "")
     )
     console.print(f"decision [bold]{record.id}[/bold] at {record.time:%Y-%m-%d %H:%M} UTC: {verdict}")
+    if record.fired:
+        console.print(f"retrain it with: churnops retrain run --decision {record.id}")
     table = Table(title=escape(f"Checks (policy {record.policy}; report {record.report or 'none'})"))
     for column in ("trigger", "check", "met", "detail"):
         table.add_column(column)
@@ -125,7 +165,13 @@ def run(
         typer.Option(
             "--trigger",
             help=f"Force a retrain for this reason ({choices(Trigger)}); "
-            "default: act on the latest decision, which must have fired.",
+            "default: act on the newest fired decision not finished yet.",
+        ),
+    ] = None,
+    decision: Annotated[
+        int | None,
+        typer.Option(
+            "--decision", min=1, help="Act on this decision (the id `retrain check` prints); resumes it."
         ),
     ] = None,
     policy: PolicyOpt = None,
@@ -151,6 +197,8 @@ def run(
 ) -> None:
     """Retrain on the window, gate against Production on the same rows, register and promote."""
     forced = None
+    if trigger is not None and decision is not None:
+        raise fail("--trigger and --decision: give one of them, not both", json_output=json_output)
     if trigger is not None:
         try:
             forced = Trigger.parse(trigger)
@@ -158,7 +206,7 @@ def run(
             raise fail(f"--trigger: {error}", json_output=json_output) from None
     settings = load_settings(json_output=json_output)
     rules = _policy(policy or settings.retrain_policy, json_output)
-    moment = option_time(now, option="--now", json_output=json_output) or datetime.now(UTC)
+    moment = _moment(now, settings, json_output=json_output)
     window_end = option_time(end, option="--end", json_output=json_output)
     window_start = option_time(start, option="--start", json_output=json_output)
     from churnops.retraining.run import TrainingWindow, policy_window
@@ -168,7 +216,8 @@ def run(
         window = TrainingWindow(start=window_start or default.start, end=window_end or default.end)
     except ValueError as error:
         raise fail(f"--start/--end: {error}", json_output=json_output) from None
-    from churnops.retraining.run import RetrainBusyError
+    from churnops.retraining.orders import DecisionRefusedError
+    from churnops.retraining.run import RetrainBusyError, RetrainLeaseLostError
 
     try:
         quiet_libraries()
@@ -177,6 +226,7 @@ def run(
             policy=rules,
             gate_policy=gate_policy,
             forced=forced,
+            decision_id=decision,
             now=moment,
             window=window,
             wait_s=wait,
@@ -188,6 +238,10 @@ def run(
         else:
             typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=BUSY_EXIT) from None
+    except RetrainLeaseLostError as error:
+        raise _refuse(_message(error), json_output=json_output, lease_lost=True) from None
+    except DecisionRefusedError as error:
+        raise _refuse(_message(error), json_output=json_output) from None
     except _expected_errors() as error:
         raise fail(_message(error), json_output=json_output) from None
     if json_output:
@@ -195,7 +249,8 @@ def run(
     else:
         from churnops.commands.train import _print_summary
 
-        _print_summary(result.train)
+        if result.training is not None:
+            _print_summary(result.training)
         typer.echo(f"retrain ({result.trigger.value}, decision {result.decision_id}): {result.message}")
     if not result.registered:
         raise typer.Exit(code=GATES_FAILED_EXIT)

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from churnops.commands.common import fail, load_settings, quiet_libraries, safe_text
+from churnops.commands.common import fail, load_settings, pinned_now, quiet_libraries, safe_text
 
 SUFFIXES = (".parquet", ".csv")
 
@@ -35,8 +35,6 @@ def score(
     ] = False,
 ) -> None:
     """Score every customer active at --as-of with the Production model; append to the prediction log."""
-    from churnops.contracts.timestamps import parse_utc
-
     settings = load_settings(json_output=json_output)
     if out is not None and out.suffix.lower() not in SUFFIXES:
         raise fail(f"--out {out}: write .parquet or .csv", json_output=json_output)
@@ -48,7 +46,9 @@ def score(
     quiet_libraries()
     try:
         when = (
-            parse_utc(as_of, field="--as-of")
+            # scored rows are stamped --as-of: never after now, or the monitoring windows and the
+            # retraining check (which read only windows that have ended) would skip them
+            pinned_now(as_of, option="--as-of", json_output=json_output, wall=settings.clock)
             if as_of
             else latest_event_time(sources_dir=settings.sources_dir, views=list(VIEWS))
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -92,7 +92,7 @@ def simulate(
     )
     if problems := spec.problems():
         raise fail("; ".join(problems), json_output=json_output)
-    target = out or settings.home / "simulations" / datetime.now().strftime("%Y%m%dT%H%M%S")
+    target = out or settings.home / "simulations" / settings.clock.strftime("%Y%m%dT%H%M%SZ")
     quiet_libraries()
     console = Console(stderr=True)
     try:

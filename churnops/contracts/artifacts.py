@@ -1,14 +1,22 @@
-"""The run artifact layout and the content hash of model artifacts.
+"""The run artifact layout, the content hash of model artifacts, and what makes a version trusted.
 
 Training writes these paths into every MLflow run; registry_ext, serving, batch scoring and
-monitoring read them. The SHA-256 is recorded at registration (registry row and the
-``sha256`` model-version tag) and checked before anything is deserialized.
+monitoring read them. The SHA-256 of the model directory is recorded at registration (registry
+row and the ``sha256`` model-version tag) for display. What is *verified* before anything is
+deserialized is the signed manifest: registry_ext records the SHA-256 of every model file as
+logged and signs (model name, version, manifest digest, feature service) with Ed25519
+(:func:`signed_payload`); loaders check the signature with a trusted public key, then the files
+against the manifest, then deserialize with skops trusting :data:`TRUSTED_TYPES` only.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 _CHUNK = 1 << 20
 
@@ -26,6 +34,52 @@ FEATURE_SERVICE_TAG = "feature_service"
 """Model-version tag naming the FeatureService the model was trained on."""
 RUN_FEATURE_SERVICE_TAG = "feast.feature_service"
 """Run tag Feast's native MLflow integration writes (the lineage fallback)."""
+
+TRUSTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
+"""The only types, beyond skops' own defaults, that a ChurnOps model may contain.
+
+Derived with ``skops.io.get_untrusted_types`` on the pipelines training fits for every family
+of ``churnops.training.candidates`` (tests/unit/test_model_trust.py re-derives it). Training
+writes it into the MLmodel file; loaders pass *this* tuple to skops and never a list read
+from an artifact, so an artifact asking for anything else is refused, whatever it says."""
+
+# --- signed versions: the names shared by registry_ext (writer) and serving/scoring (readers) -
+
+SIGNATURE_TAG = "churnops.signature"
+"""Model-version tag: base64 Ed25519 signature of :func:`signed_payload`."""
+SIGNING_KEY_ID_TAG = "churnops.signing_key_id"
+"""Model-version tag: id of the key that signed (:data:`KEY_ID_CHARS` hex of SHA-256(public key))."""
+MANIFEST_TAG = "churnops.manifest"
+"""Model-version tag: the manifest as canonical JSON ``{"relative/path": "sha256 hex", ...}``."""
+SIGNATURE_COLUMN = "signature"
+SIGNING_KEY_ID_COLUMN = "signing_key_id"
+MANIFEST_COLUMN = "manifest"
+"""The same three values in registry_ext's ``models`` table (migration 0004)."""
+MAX_MANIFEST_CHARS = 5000
+"""Longest manifest JSON registered: a ChurnOps model directory's is ~700 characters. MLflow 3.17
+validates model-version tag values up to 100,000 characters (a TEXT column in the SQL store);
+5,000 keeps it within what older MLflow releases and other stores accept."""
+KEY_ID_CHARS = 16
+SIGNED_PAYLOAD_FORMAT = "churnops-signed-version-v1"
+MLFLOW_WRITTEN_FILES = frozenset({"registered_model_meta"})
+"""Files MLflow writes into a model directory it downloads through ``models:/`` (MLflow 3.17:
+``ModelsArtifactRepository._add_registered_model_meta_file``, the only such write on load).
+Left out of the manifest at registration and ignored at verification, top level only."""
+REREGISTER_HINT = "re-register or retrain"
+
+
+TRAINING_SPLITS = ("train", "validation", "test")
+"""The time-ordered splits of a training run; each run records its window as params."""
+
+
+def window_param(split: str, bound: str) -> str:
+    """The run param holding one bound (``start`` / ``end``) of a split's window of feature times."""
+    if split not in TRAINING_SPLITS or bound not in ("start", "end"):
+        raise ValueError(f"no window param for split {split!r} bound {bound!r}")
+    return f"window_{split}_{bound}"
 
 
 TREE_ENCODING = "churnops-tree-v2"
@@ -79,4 +133,103 @@ def legacy_sha256_of_path(path: Path) -> str:
 
 
 class ArtifactIntegrityError(RuntimeError):
-    """A model artifact's bytes do not match the SHA-256 recorded when it was registered."""
+    """A model artifact cannot be trusted: its files, signature or types are not what registry_ext
+    registered; nothing was deserialized."""
+
+
+class UntrustedTypeError(ArtifactIntegrityError):
+    """A model file needs a type outside :data:`TRUSTED_TYPES`; the message names it."""
+
+
+class SignatureError(ArtifactIntegrityError):
+    """The version's signature is missing, malformed, by an untrusted key, or does not match."""
+
+
+class UnsignedVersionError(SignatureError):
+    """The version carries no registry_ext signature (an older release, or made outside it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSignature:
+    """What registry_ext records for a version: the manifest JSON, the signature, the key id."""
+
+    manifest: str
+    signature: str
+    key_id: str
+
+    TAGS: ClassVar[tuple[str, ...]] = (MANIFEST_TAG, SIGNATURE_TAG, SIGNING_KEY_ID_TAG)
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> VersionSignature | None:
+        """From model-version tags; None when none of the three is there (an unsigned version)."""
+        values = [tags.get(key) for key in cls.TAGS]
+        if all(value is None for value in values):
+            return None
+        manifest, signature, key_id = (value or "" for value in values)
+        return cls(manifest=manifest, signature=signature, key_id=key_id)
+
+    def tags(self) -> dict[str, str]:
+        return {MANIFEST_TAG: self.manifest, SIGNATURE_TAG: self.signature, SIGNING_KEY_ID_TAG: self.key_id}
+
+
+def _manifest_name(name: str) -> bool:
+    parts = name.split("/")
+    return bool(name) and not name.startswith("/") and all(p not in ("", ".", "..") for p in parts)
+
+
+def file_digest(file: Path) -> str:
+    digest = hashlib.sha256()
+    _feed(digest, file)
+    return digest.hexdigest()
+
+
+def file_manifest(path: Path) -> dict[str, str]:
+    """The SHA-256 of every file of a model directory (relative POSIX path -> hex), leaving out
+    the files MLflow itself writes beside them on load (:data:`MLFLOW_WRITTEN_FILES`)."""
+    return {name: file_digest(file) for name, file in _files(path) if name not in MLFLOW_WRITTEN_FILES}
+
+
+def manifest_json(manifest: Mapping[str, str]) -> str:
+    """The canonical JSON of a manifest (sorted keys, no spaces, ASCII): what is tagged and hashed."""
+    return json.dumps(dict(manifest), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def parse_manifest(text: str, *, label: str) -> dict[str, str]:
+    """A manifest from its JSON; :class:`SignatureError` when it is not one."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise SignatureError(f"{label}: its manifest is not JSON; refusing to load it") from None
+    if (
+        not isinstance(data, dict)
+        or not data
+        or not all(isinstance(k, str) and _manifest_name(k) for k in data)
+        or not all(isinstance(v, str) and len(v) == 64 for v in data.values())
+    ):
+        raise SignatureError(f"{label}: its manifest is malformed; refusing to load it")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def manifest_digest(manifest: Mapping[str, str]) -> str:
+    return hashlib.sha256(manifest_json(manifest).encode("ascii")).hexdigest()
+
+
+def signed_payload(*, name: str, version: int | str, manifest_digest: str, feature_service: str) -> bytes:
+    """The canonical bytes registry_ext signs and loaders verify: a JSON array, so no field can
+    bleed into the next."""
+    fields = [SIGNED_PAYLOAD_FORMAT, name, str(int(version)), manifest_digest, feature_service]
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def manifest_problems(path: Path, manifest: Mapping[str, str]) -> list[str]:
+    """How the directory ``path`` differs from ``manifest`` (changed, missing or added files);
+    empty when it holds exactly the manifest's files (plus MLflow's own, which are ignored)."""
+    present = {name: file for name, file in _files(path) if name not in MLFLOW_WRITTEN_FILES}
+    problems = [f"missing file {name!r}" for name in sorted(set(manifest) - set(present))]
+    problems += [f"added file {name!r}" for name in sorted(set(present) - set(manifest))]
+    problems += [
+        f"changed file {name!r}"
+        for name in sorted(set(manifest) & set(present))
+        if file_digest(present[name]) != manifest[name]
+    ]
+    return problems

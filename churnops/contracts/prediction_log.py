@@ -19,16 +19,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from churnops.contracts.columns import FEATURES, TS_TYPE, arrow_type
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
     import sqlalchemy as sa
 
 PARTITION = "date"
-ENDPOINTS = ("predict", "predict_features", "batch")
+PREDICT_ENDPOINT = "predict"
+"""Serving scored customers by id with their online features: production traffic."""
+WHAT_IF_ENDPOINT = "predict_features"
+"""Serving scored rows the caller made up (what-if): logged, never monitored."""
+BATCH_ENDPOINT = "batch"
+"""Batch scoring of the active customers at an as-of time: production traffic."""
+ENDPOINTS = (PREDICT_ENDPOINT, WHAT_IF_ENDPOINT, BATCH_ENDPOINT)
+MONITORED_ENDPOINTS = (PREDICT_ENDPOINT, BATCH_ENDPOINT)
+"""What a drift or performance window reads: anyone with an API key can send what-if rows, so
+those would let a caller fire (or mask) a drift retrain."""
+PREDICTION_KEY = ("model_version", "customer_id", "feature_ts")
+"""One prediction per version, customer and feature snapshot in a monitoring window: a customer
+scored twice on the same features (a repeated request, a batch re-run) counts once."""
+BATCH_FILE_PREFIX = "batch-"
 
 BASE_COLUMNS = (
     "request_id",
@@ -43,6 +57,14 @@ BASE_COLUMNS = (
     "feature_ts",
 )
 COLUMNS = (*BASE_COLUMNS, *(c.name for c in FEATURES))
+
+
+class Sink(Protocol):
+    """Where log rows go: takes one ``date=`` partition's columns (every name of :data:`COLUMNS`).
+    ``batch_id`` (a batch run's request id, :func:`batch_request_id`) makes the write idempotent:
+    writing the same batch again replaces it (parquet) or is skipped (SQL)."""
+
+    def __call__(self, day: str, columns: Any, /, *, batch_id: str | None = None) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +130,19 @@ def prediction_log_table(metadata: sa.MetaData, *, name: str = "prediction_log")
     )
 
 
-def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any]) -> Path:
-    """One new part file in the ``date=<day>`` partition (tmp file + atomic rename).
+def batch_request_id(*, model_name: str, model_version: str, as_of: datetime) -> str:
+    """The request id of a batch run: one per (model, version, as-of), so a re-run is the same
+    request and replaces its rows instead of adding a second copy."""
+    when = as_of.astimezone(UTC)
+    return f"{BATCH_FILE_PREFIX}{model_name}-v{model_version}-{when:%Y%m%dT%H%M%S%f}Z"
+
+
+def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any], name: str | None = None) -> Path:
+    """One part file in the ``date=<day>`` partition (tmp file + atomic rename).
 
     ``columns`` maps every name of :data:`COLUMNS` to a list or an Arrow array of equal length.
+    ``name`` (a batch run's request id) makes the file name fixed: writing it again replaces it
+    whole, so two runs of one batch (even at once) leave one copy.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -119,9 +150,12 @@ def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any]) -> P
     table = pa.Table.from_pydict(columns, schema=log_schema())
     partition = directory / f"{PARTITION}={day}"
     partition.mkdir(parents=True, exist_ok=True)
-    stamp = table.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f")
-    path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-    tmp = path.with_name(path.name + ".tmp")
+    if name is not None:
+        path = partition / f"{name}.parquet"
+    else:
+        stamp = table.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f")
+        path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
     return path
@@ -133,6 +167,174 @@ def _utc(value: datetime | None, what: str) -> datetime | None:
     if value.tzinfo is None:
         raise ValueError(f"{what} must be timezone-aware (UTC), got {value.isoformat()}")
     return value
+
+
+COMPACTED_FROM = b"churnops.compacted_from"
+"""Parquet metadata key of a compacted file: the names of the part files it replaces."""
+
+
+@dataclass(frozen=True)
+class CompactionResult:
+    """One partition: how many part files became one, and the rows, counted on both sides."""
+
+    day: str
+    files_in: int
+    rows_in: int
+    rows_out: int
+    finished_earlier: int
+    """Part files of an interrupted compaction, already inside a compacted file, now removed."""
+
+
+def compact_partition(*, directory: Path, day: str, min_files: int = 2) -> CompactionResult | None:
+    """Merge the small ``part-*`` files of one ``date=`` partition into one, without losing or
+    doubling a row: safe while serving adds files (only the files listed at the start are merged;
+    new ones stay) and after a crash at any point.
+
+    The merged file is written beside them (tmp file + atomic rename) carrying the names it
+    replaces in its metadata; only after its row count equals the sum of theirs are they removed.
+    A crash between the rename and the removal leaves both: the next compaction first removes the
+    part files that a compacted file already holds (readers de-duplicate meanwhile). Batch files
+    (``batch-*``) are left alone: a batch re-run replaces its own file by name.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    partition = directory / f"{PARTITION}={day}"
+    finished = 0
+    for compacted in sorted(partition.glob("part-compact-*.parquet")):
+        meta = pq.read_schema(compacted).metadata or {}
+        for name in meta.get(COMPACTED_FROM, b"").decode().split("\n"):
+            leftover = partition / name
+            if name and leftover.is_file():
+                leftover.unlink()
+                finished += 1
+    parts = sorted(partition.glob("part-*.parquet"))
+    if len(parts) < min_files:
+        return None if not finished else CompactionResult(day, 0, 0, 0, finished)
+    tables = [pq.read_table(part, schema=log_schema()) for part in parts]
+    rows_in = sum(t.num_rows for t in tables)
+    merged = pa.concat_tables(tables).sort_by([("ts", "ascending")])
+    names = "\n".join(part.name for part in parts)
+    merged = merged.replace_schema_metadata(
+        {**(merged.schema.metadata or {}), COMPACTED_FROM: names.encode()}
+    )
+    stamp = merged.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f") if rows_in else "empty"
+    path = partition / f"part-compact-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    pq.write_table(merged, tmp)
+    rows_out = pq.read_metadata(tmp).num_rows
+    if rows_out != rows_in:
+        tmp.unlink()
+        raise RuntimeError(f"compacting {partition}: wrote {rows_out} rows for {rows_in}; nothing changed")
+    tmp.replace(path)
+    for part in parts:
+        part.unlink()
+    return CompactionResult(day, len(parts), rows_in, rows_out, finished)
+
+
+def _window_files(root: Path, *, lower: datetime | None, upper: datetime | None) -> list[str]:
+    """The part files of the ``date=`` partitions that can hold ``[lower, upper)``."""
+    if not root.is_dir():
+        return []
+    keep = []
+    for partition in sorted(p for p in root.glob(f"{PARTITION}=*") if p.is_dir()):
+        day = partition.name.split("=", 1)[1]
+        if lower is not None and day < f"{lower.astimezone(UTC):%Y-%m-%d}":
+            continue
+        if upper is not None and day > f"{upper.astimezone(UTC):%Y-%m-%d}":
+            continue
+        keep.extend(sorted(str(f) for f in partition.glob("*.parquet")))
+    return keep
+
+
+@dataclass(frozen=True)
+class WindowSample:
+    """A monitoring window's rows counted whole, and at most ``max_rows`` of them (all when fewer)."""
+
+    rows: int
+    frame: pd.DataFrame
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.frame) < self.rows
+
+
+def sample_window(
+    directory: str | Path,
+    *,
+    start: datetime,
+    end: datetime,
+    model_name: str,
+    model_version: str,
+    max_rows: int,
+    seed: int,
+    scored_only: bool = True,
+    memory_limit: str = "512MB",
+) -> WindowSample:
+    """The monitored rows (:data:`MONITORED_ENDPOINTS`, one per :data:`PREDICTION_KEY`) of a
+    window of the parquet log, in memory bounded by the sample, not by the window.
+
+    DuckDB scans the window's partitions twice (filters pushed into the parquet scan): first one
+    hash per prediction key (version, customer, feature time, seed), de-duplicated in an aggregate
+    that spills to disk past ``memory_limit``, which counts the keys and finds the cut below which
+    the ``max_rows`` smallest hashes lie; then the rows of those keys only, one per key. A seeded
+    sample, the same rows on every run and thread count, and memory bounded by the sample.
+    ``scored_only`` keeps ``ok`` rows with a score (what drift compares).
+    """
+    import shutil
+    import tempfile
+
+    import duckdb
+    import pyarrow as pa
+
+    lower, upper = _utc(start, "start"), _utc(end, "end")
+    files = _window_files(Path(directory), lower=lower, upper=upper)
+    schema = log_schema()
+    if not files:
+        return WindowSample(rows=0, frame=schema.empty_table().to_pandas())
+    spill = tempfile.mkdtemp(prefix="churnops-window-")
+    try:
+        con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill})
+        try:
+            scored = "AND status = 'ok' AND score IS NOT NULL" if scored_only else ""
+            endpoints = ", ".join(f"'{e}'" for e in MONITORED_ENDPOINTS)
+            key = ", ".join(PREDICTION_KEY)
+            # integers only are formatted into the text; every user value is a parameter
+            digest = f"hash(concat_ws('|', model_version, customer_id, epoch_us(feature_ts), {int(seed)}))"
+            source = f"""read_parquet($files, union_by_name = true)
+                WHERE ts >= $lower AND ts < $upper AND model_name = $name AND model_version = $version
+                  AND endpoint IN ({endpoints}) {scored}"""
+            values = {
+                "files": files,
+                "lower": lower,
+                "upper": upper,
+                "name": model_name,
+                "version": str(model_version),
+            }
+            # 1. one hash per prediction key (a spilling aggregate of one integer column): the
+            #    count, and the cut below which the max_rows smallest hashes lie.
+            con.execute(
+                f"CREATE TEMP TABLE window_keys AS SELECT DISTINCT {digest} AS h FROM {source}", values
+            )
+            ((rows,),) = con.execute("SELECT count(*) FROM window_keys").fetchall()
+            ((cut,),) = con.execute(
+                f"SELECT max(h) FROM (SELECT h FROM window_keys ORDER BY h LIMIT {int(max_rows)})"
+            ).fetchall()
+            # 2. the rows of those keys, one per key (the earliest): at most max_rows of them.
+            query = f"SELECT DISTINCT ON ({key}) * FROM {source} AND {digest} <= $cut"
+            query += f" ORDER BY {key}, ts, request_id"
+            table = (
+                con.sql(query, params=values | {"cut": cut}).to_arrow_table()
+                if rows
+                else schema.empty_table()
+            )
+        finally:
+            con.close()
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    present = [name for name in schema.names if name in table.column_names]
+    table = table.select(present).cast(pa.schema([schema.field(name) for name in present]))
+    return WindowSample(rows=rows, frame=table.to_pandas())
 
 
 def read_prediction_log(
@@ -155,22 +357,11 @@ def read_prediction_log(
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
-    root = Path(directory)
     schema = log_schema()
     lower, upper = _utc(start, "start"), _utc(end, "end")
     if columns is not None:
         schema = pa.schema([schema.field(name) for name in columns])
-    if not root.is_dir():
-        return schema.empty_table()
-    partitions = sorted(p for p in root.glob(f"{PARTITION}=*") if p.is_dir())
-    keep = []
-    for partition in partitions:
-        day = partition.name.split("=", 1)[1]
-        if lower is not None and day < f"{lower.astimezone(UTC):%Y-%m-%d}":
-            continue
-        if upper is not None and day > f"{upper.astimezone(UTC):%Y-%m-%d}":
-            continue
-        keep.extend(sorted(str(f) for f in partition.glob("*.parquet")))
+    keep = _window_files(Path(directory), lower=lower, upper=upper)
     if not keep:
         return schema.empty_table()
     dataset = ds.dataset(keep, schema=log_schema(), format="parquet")
@@ -187,6 +378,15 @@ def read_prediction_log(
     return dataset.to_table(filter=condition, columns=columns)
 
 
+def unique_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a monitoring window with one row per :data:`PREDICTION_KEY` (the earliest, by
+    ``ts`` then ``request_id``): a repeated request or a second batch run adds nothing."""
+    if frame.empty:
+        return frame
+    ordered = frame.sort_values(["ts", "request_id"], kind="stable")
+    return ordered.drop_duplicates(list(PREDICTION_KEY), keep="first").sort_index()
+
+
 def read_prediction_log_table(
     engine: sa.Engine,
     *,
@@ -194,6 +394,7 @@ def read_prediction_log_table(
     end: datetime | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    endpoints: tuple[str, ...] | None = None,
     table: str = "prediction_log",
     columns: list[str] | None = None,
 ) -> pa.Table:
@@ -213,6 +414,8 @@ def read_prediction_log_table(
         query = query.where(log.c.model_name == model_name)
     if model_version is not None:
         query = query.where(log.c.model_version == str(model_version))
+    if endpoints is not None:
+        query = query.where(log.c.endpoint.in_(endpoints))
     with engine.connect() as conn:
         schema = pa.schema([log_schema().field(name) for name in names])
         if not sa.inspect(conn).has_table(table):

@@ -38,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from churnops.contracts.clock import current_time
 from churnops.contracts.columns import CREATED_TS, EVENT_TS
 from churnops.contracts.timestamps import parse_utc
 from churnops.data.validate import (
@@ -313,8 +314,12 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def ingest_telco(*, path: Path, as_of: datetime, sources_dir: Path, quarantine_dir: Path) -> IngestReport:
+def ingest_telco(
+    *, path: Path, as_of: datetime, sources_dir: Path, quarantine_dir: Path, now: datetime | None = None
+) -> IngestReport:
     """Validate a Telco churn CSV, quarantine the bad rows and write the good ones as Feast sources.
+
+    ``now`` (default: the wall clock) stamps the rows' ``created`` time.
 
     Raises DataFileError when the file as a whole is unusable; bad rows never raise.
     """
@@ -338,7 +343,7 @@ def ingest_telco(*, path: Path, as_of: datetime, sources_dir: Path, quarantine_d
     keep = ~checked.bad
     accepted = pd.DataFrame({name: array[keep] for name, array in checked.values.items()})
     accepted.insert(1, EVENT_TS, stamp)
-    accepted.insert(2, CREATED_TS, pd.Timestamp(datetime.now(UTC)))
+    accepted.insert(2, CREATED_TS, pd.Timestamp(current_time(now)))
     accepted[EVENT_TS] = accepted[EVENT_TS].astype("datetime64[us, UTC]")
     accepted[CREATED_TS] = accepted[CREATED_TS].astype("datetime64[us, UTC]")
     sources = write_sources(

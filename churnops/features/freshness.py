@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from churnops.contracts.clock import current_time
+
 
 @dataclass(frozen=True)
 class Freshness:
@@ -54,7 +56,7 @@ def freshness(*, data_time: datetime, ttl: Mapping[str, timedelta], now: datetim
         raise ValueError("data_time must be tz-aware (UTC)")
     if not ttl:
         raise ValueError("ttl is empty: pass each view's TTL")
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = current_time(now).astimezone(UTC)
     data_time = data_time.astimezone(UTC)
     stale = tuple(sorted(view for view, limit in ttl.items() if now - data_time > limit))
     return Freshness(data_time=data_time, now=now, ttl=dict(ttl), stale_views=stale)
@@ -62,7 +64,7 @@ def freshness(*, data_time: datetime, ttl: Mapping[str, timedelta], now: datetim
 
 def today_as_of(now: datetime | None = None) -> datetime:
     """Midnight UTC of today: the ``--as-of`` that makes a snapshot of today's customers servable."""
-    now = (now or datetime.now(UTC)).astimezone(UTC)
+    now = current_time(now).astimezone(UTC)
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -70,6 +72,6 @@ def recent_start(*, months: int, now: datetime | None = None) -> date:
     """The ``data generate --start`` whose last of ``months`` monthly snapshots is this month."""
     if months < 1:
         raise ValueError("months must be >= 1")
-    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    today = current_time(now).astimezone(UTC).date()
     index = today.year * 12 + (today.month - 1) - (months - 1)
     return date(index // 12, index % 12 + 1, 1)

@@ -15,6 +15,7 @@ from feast import FeatureService, FeatureStore
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 from feast.type_map import feast_value_type_to_python_type
 
+from churnops.contracts.clock import current_time
 from churnops.contracts.columns import JOIN_KEY, feature_names
 from churnops.contracts.online import OnlineRow, classify
 
@@ -55,7 +56,7 @@ def fetch_online(
     """
     if not customer_ids:
         return []
-    now = now or datetime.now(UTC)
+    now = current_time(now)
     response = store.get_online_features(
         features=layout.service, entity_rows=[{JOIN_KEY: cid} for cid in customer_ids]
     )

@@ -18,13 +18,12 @@ environment (``CHURNOPS_*``) as for the CLI; the resource's fields override a fe
 
 # No `from __future__ import annotations`: Dagster reads the op signatures at run time.
 
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from churnops.contracts.stages import Trigger
 from churnops.settings import Settings
 
 
@@ -48,9 +47,12 @@ class ChurnOpsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return Settings(**overrides)
 
     def clock(self) -> datetime:
+        from churnops.contracts.clock import not_in_future
         from churnops.contracts.timestamps import parse_utc
 
-        return parse_utc(self.now, field="now") if self.now else datetime.now(UTC)
+        if self.now:
+            return not_in_future(parse_utc(self.now, field="now"), field="now")
+        return self.settings().clock
 
     def policy(self) -> Any:
         from churnops.retraining import load_policy
@@ -125,9 +127,8 @@ def promote(context: dg.OpExecutionContext, churnops: ChurnOpsResource, staged: 
     moved = promote_retrained(
         settings=churnops.settings(),
         policy=churnops.policy(),
-        version=int(staged["version"]),
-        trigger=Trigger.parse(staged["trigger"]),
-        decision_id=staged["decision_id"],
+        decision_id=int(staged["decision_id"]),
+        now=churnops.clock(),
     )
     context.log.info(f"version {staged['version']}: {'Production' if moved else 'stays in Staging'}")
     return moved
@@ -154,16 +155,11 @@ nightly_loop = dg.ScheduleDefinition(
 
 
 def pending_decision(settings: Settings) -> int | None:
-    """The latest decision, when it fired and nothing acted on it yet (no version, no training run)."""
-    from churnops.retraining.orders import acted_on
-    from churnops.wiring import open_registry
-    from registry_ext.decisions import list_decisions
+    """The newest fired decision no retrain finished yet (by id; a later check never hides it)."""
+    from churnops.jobs import pending_retrain
 
-    with open_registry(settings, write=False) as registry:
-        latest = list_decisions(registry.engine, name=settings.model_name, limit=1)
-        if not latest or not latest[0].fired:
-            return None
-        return None if acted_on(registry=registry, decision_id=latest[0].id) else latest[0].id
+    record = pending_retrain(settings=settings)
+    return None if record is None else record.id
 
 
 @dg.sensor(job=churn_retrain, minimum_interval_seconds=300, name="retrain_decision_sensor")

@@ -1,13 +1,20 @@
 """One retraining check: the latest monitoring windows + past decisions -> ``decide`` -> a row in
 ``retrain_decisions``. Shared by ``churnops retrain check``, the orchestrator's sensor and the
-policy backtest, so all three decide by the same rule on the same records."""
+policy backtest, so all three decide by the same rule on the same records.
+
+The cooldown and the cap count only retrains that finished (registered, promoted, refused). A
+check never cancels a fired decision nobody finished: while one is pending, a check that would
+fire is recorded as not fired, suppressed by ``pending``, with a reason naming the pending
+decision and the command that finishes it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from churnops.contracts.stages import Stage
+from churnops.contracts.decisions import FINISHED
+from churnops.contracts.stages import Stage, Trigger
 from churnops.retraining.decide import PastDecision, decide
 from churnops.retraining.observations import read_monitoring_windows
 from churnops.retraining.policy import RetrainPolicy
@@ -26,11 +33,18 @@ def production_since(registry: ModelRegistry) -> datetime | None:
     return max(times) if times else production.created
 
 
+def past_retrains(records: Sequence[DecisionRecord]) -> list[PastDecision]:
+    """What the cooldown and the cap count: each decision, ``fired`` only when its retrain
+    finished (registered, promoted, refused), not a fire nobody acted on, nor a crash."""
+    return [PastDecision(time=d.time, fired=d.state in FINISHED, trigger=d.trigger) for d in records]
+
+
 def check_and_record(
     *, registry: ModelRegistry, policy: RetrainPolicy, now: datetime, actor: str
 ) -> DecisionRecord:
     """Evaluate ``policy`` at ``now`` for the Production version and append the decision."""
-    from registry_ext.decisions import append_decision, list_decisions
+    from churnops.retraining.orders import resume_command
+    from registry_ext.decisions import append_decision, list_decisions, pending_decision
 
     production = registry.production()
     windows = []
@@ -40,10 +54,7 @@ def check_and_record(
             client=registry.client, model_name=registry.model_name, model_version=str(production.version)
         )
         reference = production.metrics.get("test_roc_auc")
-    past = [
-        PastDecision(time=d.time, fired=d.fired, trigger=d.trigger)
-        for d in list_decisions(registry.engine, name=registry.model_name)
-    ]
+    past = past_retrains(list_decisions(registry.engine, name=registry.model_name))
     decision = decide(
         policy=policy,
         now=now,
@@ -53,16 +64,53 @@ def check_and_record(
         production_since=production_since(registry),
     )
     doc = decision.to_dict()
+    fired, suppressed, reasons = decision.fired, decision.suppressed_by, list(doc["reasons"])
+    pending = pending_decision(registry.engine, name=registry.model_name)
+    if pending is not None:
+        if fired:
+            fired, suppressed = False, "pending"
+        reasons.append(
+            {
+                "trigger": (pending.trigger or Trigger.MANUAL).value,
+                "check": "pending",
+                "met": True,
+                "detail": f"decision {pending.id} fired and is {pending.state.value}: "
+                f"`{resume_command(pending.id)}` finishes it",
+                "value": float(pending.id),
+                "threshold": None,
+            }
+        )
     return append_decision(
         registry.engine,
         name=registry.model_name,
         time=decision.time,
-        fired=decision.fired,
+        fired=fired,
         trigger=decision.trigger,
-        suppressed_by=decision.suppressed_by,
+        suppressed_by=suppressed,
         model_version=decision.model_version or (None if production is None else str(production.version)),
         report=decision.report,
         policy=policy.label(),
         actor=actor,
-        reasons=doc["reasons"],
+        reasons=reasons,
     )
+
+
+def fail_killed_runs_if_idle(*, registry: ModelRegistry, holder: str) -> list[str]:
+    """Mark FAILED the MLflow runs of killed retrains, when no retrain of the model is running
+    (the retrain lease is free: taken for the sweep, then released); [] when one is running."""
+    from churnops.retraining.orders import fail_killed_runs, holder_is_dead
+    from registry_ext.leases import Lease, try_acquire
+
+    got = try_acquire(
+        registry.engine,
+        key=f"retrain:{registry.model_name}",
+        holder=holder,
+        ttl_s=60.0,
+        take_over=holder_is_dead,
+    )
+    if not isinstance(got, Lease):
+        return []
+    try:
+        return fail_killed_runs(registry=registry)
+    finally:
+        got.release()

@@ -15,7 +15,9 @@ and returns a :class:`Decision` that the caller records. The rules:
   install does not retrain at its first check; with neither, the schedule waits;
 - the first due trigger in that order is the decision's trigger; it is suppressed by
   ``cooldown`` (a retrain less than ``cooldown_hours`` ago) and then by ``cap`` (already
-  ``max_retrains`` retrains in the last ``period_days``). A retrain is a past decision that fired.
+  ``max_retrains`` retrains in the last ``period_days``). A retrain is a past decision whose
+  retrain finished (registered, promoted or refused: ``PastDecision.fired``), at or before now:
+  a fire nobody acted on, a claimed or failed retrain, and a time in the future count for nothing.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Literal
 from churnops.contracts.stages import Trigger
 from churnops.retraining.policy import RetrainPolicy
 
-Suppression = Literal["cooldown", "cap", "not_k_consecutive"]
+Suppression = Literal["cooldown", "cap", "not_k_consecutive", "pending"]
 ORDER = (Trigger.PERFORMANCE, Trigger.DRIFT, Trigger.SCHEDULED)
 
 
@@ -49,6 +51,8 @@ class MonitoringWindow:
 
 @dataclass(frozen=True)
 class PastDecision:
+    """A past decision; ``fired``: a retrain ran on it to the end (see the module docstring)."""
+
     time: datetime
     fired: bool
     trigger: Trigger | None = None

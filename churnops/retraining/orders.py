@@ -1,26 +1,66 @@
-"""What a retrain acts on: the latest fired decision, or a forced one recorded for it.
+"""What a retrain acts on: a named decision, the newest pending one, or a forced one recorded now.
 
-Called under the retrain lock (``run_retrain`` takes it first), so two runs cannot both act on
-the same decision, and a forced run records its decision only once it holds the lock: a run
-refused as busy leaves no fired decision behind to count against the cooldown and the cap.
+Called under the retrain lease (``run_retrain`` takes it first), so two runs cannot both take
+the same decision on, and a forced run records its decision only once it holds the lease: a run
+refused as busy leaves no fired decision behind. Decisions are picked by id, never by time.
+Every refusal here (nothing fired, already acted on, a pending decision blocks a forced one) is
+a :class:`DecisionRefusedError` (the CLI's exit 3); an unknown id is bad input (exit 2).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from churnops.contracts.decisions import DecisionState, claimable
 from churnops.contracts.stages import Trigger
 
 if TYPE_CHECKING:
     from registry_ext import ModelRegistry
+    from registry_ext.decisions import DecisionRecord
+    from registry_ext.leases import LeaseState
+
+log = logging.getLogger(__name__)
 
 TAG_DECISION = "churnops.decision_id"
 
 
-class NoDecisionError(ValueError):
-    """Nothing to act on: the latest decision did not fire, or it already produced a version."""
+class DecisionRefusedError(RuntimeError):
+    """The decision cannot be acted on now: it did not fire, it is finished, or another one is
+    pending (the message names the command that acts on the right one)."""
+
+
+NoDecisionError = DecisionRefusedError  # the name earlier releases used
+
+
+def lease_holder() -> str:
+    """Who holds a lease: host, process and a random suffix (unique per acquisition)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_is_dead(state: LeaseState) -> bool:
+    """Whether a lease's holder (see :func:`lease_holder`) is a process of this host that no
+    longer exists (killed): its lease is taken over at once instead of after its expiry."""
+    host, _, rest = state.holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def resume_command(decision_id: int) -> str:
+    return f"churnops retrain run --decision {decision_id}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +70,7 @@ class RetrainOrder:
     trigger: Trigger
     decision_id: int | None
     drift_report: str | None = None
+    decision: DecisionRecord | None = None
 
 
 def order_from_decisions(
@@ -41,13 +82,24 @@ def order_from_decisions(
     actor: str,
     decision_id: int | None = None,
 ) -> RetrainOrder:
-    """The order for a retrain of ``registry.model_name``: the decision ``decision_id`` (else the
-    latest one), which must have fired and produced no version yet; or, when ``forced``, a new
-    fired decision recorded now."""
-    from registry_ext.decisions import append_decision, get_decision, list_decisions
+    """The order for a retrain of ``registry.model_name``: decision ``decision_id`` (which must
+    have fired and not be finished; a failed one may be retried), else the newest pending one;
+    or, when ``forced``, a new fired decision recorded now (refused while one is pending)."""
+    from registry_ext.decisions import (
+        UnknownDecisionError,
+        append_decision,
+        get_decision,
+        pending_decision,
+    )
 
     name = registry.model_name
     if forced is not None:
+        waiting = pending_decision(registry.engine, name=name)
+        if waiting is not None:
+            raise DecisionRefusedError(
+                f"decision {waiting.id} fired and is {waiting.state.value}, not finished: finish it "
+                f"first with `{resume_command(waiting.id)}`"
+            )
         record = append_decision(
             registry.engine,
             name=name,
@@ -68,45 +120,79 @@ def order_from_decisions(
                 }
             ],
         )
-        return RetrainOrder(trigger=forced, decision_id=record.id)
+        return _order(record)
     if decision_id is not None:
         asked = get_decision(registry.engine, decision_id=decision_id)
-        latest = [] if asked is None or asked.name != name else [asked]
-        which = f"decision {decision_id}"
-    else:
-        latest = list_decisions(registry.engine, name=name, limit=1)
-        which = "the latest retrain decision"
-    trigger = latest[0].trigger if latest and latest[0].fired else None
-    if trigger is None:
-        raise NoDecisionError(
-            f"{which} did not fire (or there is none for model {name!r}): run `churnops retrain check` "
+        if asked is None or asked.name != name:
+            raise UnknownDecisionError(
+                f"--decision: there is no retrain decision {decision_id} for model {name!r} "
+                "(`churnops retrain check` prints the id of the decision it records)"
+            )
+        if not asked.fired:
+            raise DecisionRefusedError(
+                f"decision {decision_id} did not fire: nothing to retrain; run `churnops retrain check` "
+                "again, or force one with --trigger manual"
+            )
+        if not claimable(asked.state, named=True):
+            raise DecisionRefusedError(
+                f"decision {decision_id} was already acted on (it is {asked.state.value}"
+                f"{_outcome(asked)}); run `churnops retrain check` again, or force a retrain with "
+                "--trigger manual"
+            )
+        return _order(asked)
+    waiting = pending_decision(registry.engine, name=name)
+    if waiting is None:
+        raise DecisionRefusedError(
+            f"no fired retrain decision of model {name!r} is waiting: run `churnops retrain check` "
             "first, or force one with --trigger manual"
         )
-    decision = latest[0]
-    done = acted_on(registry=registry, decision_id=decision.id)
-    if done is not None:
-        raise NoDecisionError(
-            f"decision {decision.id} was already acted on ({done}); run `churnops retrain check` "
-            "again, or force a retrain with --trigger manual"
-        )
-    return RetrainOrder(trigger=trigger, decision_id=decision.id, drift_report=decision.report)
+    return _order(waiting)
+
+
+def _order(record: DecisionRecord) -> RetrainOrder:
+    trigger = record.trigger or Trigger.MANUAL
+    return RetrainOrder(trigger=trigger, decision_id=record.id, drift_report=record.report, decision=record)
+
+
+def _outcome(record: DecisionRecord) -> str:
+    version = record.last_detail(DecisionState.REGISTERED).get("version")
+    return "" if version is None else f": version {version}"
 
 
 def acted_on(*, registry: ModelRegistry, decision_id: int) -> str | None:
-    """How decision ``decision_id`` was already acted on (a version, or a finished training run
-    whose candidate failed its gates), or None: one verdict gets one retrain, whatever its
-    outcome. A run that crashed (status FAILED) does not count: the decision can be retried."""
-    for version in registry.all_versions():
-        if version.tags.get(TAG_DECISION) == str(decision_id):
-            return f"it produced version {version.version}"
+    """How decision ``decision_id`` was acted on (its state, when not waiting for a retrain), or
+    None while it is pending (fired, or a crashed retrain to resume)."""
+    from registry_ext.decisions import get_decision
+
+    record = get_decision(registry.engine, decision_id=decision_id)
+    if record is None or claimable(record.state, named=False):
+        return None
+    return f"it is {record.state.value}{_outcome(record)}"
+
+
+def fail_killed_runs(*, registry: ModelRegistry) -> list[str]:
+    """Mark FAILED every MLflow run of a retrain of this model (tagged with one of its decision
+    ids) that is still RUNNING.
+
+    Call it only while holding the model's retrain lease: then none of its retrains is running,
+    and a RUNNING retrain run is one whose process was killed. Returns the run ids it marked."""
+    from registry_ext.decisions import get_decision
+
     client = registry.client
     experiments = [e.experiment_id for e in client.search_experiments()]
-    if experiments:
-        runs = client.search_runs(
-            experiments,
-            filter_string=f"tags.`{TAG_DECISION}` = '{decision_id}' AND attributes.status = 'FINISHED'",
-            max_results=1,
-        )
-        if runs:
-            return f"training run {runs[0].info.run_id} registered no version"
-    return None
+    if not experiments:
+        return []
+    marked = []
+    for run in client.search_runs(
+        experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000
+    ):
+        tag = run.data.tags.get(TAG_DECISION, "")
+        if not tag.isdigit():
+            continue
+        decision = get_decision(registry.engine, decision_id=int(tag))
+        if decision is None or decision.name != registry.model_name:
+            continue
+        client.set_terminated(run.info.run_id, status="FAILED")
+        log.warning("marked MLflow run %s FAILED: its retrain (decision %s) was killed", run.info.run_id, tag)
+        marked.append(run.info.run_id)
+    return marked

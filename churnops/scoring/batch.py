@@ -12,9 +12,7 @@ at T and lines up with the labels of that snapshot (``feature_ts``).
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,13 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnops.contracts.columns import EVENT_TS, JOIN_KEY, feature_names
-from churnops.contracts.prediction_log import COLUMNS, log_schema
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, column, feature_names
+from churnops.contracts.model_input import model_frame
+from churnops.contracts.prediction_log import BATCH_ENDPOINT, COLUMNS, Sink, batch_request_id, log_schema
 
-BATCH_ENDPOINT = "batch"
 ACTIVITY_VIEW = "account"
 CHUNK_ROWS = 200_000
-Sink = Callable[[str, dict[str, list[Any]]], object]
 
 
 class BatchScoringError(ValueError):
@@ -135,12 +132,14 @@ def score_active_customers(
     entity = pd.DataFrame({JOIN_KEY: active[JOIN_KEY], EVENT_TS: pd.Timestamp(as_of).tz_convert("UTC")})
     features = build_training_set(store=store, entity_df=entity, feature_service=model.feature_service)
     names = [n for n in feature_names() if n in features.columns]
+    columns = [column(n) for n in names]
     usable = features[names].notna().all(axis=1).to_numpy()
     probability = np.full(len(features), np.nan)
     rows = np.flatnonzero(usable)
     for start in range(0, len(rows), CHUNK_ROWS):
         part = rows[start : start + CHUNK_ROWS]
-        probability[part] = model.estimator.predict_proba(features.iloc[part][names])[:, 1]
+        x = model_frame(features.iloc[part], columns=columns)  # the one builder training fitted on
+        probability[part] = model.estimator.predict_proba(x)[:, 1]
     status = np.where(usable, "ok", "missing_features")
     out = pd.DataFrame(
         {
@@ -152,7 +151,7 @@ def score_active_customers(
         }
     )
     out.loc[~usable, "churn_probability"] = pd.NA
-    request_id = uuid.uuid4().hex
+    request_id = batch_request_id(model_name=model.name, model_version=model.version, as_of=as_of)
     logged = 0
     if sink is not None:
         logged = _log(
@@ -222,5 +221,5 @@ def _log(
                 columns[name] = pa.array(values, type=field.type, from_pandas=True)
             else:
                 columns[name] = pa.nulls(n, type=field.type)
-    sink(f"{when:%Y-%m-%d}", {name: columns[name] for name in COLUMNS})
+    sink(f"{when:%Y-%m-%d}", {name: columns[name] for name in COLUMNS}, batch_id=request_id)
     return n

@@ -5,8 +5,9 @@ ColumnTransformer: categories are imputed with a ``__missing__`` level (NaN firs
 ``None``: SimpleImputer treats them separately) and one-hot encoded with unknown levels
 ignored; numbers are median-imputed and standard-scaled.
 
-The fitted pipelines serialise with skops; :data:`TRUSTED_TYPES` is the allow-list their
-loading needs beyond skops' defaults (checked by the tests for every family).
+The fitted pipelines serialise with skops; :data:`TRUSTED_TYPES` (defined once in
+``churnops.contracts.artifacts``, where the loaders read it) is the allow-list their loading
+needs beyond skops' defaults (checked by the tests for every family).
 """
 
 from __future__ import annotations
@@ -25,16 +26,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
+from churnops.contracts.artifacts import TRUSTED_TYPES as TRUSTED_TYPES  # re-exported for training
 from churnops.contracts.columns import Column
 from churnops.training.frame import categorical, numeric
 
 MISSING = "__missing__"
-
-TRUSTED_TYPES: tuple[str, ...] = (
-    "numpy.dtype",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-)
-"""Types skops must be told to trust to load these pipelines (all from numpy / scikit-learn)."""
 
 
 def preprocessor(columns: Sequence[Column]) -> ColumnTransformer:

@@ -1,8 +1,6 @@
-"""The model's input frame: raw feature columns with plain dtypes and ``None`` for missing.
-
-Serving sends raw features (``None`` where a value is missing); the model's preprocessing
-handles everything else. Training uses the same representation so that what the model saw at
-fit time is exactly what serving sends.
+"""The training frame's columns and labels; the model's input is built by
+:func:`churnops.contracts.model_input.model_frame`, the one builder serving and batch scoring
+use too (one dtype per column kind), so what the model saw at fit time is what it is sent later.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from churnops.contracts.columns import FEATURES, LABEL, Column
+from churnops.contracts.model_input import ModelInputError, model_frame
 from churnops.training.errors import TrainingDataError
 
 
@@ -38,20 +37,13 @@ def numeric(columns: Sequence[Column]) -> list[str]:
 
 
 def model_input(frame: pd.DataFrame, *, columns: Sequence[Column]) -> pd.DataFrame:
-    """Raw features as the model takes them: numbers as float64 (NaN missing), categories as
-    Python objects (``None`` missing)."""
-    missing = [c.name for c in columns if c.name not in frame.columns]
-    if missing:
-        raise TrainingDataError(f"the training frame lacks feature column(s) {missing}")
-    out: dict[str, pd.Series] = {}
-    for col in columns:
-        values = frame[col.name]
-        if col.kind == "category":
-            as_object = values.astype("object")
-            out[col.name] = as_object.where(values.notna(), None)
-        else:
-            out[col.name] = pd.to_numeric(values).astype("float64")
-    return pd.DataFrame(out, index=frame.index)
+    """Raw features as the model takes them (:func:`~churnops.contracts.model_input.model_frame`):
+    categories as Python objects (``None`` missing), integers and flags as ``int64`` (``Int64``
+    with ``pd.NA`` when one is missing), floats as ``float64``."""
+    try:
+        return model_frame(frame, columns=columns)
+    except ModelInputError as error:
+        raise TrainingDataError(f"the training frame: {error}") from None
 
 
 def labels(frame: pd.DataFrame) -> np.ndarray:

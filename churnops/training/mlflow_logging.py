@@ -25,6 +25,7 @@ import pandas as pd
 from churnops.contracts.artifacts import MODEL_PATH, sha256_of_path
 from churnops.contracts.columns import Column
 from churnops.contracts.log_filters import drop_messages
+from churnops.contracts.model_input import MLFLOW_TYPES, model_frame
 from churnops.training.candidates import TRUSTED_TYPES
 from churnops.training.errors import TrainingError
 
@@ -88,13 +89,13 @@ def frame_sha256(frame: pd.DataFrame) -> str:
 
 
 def model_signature(columns: Sequence[Column]) -> ModelSignature:
-    """Every raw feature, optional (serving sends None for missing); output: class probabilities."""
+    """Every raw feature with its kind's type (``MLFLOW_TYPES``: integers and flags ``long``,
+    never ``double``), so ``mlflow.pyfunc`` takes ``model_frame``'s output as is; optional
+    columns. Output: the class probabilities."""
     from mlflow.models.signature import ModelSignature
     from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
-    inputs = Schema(
-        [ColSpec("string" if c.kind == "category" else "double", c.name, required=False) for c in columns]
-    )
+    inputs = Schema([ColSpec(MLFLOW_TYPES[c.kind], c.name, required=False) for c in columns])
     outputs = Schema([TensorSpec(np.dtype("float64"), (-1, 2), "probabilities")])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -123,11 +124,11 @@ def save_model_dir(*, model: Any, columns: Sequence[Column], input_example: pd.D
     # The environment is pinned by pip_requirements; the conda.yaml MLflow also writes wants pip's
     # version, and a uv environment has no pip: MLflow then warns on every save.
     drop_messages("mlflow.utils.environment", ("Failed to resolve installed pip version",))
-    # The signature declares every numeric feature a double; an integer-typed example makes MLflow
-    # warn that integers cannot hold missing values, which the signature already allows.
-    example = input_example.astype(
-        {c: "float64" for c in input_example.columns if pd.api.types.is_integer_dtype(input_example[c])}
-    )
+    # The example is complete rows built by the one model-input builder: integer columns are
+    # int64 as the signature says (a missing value would make them nullable Int64, which MLflow's
+    # schema enforcement cannot turn into a long). No complete row: no example.
+    complete = input_example[input_example.notna().all(axis=1)].head(5)
+    example = model_frame(complete, columns=columns) if len(complete) else None
     mlflow.sklearn.save_model(
         model,
         str(path),

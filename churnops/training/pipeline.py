@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT, window_param
+from churnops.contracts.clock import current_time, wall_clock
 from churnops.contracts.columns import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL
 from churnops.training.candidates import FAMILIES, FittedCandidate, fit_candidate, score
 from churnops.training.errors import TrainingDataError, TrainingError
@@ -226,7 +227,7 @@ def run_name(*, feature_service: str, trigger: str, now: datetime | None = None)
     import uuid
     from datetime import UTC
 
-    when = (now or datetime.now(UTC)).astimezone(UTC)
+    when = current_time(now).astimezone(UTC)
     return f"train-{feature_service}-{trigger}-{when:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
 
 
@@ -329,8 +330,8 @@ def _check_tracking(store: FeatureStore, client: MlflowClient) -> None:
 def _window_params(windows: Mapping[str, Window]) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, w in windows.items():
-        out[f"window_{name}_start"] = w.start.isoformat()
-        out[f"window_{name}_end"] = w.end.isoformat()
+        out[window_param(name, "start")] = w.start.isoformat()
+        out[window_param(name, "end")] = w.end.isoformat()
     return out
 
 
@@ -625,11 +626,9 @@ def _params(params: Mapping[str, Any]) -> list[Any]:
 
 
 def _log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float]) -> None:
-    import time
-
     from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
+    now = int(wall_clock().timestamp() * 1000)  # when it was logged, in MLflow's own terms
     items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
     for start in range(0, len(items), 500):
         client.log_batch(run_id, metrics=items[start : start + 500])

@@ -26,6 +26,8 @@ ARGS: dict[str, list[str]] = {
     "registry promote": ["1", "--stage", "Staging", "--reason", "r"],
     "registry compare": ["1", "2"],
     "registry rollback": ["--reason", "r"],
+    "registry adopt": ["1", "--reason", "r"],
+    "registry delete-unregistered": ["1", "--reason", "r"],
 }
 # Commands that create what they need: rc 0 is their meaning on an empty home.
 CREATORS = {"data generate", "data ingest", "registry migrate"}

@@ -134,3 +134,73 @@ def test_monitor_says_what_to_run_first_on_an_empty_home(
     result = CliRunner().invoke(app, ["monitor", "drift", "--json"])
     assert result.exit_code == 2
     assert "Production" in json.loads(result.stdout)["error"]
+
+
+@pytest.mark.timeout(900)  # two `churnops score` start-ups at once: slow on a loaded 2-core machine
+def test_what_if_flood_and_repeated_scoring_leave_the_window_unchanged(
+    monitored: tuple[Path, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18: what-if rows never enter a window, and a batch run again (or twice at once)
+    adds no second copy, so neither can fire or mask a drift retrain."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from churnops.contracts.prediction_log import (
+        BATCH_ENDPOINT,
+        COLUMNS,
+        WHAT_IF_ENDPOINT,
+        read_prediction_log,
+    )
+    from churnops.wiring import prediction_log_dir, prediction_log_writer
+
+    home, settings = monitored
+    as_of, window = (
+        "2024-06-01T00:00:00Z",
+        ("--start", "2024-06-01T00:00:00Z", "--end", "2024-06-02T00:00:00Z"),
+    )
+    first = invoke(home, monkeypatch, "score", "--as-of", as_of)
+    before = invoke(home, monkeypatch, "monitor", "drift", *window)
+    assert before["status"] == "no_drift" and before["current"]["rows"] == first["scored"]
+
+    # The same batch again, then two `churnops score` processes at once.
+    again = invoke(home, monkeypatch, "score", "--as-of", as_of)
+    assert again["request_id"] == first["request_id"]
+    churnops = str(Path(sys.executable).with_name("churnops"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNOPS_")} | {
+        "CHURNOPS_HOME": str(home)
+    }
+    runs = [
+        subprocess.Popen([churnops, "score", "--as-of", as_of], env=env, stdout=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    assert [run.wait(timeout=600) for run in runs] == [0, 0]
+    when = pd.Timestamp(as_of)
+    log = read_prediction_log(prediction_log_dir(settings)).to_pandas()
+    batch = log[(log["ts"] == when) & (log["endpoint"] == BATCH_ENDPOINT)]
+    assert len(batch) == first["rows"] and batch["customer_id"].is_unique
+
+    # A what-if flood inside the window: 4 requests of 1,000 identical, extreme rows.
+    row = batch.iloc[0]
+    sink = prediction_log_writer(settings)
+    for request in range(4):
+        columns = {name: [row[name]] * 1000 for name in COLUMNS}
+        columns |= {
+            "endpoint": [WHAT_IF_ENDPOINT] * 1000,
+            "request_id": [f"what-if-{request}"] * 1000,
+            "ts": [when.to_pydatetime() + pd.Timedelta(minutes=10)] * 1000,
+            "monthly_charges": [400.0] * 1000,
+            "tenure": [1] * 1000,
+            "score": [0.99] * 1000,
+        }
+        sink("2024-06-01", columns)
+    flooded = read_prediction_log(prediction_log_dir(settings)).to_pandas()
+    assert (flooded["endpoint"] == WHAT_IF_ENDPOINT).sum() >= 4000  # kept in the log, marked as such
+
+    after = invoke(home, monkeypatch, "monitor", "drift", *window)
+    assert after["status"] == before["status"]
+    assert after["current"]["rows"] == before["current"]["rows"]
+    assert after["data_drift"]["features"] == before["data_drift"]["features"]
+    assert after["prediction_drift"]["score"] == before["prediction_drift"]["score"]

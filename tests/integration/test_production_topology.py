@@ -49,6 +49,7 @@ from tests.support.prometheus import (
 from tests.support.s3_server import WEED_HOW, S3Endpoint, S3Unavailable, weed_s3
 from tests.support.samples import drift_document, performance_report
 from tests.support.serving_env import Environment, ServiceProcess
+from tests.support.signing import signing_key_files
 from tests.support.topology import serving_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -129,6 +130,7 @@ def topology(postgres_url: str, redis_url: str, tmp_path: Path) -> Iterator[Topo
                 artifact_root=f"s3://{BUCKET}/models",
                 api_key=API_KEY,
                 s3=s3.environment(),
+                trusted_keys_file=str(signing_key_files().trusted_keys),
             )
             # Not in compose (defaults there): the model name the test registers, a fast alias poll.
             serving |= {"CHURNOPS_MODEL_NAME": MODEL, "CHURNOPS_SERVING_POLL_SECONDS": "1"}

@@ -1,6 +1,7 @@
-"""`churnops retrain check|run` from the command line, on a real home (Feast, MLflow SQLite,
-registry_ext): decisions read the drift reports `monitor drift` logs, are recorded append-only,
-and two concurrent `retrain run` processes never retrain the same model at once."""
+"""`churnops retrain check|run` from the command line, on a real home (Feast, MLflow on SQLite or
+PostgreSQL, registry_ext): decisions read the drift reports `monitor drift` logs, are recorded
+append-only, a second check never cancels an unacted fire, every refusal exits 3, and two
+concurrent `retrain run` processes never both register or promote."""
 
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ promote_to: Production
 """
 
 
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RetrainEnv]:
+@pytest.fixture(params=["sqlite"])
+def env(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[RetrainEnv]:
     home = tmp_path / "home"
     for var in (
         "CHURNOPS_MLFLOW_TRACKING_URI",
@@ -47,6 +50,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RetrainEnv]
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CHURNOPS_HOME", str(home))
+    if request.param == "postgresql":  # MLflow's backend store, and registry_ext's tables, on PostgreSQL
+        monkeypatch.setenv("CHURNOPS_MLFLOW_TRACKING_URI", request.getfixturevalue("postgres_url"))
     monkeypatch.setenv("CHURNOPS_ACTOR", "cli-tester")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "policy.yaml").write_text(POLICY)
@@ -112,12 +117,30 @@ def test_check_records_decisions_from_logged_reports_append_only(env: RetrainEnv
     assert streak["value"] >= 2 and streak["threshold"] == 2
     assert fired["policy"].startswith("test@")
 
-    result = runner.invoke(app, args)  # right after a fired decision: the cooldown holds
-    assert result.exit_code == 3
-    assert json.loads(result.stdout)["decision"]["suppressed_by"] == "cooldown"
-    result = runner.invoke(app, ["retrain", "run", "--json", "--policy", str(tmp_path / "policy.yaml")])
-    assert result.exit_code == 2
-    assert "latest retrain decision did not fire" in json.loads(result.stdout)["error"]
+    # a second check before any run never cancels the fire: not fired itself ("pending", not a
+    # cooldown: nothing retrained yet), but a retrain is due (exit 0) and it names the decision
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    second = json.loads(result.stdout)
+    assert second["decision"]["fired"] is False and second["decision"]["suppressed_by"] == "pending"
+    assert second["pending"] == {"id": fired["id"], "state": "fired"}
+    assert f"churnops retrain run --decision {fired['id']}" in second["decision"]["reasons"][-1]["detail"]
+    text = runner.invoke(app, args[:2] + args[3:])
+    assert text.exit_code == 0 and f"retrain run --decision {fired['id']}" in text.stdout
+
+    policy = ["--policy", str(tmp_path / "policy.yaml")]
+    refusals = {  # every refusal exits 3, bad input 2; none of these trains anything
+        ("--decision", str(first["id"])): (3, "did not fire"),
+        ("--trigger", "manual"): (3, f"churnops retrain run --decision {fired['id']}"),
+        ("--decision", "999"): (2, "no retrain decision 999"),
+        ("--decision", "1", "--trigger", "manual"): (2, "give one of them"),
+    }
+    for extra, (code, text_part) in refusals.items():
+        result = runner.invoke(app, ["retrain", "run", "--json", *policy, *extra])
+        assert result.exit_code == code, (extra, result.output)
+        assert text_part in json.loads(result.stdout)["error"], result.output
+    future = runner.invoke(app, [*args[:-1], "2199-01-01T00:00:00Z"])
+    assert future.exit_code == 2 and "--now" in json.loads(future.stdout)["error"]
 
     engine = env.registry.engine
     rows = list_decisions(engine, name=env.settings.model_name)
@@ -125,13 +148,14 @@ def test_check_records_decisions_from_logged_reports_append_only(env: RetrainEnv
         (False, None),
         (False, "not_k_consecutive"),
         (True, None),
-        (False, "cooldown"),
+        (False, "pending"),
+        (False, "pending"),
     ]
     assert all(r.actor == "cli-tester" for r in rows)
     for statement in ("UPDATE retrain_decisions SET fired = 0", "DELETE FROM retrain_decisions"):
         with pytest.raises(sa.exc.DatabaseError, match="append-only"), engine.begin() as conn:
             conn.execute(sa.text(statement))
-    assert len(list_decisions(engine, name=env.settings.model_name)) == 4
+    assert len(list_decisions(engine, name=env.settings.model_name)) == 5
 
 
 def test_bad_policy_is_a_clear_error(env: RetrainEnv, tmp_path: Path) -> None:
@@ -143,6 +167,8 @@ def test_bad_policy_is_a_clear_error(env: RetrainEnv, tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("env", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.timeout(900)  # two retrain processes at once on a loaded 2-core machine
 def test_two_concurrent_runs_one_is_refused(env: RetrainEnv, tmp_path: Path) -> None:
     command = [
         str(Path(sys.executable).with_name("churnops")),
@@ -170,6 +196,7 @@ def test_two_concurrent_runs_one_is_refused(env: RetrainEnv, tmp_path: Path) -> 
     assert [p.returncode for p, doc in zip(procs, docs, strict=True) if doc.get("busy")] == [3]
     refused = busy[0]
     assert "another retrain of model 'churn' is running" in refused["error"]
+    assert "is held by" in refused["error"]  # the lease names its holder
     (winner,) = [doc for doc in docs if not doc.get("busy")]
     assert winner["trigger"] == "manual" and winner["window"]["start"] == env.drift_from.isoformat()
     # only the run that held the lock recorded its forced decision (the refused one left nothing
@@ -178,3 +205,7 @@ def test_two_concurrent_runs_one_is_refused(env: RetrainEnv, tmp_path: Path) -> 
     assert [d.trigger.value for d in decisions if d.trigger] == ["manual"]
     versions = [r.version for r in env.registry.all_versions()]
     assert len(versions) == (2 if winner.get("version") is not None else 1)
+    promotions = [t for t in env.registry.audit() if t.to_stage.value == "Production"]
+    assert len(promotions) == (2 if winner.get("stage") == "Production" else 1)  # the initial one
+    (decision,) = [d for d in decisions if d.trigger and d.trigger.value == "manual"]
+    assert decision.state.value == winner["state"] and winner["lease_token"] >= 1

@@ -11,10 +11,18 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from churnops.contracts.decisions import DecisionState, DecisionTransitionError
 from churnops.contracts.stages import Trigger
 from registry_ext import InvalidInputError, registry_engine
-from registry_ext.decisions import append_decision, get_decision, list_decisions
-from registry_ext.migrate import current_revision, migrate_to_head
+from registry_ext.decisions import (
+    UnknownDecisionError,
+    append_decision,
+    append_transition,
+    get_decision,
+    list_decisions,
+    pending_decision,
+)
+from registry_ext.migrate import current_revision, head_revision, migrate_to_head
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2025, 3, 1, 6, tzinfo=UTC)
@@ -49,19 +57,21 @@ def _append(engine: Engine, *, hours: int, fired: bool, name: str = "churn") -> 
     ).id
 
 
-def test_decisions_round_trip_in_time_order(engine: Engine) -> None:
-    assert current_revision(engine) == "0003"
+def test_decisions_round_trip_in_recorded_order(engine: Engine) -> None:
+    # by id, not by their time: a decision recorded with a later (even future) time never hides
+    # the ones recorded after it (issue 17)
+    assert current_revision(engine) == head_revision()
     second = _append(engine, hours=2, fired=False)
     first = _append(engine, hours=1, fired=True)
     _append(engine, hours=3, fired=True, name="other")
     rows = list_decisions(engine, name="churn")
-    assert [r.id for r in rows] == [first, second]
-    assert rows[0].trigger is Trigger.DRIFT and rows[0].fired and rows[0].time == T0 + timedelta(hours=1)
-    assert rows[1].trigger is None and rows[1].suppressed_by == "cooldown"
-    assert rows[0].reasons == [
+    assert [r.id for r in rows] == [second, first]
+    assert rows[1].trigger is Trigger.DRIFT and rows[1].fired and rows[1].time == T0 + timedelta(hours=1)
+    assert rows[0].trigger is None and rows[0].suppressed_by == "cooldown"
+    assert rows[1].reasons == [
         {"trigger": "drift", "check": "consecutive_windows", "met": True, "value": 2.0}
     ]
-    assert [r.id for r in list_decisions(engine, name="churn", limit=1)] == [second]
+    assert [r.id for r in list_decisions(engine, name="churn", limit=1)] == [first]
     got = get_decision(engine, decision_id=first)
     assert got is not None and got.report == "runs:/abc/drift"
 
@@ -86,8 +96,11 @@ def test_truncate_is_refused_on_postgres(postgres_url: str) -> None:
     try:
         migrate_to_head(engine)
         _append(engine, hours=1, fired=True)
+        # CASCADE: the transitions table references it (a plain TRUNCATE is refused for that alone)
         with pytest.raises(sa.exc.DatabaseError, match="append-only"), engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE retrain_decisions"))
+            conn.execute(sa.text("TRUNCATE retrain_decisions CASCADE"))
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE retrain_decision_transitions"))
     finally:
         engine.dispose()
 
@@ -129,3 +142,42 @@ def test_bad_rows_are_refused_with_the_field(engine: Engine) -> None:
             ),
             {"t": T0},
         )
+
+
+def test_transitions_follow_the_lifecycle_and_are_append_only(engine: Engine) -> None:
+    fired = _append(engine, hours=1, fired=True)
+    quiet = _append(engine, hours=2, fired=False)
+    assert get_decision(engine, decision_id=quiet).state == DecisionState.NOT_FIRED  # type: ignore[union-attr]
+    assert pending_decision(engine, name="churn").id == fired  # type: ignore[union-attr]
+    with pytest.raises(DecisionTransitionError, match="it can move to nothing"):
+        append_transition(engine, decision_id=quiet, to_state="claimed", time=T0, actor="t")
+    with pytest.raises(DecisionTransitionError, match="not registered"):
+        append_transition(engine, decision_id=fired, to_state="registered", time=T0, actor="t")
+    for state in ("claimed", "trained", "registered"):
+        record = append_transition(
+            engine, decision_id=fired, to_state=state, time=T0, actor="t", detail={"step": state}
+        )
+    assert record.state == DecisionState.REGISTERED and pending_decision(engine, name="churn") is not None
+    with pytest.raises(DecisionTransitionError):  # a second claim of a decision under way
+        append_transition(engine, decision_id=fired, to_state="claimed", time=T0, actor="t")
+    done = append_transition(engine, decision_id=fired, to_state="promoted", time=T0, actor="t")
+    assert [t.seq for t in done.transitions] == [1, 2, 3, 4]
+    assert [t.to_state.value for t in done.transitions] == ["claimed", "trained", "registered", "promoted"]
+    assert done.last_detail(DecisionState.TRAINED) == {"step": "trained"}
+    assert pending_decision(engine, name="churn") is None
+    with pytest.raises(UnknownDecisionError):
+        append_transition(engine, decision_id=10_000, to_state="claimed", time=T0, actor="t")
+
+    def refuse(_conn: object) -> None:
+        raise RuntimeError("fenced")
+
+    later = _append(engine, hours=3, fired=True)
+    with pytest.raises(RuntimeError, match="fenced"):
+        append_transition(engine, decision_id=later, to_state="claimed", time=T0, actor="t", fence=refuse)
+    assert get_decision(engine, decision_id=later).transitions == ()  # type: ignore[union-attr]
+    for statement in (
+        "UPDATE retrain_decision_transitions SET to_state = 'fired'",
+        "DELETE FROM retrain_decision_transitions",
+    ):
+        with pytest.raises(sa.exc.DatabaseError, match="append-only"), engine.begin() as conn:
+            conn.execute(sa.text(statement))

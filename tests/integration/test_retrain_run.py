@@ -14,12 +14,14 @@ from sklearn.metrics import roc_auc_score
 
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
 from churnops.contracts.columns import EVENT_TS, LABEL, feature_names
+from churnops.contracts.decisions import DecisionState
 from churnops.contracts.stages import Stage, Trigger
 from churnops.retraining import load_policy, parse_policy
-from churnops.retraining.orders import RetrainOrder
+from churnops.retraining.orders import order_from_decisions
 from churnops.retraining.run import RetrainResult, TrainingWindow, run_retrain
 from churnops.training import load_policy as load_gate_policy
 from churnops.training.gates import GatePolicy
+from registry_ext.decisions import append_decision, get_decision
 from tests.support.retrain_env import RetrainEnv, make_retrain_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,14 +35,32 @@ def env(tmp_path: Path) -> Iterator[RetrainEnv]:
 
 
 def _retrain(env: RetrainEnv, *, gates: GatePolicy, promote_to: str = "Production") -> RetrainResult:
+    fired = append_decision(
+        env.registry.engine,
+        name=env.settings.model_name,
+        time=env.now,
+        fired=True,
+        trigger=Trigger.DRIFT,
+        suppressed_by=None,
+        model_version=str(env.old_version),
+        report="runs:/monitoring-run/drift",
+        policy="test@0",
+        actor="tester",
+        reasons=[],
+    )
     return run_retrain(
         store=env.store,
         registry=env.registry,
         sources_dir=env.settings.sources_dir,
         policy=parse_policy({"promote_to": promote_to}),
         gate_policy=gates,
-        order=lambda _registry: RetrainOrder(
-            trigger=Trigger.DRIFT, decision_id=42, drift_report="runs:/monitoring-run/drift"
+        order=lambda registry: order_from_decisions(
+            registry=registry,
+            policy_label="test@0",
+            forced=None,
+            now=env.now,
+            actor="tester",
+            decision_id=fired.id,
         ),
         window=TrainingWindow(start=env.drift_from, end=env.now),
         now=env.now,
@@ -79,7 +99,16 @@ def test_a_retrain_on_the_recent_window_beats_the_old_model_on_the_newest_rows(e
     assert result.production_before == env.old_version and result.production_after == version
     tags = env.registry.client.get_model_version(env.settings.model_name, str(version)).tags
     assert tags["churnops.trigger"] == "drift"
-    assert tags["churnops.decision_id"] == "42"
+    assert tags["churnops.decision_id"] == str(result.decision_id)
+    decision = get_decision(env.registry.engine, decision_id=result.decision_id)
+    assert decision is not None and decision.state == DecisionState.PROMOTED
+    assert [t.to_state.value for t in decision.transitions] == [
+        "claimed",
+        "trained",
+        "registered",
+        "promoted",
+    ]
+    assert decision.last_detail(DecisionState.PROMOTED) == {"version": version, "stage": "Production"}
     assert tags["churnops.drift_report"] == "runs:/monitoring-run/drift"
     assert tags["churnops.window_start"] == env.drift_from.isoformat()
     assert tags["churnops.window_end"] == env.now.isoformat()
@@ -101,6 +130,7 @@ def test_a_retrain_whose_gates_fail_leaves_production_unchanged(env: RetrainEnv)
     assert env.registry.production().version == env.old_version
     run = env.registry.client.get_run(result.train.run_id)
     assert run.data.tags["churnops.gates"] == "failed"
+    assert result.state == DecisionState.REFUSED  # finished: counted by the cooldown
     assert run.data.tags["churnops.trigger"] == "drift"
 
 
@@ -109,6 +139,7 @@ def test_stop_at_staging_keeps_the_champion(env: RetrainEnv) -> None:
     assert result.stage == Stage.STAGING, result.message
     assert env.registry.production().version == env.old_version
     assert env.registry.staging().version == result.version
+    assert result.state == DecisionState.PROMOTED  # promoted to the policy's stage, Staging
 
 
 def test_the_default_window_is_the_policy_sliding_window() -> None:

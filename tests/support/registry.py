@@ -20,6 +20,7 @@ import pandas as pd
 
 from churnops.contracts.artifacts import sha256_of_path
 from churnops.contracts.columns import column
+from tests.support.signing import signing_key_files
 
 FEATURES = ["tenure", "monthly_charges", "contract"]
 COLUMNS = [column(name) for name in FEATURES]
@@ -46,7 +47,7 @@ class LoggedCandidate:
 def churn_frame(*, seed: int, rows: int = 200) -> pd.DataFrame:
     """Raw feature rows with a label that depends on them (so ROC curves mean something)."""
     rng = np.random.default_rng(seed)
-    tenure = rng.integers(0, 72, rows).astype("float64")
+    tenure = rng.integers(0, 72, rows)  # an integer feature is int64 (the one dtype rule)
     charges = rng.uniform(20, 120, rows)
     contract = rng.choice(["Month-to-month", "One year", "Two year"], rows)
     logit = -0.04 * tenure + 0.02 * charges + np.where(contract == "Month-to-month", 1.0, -0.8)
@@ -145,18 +146,31 @@ def migrated_engine(database: str) -> Any:
     return engine
 
 
+def signed_registry(client: Any, engine: Any, *, model_name: str) -> Any:
+    """A ModelRegistry that signs and verifies with the process's test keys (as wiring builds it)."""
+    from registry_ext import ModelRegistry
+    from registry_ext.signing import Signer, Verifier
+
+    files = signing_key_files()
+    return ModelRegistry(
+        client=client,
+        engine=engine,
+        model_name=model_name,
+        signer=Signer(files=files),
+        verifier=Verifier(files=files),
+    )
+
+
 def make_registry(tracking_uri: str, artifact_location: str, *, model_name: str = "churn") -> tuple[Any, str]:
     """A ModelRegistry on a real MLflow store and the id of a fresh experiment."""
     from mlflow import MlflowClient
-
-    from registry_ext import ModelRegistry
 
     client = MlflowClient(tracking_uri)
     experiment_id = client.create_experiment(
         f"exp-{model_name}", artifact_location=f"{artifact_location}/{model_name}"
     )
     engine = migrated_engine(tracking_uri)
-    return ModelRegistry(client=client, engine=engine, model_name=model_name), experiment_id
+    return signed_registry(client, engine, model_name=model_name), experiment_id
 
 
 _STORES: dict[str, tuple[str, str]] = {}

@@ -24,12 +24,12 @@ def promote_to_production(task: dict[str, Any]) -> dict[str, Any]:
     """
     from mlflow import MlflowClient
 
-    from registry_ext import ModelRegistry, RegistryError
-    from tests.support.registry import migrated_engine
+    from registry_ext import RegistryError
+    from tests.support.registry import migrated_engine, signed_registry
 
-    registry = ModelRegistry(
-        client=MlflowClient(task["tracking_uri"]),
-        engine=migrated_engine(task["tracking_uri"]),
+    registry = signed_registry(
+        MlflowClient(task["tracking_uri"]),
+        migrated_engine(task["tracking_uri"]),
         model_name=task["model_name"],
     )
     registry.reconcile()  # open connections and MLflow's store before the start line

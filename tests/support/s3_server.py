@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +80,18 @@ def weed_binary() -> Path:
 
 
 @contextmanager
-def weed_s3(*, workdir: Path, bucket: str, timeout_s: float = 90.0) -> Iterator[S3Endpoint]:
-    """Run ``weed mini`` with ``bucket`` until the block exits; its log is ``workdir/weed.log``."""
+def weed_s3(
+    *,
+    workdir: Path,
+    bucket: str,
+    timeout_s: float = 90.0,
+    extra_identities: Sequence[dict[str, object]] = (),
+) -> Iterator[S3Endpoint]:
+    """Run ``weed mini`` with ``bucket`` until the block exits; its log is ``workdir/weed.log``.
+
+    The yielded identity may do everything; ``extra_identities`` (SeaweedFS ``s3.json`` identity
+    objects: name, credentials, actions) are accepted beside it with the actions they list.
+    """
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -96,7 +106,8 @@ def weed_s3(*, workdir: Path, bucket: str, timeout_s: float = 90.0) -> Iterator[
                         "name": "churnops",
                         "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
                         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
+                    },
+                    *extra_identities,
                 ]
             }
         )

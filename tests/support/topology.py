@@ -19,6 +19,7 @@ def serving_environment(
     artifact_root: str,
     api_key: str,
     s3: dict[str, str],
+    trusted_keys_file: str,
 ) -> dict[str, str]:
     """compose's ``serving.environment`` with this machine's endpoints in place of the hosts.
 
@@ -33,6 +34,7 @@ def serving_environment(
         "CHURNOPS_SERVING_PREDICTION_LOG_URL": prediction_log_url,
         "CHURNOPS_ARTIFACT_ROOT": artifact_root,
         "CHURNOPS_SERVING_API_KEY": api_key,
+        "CHURNOPS_TRUSTED_KEYS_FILE": trusted_keys_file,  # compose: the churnops-trusted-keys secret
         "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
         "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
         "AWS_DEFAULT_REGION": "us-east-1",

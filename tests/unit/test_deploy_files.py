@@ -532,10 +532,11 @@ def test_compose_depends_on_and_healthchecks() -> None:
     expected = {"postgres", "minio", "minio-init", "mlflow", "redis", "prometheus", "grafana", "serving"}
     assert expected <= set(services)
     assert [name for name, svc in services.items() if not is_long_running(svc)] == [
+        "postgres-init",
         "minio-init",
         "mlflow-init",
     ]
-    assert {"postgres", "redis", "mlflow", "minio-init", "mlflow-init"} <= set(
+    assert {"postgres", "redis", "mlflow", "postgres-init", "minio-init", "mlflow-init"} <= set(
         services["serving"]["depends_on"]
     )
 
@@ -625,13 +626,17 @@ def test_compose_mounts_and_build_files_exist() -> None:
             assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]) == DOCKERFILE
 
 
-def test_compose_serving_environment_matches_settings() -> None:
+def settings_variables() -> set[str]:
     from churnops.settings import Settings
 
+    return {f"CHURNOPS_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_compose_serving_environment_matches_settings() -> None:
     serving = compose()["services"]["serving"]
     assert serving["command"] == ["churnops", "serve", "--host", "0.0.0.0", "--port", "3000"]
     env = environment(serving)
-    fields = {f"CHURNOPS_{name.upper()}" for name in Settings.model_fields}
+    fields = settings_variables()
     assert {key for key in env if key.startswith("CHURNOPS_")} - fields == set(), "unknown CHURNOPS_ setting"
     assert env["CHURNOPS_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert env["CHURNOPS_REDIS_URL"].startswith("redis://") and env["CHURNOPS_REDIS_URL"].endswith(
@@ -664,7 +669,12 @@ def test_compose_serving_environment_is_the_one_the_topology_test_runs() -> None
         prediction_log_url="postgresql+psycopg://postgres@127.0.0.1:5432/churnops",
         artifact_root="s3://churnops/models",
         api_key="k",
-        s3={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "s", "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:1"},
+        s3={
+            "AWS_ACCESS_KEY_ID": "a",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "MLFLOW_S3_ENDPOINT_URL": "http://127.0.0.1:1",
+        },
+        trusted_keys_file="/run/secrets/churnops-trusted-keys",
     )
     # MLflow credentials: the topology test adds its own READ-only user's on top.
     credentials = {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
@@ -678,10 +688,7 @@ def test_compose_serving_environment_is_the_one_the_topology_test_runs() -> None
                 "MLFLOW_S3_ENDPOINT_URL"):  # fmt: skip
         assert kind(compose_env[key]) == kind(topology[key]), key
     assert compose_env["AWS_DEFAULT_REGION"] == topology["AWS_DEFAULT_REGION"]
-    from churnops.settings import Settings
-
-    fields = {f"CHURNOPS_{name.upper()}" for name in Settings.model_fields}
-    assert {key for key in topology if key.startswith("CHURNOPS_")} <= fields
+    assert {key for key in topology if key.startswith("CHURNOPS_")} <= settings_variables()
 
 
 def test_compose_services_are_configured_for_production() -> None:
@@ -899,7 +906,8 @@ def deployment_problems(deployment: dict[str, Any]) -> list[str]:
 def test_k8s_base_serving_deployment() -> None:
     docs = base_manifests()
     kinds = [doc["kind"] for doc in docs]
-    assert sorted(kinds) == ["ConfigMap", "CronJob", "Deployment", "Service"]
+    assert sorted(set(kinds)) == ["ConfigMap", "CronJob", "Deployment", "NetworkPolicy", "Service"]
+    assert [kind for kind in kinds if kind != "NetworkPolicy"].count("Deployment") == 1
     deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
     assert deployment["metadata"]["name"] == SERVING
     assert deployment_problems(deployment) == []
@@ -1071,6 +1079,408 @@ def test_overlay_renders_with_kustomize(overlay: str) -> None:
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"{IMAGE}:{overlay_doc['images'][0]['newTag']}"
     assert deployment_problems(deployment) == []
+
+
+# --------------------------------------------------------------------------- least privilege
+# docs/security.md "Least privilege"; tests/integration/test_least_privilege.py runs the same
+# provisioning script and the same S3 rule against real servers.
+
+POSTGRES_ROLE_SQL = DEPLOY / "postgres" / "serving-role.sql"
+POSTGRES_PROVISION = DEPLOY / "postgres" / "provision-roles.sh"
+SERVING_READ_POLICY = DEPLOY / "minio" / "serving-read-policy.json"
+# Credentials of writers and owners: none may reach serving.
+PRIVILEGED_VARIABLES = frozenset(
+    {
+        "POSTGRES_PASSWORD",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "MINIO_ROOT_USER",
+        "MINIO_ROOT_PASSWORD",
+        "MLFLOW_ADMIN_PASSWORD",
+    }
+)
+SERVING_S3_ACTIONS = frozenset({"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"})
+SIGNING_KEY_SETTING = "CHURNOPS_SIGNING_KEY_FILE"
+TRUSTED_KEYS_SETTING = "CHURNOPS_TRUSTED_KEYS_FILE"
+
+
+def url_parts(url: str) -> dict[str, str]:
+    """scheme, user, password, host and database of a URL whose password may be ``${VAR:?...}``."""
+    scheme, _, rest = url.partition("://")
+    credentials, _, location = rest.rpartition("@")
+    user, _, password = credentials.partition(":")
+    host, _, database = location.partition("/")
+    return {"scheme": scheme, "user": user, "password": password, "host": host, "database": database}
+
+
+def compose_secrets(service: dict[str, Any]) -> list[str]:
+    return [entry if isinstance(entry, str) else entry["source"] for entry in service.get("secrets", [])]
+
+
+def serving_credential_problems(doc: dict[str, Any]) -> list[str]:
+    """Serving's compose credentials: its own role, key and user, never an owner's or a writer's."""
+    services = doc["services"]
+    serving = environment(services["serving"])
+    init = environment(services["postgres-init"])
+    minio_init = environment(services["minio-init"])
+    owner = environment(services["postgres"])["POSTGRES_USER"]
+    problems = []
+    for key, value in serving.items():
+        for variable in sorted(interpolated_variables(value) & PRIVILEGED_VARIABLES):
+            problems.append(f"serving: {key} carries {variable}, a writer's or owner's credential")
+        if "://" in value and url_parts(value)["user"] == owner:
+            problems.append(f"serving: {key} connects as the bootstrap user {owner!r}")
+    for key, database in (
+        ("CHURNOPS_SERVING_PREDICTION_LOG_URL", init["PREDICTION_LOG_DB"]),
+        ("CHURNOPS_FEAST_REGISTRY_URL", init["FEAST_REGISTRY_DB"]),
+    ):
+        parts = url_parts(serving[key])
+        if parts["user"] != init["SERVING_DB_USER"]:
+            problems.append(
+                f"serving: {key} is not the role postgres-init creates ({init['SERVING_DB_USER']})"
+            )
+        if interpolated_variables(parts["password"]) != interpolated_variables(init["SERVING_DB_PASSWORD"]):
+            problems.append(f"serving: {key} does not use the password postgres-init sets")
+        if parts["database"] != database:
+            problems.append(f"serving: {key} is database {parts['database']!r}, provisioned: {database!r}")
+    for key, source in (
+        ("AWS_ACCESS_KEY_ID", "SERVING_S3_ACCESS_KEY"),
+        ("AWS_SECRET_ACCESS_KEY", "SERVING_S3_SECRET_KEY"),
+    ):
+        if interpolated_variables(serving.get(key, "")) != interpolated_variables(
+            minio_init.get(source, "-")
+        ):
+            problems.append(f"serving: {key} is not the read-only key minio-init creates ({source})")
+    if (
+        serving.get("MLFLOW_TRACKING_USERNAME")
+        != environment(services["mlflow-init"])["MLFLOW_SERVING_USERNAME"]
+    ):
+        problems.append("serving: MLFLOW_TRACKING_USERNAME is not the READ user mlflow-init creates")
+    if SIGNING_KEY_SETTING in serving or any(
+        "signing" in name for name in compose_secrets(services["serving"])
+    ):
+        problems.append("serving: holds the signing key (registry writers only)")
+    trusted = serving.get(TRUSTED_KEYS_SETTING, "")
+    if trusted.removeprefix("/run/secrets/") not in compose_secrets(services["serving"]):
+        problems.append(f"serving: {TRUSTED_KEYS_SETTING} is not one of its mounted secrets")
+    return problems
+
+
+def test_serving_holds_only_its_own_least_privileged_credentials() -> None:
+    doc = compose()
+    assert serving_credential_problems(doc) == []
+    # The secret serving mounts is defined, from a file whose path .env must give.
+    source = doc["secrets"]["churnops-trusted-keys"]["file"]
+    assert REQUIRED_INTERPOLATION.fullmatch(source), source
+    # Writers keep theirs: MLflow's server still has the read-write key and the owner's URL.
+    mlflow = services = doc["services"]
+    mlflow = environment(services["mlflow"])
+    assert interpolated_variables(mlflow["AWS_ACCESS_KEY_ID"]) == {"AWS_ACCESS_KEY_ID"}
+
+
+def test_serving_credential_check_fails_on_broken_input() -> None:
+    doc = copy.deepcopy(compose())
+    env = doc["services"]["serving"]["environment"]
+    owner_url = (
+        "postgresql+psycopg://churnops:${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env}@postgres:5432/"
+    )
+    env["CHURNOPS_SERVING_PREDICTION_LOG_URL"] = owner_url + "churnops"
+    env["CHURNOPS_FEAST_REGISTRY_URL"] = env["CHURNOPS_FEAST_REGISTRY_URL"].replace("/feast", "/churnops")
+    env["AWS_ACCESS_KEY_ID"] = "${AWS_ACCESS_KEY_ID:?set AWS_ACCESS_KEY_ID in .env}"
+    env["MLFLOW_TRACKING_USERNAME"] = "admin"
+    env[SIGNING_KEY_SETTING] = "/run/secrets/churnops-signing-key"
+    env[TRUSTED_KEYS_SETTING] = "/etc/keys"
+    problems = serving_credential_problems(doc)
+    for expected in (
+        "CHURNOPS_SERVING_PREDICTION_LOG_URL carries POSTGRES_PASSWORD",
+        "CHURNOPS_SERVING_PREDICTION_LOG_URL connects as the bootstrap user 'churnops'",
+        "CHURNOPS_FEAST_REGISTRY_URL is database 'churnops', provisioned: 'feast'",
+        "AWS_ACCESS_KEY_ID carries AWS_ACCESS_KEY_ID",
+        "AWS_ACCESS_KEY_ID is not the read-only key minio-init creates",
+        "MLFLOW_TRACKING_USERNAME is not the READ user",
+        "holds the signing key",
+        f"{TRUSTED_KEYS_SETTING} is not one of its mounted secrets",
+    ):
+        assert any(expected in p for p in problems), (expected, problems)
+
+
+def test_postgres_init_runs_the_shipped_provisioning_as_the_owner() -> None:
+    services = compose()["services"]
+    init = services["postgres-init"]
+    env = environment(init)
+    assert env["PGUSER"] == environment(services["postgres"])["POSTGRES_USER"]
+    assert env["PGPASSWORD"] == environment(services["postgres"])["POSTGRES_PASSWORD"]
+    assert env["PREDICTION_LOG_DB"] == environment(services["postgres"])["POSTGRES_DB"]
+    assert env["FEAST_REGISTRY_DB"] != env["PREDICTION_LOG_DB"]
+    assert env["SERVING_DB_USER"] != env["PGUSER"]
+    # The Feast database exists before postgres-init grants on it (first start of the volume).
+    assert (
+        f"CREATE DATABASE {env['FEAST_REGISTRY_DB']};"
+        in (DEPLOY / "postgres" / "10-databases.sql").read_text()
+    )
+    mounts = dict(v.split(":")[:2] for v in init["volumes"])
+    assert (
+        mounts[f"./{POSTGRES_PROVISION.relative_to(ROOT)}"].rsplit("/", 1)[0]
+        == (mounts[f"./{POSTGRES_ROLE_SQL.relative_to(ROOT)}"].rsplit("/", 1)[0])
+    ), "provision-roles.sh runs serving-role.sql from its own directory"
+    assert init["command"] == [mounts[f"./{POSTGRES_PROVISION.relative_to(ROOT)}"]]
+    assert init["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+
+
+def test_provisioning_refuses_the_placeholders_settings_refuse() -> None:
+    from churnops.settings import PLACEHOLDERS
+
+    script = POSTGRES_PROVISION.read_text(encoding="utf-8")
+    case = re.search(r"^\s*((?:[\w-]+ \| )+[\w-]+) \| \"<\"\*\">\"\)", script, re.MULTILINE)
+    assert case, "no placeholder case in provision-roles.sh"
+    assert set(case[1].split(" | ")) == set(PLACEHOLDERS)
+    # Every value the SQL reads comes from the environment, and the script sets or checks each.
+    read = set(
+        re.findall(r"^\\getenv \w+ (\w+)$", POSTGRES_ROLE_SQL.read_text(encoding="utf-8"), re.MULTILINE)
+    )
+    assert read == {"SERVING_DB_USER", "SERVING_DB_PASSWORD", "PREDICTION_LOG_DB", "FEAST_REGISTRY_DB"}
+    assert all(f"${{{name}" in script for name in read)
+
+
+def sql_table_columns(sql: str, table: str) -> list[str]:
+    """The column lines of ``CREATE TABLE [IF NOT EXISTS] table (...)``, whitespace normalised."""
+    match = re.search(rf"CREATE TABLE (?:IF NOT EXISTS )?{table} \((.*?)\n\);", sql, re.DOTALL)
+    assert match, f"no CREATE TABLE {table}"
+    return [" ".join(line.strip().rstrip(",").split()) for line in match[1].strip().splitlines()]
+
+
+def test_provisioned_prediction_log_is_the_contract_table() -> None:
+    """serving may not create tables, so serving-role.sql creates the log: the contract's DDL."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from churnops.contracts.prediction_log import prediction_log_table
+
+    table = prediction_log_table(sa.MetaData())
+    dialect = postgresql.dialect()
+    sql = POSTGRES_ROLE_SQL.read_text(encoding="utf-8")
+    expected = sql_table_columns(
+        str(CreateTable(table).compile(dialect=dialect)).rstrip() + ";", "prediction_log"
+    )
+    assert sql_table_columns(sql, "prediction_log") == expected
+    for index in table.indexes:
+        ddl = str(CreateIndex(index).compile(dialect=dialect)).replace(
+            "CREATE INDEX", "CREATE INDEX IF NOT EXISTS"
+        )
+        assert f"{ddl};" in sql, ddl
+
+
+def serving_policy_problems(policy: dict[str, Any], *, bucket: str) -> list[str]:
+    problems = []
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        if statement.get("Effect") != "Allow":
+            problems.append(f"{statement.get('Sid')}: only Allow statements (nothing to deny by default)")
+        problems.extend(f"serving may {action}" for action in actions if action not in SERVING_S3_ACTIONS)
+        problems.extend(
+            f"resource {r} is not the artifact bucket {bucket}"
+            for r in resources
+            if r not in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*")
+        )
+    return problems
+
+
+def test_serving_s3_policy_reads_the_artifact_bucket_only() -> None:
+    from tests.support.least_privilege import seaweed_actions
+
+    services = compose()["services"]
+    bucket = environment(services["serving"])["CHURNOPS_ARTIFACT_ROOT"].removeprefix("s3://").split("/")[0]
+    policy = json.loads(SERVING_READ_POLICY.read_text(encoding="utf-8"))
+    assert serving_policy_problems(policy, bucket=bucket) == []
+    # What the integration test gives its SeaweedFS serving identity.
+    assert seaweed_actions(policy) == [f"List:{bucket}", f"Read:{bucket}"]
+    # minio-init creates the policy from this file and attaches it to serving's key.
+    init = services["minio-init"]
+    mounted = dict(v.split(":")[:2] for v in init["volumes"])[f"./{SERVING_READ_POLICY.relative_to(ROOT)}"]
+    script = init["command"][0]
+    assert f"mc admin policy create stack churnops-serving-read {mounted}" in script
+    assert 'mc admin policy attach stack churnops-serving-read --user "$$SERVING_S3_ACCESS_KEY"' in script
+
+
+def test_serving_s3_policy_check_fails_on_a_write() -> None:
+    from tests.support.least_privilege import seaweed_actions
+
+    policy = json.loads(SERVING_READ_POLICY.read_text(encoding="utf-8"))
+    policy["Statement"][1]["Action"].append("s3:PutObject")
+    policy["Statement"][0]["Resource"].append("arn:aws:s3:::*")
+    problems = serving_policy_problems(policy, bucket="churnops")
+    assert "serving may s3:PutObject" in problems
+    assert "resource arn:aws:s3:::* is not the artifact bucket churnops" in problems
+    policy["Statement"][0]["Resource"].pop()
+    # The integration test's SeaweedFS identity would get the write, and its checks would fail.
+    assert "Write:churnops" in seaweed_actions(policy)
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector matches ``labels``."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+# What serving may reach (pod label app.kubernetes.io/name -> port), besides the cluster DNS.
+SERVING_BACKENDS = {"redis": 6379, "mlflow": 5000, "postgresql": 5432, "minio": 9000}
+NAME_LABEL = "app.kubernetes.io/name"
+
+
+def network_policy_problems(docs: list[dict[str, Any]]) -> list[str]:
+    policies = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
+    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    serving_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    problems = []
+    if not any(
+        p["spec"]["podSelector"] == {}
+        and "Ingress" in p["spec"]["policyTypes"]
+        and not p["spec"].get("ingress")
+        for p in policies
+    ):
+        problems.append("no default-deny ingress policy (podSelector {}, no ingress rule)")
+    serving = [
+        p for p in policies if p["spec"]["podSelector"] and selects(p["spec"]["podSelector"], serving_labels)
+    ]
+    if not any("Egress" in p["spec"]["policyTypes"] for p in serving):
+        problems.append("serving's egress is not restricted (no Egress policy selects it)")
+    reached, dns = set(), False
+    for policy in serving:
+        for rule in policy["spec"].get("ingress", []):
+            ports = {port.get("port") for port in rule.get("ports", [])}
+            if not ports or ports - {3000, "http"}:
+                problems.append(
+                    f"{policy['metadata']['name']}: serving ingress beyond its HTTP port: {ports}"
+                )
+        for rule in policy["spec"].get("egress", []):
+            ports = {port.get("port") for port in rule.get("ports", [])}
+            if not rule.get("to") or not ports:
+                problems.append(
+                    f"{policy['metadata']['name']}: egress rule without destination or ports: {rule}"
+                )
+                continue
+            for peer in rule["to"]:
+                name = (peer.get("podSelector") or {}).get("matchLabels", {}).get(NAME_LABEL)
+                if "namespaceSelector" in peer:
+                    if (peer.get("podSelector") or {}).get("matchLabels") == {
+                        "k8s-app": "kube-dns"
+                    } and ports == {53}:
+                        dns = True
+                    else:
+                        problems.append(f"serving egress to another namespace: {peer}")
+                elif name in SERVING_BACKENDS and ports == {SERVING_BACKENDS[name]}:
+                    reached.add(name)
+                else:
+                    problems.append(f"serving egress to {peer} on {ports}")
+    if reached != set(SERVING_BACKENDS):
+        problems.append(f"serving cannot reach {sorted(set(SERVING_BACKENDS) - reached)}")
+    if not dns:
+        problems.append("serving cannot reach the cluster DNS")
+    mlflow = [p for p in policies if selects(p["spec"]["podSelector"], {NAME_LABEL: "mlflow"})]
+    if not any(p["spec"].get("ingress") for p in mlflow):
+        problems.append("no policy lets MLflow accept anything")
+    for policy in mlflow:
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from")
+            if not peers or any(set(peer) != {"podSelector"} for peer in peers):
+                problems.append(
+                    f"{policy['metadata']['name']}: MLflow ingress from outside the namespace: {rule}"
+                )
+    return problems
+
+
+def test_k8s_network_policies() -> None:
+    assert network_policy_problems(base_manifests()) == []
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_the_network_policies(overlay: str) -> None:
+    docs = [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
+    assert network_policy_problems(docs) == []
+    names = {doc["metadata"]["name"] for doc in docs if doc["kind"] == "NetworkPolicy"}
+    assert {"default-deny-ingress", "churnops-serving", "mlflow-from-namespace"} <= names
+
+
+def test_network_policy_check_fails_on_broken_input() -> None:
+    docs = copy.deepcopy(base_manifests())
+    policies = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "NetworkPolicy"}
+    policies["default-deny-ingress"]["spec"]["ingress"] = [{}]
+    serving = policies["churnops-serving"]["spec"]
+    serving["egress"].append({})
+    serving["egress"].append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]})
+    serving["egress"] = [r for r in serving["egress"] if "minio" not in json.dumps(r)]
+    serving["ingress"][0]["ports"].append({"port": 22})
+    policies["mlflow-from-namespace"]["spec"]["ingress"][0]["from"] = [{"namespaceSelector": {}}]
+    problems = network_policy_problems(docs)
+    for expected in (
+        "no default-deny ingress policy",
+        "egress rule without destination or ports",
+        "serving egress to {'ipBlock'",
+        "serving cannot reach ['minio']",
+        "serving ingress beyond its HTTP port",
+        "MLflow ingress from outside the namespace",
+    ):
+        assert any(expected in p for p in problems), (expected, problems)
+    serving["policyTypes"] = ["Ingress"]
+    assert "serving's egress is not restricted (no Egress policy selects it)" in network_policy_problems(docs)
+
+
+def container_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+def test_k8s_serving_credentials_and_keys() -> None:
+    docs = base_manifests()
+    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = container_env(container)
+    # MLflow's READ user is required from the serving Secret (a missing key stops the pod).
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "churnops-serving-secrets", "key": key}
+    # The public keys as a Secret volume; the signing key nowhere near serving.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    secrets = {v["secret"]["secretName"] for v in volumes.values() if "secret" in v}
+    assert secrets == {"churnops-trusted-keys"}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    trusted = next(name for name, v in volumes.items() if "secret" in v)
+    assert mounts[trusted]["readOnly"] is True
+    assert env[TRUSTED_KEYS_SETTING]["value"].startswith(mounts[trusted]["mountPath"] + "/")
+    assert SIGNING_KEY_SETTING not in env
+    config_map = next(doc for doc in docs if doc["kind"] == "ConfigMap")
+    assert SIGNING_KEY_SETTING not in config_map["data"]
+    # The nightly job registers retrained versions: it signs, with its own Secret.
+    cron = next(doc for doc in docs if doc["kind"] == "CronJob")
+    job_pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    job_env = container_env(job_pod["containers"][0])
+    job_volumes = {v["secret"]["secretName"]: v["name"] for v in job_pod["volumes"] if "secret" in v}
+    assert set(job_volumes) == {"churnops-signing-key", "churnops-trusted-keys"}
+    job_mounts = {m["name"]: m["mountPath"] for m in job_pod["containers"][0]["volumeMounts"]}
+    assert job_env[SIGNING_KEY_SETTING]["value"].startswith(
+        job_mounts[job_volumes["churnops-signing-key"]] + "/"
+    )
+    assert job_env[TRUSTED_KEYS_SETTING]["value"].startswith(
+        job_mounts[job_volumes["churnops-trusted-keys"]] + "/"
+    )
+    # Every CHURNOPS_ variable the manifests set is a setting.
+    names = {*config_map["data"], *env, *job_env}
+    assert {n for n in names if n.startswith("CHURNOPS_")} - settings_variables() == set()
 
 
 # --------------------------------------------------------------------------- CI/CD

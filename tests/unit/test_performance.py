@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitoring.baseline import TrainingWindow, training_window
 from monitoring.performance import (
     PerformanceInputError,
     matured_outcomes,
@@ -94,7 +95,12 @@ labels_st = st.builds(
 
 
 def oracle(
-    preds: list[Pred], labels: list[Lab], *, as_of: datetime, horizon: timedelta
+    preds: list[Pred],
+    labels: list[Lab],
+    *,
+    as_of: datetime,
+    horizon: timedelta,
+    windows: dict[str, TrainingWindow | None] | None = None,
 ) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
     """The join spelled out row by row."""
     scored = [p for p in preds if p.status == "ok" and p.score is not None]
@@ -103,8 +109,12 @@ def oracle(
         key = (p.version, p.customer, p.feature_ts)
         if key not in first or (p.ts, p.score) < (first[key].ts, first[key].score):
             first[key] = p
-    rows, immature, unlabelled = [], 0, 0
+    rows, immature, unlabelled, in_sample = [], 0, 0, 0
     for (version, customer, fts), p in first.items():
+        window = (windows or {}).get(version)
+        if window is not None and window.start <= fts <= window.end:
+            in_sample += 1
+            continue
         if fts + horizon > as_of:
             immature += 1
             continue
@@ -125,6 +135,7 @@ def oracle(
         "duplicates": len(scored) - len(first),
         "immature": immature,
         "unlabelled": unlabelled,
+        "in_sample": in_sample,
     }
     return sorted(rows), counts
 
@@ -144,17 +155,36 @@ def join_cases(draw: st.DrawFn) -> tuple[list[Pred], list[Lab]]:
     return draw(st.permutations(preds)), labels
 
 
-@settings(max_examples=100, deadline=None)
-@given(case=join_cases(), as_of_days=st.integers(0, 90), horizon_days=st.sampled_from([0, 31]))
+WINDOWS = [
+    None,
+    TrainingWindow(start=SNAPSHOTS[0], end=SNAPSHOTS[0]),
+    TrainingWindow(start=T0, end=SNAPSHOTS[1]),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    case=join_cases(),
+    as_of_days=st.integers(0, 90),
+    horizon_days=st.sampled_from([0, 31]),
+    windows=st.fixed_dictionaries({"1": st.sampled_from(WINDOWS), "2": st.sampled_from(WINDOWS)}),
+)
 def test_join_matches_brute_force(
-    case: tuple[list[Pred], list[Lab]], as_of_days: int, horizon_days: int
+    case: tuple[list[Pred], list[Lab]],
+    as_of_days: int,
+    horizon_days: int,
+    windows: dict[str, TrainingWindow | None],
 ) -> None:
     preds, labels = case
     as_of, horizon = T0 + timedelta(days=as_of_days), timedelta(days=horizon_days)
     got = matured_outcomes(
-        predictions=predictions_frame(preds), labels=labels_frame(labels), as_of=as_of, horizon=horizon
+        predictions=predictions_frame(preds),
+        labels=labels_frame(labels),
+        as_of=as_of,
+        horizon=horizon,
+        training_windows=windows,
     )
-    expected, counts = oracle(preds, labels, as_of=as_of, horizon=horizon)
+    expected, counts = oracle(preds, labels, as_of=as_of, horizon=horizon, windows=windows)
     rows = sorted(
         (
             r.model_version,
@@ -173,6 +203,7 @@ def test_join_matches_brute_force(
         "duplicates": got.duplicates,
         "immature": got.immature,
         "unlabelled": got.unlabelled,
+        "in_sample": got.in_sample,
     } == counts
 
 
@@ -432,3 +463,61 @@ def test_reads_the_real_prediction_log_and_an_empty_one(tmp_path: Path) -> None:
         1.0,
     )
     assert group.label_lag_median_s == 3600.0
+
+
+def test_training_window_reads_every_split_and_refuses_a_partial_record() -> None:
+    params = {
+        "window_train_start": "2024-01-01T00:00:00+00:00",
+        "window_train_end": "2024-05-01T00:00:00+00:00",
+        "window_validation_start": "2024-06-01T00:00:00+00:00",
+        "window_validation_end": "2024-06-01T00:00:00+00:00",
+        "window_test_start": "2024-07-01T00:00:00+00:00",
+        "window_test_end": "2024-07-01T00:00:00+00:00",
+    }
+    window = training_window(params)
+    assert window == TrainingWindow(
+        start=datetime(2024, 1, 1, tzinfo=UTC), end=datetime(2024, 7, 1, tzinfo=UTC)
+    )
+    assert training_window({"other": "x"}) is None  # a run that recorded none: reported, not guessed
+    with pytest.raises(Exception, match="window_test_end"):
+        training_window({k: v for k, v in params.items() if k != "window_test_end"})
+
+
+def test_in_sample_rows_are_left_out_and_counted_and_unknown_windows_named() -> None:
+    """A backfill inside v1's training window is not live performance (issue 18)."""
+    rng = np.random.default_rng(5)
+    preds, labels = [], []
+    for month in range(4):
+        fts = T0 + month * MONTH
+        for i in range(300):
+            churned = int(rng.random() < 0.3)
+            preds.append(
+                Pred(
+                    "1",
+                    f"c{i}",
+                    fts,
+                    fts,
+                    float(np.clip(0.3 + 0.4 * churned - 0.2 * rng.random(), 0, 1)),
+                    "ok",
+                )
+            )
+            labels.append(Lab(f"c{i}", fts, fts + timedelta(days=1), churned))
+    window = TrainingWindow(start=T0, end=T0 + MONTH)  # the first two snapshots were learned from
+    report = performance_on_late_labels(
+        predictions=predictions_frame(preds),
+        labels=labels_frame(labels),
+        as_of=T0 + 6 * MONTH,
+        threshold=0.5,
+        reference_metrics={},
+        training_windows={"1": window},
+    )
+    assert report.in_sample == 600 and report.matured == 600 and report.unknown_windows == ()
+    assert [p.period for p in report.periods] == ["2026-03", "2026-04"]
+    blind = performance_on_late_labels(
+        predictions=predictions_frame(preds),
+        labels=labels_frame(labels),
+        as_of=T0 + 6 * MONTH,
+        threshold=0.5,
+        reference_metrics={},
+    )
+    assert blind.in_sample == 0 and blind.matured == 1200 and blind.unknown_windows == ("1",)

@@ -103,9 +103,7 @@ def test_rollback_and_human_output(cli: tuple[ModelRegistry, str, Any]) -> None:
         (["promote", "7", "--stage", "Staging", "--reason", "x"], "has no version 7"),
         (["promote", "1", "--stage", "Live", "--reason", "x"], "invalid stage 'Live'"),
         (["promote", "1", "--stage", "Staging", "--reason", ""], "reason must not be empty"),
-        (["promote", "1", "--stage", "Production", "--reason", "x"], "promote it to Staging before"),
         (["show", "9"], "has no version 9"),
-        (["rollback", "--reason", "x"], "no Production version"),
         (["search", "--tag", "oops"], "--tag expects key=value"),
         (["compare", "1"], "at least two versions"),
     ],
@@ -123,6 +121,25 @@ def test_errors_exit_2_with_a_clear_message(
     assert message in one_json(as_json.stdout)["error"]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["promote", "1", "--stage", "Production", "--reason", "x"], "promote it to Staging before"),
+        (["rollback", "--reason", "x"], "no Production version"),
+        (["rollback", "--to", "1", "--reason", "x"], "not Archived"),
+    ],
+)
+def test_refusals_by_the_registry_state_exit_3(
+    cli: tuple[ModelRegistry, str, Any], args: list[str], message: str
+) -> None:
+    _registry, _, run = cli
+    result = run(*args)
+    assert result.exit_code == 3, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    as_json = run(*args, "--json")
+    assert as_json.exit_code == 3 and message in one_json(as_json.stdout)["error"]
+
+
 def test_promoting_a_tampered_version_is_refused_with_exit_3(cli: tuple[ModelRegistry, str, Any]) -> None:
     from pathlib import Path
 
@@ -134,7 +151,8 @@ def test_promoting_a_tampered_version_is_refused_with_exit_3(cli: tuple[ModelReg
         result = run("promote", "2", "--stage", "Staging", "--reason", "x")
         assert result.exit_code == 3, result.output
         assert (
-            "refusing to move version 2 to Staging" in result.stderr and "SHA-256 mismatch" in result.stderr
+            "refusing to move version 2 to Staging" in result.stderr
+            and "changed file 'model.skops'" in result.stderr
         )
         assert one_json(run("promote", "2", "--stage", "Staging", "--reason", "x", "--json").stdout)["error"]
     finally:
@@ -146,7 +164,8 @@ def test_promoting_an_archived_version_is_refused(cli: tuple[ModelRegistry, str,
     registry, _, run = cli
     run("promote", "1", "--stage", "Archived", "--reason", "bad data window")
     result = run("promote", "1", "--stage", "Staging", "--reason", "retry")
-    assert result.exit_code == 2 and "Archived and cannot be promoted" in result.stderr
+    assert result.exit_code == 3 and "Archived and cannot be promoted" in result.stderr
+    assert "rollback --to 1" in result.stderr
     assert registry.get(1).stage.value == "Archived"
 
 

@@ -206,3 +206,48 @@ def test_windows_after_now_are_ignored_and_naive_now_is_refused() -> None:
     assert not decide(policy=policy, now=NOW, windows=[future], past=[]).fired
     with pytest.raises(ValueError, match="timezone-aware"):
         decide(policy=policy, now=NOW.replace(tzinfo=None), windows=[], past=[])
+
+
+def test_only_finished_retrains_count_for_the_cooldown_and_the_cap() -> None:
+    from churnops.contracts.decisions import DecisionState
+    from churnops.retraining.check import past_retrains
+    from registry_ext.decisions import DecisionRecord
+
+    policy = parse_policy(
+        {"schedule": "0 * * * *", "cooldown_hours": 24, "max_retrains": 1, "period_days": 30}
+    )
+
+    def record(i: int, hours: float, state: DecisionState) -> DecisionRecord:
+        return DecisionRecord(
+            id=i,
+            name="churn",
+            time=NOW - timedelta(hours=hours),
+            fired=state != DecisionState.NOT_FIRED,
+            trigger=Trigger.SCHEDULED,
+            suppressed_by=None,
+            model_version="1",
+            report=None,
+            policy="p",
+            actor="t",
+            reasons=[],
+            state=state,
+        )
+
+    unfinished = [DecisionState.FIRED, DecisionState.CLAIMED, DecisionState.TRAINED, DecisionState.FAILED]
+    for state in unfinished:
+        past = past_retrains([record(1, 2, state)])
+        verdict = decide(
+            policy=policy, now=NOW, windows=[], past=past, production_since=NOW - timedelta(days=9)
+        )
+        assert verdict.fired, (state, verdict.suppressed_by)
+    for state, hours, suppressed in [
+        (DecisionState.REGISTERED, 2, "cooldown"),
+        (DecisionState.PROMOTED, 2, "cooldown"),
+        (DecisionState.REFUSED, 2, "cooldown"),
+        (DecisionState.PROMOTED, 48, "cap"),
+    ]:
+        past = past_retrains([record(1, hours, state)])
+        verdict = decide(
+            policy=policy, now=NOW, windows=[], past=past, production_since=NOW - timedelta(days=9)
+        )
+        assert verdict.suppressed_by == suppressed, state

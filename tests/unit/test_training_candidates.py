@@ -54,12 +54,15 @@ def serving_rows() -> pd.DataFrame:
     return pd.DataFrame([full, empty, unseen])
 
 
-def test_model_input_has_plain_dtypes_and_none_for_missing() -> None:
+def test_model_input_has_one_dtype_per_kind_and_none_for_missing() -> None:
+    """Integers stay integers (pandas' nullable Int64 when one is missing), never floats."""
     x = model_input(raw_rows(50), columns=COLUMNS)
     assert list(x.columns) == feature_names()
     assert x["contract"].dtype == object and x["contract"].iloc[0] is None
-    assert x["tenure"].dtype == np.float64 and np.isnan(x["tenure"].iloc[10])
-    assert x["senior_citizen"].dtype == np.float64
+    assert x["tenure"].dtype == "Int64" and x["tenure"].iloc[10] is pd.NA
+    assert x["senior_citizen"].dtype == np.int64
+    assert x["monthly_charges"].dtype == np.float64 and np.isnan(x["monthly_charges"].iloc[20])
+    assert model_input(raw_rows(50).iloc[30:], columns=COLUMNS)["tenure"].dtype == np.int64
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
