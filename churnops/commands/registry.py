@@ -700,7 +700,9 @@ def adopt(
         if json_output:
             _emit(record.to_json())
             return
-        typer.echo(f"version {record.version}: adopted (sha256 {record.sha256[:12]} verified), stage None")
+        typer.echo(
+            f"version {record.version}: adopted (sha256 {record.sha256[:12]} verified, signed), stage None"
+        )
 
     settings = load_settings(json_output=json_output)
     _run(json_output, model, work, write=True, settings=settings)
