@@ -19,7 +19,8 @@ Need = Literal["sources", "feast", "mlflow"]
 
 # What each command needs from the home (by its path under `churnops`). Commands not listed
 # (data ingest|generate, demo, simulate, registry migrate) create what they need; `serve` starts on any
-# home and waits for a Production model (/readyz is 503 until one is promoted).
+# home and waits for a Production model (/readyz is 503 until one is promoted); `registry keys`
+# works on key files that CHURNOPS_SIGNING_KEY_FILE / CHURNOPS_TRUSTED_KEYS_FILE may put anywhere.
 NEEDS: dict[str, tuple[Need, ...]] = {
     "features apply": ("sources",),
     "features materialize": ("sources", "feast"),
@@ -41,6 +42,7 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     "score": ("sources",),
     "monitor drift": ("mlflow",),
     "monitor performance": ("mlflow",),
+    "log compact": ("mlflow",),  # a prediction log needs a model that scored first
 }
 
 FIRST_DATA = "`churnops data generate` (synthetic) or `churnops data ingest FILE --as-of TIME`"
