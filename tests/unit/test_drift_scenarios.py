@@ -35,7 +35,7 @@ def test_the_json_document_has_exactly_the_contract_keys() -> None:
     } <= set(doc)
     assert doc["model"] == {"name": "churn", "version": "1"}
     assert doc["reference"]["rows"] == 100_000
-    assert set(doc["current"]) == {"start", "end", "rows"}
+    assert set(doc["current"]) == {"start", "end", "rows", "sampled_rows"}
     assert set(doc["data_drift"]) == {"method", "drifted_share", "features"}
     assert doc["data_drift"]["method"] == "kl_div"
     assert len(doc["data_drift"]["features"]) == 19
