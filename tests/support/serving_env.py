@@ -220,6 +220,9 @@ class ServiceProcess:
         self.env = env
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        # The environment as it is now: a restart inside a later test must start the same service,
+        # not one that picked up that test's variables (e.g. its signing keys).
+        self._base_env = dict(os.environ)
 
     @property
     def url(self) -> str:
@@ -227,7 +230,8 @@ class ServiceProcess:
 
     def start(self) -> None:
         # Its own BentoML home: BentoML wipes <home>/prometheus_multiproc_dir at start.
-        env = {**os.environ, "BENTOML_HOME": str(self.log_path.parent / f"bentoml-{self.port}"), **self.env}
+        home = self.log_path.parent / f"bentoml-{self.port}"
+        env = {**self._base_env, "BENTOML_HOME": str(home), **self.env}
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [
