@@ -94,6 +94,29 @@ def service_missing(what: str, how: str, error: Exception) -> None:
     pytest.skip(message)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_settings() -> Iterator[None]:
+    """The same as ``_no_outside_settings`` for the whole session, set before any module- or
+    session-scoped fixture runs: a module's stack (a served model, a monitored home, a process
+    pool, a forkserver) signs and verifies with the run's keys like every test does."""
+    from tests.support.signing import SIGNING_VARIABLE, TRUSTED_VARIABLE, signing_key_files
+
+    saved = {
+        n: v
+        for n, v in os.environ.items()
+        if n.startswith("CHURNOPS_") and not n.startswith("CHURNOPS_TEST_")
+    }
+    for name in saved:
+        del os.environ[name]
+    keys = signing_key_files()
+    os.environ[SIGNING_VARIABLE] = str(keys.signing_key)
+    os.environ[TRUSTED_VARIABLE] = str(keys.trusted_keys)
+    yield
+    for name in (SIGNING_VARIABLE, TRUSTED_VARIABLE):
+        os.environ.pop(name, None)
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own CHURNOPS_* variables (a Redis URL, a home) never leak into a test; the

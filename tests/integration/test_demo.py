@@ -56,7 +56,7 @@ def test_demo_is_idempotent_and_its_curl_works(tmp_path: Path, monkeypatch: pyte
     # the loop: one decision, fired by drift, acted on: the challenger is promoted
     assert [(d.fired, d.trigger and d.trigger.value) for d in decisions] == [(True, "drift")]
     text = " ".join(first.output.split())  # rich wraps lines at the terminal's 80 columns
-    assert "registered version 2 and promoted it to Production" in text, text
+    assert "version 2 is in Production (decision promoted)" in text, text
     assert len(after_first) == 2 and "serving follows the production alias: now v2" in text
     retrained = max(after_first, key=lambda record: record.version)  # all_versions: newest first
     assert retrained.tags["churnops.trigger"] == "drift"

@@ -72,8 +72,17 @@ def test_production_stays_servable_after_mlflow_loads_it_and_tampering_is_still_
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # MLflow's own gate on skops
     uri = f"models:/{settings.model_name}@production"
-    assert mlflow.sklearn.load_model(uri) is not None
-    assert mlflow.pyfunc.load_model(uri) is not None
+    # Feast's MLflow integration sets the process-wide tracking URI when another test trains,
+    # and that wins over the variable: pin both URIs to this home for MLflow's own load.
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    try:
+        assert mlflow.sklearn.load_model(uri) is not None
+        assert mlflow.pyfunc.load_model(uri) is not None
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     artifact = _artifact_dir(settings, 1)
     assert (artifact / "registered_model_meta").is_file()  # MLflow wrote beside the logged files
     monkeypatch.delenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")

@@ -34,12 +34,12 @@ def main(argv: list[str]) -> int:
 
     from churnops.contracts.crash_points import crash_point
     from registry_ext import ModelRegistry
-    from tests.support.registry import log_candidate, migrated_engine
+    from tests.support.registry import log_candidate, migrated_engine, signed_registry
 
     tracking_uri, model, op = argv[:3]
     version = int(argv[3]) if len(argv) > 3 else None
-    registry = ModelRegistry(
-        client=MlflowClient(tracking_uri), engine=migrated_engine(tracking_uri), model_name=model
+    registry: ModelRegistry = signed_registry(
+        MlflowClient(tracking_uri), migrated_engine(tracking_uri), model_name=model
     )
     if op == "register":
         experiment = registry.client.get_experiment_by_name(f"exp-{model}")
