@@ -25,6 +25,11 @@ MONITORING_EXPERIMENT = "churn-monitoring"
 TAG_MODEL_NAME = "churnops.model_name"
 TAG_MODEL_VERSION = "churnops.model_version"
 TAG_KIND = "churnops.run_kind"
+TAG_DRIFT_STATUS = "churnops.drift_status"
+TAG_CONCEPT_STATUS = "churnops.concept_drift_status"
+TAG_WINDOW_START = "churnops.window_start"
+TAG_WINDOW_END = "churnops.window_end"
+"""Tags of a drift report's MLflow run that retraining reads back (churnops.retraining.observations)."""
 HTML_ARTIFACT_DIR = "drift"
 
 _STATUS_COLOUR = {"drift": "#b3261e", "no_drift": "#1b6e20", "insufficient_data": "#8a6d00"}
@@ -288,10 +293,10 @@ def log_to_mlflow(
             TAG_MODEL_NAME: result.model_name,
             TAG_MODEL_VERSION: result.model_version,
             TAG_KIND: "drift",
-            "churnops.drift_status": result.status,
-            "churnops.concept_drift_status": result.concept.status,
-            "churnops.window_start": result.window_start.isoformat(),
-            "churnops.window_end": result.window_end.isoformat(),
+            TAG_DRIFT_STATUS: result.status,
+            TAG_CONCEPT_STATUS: result.concept.status,
+            TAG_WINDOW_START: result.window_start.isoformat(),
+            TAG_WINDOW_END: result.window_end.isoformat(),
             "churnops.drift_policy": f"{result.policy_name}@{result.policy_digest}",
         },
     )

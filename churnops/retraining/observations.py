@@ -13,7 +13,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from churnops.retraining.decide import MonitoringWindow
-from monitoring.report import MONITORING_EXPERIMENT, TAG_KIND, TAG_MODEL_NAME, TAG_MODEL_VERSION
+from monitoring.report import (
+    MONITORING_EXPERIMENT,
+    TAG_CONCEPT_STATUS,
+    TAG_DRIFT_STATUS,
+    TAG_KIND,
+    TAG_MODEL_NAME,
+    TAG_MODEL_VERSION,
+    TAG_WINDOW_END,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -43,18 +51,21 @@ def read_monitoring_windows(
     windows: list[MonitoringWindow] = []
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
-        end = tags.get("churnops.window_end")
-        if end is None:
-            continue
+        missing = [key for key in (TAG_WINDOW_END, TAG_DRIFT_STATUS) if key not in tags]
+        if missing:  # every drift report writes both: a run without them was not written by churnops
+            raise ValueError(
+                f"monitoring run {run.info.run_id} is tagged as a drift report of {model_name} "
+                f"v{model_version} but lacks {missing}: delete it or run `churnops monitor drift` again"
+            )
         auc = metrics.get("matured_roc_auc")
         windows.append(
             MonitoringWindow(
-                window_end=datetime.fromisoformat(end),
-                status=tags.get("churnops.drift_status", "insufficient_data"),
+                window_end=datetime.fromisoformat(tags[TAG_WINDOW_END]),
+                status=tags[TAG_DRIFT_STATUS],
                 model_version=model_version,
                 drifted_share=metrics.get("data_drift_drifted_share"),
                 prediction_js=metrics.get("prediction_drift_js"),
-                concept_drifted=tags.get("churnops.concept_drift_status") == "drift",
+                concept_drifted=tags.get(TAG_CONCEPT_STATUS) == "drift",
                 matured_roc_auc=auc,
                 labelled_rows=int(metrics.get("concept_drift_labelled_rows", 0)),
                 report=report_link(run.info.run_id),
