@@ -146,7 +146,7 @@ def bench_backend(backend: str, tracking_uri: str, sizes: list[int], repeat: int
     from registry_ext import ModelRegistry, registry_engine
     from registry_ext.migrate import migrate_to_head
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     engine = registry_engine(tracking_uri)
     migrate_to_head(engine)
     registry = ModelRegistry(client=client, engine=engine, model_name=MODEL)

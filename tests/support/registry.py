@@ -165,7 +165,7 @@ def make_registry(tracking_uri: str, artifact_location: str, *, model_name: str 
     """A ModelRegistry on a real MLflow store and the id of a fresh experiment."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     experiment_id = client.create_experiment(
         f"exp-{model_name}", artifact_location=f"{artifact_location}/{model_name}"
     )

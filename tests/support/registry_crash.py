@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     tracking_uri, model, op = argv[:3]
     version = int(argv[3]) if len(argv) > 3 else None
     registry: ModelRegistry = signed_registry(
-        MlflowClient(tracking_uri), migrated_engine(tracking_uri), model_name=model
+        MlflowClient(tracking_uri, registry_uri=tracking_uri), migrated_engine(tracking_uri), model_name=model
     )
     if op == "register":
         experiment = registry.client.get_experiment_by_name(f"exp-{model}")

@@ -28,7 +28,7 @@ def promote_to_production(task: dict[str, Any]) -> dict[str, Any]:
     from tests.support.registry import migrated_engine, signed_registry
 
     registry = signed_registry(
-        MlflowClient(task["tracking_uri"]),
+        MlflowClient(task["tracking_uri"], registry_uri=task["tracking_uri"]),
         migrated_engine(task["tracking_uri"]),
         model_name=task["model_name"],
     )

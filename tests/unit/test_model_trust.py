@@ -359,7 +359,7 @@ def test_rotation_keeps_old_versions_loadable_until_their_key_is_removed(
     assert stat.S_IMODE(os.stat(files.signing_key).st_mode) == 0o600
 
     name = model_name_for(request)
-    client = MlflowClient(store[0])
+    client = MlflowClient(store[0], registry_uri=store[0])
     experiment_id = client.create_experiment(f"exp-{name}", artifact_location=f"{store[1]}/{name}")
     reg = ModelRegistry(
         client=client,

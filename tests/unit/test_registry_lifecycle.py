@@ -240,7 +240,8 @@ def test_bad_promotions_are_refused_and_write_nothing(
 def test_unknown_model_is_a_clear_error(store: tuple[str, str]) -> None:
     from mlflow import MlflowClient
 
-    reg = ModelRegistry(client=MlflowClient(store[0]), engine=migrated_engine(store[0]), model_name="nope")
+    client = MlflowClient(store[0], registry_uri=store[0])
+    reg = ModelRegistry(client=client, engine=migrated_engine(store[0]), model_name="nope")
     with pytest.raises(UnknownModelError, match="'nope' does not exist"):
         reg.promote(version=1, stage="Staging", reason="x", actor="a")
     with pytest.raises(UnknownVersionError):
