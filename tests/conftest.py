@@ -130,21 +130,24 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TRUSTED_VARIABLE, str(keys.trusted_keys))
 
 
+_MLFLOW_URI_VARIABLES = {
+    name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+}  # as the run started
+
+
 @pytest.fixture(autouse=True)
 def _mlflow_process_uris() -> Iterator[None]:
     """MLflow's process-wide tracking and registry URIs (module globals and the
     MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI variables that ``mlflow.set_*_uri`` and Feast's
     MLflow integration set) are put back after every test: one test's store never becomes the
-    next test's default registry (a client built without ``registry_uri`` would follow it)."""
+    next test's default registry (a client built without ``registry_uri`` would follow it). A
+    module fixture's leak (Feast's MLflow integration, when it trains) ends with its first test."""
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
 
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved_env = {name: os.environ.get(name) for name in names}
-    saved = tracking_utils._tracking_uri, registry_utils._registry_uri
     yield
-    tracking_utils._tracking_uri, registry_utils._registry_uri = saved
-    for name, value in saved_env.items():
+    tracking_utils._tracking_uri, registry_utils._registry_uri = None, None  # MLflow's own start
+    for name, value in _MLFLOW_URI_VARIABLES.items():
         if value is None:
             os.environ.pop(name, None)
         else:

@@ -490,8 +490,10 @@ def test_a_local_artifact_survives_mlflows_load_but_not_a_changed_or_added_file(
     reg, _ = registry
     record = _in_production(reg)
     uri = f"models:/{reg.model_name}@{PRODUCTION}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", reg.client.tracking_uri)
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # MLflow's own gate on skops
+    # What a user's session does; tests/conftest.py puts both process-wide URIs back afterwards.
+    mlflow.set_tracking_uri(reg.client.tracking_uri)
+    mlflow.set_registry_uri(reg.client.tracking_uri)
     frame = churn_frame(seed=5, rows=3)[FEATURES]
     assert mlflow.sklearn.load_model(uri).predict_proba(frame).shape == (3, 2)
     assert mlflow.pyfunc.load_model(uri).predict(frame).shape == (3, 2)
