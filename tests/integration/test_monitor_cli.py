@@ -116,11 +116,12 @@ def test_performance_reports_matured_labels_only(
     monitored: tuple[Path, Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home, _ = monitored
-    invoke(home, monkeypatch, "score", "--as-of", "2024-07-01T00:00:00Z")
-    early = invoke(home, monkeypatch, "monitor", "performance", "--as-of", "2024-07-15T00:00:00Z")
-    assert early["matured"] == 0  # the July label matures a month later
+    invoke(home, monkeypatch, "score", "--as-of", "2024-07-01T00:00:00Z")  # inside the training window
+    invoke(home, monkeypatch, "score", "--as-of", "2024-11-01T00:00:00Z")
+    early = invoke(home, monkeypatch, "monitor", "performance", "--as-of", "2024-11-15T00:00:00Z")
+    assert early["matured"] == 0  # the November label matures a month later; July is in-sample
     later = invoke(home, monkeypatch, "monitor", "performance", "--as-of", "2025-01-01T00:00:00Z")
-    assert later["matured"] > 1000
+    assert later["matured"] > 1000 and later["in_sample"] > 1000, later
     (version,) = later["versions"]
     assert version["model_version"] == "1" and version["status"] == "ok"
     assert 0.6 < version["metrics"]["roc_auc"] <= 1.0
