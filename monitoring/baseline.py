@@ -107,6 +107,6 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
 def read_labels(sources_dir: Path) -> pd.DataFrame:
     """The label source with ``created`` (when each label became known)."""
     from churnops.contracts.columns import LABEL_SOURCE
-    from churnops.sources import read_source
+    from churnops.contracts.sources import read_source
 
     return read_source(sources_dir=sources_dir, name=LABEL_SOURCE)
