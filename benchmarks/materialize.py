@@ -113,7 +113,7 @@ def case_raw(home: Path, redis_url: str, end: str, project: str) -> None:
     import redis
 
     from churnops.contracts.columns import VIEWS, view_columns
-    from churnops.sources import read_source
+    from churnops.contracts.sources import read_source
 
     client = redis.Redis.from_url(redis_url)
     frames = {}

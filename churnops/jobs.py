@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from churnops.scoring.batch import BatchScores
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
-    from registry_ext.decisions import DecisionRecord
+    from registry_ext import DecisionRecord
 
 DRIFT_JOB = "churnops-drift"
 PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the whole {job, model} group
@@ -257,7 +257,7 @@ def retrain(
 def pending_retrain(*, settings: Settings) -> DecisionRecord | None:
     """The newest fired decision no retrain finished yet (None when there is none)."""
     from churnops.wiring import open_registry
-    from registry_ext.decisions import pending_decision
+    from registry_ext import pending_decision
 
     with open_registry(settings, write=False) as registry:
         return pending_decision(registry.engine, name=settings.model_name)

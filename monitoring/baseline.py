@@ -8,6 +8,7 @@ model version through MLflow's API.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import pandas as pd
 
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT, TRAINING_SPLITS, window_param
 from monitoring.errors import MonitoringError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -89,7 +92,15 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
         holdout: pd.DataFrame | None
         try:
             holdout = pd.read_parquet(client.download_artifacts(run_id, HOLDOUT_ARTIFACT, tmp))
-        except (MlflowException, OSError):
+        except (MlflowException, OSError) as error:  # concept drift: insufficient_data, 0 holdout rows
+            logger.warning(
+                "version %s (run %s): no %s, so no concept-drift baseline (%s)",
+                version,
+                run_id,
+                HOLDOUT_ARTIFACT,
+                error,
+                exc_info=error,
+            )
             holdout = None
     if holdout is not None and "score" not in holdout.columns:
         holdout = None  # trained before the holdout carried its score: no concept-drift baseline
@@ -107,6 +118,6 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
 def read_labels(sources_dir: Path) -> pd.DataFrame:
     """The label source with ``created`` (when each label became known)."""
     from churnops.contracts.columns import LABEL_SOURCE
-    from churnops.sources import read_source
+    from churnops.contracts.sources import read_source
 
     return read_source(sources_dir=sources_dir, name=LABEL_SOURCE)

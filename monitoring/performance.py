@@ -52,6 +52,8 @@ REPORTED_METRICS = (
     "log_loss",
     "base_rate",
 )
+THRESHOLD_METRICS = ("precision_at_threshold", "recall_at_threshold")
+"""Left out for a version whose decision threshold is unknown (never computed at a made-up one)."""
 OUTCOME_COLUMNS = (
     "model_version",
     JOIN_KEY,
@@ -95,7 +97,7 @@ class GroupPerformance:
     reason: str | None
     rows: int
     positives: int
-    threshold: float
+    threshold: float | None
     metrics: dict[str, float] = field(default_factory=dict)
     reference: dict[str, float] = field(default_factory=dict)
     delta: dict[str, float] = field(default_factory=dict)
@@ -290,7 +292,7 @@ def _group(
     version: str,
     period: str,
     period_start: str | None,
-    threshold: float,
+    threshold: float | None,
     reference: dict[str, float],
     min_rows: int,
     min_positives: int,
@@ -320,20 +322,26 @@ def _group(
     }
     if reason is not None:
         return GroupPerformance(status="insufficient_data", reason=reason, **common)
-    values = compute_metrics(y, rows["score"].to_numpy(dtype=np.float64), threshold=threshold)
-    metrics = {k: values[k] for k in REPORTED_METRICS}
+    # An unknown threshold: the threshold metrics are dropped below (0.5 only fills the argument).
+    values = compute_metrics(
+        y, rows["score"].to_numpy(dtype=np.float64), threshold=0.5 if threshold is None else threshold
+    )
+    metrics = {
+        k: values[k] for k in REPORTED_METRICS if threshold is not None or k not in THRESHOLD_METRICS
+    }
     delta = {k: metrics[k] - reference[k] for k in REPORTED_METRICS if k in reference}
     return GroupPerformance(status="ok", reason=None, metrics=metrics, delta=delta, **common)
 
 
-def _threshold_of(version: str, threshold: float | Mapping[str, float]) -> float:
+def _threshold_of(version: str, threshold: float | Mapping[str, float | None]) -> float | None:
     if isinstance(threshold, Mapping):
         if version not in threshold:
             raise PerformanceInputError(
                 f"threshold has no entry for model version {version!r} (known: {sorted(threshold)}); "
                 "pass the version's registered 'threshold' metric"
             )
-        return float(threshold[version])
+        value = threshold[version]
+        return None if value is None else float(value)
     return float(threshold)
 
 
@@ -344,7 +352,7 @@ def performance_on_late_labels(
     as_of: datetime,
     horizon: timedelta = DEFAULT_HORIZON,
     period: Period = "month",
-    threshold: float | Mapping[str, float],
+    threshold: float | Mapping[str, float | None],
     reference_metrics: Mapping[str, Mapping[str, float]],
     start: datetime | None = None,
     end: datetime | None = None,
@@ -355,9 +363,11 @@ def performance_on_late_labels(
     """Matured live performance per model version and per period, next to each version's test metrics.
 
     ``threshold``: one score threshold, or one per model version (the run's ``threshold``
-    metric). ``reference_metrics``: per model version, its registered metrics (``test_roc_auc``
-    ... or plain ``roc_auc`` ...); a version without them gets no deltas. Groups with fewer than
-    ``min_rows`` rows or ``min_positives`` positives are ``insufficient_data`` with no metrics.
+    metric; None when it is unknown, e.g. the run was deleted: that version's
+    ``THRESHOLD_METRICS`` are left out). ``reference_metrics``: per model version, its registered
+    metrics (``test_roc_auc`` ... or plain ``roc_auc`` ...); a version without them gets no deltas.
+    Groups with fewer than ``min_rows`` rows or ``min_positives`` positives are
+    ``insufficient_data`` with no metrics.
     """
     if period not in ("week", "month"):
         raise PerformanceInputError(f"period must be 'week' or 'month', got {period!r}")

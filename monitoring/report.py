@@ -16,20 +16,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.monitoring_runs import (
+    KIND_DRIFT,
+    METRIC_DRIFTED_SHARE,
+    METRIC_LABELLED_ROWS,
+    METRIC_MATURED_ROC_AUC,
+    METRIC_PREDICTION_JS,
+    MONITORING_EXPERIMENT,
+    TAG_CONCEPT_STATUS,
+    TAG_DRIFT_STATUS,
+    TAG_KIND,
+    TAG_MODEL_NAME,
+    TAG_MODEL_VERSION,
+    TAG_WINDOW_END,
+    TAG_WINDOW_START,
+)
 from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-MONITORING_EXPERIMENT = "churn-monitoring"
-TAG_MODEL_NAME = "churnops.model_name"
-TAG_MODEL_VERSION = "churnops.model_version"
-TAG_KIND = "churnops.run_kind"
-TAG_DRIFT_STATUS = "churnops.drift_status"
-TAG_CONCEPT_STATUS = "churnops.concept_drift_status"
-TAG_WINDOW_START = "churnops.window_start"
-TAG_WINDOW_END = "churnops.window_end"
-"""Tags of a drift report's MLflow run that retraining reads back (churnops.retraining.observations)."""
 HTML_ARTIFACT_DIR = "drift"
 
 _STATUS_COLOUR = {"drift": "#b3261e", "no_drift": "#1b6e20", "insufficient_data": "#8a6d00"}
@@ -230,19 +236,19 @@ def monitoring_metrics(result: DriftResult) -> dict[str, float]:
     out: dict[str, float] = {
         "current_rows": float(result.current_rows),
         "reference_rows": float(result.reference_rows),
-        "data_drift_drifted_share": result.drifted_share,
-        "concept_drift_labelled_rows": float(result.concept.labelled_rows),
+        METRIC_DRIFTED_SHARE: result.drifted_share,
+        METRIC_LABELLED_ROWS: float(result.concept.labelled_rows),
         "drift": 1.0 if result.status == "drift" else 0.0,
     }
     for f in result.features:
         if f.score is not None:
             out[f"data_drift_kl_{f.feature}"] = f.score
     candidates = {
-        "prediction_drift_js": result.prediction.score,
+        METRIC_PREDICTION_JS: result.prediction.score,
         "concept_drift_ks_statistic": result.concept.statistic,
         "concept_drift_ks_p_value": result.concept.p_value,
         "score_mean_current": result.prediction.current_mean,
-        "matured_roc_auc": result.performance.roc_auc,
+        METRIC_MATURED_ROC_AUC: result.performance.roc_auc,
         "matured_brier": result.performance.brier,
     }
     out.update({k: float(v) for k, v in candidates.items() if v is not None and math.isfinite(v)})
@@ -292,7 +298,7 @@ def log_to_mlflow(
         tags={
             TAG_MODEL_NAME: result.model_name,
             TAG_MODEL_VERSION: result.model_version,
-            TAG_KIND: "drift",
+            TAG_KIND: KIND_DRIFT,
             TAG_DRIFT_STATUS: result.status,
             TAG_CONCEPT_STATUS: result.concept.status,
             TAG_WINDOW_START: result.window_start.isoformat(),

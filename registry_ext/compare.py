@@ -296,24 +296,19 @@ def _bootstrap_json(result: BootstrapResult) -> dict[str, Any]:
     }
 
 
-def _default_slices() -> list[SliceRule]:
-    from churnops.training import load_policy
-
-    return list(load_policy().slice_specs())
-
-
 def compare_versions(
     *,
     registry: ModelRegistry,
     versions: Sequence[int],
-    slices: Sequence[SliceRule] | None = None,
+    slices: Sequence[SliceRule],
     resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Comparison:
     """Compare ``versions`` of the registry's model (at least two, no duplicates).
 
-    ``slices`` default to the packaged gate policy's named slices.
+    ``slices`` are the named row subsets to compare on: the gate policy's (``GatePolicy.slice_specs()``),
+    which the caller loads (registry_ext does not read training's policy files).
     """
     numbers = [int(v) for v in versions]
     if len(numbers) < 2:
@@ -362,7 +357,7 @@ def compare_versions(
         comparison,
         registry=registry,
         models=models,
-        slices=_default_slices() if slices is None else list(slices),
+        slices=list(slices),
         resamples=resamples,
         confidence=confidence,
         seed=seed,

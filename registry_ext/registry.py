@@ -31,7 +31,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -927,9 +927,19 @@ class ModelRegistry:
         from mlflow.exceptions import MlflowException
 
         for transition in transitions:
-            with suppress(MlflowException):
+            try:
                 self.client.set_model_version_tag(
                     self.model_name, str(transition.version), STAGE_TAG, transition.to_stage.value
+                )
+            except MlflowException as error:
+                _log.warning(
+                    "version %s is %s, but its MLflow %r tag could not be written (%s); the next stage "
+                    "change of the version writes it",
+                    transition.version,
+                    transition.to_stage.value,
+                    STAGE_TAG,
+                    error.message,
+                    exc_info=error,
                 )
 
     def _set_aliases(self, current: Mapping[str, int | None], wanted: Mapping[str, int | None]) -> None:
@@ -1039,7 +1049,9 @@ class ModelRegistry:
                 number = int(intent.target["version"])
                 try:
                     self.client.get_model_version(self.model_name, str(number))
-                except MlflowException:
+                except MlflowException as error:
+                    if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                        raise  # unreachable or refused: not evidence that the version was deleted
                     self._close_intent(intent.id, "recovered", f"MLflow version {number} was deleted")
                     continue
                 self._close_intent(intent.id, "reverted", "interrupted before MLflow deleted the version")

@@ -29,9 +29,16 @@ from typing import Any, Protocol
 from churnops.contracts.clock import wall_clock
 from churnops.contracts.materialization import ViewMarker, completion_problem, redis_marker_key
 from churnops.contracts.online import OnlineRow, classify
-from churnops.features import redis_layout
 from churnops.features.completion import MarkersUnsupported, read_markers
 from churnops.features.online import ServiceLayout, fetch_online
+from churnops.features.redis_layout import (
+    HashDecoder,
+    LayoutUnsupported,
+    cluster_client_arguments,
+    direct_store_problem,
+    is_cluster,
+    service_fields,
+)
 
 logger = logging.getLogger(__name__)
 _UNKNOWN_ID = "__churnops_self_check__"  # an id no store holds: the unknown-customer path
@@ -157,20 +164,20 @@ class RedisReader:
         clock: Callable[[], datetime] = wall_clock,
     ) -> None:
         self._clock = clock
-        problem = redis_layout.direct_store_problem(config=store.config, cluster=True)
+        problem = direct_store_problem(config=store.config, cluster=True)
         if problem:
-            raise redis_layout.LayoutUnsupported(problem)
-        self._cluster = redis_layout.is_cluster(config=store.config)
+            raise LayoutUnsupported(problem)
+        self._cluster = is_cluster(config=store.config)
         self._url = redis_url
         self._store = store
         self._layout = layout
         self._ttl = layout.ttl
         self._timeout = timeout_ms / 1000
         self._check_ids = check_ids
-        self._service = redis_layout.service_fields(store=store, service=layout.service)
+        self._service = service_fields(store=store, service=layout.service)
         self._codec = self._service.keys
         self._fields = self._service.fields
-        self._decoder = redis_layout.HashDecoder(self._service)
+        self._decoder = HashDecoder(self._service)
         self._client: Any = None
         self._script: Any = None
         self._fallback: FeastReader | None = None
@@ -192,7 +199,7 @@ class RedisReader:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            nodes, kwargs = redis_layout.cluster_client_arguments(config=self._store.config)
+            nodes, kwargs = cluster_client_arguments(config=self._store.config)
             kwargs.update(socket_timeout=self._timeout, socket_connect_timeout=self._timeout)
             self._client = redis.asyncio.cluster.RedisCluster(
                 startup_nodes=[redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes],
@@ -339,7 +346,7 @@ class RedisReader:
         if self._cluster:
             import redis.cluster
 
-            nodes, kwargs = redis_layout.cluster_client_arguments(config=self._store.config)
+            nodes, kwargs = cluster_client_arguments(config=self._store.config)
             kwargs.update(socket_timeout=timeout, socket_connect_timeout=timeout)
             client = redis.cluster.RedisCluster(
                 startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in nodes], **kwargs

@@ -29,7 +29,7 @@ from churnops.contracts.stages import ALIAS_OF_STAGE, Stage
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from registry_ext.signing import Verifier
+    from registry_ext import Verifier
 
 PRODUCTION_ALIAS = ALIAS_OF_STAGE[Stage.PRODUCTION]
 

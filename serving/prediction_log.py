@@ -193,8 +193,8 @@ class PredictionLog:
         self.directory = directory
         self._sink = sink or parquet_sink(directory)
         # Rows the sink refuses wait here (local parquet) and are replayed before each flush.
-        self.spool = Spool(spool_dir or directory.parent / f"{directory.name}-spool")
         self._warning = ThrottledWarning(interval_s=warn_interval_s)
+        self.spool = Spool(spool_dir or directory.parent / f"{directory.name}-spool", warning=self._warning)
         self._on_spooled = on_spooled
         self._flush_seconds = flush_seconds
         self._flush_rows = flush_rows
@@ -220,8 +220,8 @@ class PredictionLog:
                 self._batch.add(accepted)
                 full = self._batch.rows >= self._flush_rows
             self._queued(len(records), len(accepted), full)
-        except Exception:
-            self._on_failure(len(records))
+        except Exception as error:  # never fail a request: count the rows lost and say why
+            self._dropped(len(records), error)
 
     def append_request(
         self,
@@ -252,8 +252,12 @@ class PredictionLog:
                 )
                 full = self._batch.rows >= self._flush_rows
             self._queued(len(rows), len(accepted), full)
-        except Exception:
-            self._on_failure(len(rows))
+        except Exception as error:  # never fail a request: count the rows lost and say why
+            self._dropped(len(rows), error)
+
+    def _dropped(self, rows: int, error: Exception) -> None:
+        self._on_failure(rows)
+        self._warning.warn(f"prediction log append failed ({error!r}); {rows} rows dropped", error=error)
 
     def _queued(self, offered: int, accepted: int, full: bool) -> None:
         if accepted < offered:
@@ -280,14 +284,21 @@ class PredictionLog:
             try:
                 self._sink(day, columns)
             except Exception as error:
-                if self.spool.put(day, columns):
-                    self._on_spooled(rows)
+                try:
+                    self.spool.put(day, columns)
+                except Exception as spool_error:
+                    self._on_failure(rows)
                     self._warning.warn(
-                        f"prediction log sink failed ({error}); rows spooled to {self.spool.directory}"
+                        f"prediction log sink ({error}) and spool ({spool_error!r}) both failed; "
+                        f"{rows} rows dropped",
+                        error=spool_error,
                     )
                 else:
-                    self._on_failure(rows)
-                    self._warning.warn(f"prediction log sink and spool both failed ({error}); rows dropped")
+                    self._on_spooled(rows)
+                    self._warning.warn(
+                        f"prediction log sink failed ({error}); rows spooled to {self.spool.directory}",
+                        error=error,
+                    )
                 continue
             self._on_written(rows)
             written += rows
@@ -300,7 +311,7 @@ class PredictionLog:
             try:
                 self.flush()
             except Exception as error:  # the flusher must outlive any one failure
-                self._warning.warn(f"prediction log flush failed: {error}")
+                self._warning.warn(f"prediction log flush failed: {error!r}", error=error)
 
     def close(self) -> None:
         self._stop.set()

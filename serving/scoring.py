@@ -5,11 +5,14 @@ training fitted). A single-row call costs ~4-5 ms here, nearly all of it ColumnT
 OneHotEncoder input checking, so ``compile_linear`` turns the common shape
 (ColumnTransformer of OneHotEncoder / StandardScaler / passthrough, then a binary
 LogisticRegression) into lookup tables and one dot product; it is used only when it matches
-``predict_proba`` on probe rows to 1e-9 at load time, and the sklearn path is used otherwise.
+``predict_proba`` on probe rows to 1e-9 at load time, and the sklearn path is used otherwise (a
+compiled form that fails or disagrees on the probes is logged as a warning; the kind in use is
+exported as the ``scorer`` label of the model-info metric).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from churnops.contracts.columns import FEATURES, feature_names
 from churnops.contracts.model_input import model_frame
 from churnops.contracts.online import OnlineRow
 
+logger = logging.getLogger(__name__)
 Scorer = Callable[[Sequence[dict[str, Any]]], list[float]]
 PARITY_TOLERANCE = 1e-9
 
@@ -175,10 +179,21 @@ def make_scorer(estimator: Any) -> tuple[Scorer, str]:
             agree = all(
                 abs(a - b) <= PARITY_TOLERANCE for a, b in zip(tables(probes), reference(probes), strict=True)
             )
-        except Exception:
-            agree = False
+        except Exception as error:
+            logger.warning(
+                "the compiled linear scorer could not be checked on its probe rows (%r); "
+                "scoring with predict_proba",
+                error,
+                exc_info=error,
+            )
+            return reference, "sklearn"
         if agree:
             return tables, "linear_tables"
+        logger.warning(
+            "the compiled linear scorer differs from predict_proba by more than %g on its probe rows; "
+            "scoring with predict_proba",
+            PARITY_TOLERANCE,
+        )
     return reference, "sklearn"
 
 

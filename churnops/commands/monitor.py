@@ -35,6 +35,9 @@ from churnops.jobs import push as _push
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
     from monitoring.performance import PerformanceReport
@@ -249,6 +252,31 @@ def performance(
     _print_performance(report, pushed)
 
 
+def training_run(client: MlflowClient, *, model_name: str, version: str) -> Run | None:
+    """The training run of a registered version, or None (with a warning) when MLflow holds no
+    such version or run any more: the version is still reported, without its test metrics,
+    threshold or training window (the report lists it among the unknown windows). Any other
+    error (authentication, permission, network, server) is raised, never read as "deleted"."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run_id = client.get_model_version(model_name, version).run_id
+        if run_id:
+            return client.get_run(run_id)
+        reason = "the version names no run"
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        reason = error.message
+    logger.warning(
+        "version %s: no training run to read (%s); reported without its test metrics, threshold "
+        "or training window",
+        version,
+        reason,
+    )
+    return None
+
+
 def _performance(
     *,
     settings: Settings,
@@ -270,22 +298,26 @@ def _performance(
     client = mlflow_client(settings)
     metrics: dict[str, dict[str, float]] = {}
     windows: dict[str, TrainingWindow | None] = {}
+    thresholds: dict[str, float | None] = {}
     for version in sorted({str(v) for v in window["model_version"].dropna()}):
-        try:
-            run_id = client.get_model_version(settings.model_name, version).run_id
-            run = client.get_run(run_id) if run_id else None
-        except Exception as error:  # a version deleted from MLflow: no reference metrics, still reported
-            logger.warning("version %s: no training run to read (%s)", version, error)
-            run = None
+        run = training_run(client, model_name=settings.model_name, version=version)
         metrics[version] = dict(run.data.metrics) if run is not None else {}
         windows[version] = training_window(run.data.params) if run is not None else None
+        thresholds[version] = metrics[version].get("threshold")
+        if run is not None and thresholds[version] is None:
+            logger.warning(
+                "version %s: its training run %s recorded no 'threshold' metric; precision and recall "
+                "at the threshold are left out",
+                version,
+                run.info.run_id,
+            )
     report = performance_on_late_labels(
         predictions=window,
         labels=read_labels(settings.sources_dir),
         as_of=as_of,
         horizon=horizon,
         period=period,  # type: ignore[arg-type]
-        threshold={v: m.get("threshold", 0.5) for v, m in metrics.items()},
+        threshold=thresholds,
         reference_metrics=metrics,
         start=lower,
         end=upper,

@@ -631,11 +631,21 @@ def compare(
 ) -> None:
     """Which version is better on the same rows (with bootstrap CIs), then the details."""
 
+    from churnops.training import GatePolicyError, load_policy
+
+    settings = load_settings(json_output=json_output)
+
     def work(registry: ModelRegistry) -> None:
         from registry_ext.compare import compare_versions
         from registry_ext.compare_html import write_html
 
-        comparison = compare_versions(registry=registry, versions=versions, resamples=resamples)
+        try:
+            slices = load_policy(settings.gate_policy).slice_specs()
+        except GatePolicyError as error:
+            raise _Failure(str(error)) from error
+        comparison = compare_versions(
+            registry=registry, versions=versions, slices=slices, resamples=resamples
+        )
         written = None
         if html is not None:
             written = write_html(comparison=comparison, path=html)
@@ -646,7 +656,7 @@ def compare(
         if written is not None:
             typer.echo(f"HTML report: {plain_text(written)}")
 
-    _run(json_output, model, work, write=False)
+    _run(json_output, model, work, write=False, settings=settings)
 
 
 @app.command("reconcile")

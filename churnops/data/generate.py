@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL, NO_INTERNET, NO_PHONE, column
 from churnops.contracts.ids import ID_PATTERN
-from churnops.sources import write_sources
+from churnops.contracts.sources import write_sources
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

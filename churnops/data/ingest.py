@@ -40,6 +40,7 @@ import pyarrow.csv as pacsv
 
 from churnops.contracts.clock import current_time
 from churnops.contracts.columns import CREATED_TS, EVENT_TS
+from churnops.contracts.sources import write_sources
 from churnops.contracts.timestamps import parse_utc
 from churnops.data.validate import (
     REASON_SEPARATOR,
@@ -50,7 +51,6 @@ from churnops.data.validate import (
     match_header,
     validate_rows,
 )
-from churnops.sources import write_sources
 
 __all__ = [
     "DataFileError",

@@ -29,7 +29,7 @@ from churnops.contracts.columns import (
     view_columns,
 )
 from churnops.contracts.log_filters import drop_messages
-from churnops.sources import source_glob
+from churnops.contracts.sources import source_glob
 
 TTL: dict[View, timedelta] = {
     # Profile attributes rarely change; account and services are refreshed monthly, so a

@@ -422,3 +422,14 @@ class _DirectRedisWriter:
             while len(self._pending) >= _IN_FLIGHT or (self._pending and self._pending[0].done()):
                 self._pending.pop(0).result()
             self._pending.append(self._pool.submit(self._script, keys=keys[lo:hi], args=header + block))
+
+
+__all__ = [
+    "BATCH_KEYS",
+    "DirectWriterUnsupported",
+    "MaterializeResult",
+    "RemovalRefused",
+    "Writer",
+    "latest_event_time",
+    "materialize",
+]

@@ -101,3 +101,6 @@ def fetch_online(
             )
         )
     return rows
+
+
+__all__ = ["ServiceLayout", "fetch_online", "service_layout"]

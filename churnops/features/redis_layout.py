@@ -460,3 +460,29 @@ class HashDecoder:
                     features[name] = values[blob]
             i += 1
         return DecodedRow(features=features, view_ts=view_ts, missing=missing)
+
+
+__all__ = [
+    "CHECK_ROWS",
+    "VERIFIED_FEAST_VERSION",
+    "DecodedRow",
+    "EntityKeyCodec",
+    "HashDecoder",
+    "LayoutUnsupported",
+    "ServiceFields",
+    "ViewFields",
+    "cluster_client_arguments",
+    "decode_timestamp",
+    "decode_value",
+    "direct_store_problem",
+    "encode_timestamps",
+    "encode_values",
+    "entity_key_codec",
+    "feast_version_problem",
+    "feature_field",
+    "is_cluster",
+    "online_view_name",
+    "service_fields",
+    "timestamp_field",
+    "view_fields",
+]

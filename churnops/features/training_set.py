@@ -12,7 +12,7 @@ import pyarrow as pa
 from feast import FeatureStore
 
 from churnops.contracts.columns import CREATED_TS, EVENT_TS, FEATURE_SERVICE, FEATURES, JOIN_KEY, LABEL_SOURCE
-from churnops.sources import read_source
+from churnops.contracts.sources import read_source
 
 NaivePolicy = Literal["reject", "utc"]
 _ROW = "__churnops_row"
@@ -148,3 +148,12 @@ def _features_in_input_order(table: pa.Table, *, entity_columns: list[str], rows
         else:
             columns[name] = values.to_pandas()
     return pd.DataFrame(columns, index=pd.RangeIndex(rows))
+
+
+__all__ = [
+    "NaivePolicy",
+    "TimestampError",
+    "build_training_set",
+    "label_entity_frame",
+    "normalize_timestamps",
+]

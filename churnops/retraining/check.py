@@ -20,8 +20,7 @@ from churnops.retraining.observations import read_monitoring_windows
 from churnops.retraining.policy import RetrainPolicy
 
 if TYPE_CHECKING:
-    from registry_ext import ModelRegistry
-    from registry_ext.decisions import DecisionRecord
+    from registry_ext import DecisionRecord, ModelRegistry
 
 
 def production_since(registry: ModelRegistry) -> datetime | None:
@@ -44,7 +43,7 @@ def check_and_record(
 ) -> DecisionRecord:
     """Evaluate ``policy`` at ``now`` for the Production version and append the decision."""
     from churnops.retraining.orders import resume_command
-    from registry_ext.decisions import append_decision, list_decisions, pending_decision
+    from registry_ext import append_decision, list_decisions, pending_decision
 
     production = registry.production()
     windows = []
@@ -99,7 +98,7 @@ def fail_killed_runs_if_idle(*, registry: ModelRegistry, holder: str) -> list[st
     """Mark FAILED the MLflow runs of killed retrains, when no retrain of the model is running
     (the retrain lease is free: taken for the sweep, then released); [] when one is running."""
     from churnops.retraining.orders import fail_killed_runs, holder_is_dead
-    from registry_ext.leases import Lease, try_acquire
+    from registry_ext import Lease, try_acquire
 
     got = try_acquire(
         registry.engine,

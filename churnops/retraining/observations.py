@@ -12,8 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from churnops.retraining.decide import MonitoringWindow
-from monitoring.report import (
+from churnops.contracts.monitoring_runs import (
+    KIND_DRIFT,
+    METRIC_DRIFTED_SHARE,
+    METRIC_LABELLED_ROWS,
+    METRIC_MATURED_ROC_AUC,
+    METRIC_PREDICTION_JS,
     MONITORING_EXPERIMENT,
     TAG_CONCEPT_STATUS,
     TAG_DRIFT_STATUS,
@@ -22,6 +26,7 @@ from monitoring.report import (
     TAG_MODEL_VERSION,
     TAG_WINDOW_END,
 )
+from churnops.retraining.decide import MonitoringWindow
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -43,7 +48,7 @@ def read_monitoring_windows(
         [experiment.experiment_id],
         filter_string=(
             f"tags.`{TAG_MODEL_NAME}` = '{model_name}' AND tags.`{TAG_MODEL_VERSION}` = '{model_version}' "
-            f"AND tags.`{TAG_KIND}` = 'drift'"
+            f"AND tags.`{TAG_KIND}` = '{KIND_DRIFT}'"
         ),
         max_results=limit,
         order_by=["attributes.start_time DESC"],
@@ -57,17 +62,17 @@ def read_monitoring_windows(
                 f"monitoring run {run.info.run_id} is tagged as a drift report of {model_name} "
                 f"v{model_version} but lacks {missing}: delete it or run `churnops monitor drift` again"
             )
-        auc = metrics.get("matured_roc_auc")
+        auc = metrics.get(METRIC_MATURED_ROC_AUC)
         windows.append(
             MonitoringWindow(
                 window_end=datetime.fromisoformat(tags[TAG_WINDOW_END]),
                 status=tags[TAG_DRIFT_STATUS],
                 model_version=model_version,
-                drifted_share=metrics.get("data_drift_drifted_share"),
-                prediction_js=metrics.get("prediction_drift_js"),
+                drifted_share=metrics.get(METRIC_DRIFTED_SHARE),
+                prediction_js=metrics.get(METRIC_PREDICTION_JS),
                 concept_drifted=tags.get(TAG_CONCEPT_STATUS) == "drift",
                 matured_roc_auc=auc,
-                labelled_rows=int(metrics.get("concept_drift_labelled_rows", 0)),
+                labelled_rows=int(metrics.get(METRIC_LABELLED_ROWS, 0)),
                 report=report_link(run.info.run_id),
             )
         )

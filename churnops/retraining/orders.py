@@ -21,9 +21,7 @@ from churnops.contracts.decisions import DecisionState, claimable
 from churnops.contracts.stages import Trigger
 
 if TYPE_CHECKING:
-    from registry_ext import ModelRegistry
-    from registry_ext.decisions import DecisionRecord
-    from registry_ext.leases import LeaseState
+    from registry_ext import DecisionRecord, LeaseState, ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +83,7 @@ def order_from_decisions(
     """The order for a retrain of ``registry.model_name``: decision ``decision_id`` (which must
     have fired and not be finished; a failed one may be retried), else the newest pending one;
     or, when ``forced``, a new fired decision recorded now (refused while one is pending)."""
-    from registry_ext.decisions import (
+    from registry_ext import (
         UnknownDecisionError,
         append_decision,
         get_decision,
@@ -162,7 +160,7 @@ def _outcome(record: DecisionRecord) -> str:
 def acted_on(*, registry: ModelRegistry, decision_id: int) -> str | None:
     """How decision ``decision_id`` was acted on (its state, when not waiting for a retrain), or
     None while it is pending (fired, or a crashed retrain to resume)."""
-    from registry_ext.decisions import get_decision
+    from registry_ext import get_decision
 
     record = get_decision(registry.engine, decision_id=decision_id)
     if record is None or claimable(record.state, named=False):
@@ -176,7 +174,7 @@ def fail_killed_runs(*, registry: ModelRegistry) -> list[str]:
 
     Call it only while holding the model's retrain lease: then none of its retrains is running,
     and a RUNNING retrain run is one whose process was killed. Returns the run ids it marked."""
-    from registry_ext.decisions import get_decision
+    from registry_ext import get_decision
 
     client = registry.client
     experiments = [e.experiment_id for e in client.search_experiments()]

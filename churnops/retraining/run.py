@@ -41,15 +41,12 @@ from churnops.retraining.orders import (
     resume_command,
 )
 from churnops.retraining.policy import RetrainPolicy
-from churnops.training import TrainOptions, TrainResult, train
-from churnops.training.gates import GatePolicy
+from churnops.training import GatePolicy, TrainOptions, TrainResult, train
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from registry_ext import ModelRegistry
-    from registry_ext.decisions import DecisionRecord
-    from registry_ext.leases import Lease
+    from registry_ext import DecisionRecord, Lease, ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +186,7 @@ class _DecisionSteps:
         self.now = now
 
     def move(self, decision: DecisionRecord, state: DecisionState, **detail: Any) -> DecisionRecord:
-        from registry_ext.decisions import append_transition
+        from registry_ext import append_transition
 
         return append_transition(
             self.registry.engine,
@@ -210,8 +207,7 @@ class _DecisionSteps:
         anything else (an outage) leaves it ``registered``, and the next run promotes it."""
         from churnops.contracts.artifacts import ArtifactIntegrityError
         from churnops.contracts.decisions import DecisionTransitionError
-        from registry_ext.decisions import get_decision
-        from registry_ext.errors import RegistryError
+        from registry_ext import RegistryError, get_decision
 
         current = get_decision(self.registry.engine, decision_id=decision.id)
         if current is None:
@@ -389,7 +385,7 @@ def run_retrain(
                 trigger=why_run.trigger,
             )
         except BaseException as error:
-            from registry_ext.leases import LeaseLostError
+            from registry_ext import LeaseLostError
 
             if isinstance(error, LeaseLostError):
                 raise RetrainLeaseLostError(
@@ -483,7 +479,7 @@ def finish_promotion(
 ) -> DecisionRecord:
     """The promotion step of a retrain that stopped at Staging (``registered`` -> ``promoted``),
     under the retrain lease. Returns the decision as it is afterwards."""
-    from registry_ext.decisions import get_decision
+    from registry_ext import get_decision
 
     with retrain_lease(registry=registry, timeout_s=lock_timeout_s) as (lease, _):
         decision = get_decision(registry.engine, decision_id=decision_id)
@@ -515,7 +511,7 @@ def retrain_lease(
 ) -> Iterator[tuple[Lease, float]]:
     """Hold ``retrain:<model>`` (one retrain per model across processes), renewed by a heartbeat;
     yields the lease and the seconds waited for it."""
-    from registry_ext.leases import Heartbeat, LeaseBusyError, acquire_lease
+    from registry_ext import Heartbeat, LeaseBusyError, acquire_lease
 
     key = f"retrain:{registry.model_name}"
     asked = time.monotonic()

@@ -177,3 +177,14 @@ def evaluate_split(
         slices=per_slice,
         slice_notes=notes,
     )
+
+
+__all__ = [
+    "METRICS",
+    "SliceSpec",
+    "SplitMetrics",
+    "choose_threshold",
+    "compute_metrics",
+    "evaluate_split",
+    "top_decile_lift",
+]

@@ -21,6 +21,7 @@ from churnops.features.store import apply
 from churnops.settings import Settings
 from churnops.training import TrainOptions, load_policy, train
 from churnops.wiring import feast_definitions, feature_store, mlflow_client, open_registry
+from tests.support.mlflow_server import mlflow_server
 from tests.support.prometheus import Pushgateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -126,6 +127,32 @@ def test_performance_reports_matured_labels_only(
     assert version["model_version"] == "1" and version["status"] == "ok"
     assert 0.6 < version["metrics"]["roc_auc"] <= 1.0
     assert "roc_auc" in version["delta"]
+
+
+@pytest.mark.timeout(600)  # an mlflow server start-up on a loaded machine
+def test_performance_fails_when_mlflow_refuses_to_answer(
+    monitored: tuple[Path, Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An MLflow that answers but refuses (a real basic-auth server, no credentials: every REST
+    call is 401) is an error, exit 2: it used to be read as "every version deleted", reported at a
+    made-up 0.5 threshold with exit 0."""
+    home, _ = monitored
+    invoke(home, monkeypatch, "score", "--as-of", "2024-07-01T00:00:00Z")  # rows to report on
+    with mlflow_server(
+        backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifacts_destination=str(tmp_path / "artifacts"),
+        workdir=tmp_path,
+        env={},
+    ) as server:
+        monkeypatch.setenv("CHURNOPS_MLFLOW_TRACKING_URI", server.url)
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        result = CliRunner().invoke(
+            app, ["monitor", "performance", "--as-of", "2025-01-01T00:00:00Z", "--json"]
+        )
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)["error"]
+    assert "model-versions/get" in error and "401" in error, error  # the request and its answer
 
 
 def test_monitor_says_what_to_run_first_on_an_empty_home(

@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from churnops.contracts.columns import EVENT_TS, JOIN_KEY, VIEWS, feature_names
+from churnops.contracts.sources import read_source
 from churnops.features.materialize import materialize
 from churnops.features.online import fetch_online, service_layout
 from churnops.features.training_set import build_training_set
 from churnops.settings import Settings
-from churnops.sources import read_source
 from tests.support.feast import applied_store, random_view_rows, seed_random_histories, write_view
 from tests.support.redis_keys import project_keys
 

@@ -185,7 +185,7 @@ def _create_reader(server: MlflowServer, *, model: str) -> dict[str, str]:
 def _latest_ids(home: Path, *, n: int) -> list[str]:
     """``n`` customers present in the newest snapshot of every feature view's source."""
     from churnops.contracts.columns import VIEWS
-    from churnops.sources import read_source
+    from churnops.contracts.sources import read_source
 
     present: set[str] | None = None
     for view in VIEWS:

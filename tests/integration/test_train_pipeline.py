@@ -16,10 +16,10 @@ import yaml
 
 from churnops.contracts.artifacts import sha256_of_path
 from churnops.contracts.columns import EVENT_TS, JOIN_KEY, LABEL, feature_names
+from churnops.contracts.sources import write_sources
 from churnops.data.generate import generate_churn_data, write_generated
 from churnops.features.store import apply
 from churnops.settings import Settings
-from churnops.sources import write_sources
 from churnops.training import TrainingDataError, TrainOptions, TrainResult, load_policy, train
 from churnops.training.candidates import TRUSTED_TYPES
 from churnops.training.frame import feature_columns, model_input

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, VIEWS, view_columns
+from churnops.contracts.sources import source_schema
 from churnops.features.store import apply
 from churnops.settings import Settings
-from churnops.sources import source_schema
 from churnops.wiring import feast_definitions, feature_store
 
 

@@ -128,8 +128,8 @@ def build_environment(
     45-day TTL (``stale_features``) while the rest are fresh (the materializer prunes what is
     outside the TTL at its ``end``, so staleness comes from time passing since, as in production).
     """
+    from churnops.contracts.sources import write_sources
     from churnops.features.store import apply
-    from churnops.sources import write_sources
     from churnops.wiring import feast_definitions, feature_store
 
     as_of = as_of or datetime.now(UTC).replace(microsecond=0) - MATERIALIZED_AGO

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from churnops.cli import app
 from churnops.contracts.clock import MAX_FUTURE_SKEW, FutureTimeError, current_time, not_in_future
 from churnops.contracts.columns import CREATED_TS, EVENT_TS
+from churnops.contracts.sources import read_source
 from churnops.settings import Settings
-from churnops.sources import read_source
 from tests.support.telco_csv import telco_table, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from churnops.contracts.monitoring_runs import TAG_MODEL_NAME, TAG_MODEL_VERSION
 from monitoring.drift import DriftResult, detect_drift
 from monitoring.policy import DriftPolicy
 from monitoring.report import (
-    TAG_MODEL_NAME,
-    TAG_MODEL_VERSION,
     add_to_workspace,
     log_to_mlflow,
     monitoring_metrics,

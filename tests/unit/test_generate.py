@@ -26,6 +26,7 @@ from churnops.contracts.columns import (
     VIEWS,
     feature_names,
 )
+from churnops.contracts.sources import read_source, source_schema
 from churnops.data.generate import (
     CONCEPT_DRIFT_HAZARD,
     DRIFT_INTERNET_MIX,
@@ -37,7 +38,6 @@ from churnops.data.generate import (
     generate_churn_data,
     write_generated,
 )
-from churnops.sources import read_source, source_schema
 
 CUSTOMERS, MONTHS, SEED = 6000, 8, 7
 

@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 from churnops.cli import app
 from churnops.contracts.columns import FEATURES, JOIN_KEY, LABEL, column
+from churnops.contracts.sources import read_source
 from churnops.data.ingest import DataFileError, IngestReport, ingest_telco, reasons_of
 from churnops.data.validate import ALIASES, header_key
 from churnops.settings import Settings
-from churnops.sources import read_source
 from tests.support.telco_csv import BLANK_TOTAL, TelcoTable, telco_header, telco_table, write_csv
 
 AS_OF = datetime(2024, 6, 30, tzinfo=UTC)

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 
 from churnops.cli import app
 from churnops.contracts.ids import MAX_ID_LENGTH, id_problem, is_customer_id
+from churnops.contracts.sources import read_source
 from churnops.data.generate import generate_churn_data
 from churnops.data.ingest import IngestReport, ingest_telco, neutralise_formula, original_value
 from churnops.settings import Settings
-from churnops.sources import read_source
 from serving.validation import PredictRequest
 from tests.support.telco_csv import TelcoTable, telco_table, write_csv
 

@@ -260,7 +260,7 @@ def test_a_signed_version_with_hostile_types_is_refused_by_every_loader(
     with pytest.raises(UntrustedTypeError, match=kind.replace(".", r"\.")):
         reg.load_model(bad.version)
     with pytest.raises(UntrustedTypeError):
-        compare_versions(registry=reg, versions=[genuine.version, bad.version], resamples=10)
+        compare_versions(registry=reg, versions=[genuine.version, bad.version], slices=[], resamples=10)
     reg.promote(version=bad.version, stage="Staging", reason="signed and intact")
     reg.promote(version=bad.version, stage="Production", reason="signed and intact")
     source = _source(reg)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from monitoring.baseline import TrainingWindow, training_window
 from monitoring.performance import (
+    THRESHOLD_METRICS,
     PerformanceInputError,
     matured_outcomes,
     performance_on_late_labels,
@@ -383,6 +384,27 @@ def test_periods_per_version_week_and_month() -> None:
     doc = json.loads(monthly.to_json())
     assert doc["versions"][1]["metrics"]["roc_auc"] == v2.metrics["roc_auc"]
     assert doc["model_name"] == "churn" and doc["matured"] == 395 and doc["horizon_s"] == 31 * 86400
+
+
+def test_a_version_with_an_unknown_threshold_reports_no_threshold_metrics() -> None:
+    """A run deleted from MLflow (or one that recorded no threshold): precision and recall at the
+    threshold are left out, never computed at a made-up 0.5; the threshold-free metrics stay."""
+    rng = np.random.default_rng(3)
+    y = [int(v) for v in rng.integers(0, 2, 300)]
+    s = [float(np.clip(0.3 + 0.3 * yi + rng.normal(0, 0.2), 0, 1)) for yi in y]
+    preds, labels = scored_population(y, s)
+    kw: dict[str, Any] = {
+        "predictions": predictions_frame(preds),
+        "labels": labels_frame(labels),
+        "as_of": T0 + 2 * MONTH,
+        "reference_metrics": {},
+    }
+    (unknown,) = performance_on_late_labels(threshold={"1": None}, **kw).versions
+    (known,) = performance_on_late_labels(threshold={"1": 0.5}, **kw).versions
+    assert unknown.status == known.status == "ok" and unknown.threshold is None
+    assert set(THRESHOLD_METRICS) <= set(known.metrics)
+    assert not set(THRESHOLD_METRICS) & set(unknown.metrics)
+    assert unknown.metrics == {k: v for k, v in known.metrics.items() if k not in THRESHOLD_METRICS}
 
 
 def test_insufficient_positives_and_single_class() -> None:

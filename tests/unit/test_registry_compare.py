@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from churnops.training import load_policy
 from registry_ext import ModelRegistry
 from registry_ext.compare import compare_versions, format_metric
 from registry_ext.compare_html import write_html
 from tests.support.browser import measure_layout
 from tests.support.registry import log_candidate, make_registry, model_name_for, shared_sqlite_store
 
+SLICES = load_policy().slice_specs()  # the packaged gate policy's slices, as the CLI passes them
 HOSTILE = "<img src=x onerror=alert(1)>&'\""
 
 
@@ -47,7 +49,7 @@ def registry(store: tuple[str, str], request: pytest.FixtureRequest) -> ModelReg
 def test_the_report_renders_in_chromium_without_horizontal_overflow_at_1400px(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
-    comparison = compare_versions(registry=registry, versions=[1, 2, 3], resamples=100)
+    comparison = compare_versions(registry=registry, versions=[1, 2, 3], slices=SLICES, resamples=100)
     assert comparison.baseline == 2  # the Production version, wherever it is in the list
     assert [v.version for v in comparison.verdicts] == [1, 3]
     page = write_html(comparison=comparison, path=tmp_path / "compare.html")
@@ -62,7 +64,7 @@ def test_the_report_renders_in_chromium_without_horizontal_overflow_at_1400px(
 def test_every_user_string_is_escaped_and_counts_are_integers(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:
-    comparison = compare_versions(registry=registry, versions=[2, 3], resamples=20)
+    comparison = compare_versions(registry=registry, versions=[2, 3], slices=SLICES, resamples=20)
     text = write_html(comparison=comparison, path=tmp_path / "c.html").read_text()
     assert HOSTILE not in text and "<img src=x" not in text
     assert "&lt;img src=x onerror=alert(1)&gt;&amp;&#x27;&quot;" in text
@@ -73,7 +75,7 @@ def test_every_user_string_is_escaped_and_counts_are_integers(
 def test_calibration_axes_fit_the_scores(registry: ModelRegistry) -> None:
     from registry_ext.compare_html import _figures
 
-    comparison = compare_versions(registry=registry, versions=[1, 2], resamples=20)
+    comparison = compare_versions(registry=registry, versions=[1, 2], slices=SLICES, resamples=20)
     calibration = _figures(comparison)[2]
     top = max(c.score_max for c in comparison.curves.values())
     high = calibration.layout.xaxis.range[1]

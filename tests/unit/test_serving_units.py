@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import threading
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
+from sklearn.linear_model import LogisticRegression
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -158,6 +160,38 @@ def test_other_models_use_sklearn(model: Any) -> None:
     scorer, kind = make_scorer(forest)
     assert kind == "sklearn"
     assert len(scorer([_row(), _row()])) == 2
+
+
+class _SwappedClasses(LogisticRegression):
+    """A model of the compilable shape whose probabilities are not its coefficients' (swapped)."""
+
+    def predict_proba(self, X: Any) -> Any:
+        return super().predict_proba(X)[:, ::-1]
+
+
+class _FailingProba(LogisticRegression):
+    def predict_proba(self, X: Any) -> Any:
+        raise RuntimeError("predict_proba broke on the probe rows")
+
+
+@pytest.mark.parametrize(
+    ("estimator", "said"),
+    [(_SwappedClasses, "differs from predict_proba"), (_FailingProba, "could not be checked")],
+)
+def test_a_compiled_scorer_that_fails_its_check_falls_back_with_a_warning(
+    estimator: type[LogisticRegression], said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = generate_rows(n=300, seed=8, as_of=datetime(2024, 1, 1, tzinfo=UTC))
+    pipeline = fit_pipeline(rows).set_params(model=estimator())
+    pipeline.fit(rows[feature_names()], rows["churned"])
+    assert compile_linear(pipeline) is not None  # the shape compiles: only the check refuses it
+    with caplog.at_level("WARNING", logger="serving.scoring"):
+        _, kind = make_scorer(pipeline)
+    assert kind == "sklearn"
+    (record,) = [r for r in caplog.records if r.name == "serving.scoring"]
+    assert said in record.getMessage() and record.levelname == "WARNING"
+    if estimator is _FailingProba:  # the exception itself is in the log, traceback included
+        assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
 
 
 def test_score_rows_scores_only_usable_rows(model: Any) -> None:
@@ -321,6 +355,74 @@ def test_prediction_log_failure_is_spooled_then_counted_lost_never_raised(tmp_pa
     lost.append([_record(1, datetime.now(UTC)), _record(2, datetime.now(UTC))])
     assert lost.flush() == 0
     assert failures == [2]  # only what neither the sink nor the spool took
+
+
+def _failing_sink(day: str, columns: Any, /, *, batch_id: str | None = None) -> int:
+    raise ConnectionError("database down")
+
+
+def _log_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "serving.spool"]
+
+
+def test_the_spool_and_sink_errors_are_logged_with_their_exception(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sink down: rows spooled (counted), and the replay it refuses at the next flush is
+    logged with the sink's error; the spool also refusing: rows counted lost, its error logged."""
+    spooled: list[int] = []
+    log = PredictionLog(
+        directory=tmp_path / "predictions", sink=_failing_sink, on_spooled=spooled.append, warn_interval_s=0
+    )
+    with caplog.at_level("WARNING", logger="serving.spool"):
+        log.append([_record(0, datetime.now(UTC))])
+        assert log.flush() == 0
+        log.append([_record(1, datetime.now(UTC))])
+        assert log.flush() == 0  # the replay is refused: it stops there, and says so
+    assert spooled == [1, 1] and log.spool.pending_rows() == 2
+    messages = [r.getMessage() for r in _log_records(caplog)]
+    assert "rows spooled to" in messages[0]
+    assert "refused the spooled rows" in messages[1] and "1 spooled files wait" in messages[1]
+    assert all(isinstance(r.exc_info[1], ConnectionError) for r in _log_records(caplog) if r.exc_info)
+    assert [r.exc_info is not None for r in _log_records(caplog)] == [True, True, True]
+
+    caplog.clear()
+    blocked = tmp_path / "spool-blocked"
+    blocked.write_text("a file where the spool directory should be")
+    lost: list[int] = []
+    down = PredictionLog(
+        directory=tmp_path / "p2", sink=_failing_sink, spool_dir=blocked, on_failure=lost.append
+    )
+    with caplog.at_level("WARNING", logger="serving.spool"):
+        down.append([_record(2, datetime.now(UTC))])
+        assert down.flush() == 0
+    assert lost == [1]
+    (record,) = _log_records(caplog)
+    assert "both failed" in record.getMessage() and "database down" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], OSError)  # the spool's own
+
+
+def test_a_bug_in_append_is_counted_and_logged_never_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    failures: list[int] = []
+    log = PredictionLog(directory=tmp_path, on_failure=failures.append, warn_interval_s=0)
+    with caplog.at_level("WARNING", logger="serving.spool"):
+        log.append([object()])  # type: ignore[list-item]  # not a record: a bug, not a full buffer
+        log.append_request(  # no request time: a bug in the caller
+            request_id="r",
+            ts=None,  # type: ignore[arg-type]
+            endpoint="predict",
+            model_name="churn",
+            model_version="1",
+            feature_service="churn_v1",
+            rows=[_record(0, datetime.now(UTC)), _record(1, datetime.now(UTC))],
+            feature_times=[None, None],
+        )
+    assert failures == [1, 2] and log.flush() == 0  # counted lost, nothing half-written
+    errors = [r.exc_info[1] for r in _log_records(caplog) if r.exc_info]
+    assert [type(e) for e in errors] == [AttributeError, AttributeError]
+    assert all("append failed" in r.getMessage() for r in _log_records(caplog))
 
 
 def test_prediction_log_bounded_buffer(tmp_path: Path) -> None:

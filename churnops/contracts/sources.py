@@ -1,4 +1,6 @@
-"""Reading and writing the Feast source parquet files (one directory of part files per source)."""
+"""The Feast source parquet files: their schema and layout (one directory of part files per
+source), with the one reader and writer. Shared by ingestion and generation (writers), the Feast
+definitions and training sets, and monitoring's label reader."""
 
 from __future__ import annotations
 

@@ -1,0 +1,25 @@
+"""The MLflow run a drift report is logged as: what ``monitoring.report`` writes and
+``churnops.retraining.observations`` reads back, defined once for both.
+
+One run per report in the ``MONITORING_EXPERIMENT`` experiment, tagged with the model and the
+window; the metrics listed here are the ones retraining's policy reads.
+"""
+
+from __future__ import annotations
+
+MONITORING_EXPERIMENT = "churn-monitoring"
+
+TAG_MODEL_NAME = "churnops.model_name"
+TAG_MODEL_VERSION = "churnops.model_version"
+TAG_KIND = "churnops.run_kind"
+KIND_DRIFT = "drift"
+"""The value of ``TAG_KIND`` on a drift report's run."""
+TAG_DRIFT_STATUS = "churnops.drift_status"
+TAG_CONCEPT_STATUS = "churnops.concept_drift_status"
+TAG_WINDOW_START = "churnops.window_start"
+TAG_WINDOW_END = "churnops.window_end"
+
+METRIC_DRIFTED_SHARE = "data_drift_drifted_share"
+METRIC_PREDICTION_JS = "prediction_drift_js"
+METRIC_MATURED_ROC_AUC = "matured_roc_auc"
+METRIC_LABELLED_ROWS = "concept_drift_labelled_rows"
