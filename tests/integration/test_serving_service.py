@@ -47,7 +47,6 @@ class Stack:
     service: ServiceProcess
     next_version: str
     client: httpx.Client
-    production: str = ""  # the version in Production now: tests run in any order, one swaps it
 
     def log_rows(self) -> Any:
         return read_prediction_log(self.settings.home / "predictions").to_pandas()
@@ -73,7 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ):
         settings, env, service = served.settings, served.env, served.service
         yield Stack(
-            settings, env, served.redis, service, served.second_version, client, production=env.model_version
+            settings, env, served.redis, service, served.second_version, client
         )
         # Tests run in any order: the log is checked once more after all of them.
         leftover = _unexpected_tracebacks(Path(service.log_path))
@@ -132,7 +131,7 @@ def test_predict_scores_known_ids_and_explains_the_others(stack: Stack) -> None:
     response = stack.client.post("/predict", json={"customer_ids": ids})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_name"] == "churn" and body["model_version"] == stack.production
+    assert body["model_name"] == "churn" and body["model_version"] == stack.env.model_version
     got = [(p["customer_id"], p["status"]) for p in body["predictions"]]
     assert got == [
         (ok_ids[0], "ok"),
@@ -161,7 +160,7 @@ def test_predict_features_matches_the_model_offline(stack: Stack) -> None:
     # The same version loaded offline (sha-verified) gives the same probabilities.
     source = model_source(stack.settings)
     ref = source.production()
-    assert ref is not None and ref.version == stack.production
+    assert ref is not None and ref.version == stack.env.model_version
     import pandas as pd
 
     expected = source.load(ref).estimator.predict_proba(pd.DataFrame(rows)[feature_names()])[:, 1]
@@ -212,10 +211,23 @@ BAD_FEATURES: list[tuple[str, dict[str, Any] | bytes, Any]] = [
 ]
 
 
+def _logged_through(stack: Stack) -> int:
+    """Rows in the log once a fresh request's row is there: the service has one worker whose
+    writer appends in arrival order, so every row of an earlier request is in the log by then."""
+    request_id = stack.client.post("/predict", json={"customer_ids": [stack.env.customer_ids[0]]}).json()[
+        "request_id"
+    ]
+    deadline = time.monotonic() + 30
+    while True:
+        frame = stack.log_rows()
+        if (frame["request_id"] == request_id).any():
+            return len(frame)
+        assert time.monotonic() < deadline, f"request {request_id} never reached the prediction log"
+        time.sleep(0.1)
+
+
 def test_bad_input_is_a_structured_4xx_naming_the_field_and_nothing_is_logged(stack: Stack) -> None:
-    # Let earlier requests' rows reach the log first, then count.
-    time.sleep(1.5)
-    before = len(stack.log_rows())
+    before = _logged_through(stack)  # earlier tests' rows are in; the barrier's own row too
     for name, body, status, loc in BAD_PREDICT:
         response = stack.client.post("/predict", content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == status, (name, response.text)
@@ -230,8 +242,7 @@ def test_bad_input_is_a_structured_4xx_naming_the_field_and_nothing_is_logged(st
         assert response.status_code == 400, (name, response.text)
         # pydantic nests a row's location under the model; the field name must be in it.
         assert any(loc[-1] in path for path in _locs(response)), (name, _locs(response))
-    time.sleep(1.5)
-    assert len(stack.log_rows()) == before
+    assert _logged_through(stack) == before + 1  # the second barrier's row, nothing of the refused
 
 
 def test_pickle_and_other_content_types_are_refused(stack: Stack) -> None:
@@ -307,7 +318,7 @@ def test_metrics_expose_the_serving_figures_without_customer_ids(stack: Stack) -
         assert name in text, name
     assert 'status="unknown_customer"' in text
     assert 'reason="unauthorized"' in text and 'reason="invalid_request"' in text
-    assert f'model_version="{stack.production}"' in text
+    assert f'model_version="{stack.env.model_version}"' in text
     for cid in [*stack.env.customer_ids, *stack.env.stale_ids, "NOPE-1"]:
         assert cid not in text
 
@@ -326,7 +337,7 @@ def test_prediction_log_has_every_answered_row(stack: Stack) -> None:
     assert list(rows["customer_id"]) == ids
     assert list(rows["status"]) == ["ok", "unknown_customer"]
     known = rows.iloc[0]
-    assert known["model_name"] == "churn" and known["model_version"] == stack.production
+    assert known["model_name"] == "churn" and known["model_version"] == stack.env.model_version
     assert known["feature_service"] == "churn_v1" and known["endpoint"] == "predict"
     assert 0 < known["score"] < 1 and known["contract"] in ("Month-to-month", "One year", "Two year")
     assert math.isnan(rows.iloc[1]["score"]) and rows.iloc[1]["contract"] is None
@@ -356,14 +367,18 @@ def test_hot_swap_under_load_fails_no_request(stack: Stack) -> None:
     threads = [threading.Thread(target=load) for _ in range(2)]
     for t in threads:
         t.start()
-    try:
-        time.sleep(1.0)
-        promote(settings=stack.settings, version=stack.next_version)
-        stack.production = stack.next_version
+    def until(done: Any, what: str) -> None:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and (not versions or versions[-1] != stack.next_version):
-            time.sleep(0.1)
-        time.sleep(0.5)
+        while not done():
+            assert time.monotonic() < deadline and not failures, (what, failures[:3])
+            time.sleep(0.05)
+
+    try:
+        until(lambda: len(versions) >= 20, "the load is answered before the swap")
+        promote(settings=stack.settings, version=stack.next_version)
+        until(lambda: stack.next_version in versions, "the new version answers")
+        swapped_at = versions.index(stack.next_version)
+        until(lambda: len(versions) >= swapped_at + 50, "fifty answers after the swap")
     finally:
         stop.set()
         for t in threads:
@@ -393,6 +408,15 @@ def test_hot_swap_under_load_fails_no_request(stack: Stack) -> None:
     assert webhook.status_code == 200, webhook.text
     text = httpx.get(f"{stack.service.url}/metrics", timeout=10).text
     assert f'model_version="{stack.next_version}",scorer="linear_tables"}} 1.0' in text
+    # The module's other tests see the Production they started with: roll back and wait for it.
+    from churnops.wiring import open_registry
+
+    with open_registry(stack.settings, write=True) as registry:
+        registry.rollback(reason="the hot-swap test is over", actor="tests")
+    deadline = time.monotonic() + 30
+    while stack.client.post("/model/refresh", json={}).json()["model_version"] != stack.env.model_version:
+        assert time.monotonic() < deadline, "serving never followed the rollback"
+        time.sleep(0.1)
 
 
 def test_slow_redis_answers_503_fast_and_recovers(stack: Stack) -> None:
