@@ -4,7 +4,8 @@
 layout and the SHA-256 of a model directory), ``online`` (the online-row status rule),
 ``prediction_log`` (the record, its schema and the window reader), ``timestamps`` (the one
 rule for times a user gives), ``model_input`` (the model's input frame and its dtypes, for
-every path that calls a model) and ``redaction`` (no URL credential in any printed text).
+every path that calls a model), ``redaction`` (no URL credential in any printed text) and
+``bootstrap`` (the paired bootstrap intervals of metrics on the same rows: compare and the gates).
 Dependencies point one way: contracts <- components <- wiring <- entry points
 (docs/architecture.md).
 """
