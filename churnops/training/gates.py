@@ -190,7 +190,10 @@ class GateReport:
             return "every gate passed"
         if self.not_better:
             (rule,) = self.failures
-            return f"the candidate is not better than Production: {rule.verdict or rule.detail}"
+            verdict = rule.verdict or rule.detail
+            if rule.rule.startswith(NON_INFERIORITY):
+                return f"the candidate may be worse than Production by more than the margin: {verdict}"
+            return f"the candidate is not better than Production: {verdict}"
         return "gate(s) failed: " + ", ".join(r.rule for r in self.failures)
 
     def to_dict(self) -> dict[str, Any]:

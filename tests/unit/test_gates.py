@@ -318,7 +318,8 @@ def test_non_inferiority_applies_to_its_triggers_only() -> None:
         gain=gain(-0.004, -0.006, -0.002),
     )
     assert too_worse.not_better and too_worse.summary() == (
-        "the candidate is not better than Production: roc_auc gain -0.0040 [95% CI -0.0060, -0.0020] "
+        "the candidate may be worse than Production by more than the margin: roc_auc gain -0.0040 "
+        "[95% CI -0.0060, -0.0020] "
         "does not clear the non-inferiority margin 0.0050 (trigger scheduled: lower bound < -0.0050)"
     )
     # and the trigger is checked
