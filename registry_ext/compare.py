@@ -3,7 +3,7 @@
 Every version is scored on the **same** rows: the newest compared version's
 ``evaluation/holdout.parquet`` (label column ``churned``). On those rows come the verdict, the
 headline metrics (ROC-AUC, PR-AUC, Brier, top-decile lift) with paired bootstrap confidence
-intervals (:mod:`registry_ext.bootstrap`), ROC-AUC per slice and its difference, and the curves
+intervals (:mod:`churnops.contracts.bootstrap`), ROC-AUC per slice and its difference, and the curves
 (ROC, precision-recall, calibration, cumulative gain). Each version's own metrics snapshot (on
 its own test set, so not comparable across versions), params, data windows, features and gate
 results are the details.
@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
-from churnops.contracts.columns import FEATURES, LABEL
-from churnops.contracts.model_input import model_frame
-from churnops.contracts.stages import Stage
-from registry_ext.bootstrap import (
+from churnops.contracts.bootstrap import (
     HEADLINE_METRICS,
     LOWER_IS_BETTER,
     BootstrapResult,
     Interval,
     bootstrap_intervals,
 )
+from churnops.contracts.columns import FEATURES, LABEL
+from churnops.contracts.model_input import model_frame
+from churnops.contracts.stages import Stage
 from registry_ext.errors import InvalidInputError
 
 if TYPE_CHECKING:

@@ -14,11 +14,11 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry_ext.bootstrap import HEADLINE_METRICS
+from churnops.contracts.bootstrap import HEADLINE_METRICS
 from registry_ext.compare import METRIC_LABELS, format_interval, improvement
 
 if TYPE_CHECKING:
-    from registry_ext.bootstrap import Interval
+    from churnops.contracts.bootstrap import Interval
     from registry_ext.compare import Comparison
 
 _STYLE = """

@@ -5,8 +5,9 @@ layout and the SHA-256 of a model directory), ``online`` (the online-row status 
 ``prediction_log`` (the record, its schema and the window reader), ``timestamps`` (the one
 rule for times a user gives), ``model_input`` (the model's input frame and its dtypes, for
 every path that calls a model), ``redaction`` (no URL credential in any printed text),
-``sources`` (the Feast source parquet files) and ``monitoring_runs`` (the MLflow run a drift
-report is logged as, which retraining reads back).
+``sources`` (the Feast source parquet files), ``monitoring_runs`` (the MLflow run a drift
+report is logged as, which retraining reads back) and ``bootstrap`` (the paired bootstrap
+intervals of metrics on the same rows: compare and the gates).
 Dependencies point one way: contracts <- components <- wiring <- entry points
 (docs/architecture.md).
 """

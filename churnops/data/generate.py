@@ -246,8 +246,13 @@ def generate_churn_data(
     start: date = date(2024, 1, 1),
     data_drift_from: date | None = None,
     concept_drift_from: date | None = None,
+    concept_drift_hazard: Hazard = CONCEPT_DRIFT_HAZARD,
 ) -> GeneratedData:
-    """Generate ``customers`` customers over ``months`` monthly snapshots (same arguments, same frame)."""
+    """Generate ``customers`` customers over ``months`` monthly snapshots (same arguments, same frame).
+
+    ``concept_drift_hazard`` is the churn hazard from ``concept_drift_from`` on (the default is
+    the mild one the CLI and the demo inject; tests that need a retrain to win clearly pass a
+    stronger one)."""
     _validate(customers=customers, months=months, seed=seed, start=start)
     times = snapshot_times(start=start, months=months)
     data_month = _drift_month(argument="data_drift_from", when=data_drift_from, times=times)
@@ -309,7 +314,7 @@ def generate_churn_data(
         price = _monthly_price(phone=phone, lines=lines, internet=internet, addons=addons, noise=noise)
         monthly = np.round(price * factor, 2)
         total = np.where(new, monthly * (1 + (tenure0 - 1) * history), total + monthly)
-        hz = CONCEPT_DRIFT_HAZARD if concept_month is not None and m >= concept_month else HAZARD
+        hz = concept_drift_hazard if concept_month is not None and m >= concept_month else HAZARD
         odds = _log_odds(
             hz,
             contract=contract,
@@ -358,6 +363,7 @@ def generate_churn_data(
         seed=seed,
         data_month=data_month,
         concept_month=concept_month,
+        concept_hazard=concept_drift_hazard,
     )
 
 
@@ -374,6 +380,7 @@ def _assemble(
     seed: int,
     data_month: int | None,
     concept_month: int | None,
+    concept_hazard: Hazard,
 ) -> GeneratedData:
     """Concatenate the monthly row blocks into the wide frame of the sources contract."""
     month = np.concatenate([np.full(r[1].size, r[0], dtype=np.int64) for r in rows])
@@ -424,8 +431,8 @@ def _assemble(
     if concept_month is not None:
         drift.append(
             f"concept drift from {times[concept_month].date()}: contract effect "
-            f"{HAZARD.contract[1:]}->{CONCEPT_DRIFT_HAZARD.contract[1:]}, ln(tenure) effect "
-            f"{HAZARD.log_tenure}->{CONCEPT_DRIFT_HAZARD.log_tenure} (log-odds); features unchanged"
+            f"{HAZARD.contract[1:]}->{concept_hazard.contract[1:]}, ln(tenure) effect "
+            f"{HAZARD.log_tenure}->{concept_hazard.log_tenure} (log-odds); features unchanged"
         )
     return GeneratedData(
         frame=frame,

@@ -9,6 +9,7 @@ files, no threads.
 """
 
 from churnops.training.errors import GatePolicyError, MetricError, TrainingDataError, TrainingError
+from churnops.training.gain import GainInterval, gain_interval
 from churnops.training.gates import (
     GatePolicy,
     GateReport,
@@ -22,6 +23,7 @@ from churnops.training.pipeline import TrainOptions, TrainResult, train
 from churnops.training.split import SplitPolicy
 
 __all__ = [
+    "GainInterval",
     "GatePolicy",
     "GatePolicyError",
     "GateReport",
@@ -35,6 +37,7 @@ __all__ = [
     "TrainingError",
     "default_policy_path",
     "evaluate_gates",
+    "gain_interval",
     "load_policy",
     "train",
 ]

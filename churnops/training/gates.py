@@ -5,8 +5,14 @@ The policy (YAML, see ``default_gates.yaml`` next to this module) has:
 - ``floors``: ``metric: minimum`` on the candidate's test metrics (e.g. ``roc_auc: 0.70``);
 - ``ceilings``: ``metric: maximum`` (the calibration guard, e.g. ``brier: 0.20``);
 - ``relative``: versus the current Production version scored on the **same** test rows:
-  ``min_improvement`` of ``metric`` (candidate - production >= value; 0 means "no worse") and
-  ``max_slice_regression``, ``slice: maximum drop`` of ``metric`` on named slices;
+  the gain in ``metric`` (candidate over Production) with its paired-bootstrap interval
+  (``interval_level``, ``resamples``, ``seed``; computed by :func:`churnops.training.gain.gain_interval`
+  and passed in): the candidate is better only when the interval's **lower bound** is at least
+  ``min_improvement`` (rule ``min_improvement:<metric>``). With ``non_inferiority`` (``margin``,
+  ``triggers``), a candidate trained for one of those triggers (e.g. ``scheduled``: a fresher
+  model) passes when the lower bound is at least ``-margin`` instead (rule
+  ``non_inferiority:<metric>``). ``max_slice_regression``, ``slice: maximum drop`` of
+  ``metric`` on named slices;
 - ``slices``: the named slices (``column`` == ``equals``), also reported as metrics.
 
 Any non-finite metric fails its rule and the ``finite_metrics`` rule. A relative rule passes
@@ -23,14 +29,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from churnops.contracts.bootstrap import HEADLINE_METRICS
 from churnops.contracts.policy_files import read_policy
+from churnops.contracts.stages import Trigger, choices
 from churnops.training.errors import GatePolicyError
+from churnops.training.gain import GainInterval, level_label, signed
 from churnops.training.metrics import METRICS, SliceSpec
 
 DEFAULT_POLICY = "default_gates.yaml"
 Comparator = Literal[">=", "<="]
+MIN_IMPROVEMENT = "min_improvement"
+NON_INFERIORITY = "non_inferiority"
+GAIN_RULES = (MIN_IMPROVEMENT, NON_INFERIORITY)
+"""The rules judged on the gain's interval: a candidate failing only these is sound, not better."""
 
 
 class SliceDefinition(BaseModel):
@@ -39,11 +52,43 @@ class SliceDefinition(BaseModel):
     equals: str | int | float
 
 
+class NonInferiority(BaseModel):
+    """Promote a fresher model trained for one of ``triggers`` when it is not worse than
+    Production by more than ``margin`` (the lower bound of the gain's interval >= -margin)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    margin: float = Field(gt=0, allow_inf_nan=False)
+    triggers: tuple[Trigger, ...]
+
+    @field_validator("triggers")
+    @classmethod
+    def _at_least_one(cls, triggers: tuple[Trigger, ...]) -> tuple[Trigger, ...]:
+        if not triggers:
+            raise ValueError(f"name at least one trigger ({choices(Trigger)})")
+        return triggers
+
+
 class RelativeRules(BaseModel):
+    """Versus Production on the same rows. The interval settings' defaults are the packaged
+    policy's values (``default_gates.yaml`` spells them out; a unit test keeps them equal); an
+    omitted ``min_improvement`` is 0: "at least as good", judged on the interval's lower bound."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     metric: str = "roc_auc"
-    min_improvement: float = 0.0
+    min_improvement: float = Field(default=0.0, allow_inf_nan=False)
+    interval_level: float = Field(default=0.95, gt=0, lt=1)
+    resamples: int = Field(default=1000, ge=100, le=100_000)
+    seed: int = Field(default=0, ge=0)
+    non_inferiority: NonInferiority | None = None
     max_slice_regression: dict[str, float] = Field(default_factory=dict)
+
+    def rule_for(self, trigger: Trigger | str) -> tuple[str, float]:
+        """The relative rule a candidate trained for ``trigger`` is judged by, and the bound its
+        gain's lower bound must reach: ``min_improvement`` or (non-inferiority) ``-margin``."""
+        ni = self.non_inferiority
+        if ni is not None and Trigger.parse(trigger) in ni.triggers:
+            return f"{NON_INFERIORITY}:{self.metric}", -ni.margin
+        return f"{MIN_IMPROVEMENT}:{self.metric}", self.min_improvement
 
 
 class GatePolicy(BaseModel):
@@ -63,8 +108,11 @@ class GatePolicy(BaseModel):
             unknown = sorted(set(names) - set(METRICS))
             if unknown:
                 raise ValueError(f"{part}: unknown metric(s) {unknown}; known: {', '.join(METRICS)}")
-        if self.relative.metric not in METRICS:
-            raise ValueError(f"relative.metric: unknown metric {self.relative.metric!r}")
+        if self.relative.metric not in HEADLINE_METRICS:
+            raise ValueError(
+                f"relative.metric: {self.relative.metric!r} has no paired bootstrap; "
+                f"use one of {', '.join(HEADLINE_METRICS)}"
+            )
         undefined = sorted(set(self.relative.max_slice_regression) - set(self.slices))
         if undefined:
             raise ValueError(f"relative.max_slice_regression names undefined slice(s) {undefined}")
@@ -108,6 +156,11 @@ class GateResult:
     threshold: float | None = None
     comparator: Comparator | None = None
     skipped: bool = False
+    gain: GainInterval | None = None
+    """The gain's paired-bootstrap interval the rule judged (the relative gain rules only)."""
+    verdict: str | None = None
+    """The gain rules' one-line verdict: ``gain +0.0022 [95% CI -0.0041, +0.0087] does not
+    clear min_improvement 0.0010``."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +170,8 @@ class GateReport:
     passed: bool
     results: tuple[GateResult, ...]
     production_version: int | None
+    trigger: str | None = None
+    """Why the candidate was trained: it picks the relative rule (non-inferiority or not)."""
 
     @property
     def failures(self) -> list[GateResult]:
@@ -124,10 +179,10 @@ class GateReport:
 
     @property
     def not_better(self) -> bool:
-        """Failed only because the candidate does not beat Production by the required margin
-        (a sound model, e.g. the same data trained again): not an alarm, just no new version."""
+        """Failed only because the gain's interval does not clear the bar (a sound model, e.g.
+        the same data trained again, or better by noise only): not an alarm, no new version."""
         failures = self.failures
-        return bool(failures) and all(r.rule.startswith("min_improvement:") for r in failures)
+        return bool(failures) and all(r.rule.split(":", 1)[0] in GAIN_RULES for r in failures)
 
     def summary(self) -> str:
         """One line a person reads: why there is no new version (or that every gate passed)."""
@@ -135,26 +190,31 @@ class GateReport:
             return "every gate passed"
         if self.not_better:
             (rule,) = self.failures
-            if rule.value is not None and rule.threshold is not None:
-                value, threshold = _shown(rule.value, rule.threshold)
-                return f"the candidate is not better than Production ({value} < {threshold} required)"
-            return f"the candidate is not better than Production ({rule.detail})"
+            verdict = rule.verdict or rule.detail
+            if rule.rule.startswith(NON_INFERIORITY):
+                return f"the candidate may be worse than Production by more than the margin: {verdict}"
+            return f"the candidate is not better than Production: {verdict}"
         return "gate(s) failed: " + ", ".join(r.rule for r in self.failures)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able (non-finite values become ``None`` with the detail saying so)."""
 
-        def clean(v: float | None) -> float | None:
-            return v if v is None or math.isfinite(v) else None
+        def clean(v: Any) -> Any:
+            return None if isinstance(v, float) and not math.isfinite(v) else v
+
+        def result(r: GateResult) -> dict[str, Any]:
+            out = {**asdict(r), "value": clean(r.value), "threshold": clean(r.threshold)}
+            if r.gain is not None:
+                out["gain"] = {k: clean(v) for k, v in asdict(r.gain).items()}
+            return out
 
         return {
             "policy": self.policy,
             "policy_digest": self.policy_digest,
             "passed": self.passed,
             "production_version": self.production_version,
-            "results": [
-                {**asdict(r), "value": clean(r.value), "threshold": clean(r.threshold)} for r in self.results
-            ],
+            "trigger": self.trigger,
+            "results": [result(r) for r in self.results],
         }
 
 
@@ -214,9 +274,19 @@ def evaluate_gates(
     candidate: MetricsSnapshot,
     production: MetricsSnapshot | None,
     policy: GatePolicy,
+    trigger: Trigger | str,
+    gain: GainInterval | None = None,
     production_version: int | None = None,
 ) -> GateReport:
-    """Judge a candidate against the policy (and the Production version on the same rows)."""
+    """Judge a candidate against the policy (and the Production version on the same rows).
+
+    ``gain`` is the paired-bootstrap interval of the candidate's gain over Production on those
+    rows, computed with the policy's ``relative`` settings (:func:`churnops.training.gain.gain_interval`);
+    a Production version without it fails the relative rule. ``trigger`` (why the candidate was
+    trained) picks that rule: non-inferiority for the policy's ``non_inferiority.triggers``, else
+    ``min_improvement``.
+    """
+    trigger = Trigger.parse(trigger)
     results: list[GateResult] = []
     bad = _non_finite(candidate)
     results.append(
@@ -238,7 +308,7 @@ def evaluate_gates(
         )
     rel = policy.relative
     metric = rel.metric
-    improvement_rule = f"min_improvement:{metric}"
+    improvement_rule, bound = rel.rule_for(trigger)
     slice_rules = [
         (f"max_slice_regression:{name}:{metric}", name, limit)
         for name, limit in rel.max_slice_regression.items()
@@ -250,7 +320,9 @@ def evaluate_gates(
     else:
         cand, prod = candidate.overall.get(metric), production.overall.get(metric)
         results.append(
-            _relative_rule(improvement_rule, cand, prod, rel.min_improvement, what=f"test {metric}")
+            _gain_rule(
+                improvement_rule, gain, bound, rules=rel, trigger=trigger, candidate=cand, production=prod
+            )
         )
         for rule, name, limit in slice_rules:
             c = candidate.slices.get(name, {}).get(metric)
@@ -270,22 +342,73 @@ def evaluate_gates(
         passed=all(r.passed for r in results),
         results=tuple(results),
         production_version=production_version,
+        trigger=trigger.value,
     )
 
 
-def _relative_rule(
-    rule: str, candidate: float | None, production: float | None, minimum: float, *, what: str
+def _gain_rule(
+    rule: str,
+    gain: GainInterval | None,
+    bound: float,
+    *,
+    rules: RelativeRules,
+    trigger: Trigger,
+    candidate: float | None,
+    production: float | None,
 ) -> GateResult:
-    if candidate is None or production is None:
-        missing = "candidate" if candidate is None else "production"
-        return GateResult(rule, False, f"{what}: {missing} value is missing", None, minimum, ">=")
-    delta = candidate - production
-    result = _bound_rule(rule, delta, minimum, ">=", f"{what} improvement (candidate - production)")
-    return GateResult(
-        result.rule,
-        result.passed,
-        f"{result.detail} [candidate {candidate:.4f}, production {production:.4f}]",
-        result.value,
-        result.threshold,
-        result.comparator,
+    """Pass when the lower bound of the gain's interval reaches ``bound`` (inclusive)."""
+    metric = rules.metric
+    if gain is None:
+        missing = f"test {metric}: the paired-bootstrap interval of the gain is missing"
+        return GateResult(rule, False, missing, None, bound, ">=")
+    if gain.metric != metric or gain.level != rules.interval_level:
+        raise ValueError(
+            f"the gain interval is for {gain.metric} at {level_label(gain.level)}; the policy asks for "
+            f"{metric} at {level_label(rules.interval_level)}"
+        )
+    values = ", ".join(
+        f"{who} {v:.4f}" for who, v in (("candidate", candidate), ("production", production)) if v is not None
     )
+    context = f" [{values}; {gain.used:,} paired resamples of {gain.rows:,} rows]"
+    if not (math.isfinite(gain.low) and math.isfinite(gain.estimate)):
+        return GateResult(
+            rule,
+            False,
+            f"test {metric} gain is non-finite (no resample had both classes?){context}",
+            gain.low,
+            bound,
+            ">=",
+            gain=gain,
+        )
+    ok = gain.low >= bound
+    decimals = _decimals(gain.low, bound)
+    clears = "clears" if ok else "does not clear"
+    if rule.startswith(NON_INFERIORITY):
+        margin = f"{-bound:.{decimals}f}"
+        requirement = (
+            f"the non-inferiority margin {margin} (trigger {trigger.value}: lower bound "
+            f"{'>=' if ok else '<'} {signed(bound, decimals)})"
+        )
+    else:
+        shown = f"{bound:.{decimals}f}"
+        requirement = f"min_improvement {shown.removeprefix('-') if float(shown) == 0 else shown}"
+    verdict = f"{metric} gain {gain.shown(decimals=decimals)} {clears} {requirement}"
+    return GateResult(
+        rule,
+        ok,
+        f"test {verdict}{context}",
+        gain.low,
+        bound,
+        ">=",
+        gain=gain,
+        verdict=verdict,
+    )
+
+
+def _decimals(value: float, threshold: float) -> int:
+    """4, or as many more decimals as it takes for unequal numbers to differ when shown."""
+    for decimals in range(4, 10):
+        a, b = (f"{x:.{decimals}f}" for x in (value, threshold))
+        if a != b or value == threshold:
+            return decimals
+    return 10

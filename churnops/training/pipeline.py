@@ -12,7 +12,8 @@ is tagged with Feast's lineage: ``feast.feature_service``, ``feast.feature_refs`
    chosen on validation stays calibrated to it. (Refitting on train+validation would ship a model
    nobody evaluated.)
 4. validation and test metrics (overall and per slice), the Production version scored on the
-   same test rows, and the gate report;
+   same test rows, the paired-bootstrap interval of the candidate's gain on those rows (the
+   policy's level, resamples and seed: deterministic), and the gate report;
 5. everything logged; a passing candidate is registered (``registry.register``), a failing one
    leaves its run tagged ``churnops.gates=failed`` with ``gate_results.json`` and no version.
 """
@@ -34,6 +35,7 @@ from churnops.contracts.columns import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABE
 from churnops.training.candidates import FAMILIES, FittedCandidate, fit_candidate, score
 from churnops.training.errors import TrainingDataError, TrainingError
 from churnops.training.frame import check_class_balance, feature_columns, labels, model_input
+from churnops.training.gain import gain_interval
 from churnops.training.gates import GatePolicy, GateReport, MetricsSnapshot, evaluate_gates
 from churnops.training.metrics import SplitMetrics, choose_threshold, evaluate_split
 from churnops.training.mlflow_logging import (
@@ -340,12 +342,20 @@ def _current_production(registry: Registry) -> Any:
     return registry.production()
 
 
+@dataclass(frozen=True)
+class _ProductionOnTest:
+    version: int
+    metrics: SplitMetrics
+    scores: Any
+    """Its scores on the candidate's test rows, row for row (the gain's paired bootstrap)."""
+
+
 def _production_metrics(
     *, registry: Registry, split: Split, columns: list[Any], policy: GatePolicy
-) -> tuple[int | None, SplitMetrics | None]:
+) -> _ProductionOnTest | None:
     record = _current_production(registry)
     if record is None:
-        return None, None
+        return None
     version = int(record.version)
     try:
         model = registry.load_model(version)
@@ -370,7 +380,7 @@ def _production_metrics(
         raise TrainingError(
             f"could not score the Production version {version} on the candidate's test rows: {error}"
         ) from error
-    return version, metrics
+    return _ProductionOnTest(version=version, metrics=metrics, scores=scores)
 
 
 def train(
@@ -507,17 +517,34 @@ def _train_in_run(
         min_slice_rows=min_rows,
     )
     options.step("scoring the Production version on the same test rows")
-    production_version, production_test = (
-        (None, None)
+    production = (
+        None
         if registry is None
         else _production_metrics(registry=registry, split=split, columns=columns, policy=policy)
     )
+    production_version = None if production is None else production.version
+    production_test = None if production is None else production.metrics
+    gain = None
+    if production is not None:
+        rel = policy.relative
+        options.step(f"paired bootstrap of the {rel.metric} gain ({rel.resamples:,} resamples)")
+        gain = gain_interval(
+            labels=y_test,
+            candidate_scores=test_scores,
+            production_scores=production.scores,
+            metric=rel.metric,
+            level=rel.interval_level,
+            resamples=rel.resamples,
+            seed=rel.seed,
+        )
     report = evaluate_gates(
         candidate=MetricsSnapshot(overall=test.overall, slices=test.slices),
         production=None
         if production_test is None
         else MetricsSnapshot(overall=production_test.overall, slices=production_test.slices),
         policy=policy,
+        trigger=options.trigger,
+        gain=gain,
         production_version=production_version,
     )
 

@@ -66,7 +66,10 @@ def test_the_first_hour_commands_print_only_their_own_output(tmp_path: Path) -> 
     again = cli(home, "train")
     assert again.returncode == 3  # refused by a gate, and says so without alarm
     quiet(again)
-    message = "no new version: the candidate is not better than Production (0.0000 < 0.0010 required)"
+    message = (
+        "no new version: the candidate is not better than Production: roc_auc gain +0.0000 "
+        "[95% CI +0.0000, +0.0000] does not clear min_improvement 0.0010"
+    )
     assert message in " ".join(again.stdout.split())
     assert "FAIL" not in again.stdout and "gates failed" not in again.stdout
     for out in (first.stdout, again.stdout):

@@ -28,10 +28,12 @@ from tests.support.retrain_env import RetrainEnv, make_retrain_env
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUIET = "name: quiet\nschedule: null\nperformance: {enabled: false}\ndrift: {enabled: false}\n"
+# window_days 150: the window's labels (Jul .. Nov, ending label_maturity_days before now) are
+# all from after the drift, so the challenger clearly beats the old model on the newest rows.
 DRIFTY = (
     "name: drifty\nschedule: null\nperformance: {enabled: false}\n"
     "drift: {max_prediction_js: 0.0001, max_drifted_share: 1.0, consecutive_windows: 1}\n"
-    "cooldown_hours: 0\nmax_retrains: 10\nwindow_days: 200\npromote_to: Production\n"
+    "cooldown_hours: 0\nmax_retrains: 10\nwindow_days: 150\npromote_to: Production\n"
 )
 
 

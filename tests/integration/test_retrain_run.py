@@ -88,6 +88,11 @@ def test_a_retrain_on_the_recent_window_beats_the_old_model_on_the_newest_rows(e
     champion_auc = roc_auc_score(holdout[LABEL], old_model.predict_proba(x)[:, 1])
     assert champion_auc == pytest.approx(train.production_test.overall["roc_auc"], abs=1e-9)
     assert train.test.overall["roc_auc"] > champion_auc  # the retrain wins on the newest rows
+    # ... clearly: the lower bound of the gain's paired-bootstrap interval clears min_improvement
+    gain = next(r for r in train.gates.results if r.rule == "min_improvement:roc_auc").gain
+    assert gain is not None and gain.rows == len(holdout)
+    assert gain.estimate == pytest.approx(train.test.overall["roc_auc"] - champion_auc, abs=1e-9)
+    assert gain.low >= load_gate_policy().relative.min_improvement
     print(
         f"newest rows: challenger ROC-AUC {train.test.overall['roc_auc']:.4f} vs champion {champion_auc:.4f}"
     )

@@ -244,15 +244,24 @@ def test_the_production_version_is_compared_on_the_same_rows(
     assert env.client.get_run(again.run_id).data.metrics["production_test_roc_auc"] == pytest.approx(
         again.test.overall["roc_auc"]
     )
-    # The default policy requires a real improvement over Production: the same candidate fails.
+    # The default policy requires a real improvement over Production: the same candidate fails,
+    # its paired-bootstrap interval on the same test rows is exactly zero.
     assert load_policy().relative.min_improvement > 0
     refused = env.train()
     assert [r.rule for r in refused.gates.failures] == ["min_improvement:roc_auc"]
     assert refused.version is None
     assert refused.gates.not_better
     assert refused.registration == (
-        "no new version: the candidate is not better than Production (0.0000 < 0.0010 required)"
+        "no new version: the candidate is not better than Production: roc_auc gain +0.0000 "
+        "[95% CI +0.0000, +0.0000] does not clear min_improvement 0.0010"
     )
+    (rule,) = refused.gates.failures
+    assert rule.gain is not None and rule.gain.rows == refused.test.rows  # paired on the same rows
+    assert (rule.gain.resamples, rule.gain.level, rule.gain.seed) == (1000, 0.95, 0)
+    logged = json.loads(download(env, refused.run_id, "gate_results.json", tmp_path).read_text())
+    assert logged["trigger"] == "manual"
+    [gain] = [r["gain"] for r in logged["results"] if r["rule"] == "min_improvement:roc_auc"]
+    assert gain["estimate"] == 0.0 and gain["low"] == 0.0 and gain["rows"] == refused.test.rows
 
 
 def test_labels_without_positives_are_refused_before_any_run(env: Env, tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
+from churnops.contracts.bootstrap import HEADLINE_METRICS, bootstrap_intervals, draw_counts, weighted_metrics
 from churnops.training.metrics import top_decile_lift
-from registry_ext.bootstrap import HEADLINE_METRICS, bootstrap_intervals, draw_counts, weighted_metrics
 
 
 def oracle_metrics(y: np.ndarray, s: np.ndarray, counts: np.ndarray) -> dict[str, float]:

@@ -1,5 +1,8 @@
 """Paired bootstrap confidence intervals for the headline metrics of versions scored on the same rows.
 
+One home for the rule both users share: `registry compare` (registry_ext.compare) and the
+promotion gate (churnops.training.gates: the interval of the gain over Production).
+
 A resample is a vector of row counts (multinomial, ``n`` draws over ``n`` rows): every version
 is scored on the same resample, so the interval of a difference is paired (the row-to-row noise
 both versions share cancels). Each metric is computed on the counts as weights, which equals
