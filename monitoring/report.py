@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.monitoring_terms import MATURED_LABELS
 from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:
@@ -29,7 +30,13 @@ TAG_DRIFT_STATUS = "churnops.drift_status"
 TAG_CONCEPT_STATUS = "churnops.concept_drift_status"
 TAG_WINDOW_START = "churnops.window_start"
 TAG_WINDOW_END = "churnops.window_end"
+TAG_LABELS_START = "churnops.labels_start"
+TAG_LABELS_END = "churnops.labels_end"
+TAG_AS_OF = "churnops.labels_as_of"
 """Tags of a drift report's MLflow run that retraining reads back (churnops.retraining.observations)."""
+METRIC_MATURED_LABELS = MATURED_LABELS
+METRIC_DRIFTED_SHARE = "data_drift_drifted_share"
+"""Metrics of a drift report's run that retraining reads back: the vocabulary's counts."""
 HTML_ARTIFACT_DIR = "drift"
 
 _STATUS_COLOUR = {"drift": "#b3261e", "no_drift": "#1b6e20", "insufficient_data": "#8a6d00"}
@@ -112,8 +119,9 @@ def summary_html(result: DriftResult) -> str:
 <p>Status {_e(c.status)}: D = {_fmt(c.statistic)}, p = {_fmt(c.p_value)} (alpha {
         _fmt(result.concept_threshold)
     }),
- {c.labelled_rows:,} matured rows against {c.holdout_rows:,} holdout rows.
- Performance on the matured rows: ROC-AUC {_fmt(perf.roc_auc, 3)} (holdout {_fmt(perf.holdout_roc_auc, 3)}),
+ {c.labelled_rows:,} matured labels tested (of {result.counts().matured_labels:,}) against
+ {c.holdout_rows:,} holdout rows. Performance on {perf.rows:,} matured labels: ROC-AUC {_fmt(perf.roc_auc, 3)}
+ (holdout {_fmt(perf.holdout_roc_auc, 3)}),
  Brier {_fmt(perf.brier)} (holdout {_fmt(perf.holdout_brier)}), churn rate {_fmt(perf.positive_rate)}
  vs mean score {_fmt(perf.mean_score)}.{
         f" {perf.in_sample_excluded:,} matured rows inside the version's training window were left out"
@@ -230,7 +238,8 @@ def monitoring_metrics(result: DriftResult) -> dict[str, float]:
     out: dict[str, float] = {
         "current_rows": float(result.current_rows),
         "reference_rows": float(result.reference_rows),
-        "data_drift_drifted_share": result.drifted_share,
+        METRIC_DRIFTED_SHARE: result.drifted_share,
+        METRIC_MATURED_LABELS: float(result.counts().matured_labels),
         "concept_drift_labelled_rows": float(result.concept.labelled_rows),
         "drift": 1.0 if result.status == "drift" else 0.0,
     }
@@ -297,6 +306,15 @@ def log_to_mlflow(
             TAG_CONCEPT_STATUS: result.concept.status,
             TAG_WINDOW_START: result.window_start.isoformat(),
             TAG_WINDOW_END: result.window_end.isoformat(),
+            **{
+                tag: value.isoformat()
+                for tag, value in (
+                    (TAG_LABELS_START, result.labels_start),
+                    (TAG_LABELS_END, result.labels_end),
+                    (TAG_AS_OF, result.as_of),
+                )
+                if value is not None
+            },
             "churnops.drift_policy": f"{result.policy_name}@{result.policy_digest}",
         },
     )

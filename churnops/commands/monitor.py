@@ -12,8 +12,7 @@ JSON ``status`` says it), 2 bad input or nothing to read.
 from __future__ import annotations
 
 import json
-import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,12 +26,8 @@ from churnops.commands.common import (
     quiet_libraries,
     safe_text,
 )
-from churnops.jobs import PERFORMANCE_JOB
 from churnops.jobs import drift_report as _drift
-from churnops.jobs import log_window as _log_window
-from churnops.jobs import push as _push
-
-logger = logging.getLogger(__name__)
+from churnops.jobs import performance_report as _performance
 
 if TYPE_CHECKING:
     from churnops.settings import Settings
@@ -184,6 +179,7 @@ def _print_drift(result: DriftResult, pushed: str | None) -> None:
         "[red]drift[/red]" if concept["drifted"] else safe_text(str(concept["status"])),
     )
     console.print(summary)
+    console.print(safe_text(result.counts().text()))
     console.print(f"report: {safe_text(str(result.report_html))}")
     if pushed:
         console.print(f"pushed to the Pushgateway at {safe_text(pushed)}")
@@ -249,52 +245,6 @@ def performance(
     _print_performance(report, pushed)
 
 
-def _performance(
-    *,
-    settings: Settings,
-    start: datetime | None,
-    end: datetime | None,
-    days: int,
-    as_of: datetime,
-    period: str,
-    horizon: timedelta,
-    push_gateway: str | None,
-) -> tuple[PerformanceReport, str | None]:
-    from churnops.wiring import mlflow_client
-    from monitoring.baseline import TrainingWindow, read_labels, training_window
-    from monitoring.performance import PREDICTION_COLUMNS, performance_on_late_labels
-
-    lower, upper, window = _log_window(  # no feature columns: memory grows with rows, not width
-        settings, version=None, start=start, end=end, days=days, columns=[*PREDICTION_COLUMNS, "model_name"]
-    )
-    client = mlflow_client(settings)
-    metrics: dict[str, dict[str, float]] = {}
-    windows: dict[str, TrainingWindow | None] = {}
-    for version in sorted({str(v) for v in window["model_version"].dropna()}):
-        try:
-            run_id = client.get_model_version(settings.model_name, version).run_id
-            run = client.get_run(run_id) if run_id else None
-        except Exception as error:  # a version deleted from MLflow: no reference metrics, still reported
-            logger.warning("version %s: no training run to read (%s)", version, error)
-            run = None
-        metrics[version] = dict(run.data.metrics) if run is not None else {}
-        windows[version] = training_window(run.data.params) if run is not None else None
-    report = performance_on_late_labels(
-        predictions=window,
-        labels=read_labels(settings.sources_dir),
-        as_of=as_of,
-        horizon=horizon,
-        period=period,  # type: ignore[arg-type]
-        threshold={v: m.get("threshold", 0.5) for v, m in metrics.items()},
-        reference_metrics=metrics,
-        start=lower,
-        end=upper,
-        training_windows=windows,
-    )
-    pushed = _push(settings, push_gateway, job=PERFORMANCE_JOB, performance=report)
-    return report, pushed
-
-
 def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -304,6 +254,8 @@ def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
         f"{report.matured:,} matured predictions (of {report.scored:,} scored; {report.immature:,} not "
         f"matured yet, {report.unlabelled:,} without a label) as of {report.as_of}"
     )
+    for counts in report.counts():
+        console.print(safe_text(counts.text()))
     if report.in_sample:
         console.print(
             f"[yellow]{report.in_sample:,} predictions left out: their snapshot lies inside their "

@@ -14,10 +14,15 @@ from typing import TYPE_CHECKING
 
 from churnops.retraining.decide import MonitoringWindow
 from monitoring.report import (
+    METRIC_DRIFTED_SHARE,
+    METRIC_MATURED_LABELS,
     MONITORING_EXPERIMENT,
+    TAG_AS_OF,
     TAG_CONCEPT_STATUS,
     TAG_DRIFT_STATUS,
     TAG_KIND,
+    TAG_LABELS_END,
+    TAG_LABELS_START,
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
     TAG_WINDOW_END,
@@ -30,6 +35,10 @@ if TYPE_CHECKING:
 def report_link(run_id: str) -> str:
     """How a decision and a version name the report: ``runs:/<monitoring run>/drift``."""
     return f"runs:/{run_id}/drift"
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def read_monitoring_windows(
@@ -52,22 +61,25 @@ def read_monitoring_windows(
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
         missing = [key for key in (TAG_WINDOW_END, TAG_DRIFT_STATUS) if key not in tags]
-        if missing:  # every drift report writes both: a run without them was not written by churnops
+        missing += [key for key in (METRIC_MATURED_LABELS, METRIC_DRIFTED_SHARE) if key not in metrics]
+        if missing:  # every drift report writes them: a run without them was not written by this churnops
             raise ValueError(
                 f"monitoring run {run.info.run_id} is tagged as a drift report of {model_name} "
                 f"v{model_version} but lacks {missing}: delete it or run `churnops monitor drift` again"
             )
-        auc = metrics.get("matured_roc_auc")
         windows.append(
             MonitoringWindow(
                 window_end=datetime.fromisoformat(tags[TAG_WINDOW_END]),
                 status=tags[TAG_DRIFT_STATUS],
                 model_version=model_version,
-                drifted_share=metrics.get("data_drift_drifted_share"),
-                prediction_js=metrics.get("prediction_drift_js"),
+                drifted_share=metrics[METRIC_DRIFTED_SHARE],
+                prediction_js=metrics.get("prediction_drift_js"),  # absent: no score to compare
                 concept_drifted=tags.get(TAG_CONCEPT_STATUS) == "drift",
-                matured_roc_auc=auc,
-                labelled_rows=int(metrics.get("concept_drift_labelled_rows", 0)),
+                matured_roc_auc=metrics.get("matured_roc_auc"),  # absent: one class, or no labels
+                matured_labels=int(metrics[METRIC_MATURED_LABELS]),
+                labels_start=_time(tags.get(TAG_LABELS_START)),
+                labels_end=_time(tags.get(TAG_LABELS_END)),
+                as_of=_time(tags.get(TAG_AS_OF)),
                 report=report_link(run.info.run_id),
             )
         )
