@@ -432,11 +432,12 @@ def performance_on_late_labels(
                 rows, version=version, period="all", period_start=None, threshold=thr, reference=ref, **limits
             )
         )
-        for begin, part in rows.groupby("_period_start", sort=True):
+        # one period's rows at a time (positions, not a sorted copy of the whole frame)
+        for begin, where in sorted(rows.groupby("_period_start").indices.items()):
             stamp = pd.Timestamp(begin)  # type: ignore[arg-type]  # a group key: the period's start
             periods.append(
                 _group(
-                    part,
+                    rows.take(np.asarray(where, dtype=np.int64)),
                     version=version,
                     period=_period_name(stamp, period),
                     period_start=stamp.isoformat(),

@@ -116,9 +116,10 @@ def test_performance_reports_matured_labels_only(
     monitored: tuple[Path, Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home, _ = monitored
-    invoke(home, monkeypatch, "score", "--as-of", "2024-07-01T00:00:00Z")
-    early = invoke(home, monkeypatch, "monitor", "performance", "--as-of", "2024-07-15T00:00:00Z")
-    assert early["matured"] == 0  # the July label matures a month later
+    # September: after the model's training window (its July snapshots are in-sample, never live)
+    invoke(home, monkeypatch, "score", "--as-of", "2024-09-01T00:00:00Z")
+    early = invoke(home, monkeypatch, "monitor", "performance", "--as-of", "2024-09-15T00:00:00Z")
+    assert early["matured"] == 0  # the September label matures a month later
     later = invoke(home, monkeypatch, "monitor", "performance", "--as-of", "2025-01-01T00:00:00Z")
     assert later["matured"] > 1000
     (version,) = later["versions"]
