@@ -1,6 +1,8 @@
-"""The loop's steps at the Settings level: a drift report, a retraining check, a retrain.
+"""The loop's steps at the Settings level: log compaction, a drift report, a performance report,
+a retraining check, a retrain.
 
-``churnops monitor drift``, ``churnops retrain check|run``, the orchestrator's assets and sensor
+``churnops log compact``, ``churnops monitor drift|performance``, ``churnops retrain check|run``,
+the orchestrator's ops and sensor
 (``churnops.orchestration``) and the policy backtest (``churnops simulate``) all call these, so a
 step behaves the same whoever runs it. Each turns Settings into clients through
 :mod:`churnops.wiring` and hands built objects to the components; none prints.
@@ -8,20 +10,26 @@ step behaves the same whoever runs it. Each turns Settings into clients through
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.stages import Trigger
 
 if TYPE_CHECKING:
-    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
+    from churnops.contracts.prediction_log import CompactionResult
     from churnops.retraining import RetrainPolicy
     from churnops.retraining.run import RetrainResult, TrainingWindow
     from churnops.scoring.batch import BatchScores
     from churnops.settings import Settings
+    from monitoring.baseline import TrainingWindow as FittedWindow
     from monitoring.drift import DriftResult
+    from monitoring.performance import PerformanceReport
     from registry_ext import DecisionRecord
 
 DRIFT_JOB = "churnops-drift"
@@ -57,35 +65,41 @@ def window_bounds(
     return start, end
 
 
-def log_window(
-    settings: Settings,
-    *,
-    version: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    days: int,
-    lookback: timedelta = timedelta(0),
-    columns: list[str] | None = None,
-) -> tuple[datetime, datetime, pd.DataFrame]:
-    """The window (:func:`window_bounds`) and its rows, from ``lookback`` before its start.
+@dataclass(frozen=True)
+class LogCompaction:
+    """One compaction of the parquet prediction log: the partitions seen, those compacted."""
 
-    Only production traffic is read (``MONITORED_ENDPOINTS``: what-if rows never enter a window),
-    one row per version, customer and feature snapshot (``unique_predictions``: a batch run twice,
-    or a customer asked about twice, counts once)."""
-    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS, PREDICTION_KEY, unique_predictions
-    from churnops.wiring import read_prediction_window
+    log: Path
+    partitions: int
+    compacted: tuple[CompactionResult, ...]
 
-    start, end = window_bounds(settings, version=version, start=start, end=end, days=days)
-    rows = read_prediction_window(
-        settings,
-        start=start - lookback,
-        end=end,
-        model_name=settings.model_name,
-        model_version=version,
-        endpoints=MONITORED_ENDPOINTS,
-        columns=None if columns is None else sorted({*columns, *PREDICTION_KEY, "ts", "request_id"}),
-    )
-    return start, end, unique_predictions(rows.to_pandas())
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "log": str(self.log),
+            "partitions": self.partitions,
+            "compacted": [vars(r) for r in self.compacted],
+            "files_in": sum(r.files_in for r in self.compacted),
+            "rows": sum(r.rows_out for r in self.compacted),
+        }
+
+
+def compact_log(*, settings: Settings, before: date | None = None, min_files: int = 2) -> LogCompaction:
+    """Merge each ``date=`` partition's small part files into one (``before``: only the days
+    before it, the closed partitions serving no longer writes to). Safe while serving writes
+    (``compact_partition``); the SQL log is one table and has no files: ValueError."""
+    from churnops.contracts.prediction_log import PARTITION, compact_partition
+    from churnops.wiring import prediction_log_dir
+
+    if settings.serving_prediction_log_url:
+        raise ValueError(
+            "CHURNOPS_SERVING_PREDICTION_LOG_URL is set: the log is a SQL table, which has no files to "
+            "compact (unset it to compact the parquet log under the home)"
+        )
+    root = prediction_log_dir(settings)
+    days = sorted(p.name.split("=", 1)[1] for p in root.glob(f"{PARTITION}=*") if p.is_dir())
+    closed = [day for day in days if before is None or day < before.isoformat()]
+    results = [r for day in closed if (r := compact_partition(directory=root, day=day, min_files=min_files))]
+    return LogCompaction(log=root, partitions=len(days), compacted=tuple(results))
 
 
 def push(settings: Settings, gateway: str | None, *, job: str, **documents: Any) -> str | None:
@@ -115,42 +129,44 @@ def drift_report(
     """The drift report of a window: written, added to the workspace, logged to MLflow, pushed.
 
     Data and prediction drift are judged on the window's rows. Concept drift and the matured
-    performance are judged on the predictions of the window *and the horizon before it* whose
-    labels are known at ``as_of``: a window's own predictions mature only a horizon later, so the
-    newest window alone would never have labels.
+    performance are judged on the matured labels of the window's labels window
+    (:func:`churnops.contracts.monitoring_terms.labels_window`: the window *and the horizon before
+    it*; a window's own predictions mature only a horizon later, so the newest window alone would
+    never have labels).
     """
-    from churnops.wiring import mlflow_client, sample_prediction_window
-    from monitoring.baseline import load_baselines, read_labels
+    from dataclasses import replace
+
+    from churnops.contracts.monitoring_terms import labels_window
+    from churnops.wiring import mlflow_client, prediction_window_rows, sample_prediction_window
+    from monitoring.baseline import label_rows, load_baselines
     from monitoring.drift import detect_drift
     from monitoring.performance import matured_outcomes
     from monitoring.policy import load_policy
     from monitoring.report import add_to_workspace, log_to_mlflow, report_path, write_report_html
 
     rules = load_policy(policy or settings.drift_policy)
+    known = as_of or settings.clock
     client = mlflow_client(settings)
     baselines = load_baselines(client=client, model_name=settings.model_name, version=version)
-    # Memory bounded by the policy's sample, not by the window: the window's scored rows, and those
-    # of the window and the horizon before it (whose labels may have matured), each as a seeded
-    # sample of at most `current_rows` (the same hash cut: one customer-snapshot is in both or none).
+    # Memory bounded by the policy's sample, not by the window: the window's scored rows with
+    # their features as a seeded sample of at most `current_rows`; the matured labels counted
+    # whole from a few columns only (the concept test reads a seeded sample of them).
     lower, upper = window_bounds(settings, version=version, start=start, end=end, days=days)
     sample = sample_prediction_window(
         settings, start=lower, end=upper, model_version=version, max_rows=rules.current_rows, seed=rules.seed
     )
     current = sample.frame.reset_index(drop=True)
-    rows = sample_prediction_window(
-        settings,
-        start=lower - horizon,
-        end=upper,
-        model_version=version,
-        max_rows=rules.current_rows,
-        seed=rules.seed,
-    ).frame
+    labels_start, labels_end = labels_window(start=lower, end=upper, horizon=horizon)
     matured = matured_outcomes(
-        predictions=rows,
-        labels=read_labels(settings.sources_dir),
-        as_of=as_of or settings.clock,
+        predictions=prediction_window_rows(
+            settings, start=labels_start, end=labels_end, model_version=version
+        ),
+        labels=label_rows(settings.sources_dir),
+        as_of=known,
         horizon=horizon,
         training_windows={version: baselines.training_window},
+        sample=rules.current_rows,  # counted whole; the figures read a seeded sample
+        seed=rules.seed,
     )
     labelled = matured.frame.rename(columns={"feature_ts": "event_timestamp"})
     result = detect_drift(
@@ -164,13 +180,16 @@ def drift_report(
         window_start=lower,
         window_end=upper,
     )
-    from dataclasses import replace
-
-    result = replace(result, current_rows=sample.rows, current_sampled_rows=len(current))
-    if matured.in_sample:
-        result = replace(
-            result, performance=replace(result.performance, in_sample_excluded=matured.in_sample)
-        )
+    result = replace(
+        result,
+        current_rows=sample.rows,
+        current_sampled_rows=len(current),
+        matured_labels=matured.matured_labels,
+        labels_start=labels_start,
+        labels_end=labels_end,
+        as_of=known,
+        performance=replace(result.performance, in_sample_excluded=matured.in_sample),
+    )
     path = write_report_html(result=result, path=html or report_path(home=settings.home, result=result))
     result = result.with_report_html(path.resolve())
     add_to_workspace(
@@ -179,6 +198,92 @@ def drift_report(
     log_to_mlflow(client=client, result=result, html_path=path, artifact_location=settings.artifact_location)
     pushed = push(settings, push_gateway, job=DRIFT_JOB, drift_json=result.to_json())
     return result, pushed
+
+
+def training_run(*, client: MlflowClient, model_name: str, version: str) -> Run | None:
+    """The training run of a registered version, or None (with a warning) when MLflow holds no
+    such version or run any more: the version is still reported, without its test metrics,
+    threshold or training window (the report lists it among the unknown windows). Any other
+    error (authentication, permission, network, server) is raised, never read as "deleted"."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run_id = client.get_model_version(model_name, version).run_id
+        if run_id:
+            return client.get_run(run_id)
+        reason = "the version names no run"
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        reason = error.message
+    logging.getLogger(__name__).warning(
+        "version %s: no training run to read (%s); reported without its test metrics, threshold "
+        "or training window",
+        version,
+        reason,
+    )
+    return None
+
+
+def performance_report(
+    *,
+    settings: Settings,
+    start: datetime | None,
+    end: datetime | None,
+    days: int,
+    as_of: datetime,
+    period: str,
+    horizon: timedelta,
+    push_gateway: str | None,
+) -> tuple[PerformanceReport, str | None]:
+    """Live performance of every version with traffic in the window, on its matured labels
+    (every one: the window is read with the few columns the join needs, in bounded memory)."""
+    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS
+    from churnops.wiring import mlflow_client, prediction_window_rows, read_prediction_window
+    from monitoring.baseline import label_rows, training_window
+    from monitoring.performance import performance_on_late_labels
+
+    lower, upper = window_bounds(settings, version=None, start=start, end=end, days=days)
+    traffic = read_prediction_window(
+        settings,
+        start=lower,
+        end=upper,
+        model_name=settings.model_name,
+        endpoints=MONITORED_ENDPOINTS,
+        columns=["model_version"],
+    )
+    client = mlflow_client(settings)
+    metrics: dict[str, dict[str, float]] = {}
+    windows: dict[str, FittedWindow | None] = {}
+    versions = traffic.column("model_version").unique().drop_null().to_pylist()
+    thresholds: dict[str, float | None] = {}
+    for version in sorted({str(v) for v in versions}):
+        run = training_run(client=client, model_name=settings.model_name, version=version)
+        metrics[version] = dict(run.data.metrics) if run is not None else {}
+        windows[version] = training_window(run.data.params) if run is not None else None
+        thresholds[version] = metrics[version].get("threshold")
+        if run is not None and thresholds[version] is None:
+            logging.getLogger(__name__).warning(
+                "version %s: its training run %s recorded no 'threshold' metric; precision and recall "
+                "at the threshold are left out",
+                version,
+                run.info.run_id,
+            )
+    report = performance_on_late_labels(
+        predictions=prediction_window_rows(settings, start=lower, end=upper, model_version=None),
+        labels=label_rows(settings.sources_dir),
+        as_of=as_of,
+        horizon=horizon,
+        period=period,  # type: ignore[arg-type]
+        threshold=thresholds,
+        reference_metrics=metrics,
+        start=lower,
+        end=upper,
+        training_windows=windows,
+        model_name=settings.model_name,
+    )
+    pushed = push(settings, push_gateway, job=PERFORMANCE_JOB, performance=report)
+    return report, pushed
 
 
 def check_retrain(

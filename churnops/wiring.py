@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from feast.repo_config import RepoConfig
     from mlflow import MlflowClient
 
+    from churnops.contracts.monitoring_terms import Rows
     from churnops.contracts.prediction_log import Sink, WindowSample
     from churnops.features.definitions import Definitions
     from registry_ext import ModelRegistry
@@ -436,6 +437,36 @@ def sample_prediction_window(
     if total > max_rows:
         rows = rows.sample(n=max_rows, random_state=seed)
     return WindowSample(rows=total, frame=rows)
+
+
+def prediction_window_rows(
+    settings: Settings, *, start: datetime, end: datetime, model_version: str | None
+) -> Rows:
+    """A window's monitored rows with the columns a label join reads, for
+    :func:`churnops.contracts.monitoring_terms.count_matured_labels`: the parquet files for DuckDB
+    to read in place (nothing loaded here), or the SQL table's rows as Arrow."""
+    from churnops.contracts.monitoring_terms import PREDICTION_INPUT
+    from churnops.contracts.prediction_log import MONITORED_ENDPOINTS, window_rows
+
+    if not settings.serving_prediction_log_url:
+        rows = window_rows(
+            prediction_log_dir(settings),
+            start=start,
+            end=end,
+            model_name=settings.model_name,
+            model_version=model_version,
+        )
+        if rows is not None:
+            return rows
+    return read_prediction_window(
+        settings,
+        start=start,
+        end=end,
+        model_name=settings.model_name,
+        model_version=model_version,
+        endpoints=MONITORED_ENDPOINTS,
+        columns=list(PREDICTION_INPUT),
+    )
 
 
 def read_prediction_window(

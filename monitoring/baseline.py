@@ -24,7 +24,10 @@ from monitoring.errors import MonitoringError
 logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from mlflow import MlflowClient
+
+    from churnops.contracts.monitoring_terms import Rows
 
 
 @dataclass(frozen=True)
@@ -115,9 +118,44 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
     )
 
 
-def read_labels(sources_dir: Path) -> pd.DataFrame:
-    """The label source with ``created`` (when each label became known)."""
+def label_rows(sources_dir: Path) -> Rows:
+    """The label source for DuckDB to read in place (an empty Arrow table when there is none)."""
     from churnops.contracts.columns import LABEL_SOURCE
-    from churnops.contracts.sources import read_source
+    from churnops.contracts.monitoring_terms import ParquetRows
+    from churnops.contracts.sources import source_schema
 
-    return read_source(sources_dir=sources_dir, name=LABEL_SOURCE)
+    files = tuple(sorted(str(f) for f in (sources_dir / LABEL_SOURCE).glob("*.parquet")))
+    return ParquetRows(files=files) if files else source_schema(LABEL_SOURCE).empty_table()
+
+
+def read_labels(
+    sources_dir: Path,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    as_of: datetime | None = None,
+) -> pa.Table:
+    """The label source with ``created`` (when each label became known), as an Arrow table.
+
+    ``start`` / ``end``: only the snapshots (``event_timestamp``) in ``[start, end]``; ``as_of``:
+    only the label rows known then (``created <= as_of``). The filters are pushed into the parquet
+    scan, so a join with a window reads the labels it can use, not the whole source."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from churnops.contracts.columns import CREATED_TS, EVENT_TS, LABEL_SOURCE, TS_TYPE
+    from churnops.contracts.sources import source_schema
+
+    schema = source_schema(LABEL_SOURCE)
+    files = sorted(str(f) for f in (sources_dir / LABEL_SOURCE).glob("*.parquet"))
+    if not files:
+        return schema.empty_table()
+    condition = None
+    for part in (
+        None if start is None else ds.field(EVENT_TS) >= pa.scalar(start, TS_TYPE),
+        None if end is None else ds.field(EVENT_TS) <= pa.scalar(end, TS_TYPE),
+        None if as_of is None else ds.field(CREATED_TS) <= pa.scalar(as_of, TS_TYPE),
+    ):
+        if part is not None:
+            condition = part if condition is None else condition & part
+    return ds.dataset(files, schema=schema, format="parquet").to_table(filter=condition)

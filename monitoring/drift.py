@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from churnops.contracts.columns import FEATURES, LABEL
+from churnops.contracts.monitoring_terms import MonitoringCounts, drifted_share, drifted_windows
 from monitoring.concept import SCORE, ConceptDecision, decide_concept, frame_pit
 from monitoring.errors import MonitoringError
 from monitoring.policy import DriftPolicy
@@ -95,13 +96,34 @@ class DriftResult:
     report_html: str | None = None
     current_sampled_rows: int | None = None
     """How many of ``current_rows`` the statistics read (the policy's seeded sample); None: all."""
+    matured_labels: int | None = None
+    """Every matured label of the labels window (``performance`` reads them all, or a sample of
+    them); None: the labelled frame given was all of them."""
+    labels_start: datetime | None = None
+    labels_end: datetime | None = None
+    """The predictions whose matured labels are counted (the labels window)."""
+    as_of: datetime | None = None
+    """When those labels had to be known."""
     snapshot: Any = field(default=None, compare=False, repr=False)
     concept_snapshot: Any = field(default=None, compare=False, repr=False)
 
     @property
     def drifted_share(self) -> float:
-        scored = [f for f in self.features if f.score is not None]
-        return sum(f.drifted for f in scored) / len(scored) if scored else 0.0
+        return drifted_share(None if f.score is None else f.drifted for f in self.features)
+
+    def counts(self) -> MonitoringCounts:
+        """The window in the monitoring vocabulary (churnops.contracts.monitoring_terms)."""
+        return MonitoringCounts(
+            model_version=self.model_version,
+            matured_labels=self.performance.rows if self.matured_labels is None else self.matured_labels,
+            as_of=self.as_of,
+            labels_start=self.labels_start,
+            labels_end=self.labels_end,
+            drifted_share=self.drifted_share,
+            drifted_windows=drifted_windows([self.status]),
+            window_start=self.window_start,
+            window_end=self.window_end,
+        )
 
     def with_report_html(self, path: Path | str) -> DriftResult:
         return replace(self, report_html=str(path))
@@ -152,6 +174,7 @@ class DriftResult:
             "data_quality": {"features": [q.to_json() for q in self.quality]},
             "policy": {"name": self.policy_name, "digest": self.policy_digest},
             "report_html": self.report_html,
+            "counts": self.counts().to_json(),
         }
 
     def json_text(self) -> str:
@@ -279,6 +302,12 @@ def _concept(
             f"holdout: no {SCORE!r} column; versions trained before the holdout kept its score need "
             "the holdout scored with the version's model (or retrain) before concept drift can be judged"
         )
+    if labelled is not None and len(labelled) > policy.current_rows:
+        # every matured label counts (the performance block); the test reads a seeded sample
+        rows = labelled[labelled[LABEL].notna()] if LABEL in labelled.columns else labelled
+        if len(rows) > policy.current_rows:
+            rng = np.random.default_rng(policy.seed)
+            labelled = rows.iloc[np.sort(rng.choice(len(rows), size=policy.current_rows, replace=False))]
     u_now = frame_pit(frame=labelled, seed=policy.seed) if labelled is not None else np.empty(0)
     u_ref = frame_pit(frame=holdout, seed=policy.seed) if holdout is not None else np.empty(0)
     enough = len(u_now) >= rules.min_labelled_rows and len(u_ref) >= rules.min_holdout_rows

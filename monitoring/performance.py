@@ -26,21 +26,24 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, LABEL
+from churnops.contracts.monitoring_terms import LABEL_INPUT as LABEL_COLUMNS
+from churnops.contracts.monitoring_terms import MATURED_COLUMNS as OUTCOME_COLUMNS
+from churnops.contracts.monitoring_terms import PREDICTION_INPUT as PREDICTION_COLUMNS
+from churnops.contracts.monitoring_terms import MonitoringCounts, ParquetRows, count_matured_labels
 from churnops.training.metrics import compute_metrics
 from monitoring.baseline import TrainingWindow
 
 FEATURE_TS = "feature_ts"
 PREDICTION_TS = "ts"
-STATUS_OK = "ok"
 DEFAULT_HORIZON = timedelta(days=31)
-PREDICTION_COLUMNS = (JOIN_KEY, PREDICTION_TS, FEATURE_TS, "model_version", "score", "status")
-LABEL_COLUMNS = (JOIN_KEY, EVENT_TS, CREATED_TS, LABEL)
 # The metrics compared with the version's own test metrics (MLflow ``test_<metric>``).
 REPORTED_METRICS = (
     "roc_auc",
@@ -54,16 +57,8 @@ REPORTED_METRICS = (
 )
 THRESHOLD_METRICS = ("precision_at_threshold", "recall_at_threshold")
 """Left out for a version whose decision threshold is unknown (never computed at a made-up one)."""
-OUTCOME_COLUMNS = (
-    "model_version",
-    JOIN_KEY,
-    FEATURE_TS,
-    PREDICTION_TS,
-    "score",
-    LABEL,
-    "label_created",
-    "label_lag_s",
-)
+GROUPED_COLUMNS = ("model_version", PREDICTION_TS, "score", LABEL, "label_lag_s")
+"""The matured rows' columns the grouped figures read."""
 
 Period = Literal["week", "month"]
 Status = Literal["ok", "insufficient_data"]
@@ -84,6 +79,10 @@ class MaturedOutcomes:
     unlabelled: int
     in_sample: int = 0
     """Predictions on a snapshot inside their version's training window: left out of every figure."""
+    matured_labels: int = 0
+    """All the matured labels (``frame`` holds them all, or the sample asked for)."""
+    versions: tuple[str, ...] = ()
+    """The model versions among the scored predictions."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +126,23 @@ class PerformanceReport:
     unknown_windows: tuple[str, ...] = ()
     """Versions whose training window is unknown: their in-sample rows could not be excluded."""
 
+    def counts(self) -> tuple[MonitoringCounts, ...]:
+        """Per version, its matured labels in the monitoring vocabulary (no drift judged here)."""
+        bounds = [None if v is None else datetime.fromisoformat(v) for v in (self.start, self.end)]
+        return tuple(
+            MonitoringCounts(
+                model_version=group.model_version,
+                matured_labels=group.rows,
+                as_of=datetime.fromisoformat(self.as_of),
+                labels_start=bounds[0],
+                labels_end=bounds[1],
+            )
+            for group in self.versions
+        )
+
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = _finite(asdict(self))
+        doc["counts"] = [c.to_json() for c in self.counts()]
         return doc
 
     def to_json(self) -> str:
@@ -146,18 +160,8 @@ def _finite(node: Any) -> Any:
     return node
 
 
-def _utc(series: pd.Series, *, frame: str, column: str) -> pd.Series:
-    if not isinstance(series.dtype, pd.DatetimeTZDtype):
-        raise PerformanceInputError(
-            f"{frame}.{column} must be a tz-aware datetime column (got {series.dtype}); "
-            "localize it to UTC first (series.dt.tz_localize('UTC'))"
-        )
-    converted: pd.Series = series.dt.tz_convert(UTC).astype("datetime64[us, UTC]")
-    return converted
-
-
-def _check_columns(frame: pd.DataFrame, *, name: str, required: tuple[str, ...], hint: str) -> None:
-    missing = [c for c in required if c not in frame.columns]
+def _check_columns(columns: list[str], *, name: str, required: tuple[str, ...], hint: str) -> None:
+    missing = [c for c in required if c not in columns]
     if missing:
         raise PerformanceInputError(f"{name} is missing column(s) {missing}; {hint}")
 
@@ -168,94 +172,122 @@ def _aware(value: datetime, *, name: str) -> pd.Timestamp:
     return pd.Timestamp(value).tz_convert(UTC)
 
 
+Rows: TypeAlias = pd.DataFrame | pa.Table | ParquetRows
+"""Predictions or labels: a pandas frame, an Arrow table as the log and source readers give, or
+parquet files DuckDB reads in place (``churnops.wiring.prediction_window_rows``)."""
+
+
+def _arrow(
+    rows: Rows, *, name: str, columns: tuple[str, ...], times: tuple[str, ...]
+) -> pa.Table | ParquetRows:
+    """The columns as an Arrow table, times as tz-aware microseconds; ids as strings (nulls kept).
+    Parquet files go through as they are (the log's and the sources' own schemas)."""
+    if isinstance(rows, ParquetRows):
+        return rows
+    if isinstance(rows, pd.DataFrame):
+        frame = rows.loc[:, list(columns)]
+        for column in columns:
+            if frame[column].dtype == object and column not in times:
+                frame[column] = frame[column].astype("string[pyarrow]")
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    else:
+        table = rows.select(list(columns))
+    for column in times:
+        kind = table.schema.field(column).type
+        if not (pa.types.is_timestamp(kind) and kind.tz):
+            raise PerformanceInputError(
+                f"{name}.{column} must be a tz-aware datetime column (got {kind}); "
+                "localize it to UTC first (series.dt.tz_localize('UTC'))"
+            )
+        at = table.schema.get_field_index(column)
+        utc = table.column(column).cast(pa.timestamp("us", "UTC"), safe=False)
+        table = table.set_column(at, column, utc)
+    return table
+
+
+def _columns(rows: Rows) -> list[str]:
+    if isinstance(rows, ParquetRows):
+        return [*PREDICTION_COLUMNS, *LABEL_COLUMNS]  # the log's and the label source's schemas
+    return list(rows.columns) if isinstance(rows, pd.DataFrame) else list(rows.column_names)
+
+
+def _values(rows: Rows, column: str) -> set[str]:
+    """The distinct non-null values of a column, as text ({} when there is no such column, or
+    the rows are files read in place)."""
+    if isinstance(rows, ParquetRows) or column not in _columns(rows):
+        return set()
+    if isinstance(rows, pd.DataFrame):
+        return {str(v) for v in rows[column].dropna().unique()}
+    return {str(v) for v in pc.unique(rows.column(column)).drop_null().to_pylist()}
+
+
 def matured_outcomes(
     *,
-    predictions: pd.DataFrame,
-    labels: pd.DataFrame,
+    predictions: Rows,
+    labels: Rows,
     as_of: datetime,
     horizon: timedelta = DEFAULT_HORIZON,
     start: datetime | None = None,
     end: datetime | None = None,
     training_windows: Mapping[str, TrainingWindow | None] | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    columns: tuple[str, ...] = OUTCOME_COLUMNS,
 ) -> MaturedOutcomes:
-    """Scored predictions in ``[start, end)`` joined to the labels known at ``as_of``, matured rows only.
+    """Scored predictions in ``[start, end)`` joined to the labels known at ``as_of``, matured rows
+    only: :func:`churnops.contracts.monitoring_terms.count_matured_labels` (the one definition of a
+    matured label) on frames or Arrow tables, the rows returned as pandas (ids as Arrow strings).
 
     ``training_windows`` (per model version): a prediction whose feature time lies inside its
     version's training window is in-sample (a backfill over months the model learned from) and is
     left out, counted in ``in_sample``. A version missing from the mapping, or mapped to None,
     has no known window: nothing of it can be left out (the reports name such versions).
+    ``sample``: ``frame`` holds a seeded sample of at most this many (``matured_labels`` counts
+    them all); ``columns``: the frame's columns (default all of :data:`OUTCOME_COLUMNS`).
     """
+    from churnops.contracts.prediction_log import arrow_frame
+
     _check_columns(
-        predictions,
+        _columns(predictions),
         name="predictions",
         required=PREDICTION_COLUMNS,
         hint="pass the prediction log (churnops.contracts.prediction_log.read_prediction_log)",
     )
     _check_columns(
-        labels, name="labels", required=LABEL_COLUMNS, hint="pass the label source (<home>/sources/labels)"
+        _columns(labels),
+        name="labels",
+        required=LABEL_COLUMNS,
+        hint="pass the label source (<home>/sources/labels)",
     )
     if horizon < timedelta(0):
         raise PerformanceInputError(f"horizon must be >= 0, got {horizon}")
-    cut = _aware(as_of, name="as_of")
-    preds = predictions.loc[
-        (predictions["status"] == STATUS_OK)
-        & predictions["score"].notna()
-        & predictions[JOIN_KEY].notna()
-        & predictions[FEATURE_TS].notna(),
-        list(PREDICTION_COLUMNS),
-    ].copy()
-    preds[PREDICTION_TS] = _utc(preds[PREDICTION_TS], frame="predictions", column=PREDICTION_TS)
-    preds[FEATURE_TS] = _utc(preds[FEATURE_TS], frame="predictions", column=FEATURE_TS)
-    if start is not None:
-        preds = preds[preds[PREDICTION_TS] >= _aware(start, name="start")]
-    if end is not None:
-        preds = preds[preds[PREDICTION_TS] < _aware(end, name="end")]
-    preds["model_version"] = preds["model_version"].astype(str)
-    preds[JOIN_KEY] = preds[JOIN_KEY].astype(str)
-    scored = len(preds)
-
-    lab = labels.loc[:, list(LABEL_COLUMNS)].copy()
-    lab[EVENT_TS] = _utc(lab[EVENT_TS], frame="labels", column=EVENT_TS)
-    lab[CREATED_TS] = _utc(lab[CREATED_TS], frame="labels", column=CREATED_TS)
-    lab = lab[(lab[CREATED_TS] <= cut) & lab[LABEL].notna()]
-    lab[JOIN_KEY] = lab[JOIN_KEY].astype(str)
-    # Customer ids as integer codes shared by both frames: de-duplicate and join on integers and
-    # timestamps, sort only numeric columns (string sorts and the merge's uniqueness check
-    # dominated the profile of benchmarks/performance.py).
-    codes, _ = pd.factorize(pd.concat([preds[JOIN_KEY], lab[JOIN_KEY]], ignore_index=True))
-    preds["_cid"], lab["_cid"] = codes[: len(preds)], codes[len(preds) :]
-    preds["_version"] = pd.factorize(preds["model_version"])[0]
-    # Ties in prediction time and score keep the log's row order.
-    preds = preds.sort_values([PREDICTION_TS, "score"], kind="stable").drop_duplicates(
-        ["_version", "_cid", FEATURE_TS], keep="first"
+    counted = count_matured_labels(
+        predictions=_arrow(
+            predictions, name="predictions", columns=PREDICTION_COLUMNS, times=(PREDICTION_TS, FEATURE_TS)
+        ),
+        labels=_arrow(labels, name="labels", columns=LABEL_COLUMNS, times=(EVENT_TS, CREATED_TS)),
+        as_of=_aware(as_of, name="as_of").to_pydatetime(),
+        horizon=horizon,
+        start=None if start is None else _aware(start, name="start").to_pydatetime(),
+        end=None if end is None else _aware(end, name="end").to_pydatetime(),
+        training_windows=training_windows,
+        sample=sample,
+        seed=seed,
+        columns=columns,
     )
-    duplicates = scored - len(preds)
-    inside = pd.Series(False, index=preds.index)
-    for version, window in (training_windows or {}).items():
-        if window is not None:
-            inside |= (preds["model_version"] == str(version)) & preds[FEATURE_TS].between(
-                pd.Timestamp(window.start), pd.Timestamp(window.end)
-            )
-    in_sample = int(inside.sum())
-    preds = preds[~inside]
-    matured = preds[preds[FEATURE_TS] + pd.Timedelta(horizon) <= cut]
-    immature = len(preds) - len(matured)
-    lab = lab.sort_values(CREATED_TS, kind="stable").drop_duplicates(["_cid", EVENT_TS], keep="last")
-    lab = lab.drop(columns=JOIN_KEY).rename(columns={EVENT_TS: FEATURE_TS, CREATED_TS: "label_created"})
-    # Labels are unique per (customer, snapshot) now; an inner merge keeps the left (prediction
-    # time) order, then rows are grouped by version, stably.
-    joined = matured.merge(lab, on=["_cid", FEATURE_TS], how="inner")
-    joined = joined.sort_values("_version", kind="stable")
-    joined[LABEL] = joined[LABEL].astype("int64")
-    joined["label_lag_s"] = (joined["label_created"] - joined[PREDICTION_TS]).dt.total_seconds()
-    frame = joined.loc[:, list(OUTCOME_COLUMNS)].reset_index(drop=True)
+    from pyarrow import default_memory_pool
+
+    frame = arrow_frame(counted.table)
+    default_memory_pool().release_unused()
     return MaturedOutcomes(
         frame=frame,
-        scored=scored,
-        duplicates=duplicates,
-        immature=immature,
-        unlabelled=len(matured) - len(frame),
-        in_sample=in_sample,
+        scored=counted.scored,
+        duplicates=counted.duplicates,
+        immature=counted.immature,
+        unlabelled=counted.unlabelled,
+        in_sample=counted.in_sample,
+        matured_labels=counted.matured_labels,
+        versions=counted.versions,
     )
 
 
@@ -304,7 +336,7 @@ def _group(
     lag_p90 = float(np.quantile(lags, 0.9)) if n else None
     reason = None
     if n < min_rows:
-        reason = f"{n} matured labelled rows < min_rows={min_rows}"
+        reason = f"{n} matured labels < min_rows={min_rows}"
     elif positives < min_positives:
         reason = f"{positives} positives < min_positives={min_positives}"
     elif positives == n:
@@ -347,8 +379,8 @@ def _threshold_of(version: str, threshold: float | Mapping[str, float | None]) -
 
 def performance_on_late_labels(
     *,
-    predictions: pd.DataFrame,
-    labels: pd.DataFrame,
+    predictions: Rows,
+    labels: Rows,
     as_of: datetime,
     horizon: timedelta = DEFAULT_HORIZON,
     period: Period = "month",
@@ -359,6 +391,7 @@ def performance_on_late_labels(
     min_rows: int = 100,
     min_positives: int = 10,
     training_windows: Mapping[str, TrainingWindow | None] | None = None,
+    model_name: str | None = None,
 ) -> PerformanceReport:
     """Matured live performance per model version and per period, next to each version's test metrics.
 
@@ -368,6 +401,8 @@ def performance_on_late_labels(
     metrics (``test_roc_auc`` ... or plain ``roc_auc`` ...); a version without them gets no deltas.
     Groups with fewer than ``min_rows`` rows or ``min_positives`` positives are
     ``insufficient_data`` with no metrics.
+    ``model_name``: the model the predictions are of, when the frame has no ``model_name``
+    column (a window read for one model, :func:`churnops.contracts.prediction_log.scored_window`).
     """
     if period not in ("week", "month"):
         raise PerformanceInputError(f"period must be 'week' or 'month', got {period!r}")
@@ -383,10 +418,13 @@ def performance_on_late_labels(
         start=start,
         end=end,
         training_windows=training_windows,
+        columns=GROUPED_COLUMNS,  # what the figures read: no ids, no snapshot times
     )
-    frame = outcomes.frame.copy()
+    frame = outcomes.frame
     frame["_period_start"] = _period_starts(frame[PREDICTION_TS], period)
-    names = sorted({str(n) for n in predictions.get("model_name", pd.Series(dtype=object)).dropna()})
+    names = sorted(_values(predictions, "model_name"))
+    if model_name is not None and set(names) <= {model_name}:
+        names = [model_name]  # a window read for one model carries no model_name column
     if len(names) > 1:
         raise PerformanceInputError(
             f"predictions hold several models {names}; pass one model's prediction log at a time"
@@ -394,8 +432,9 @@ def performance_on_late_labels(
     limits = {"min_rows": min_rows, "min_positives": min_positives}
     versions: list[GroupPerformance] = []
     periods: list[GroupPerformance] = []
-    for version in sorted(frame["model_version"].unique(), key=_version_key):
-        rows = frame[frame["model_version"] == version]
+    traffic = sorted({str(v) for v in frame["model_version"].unique()}, key=_version_key)
+    for version in traffic:
+        rows = frame if len(traffic) == 1 else frame[frame["model_version"] == version]
         thr = _threshold_of(version, threshold)
         ref = _reference(reference_metrics.get(version, {}))
         versions.append(
@@ -403,11 +442,12 @@ def performance_on_late_labels(
                 rows, version=version, period="all", period_start=None, threshold=thr, reference=ref, **limits
             )
         )
-        for begin, part in rows.groupby("_period_start", sort=True):
-            stamp = pd.Timestamp(begin)
+        # one period's rows at a time (positions, not a sorted copy of the whole frame)
+        for begin, where in sorted(rows.groupby("_period_start").indices.items()):
+            stamp = pd.Timestamp(begin)  # type: ignore[arg-type]  # a group key: the period's start
             periods.append(
                 _group(
-                    part,
+                    rows.take(np.asarray(where, dtype=np.int64)),
                     version=version,
                     period=_period_name(stamp, period),
                     period_start=stamp.isoformat(),
@@ -433,7 +473,7 @@ def performance_on_late_labels(
         in_sample=outcomes.in_sample,
         unknown_windows=tuple(
             sorted(
-                {str(v) for v in predictions["model_version"].dropna()}
+                set(outcomes.versions)
                 - {str(v) for v, w in (training_windows or {}).items() if w is not None},
                 key=_version_key,
             )

@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.monitoring_terms import (
+    DRIFTED_SHARE,
+    DRIFTED_WINDOWS,
+    MATURED_LABELS,
+    drifted_windows,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -44,7 +50,14 @@ GAUGES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "concept_drift_detected": (("model_version",), "1 if the concept-drift rule fired, else 0."),
     "live_roc_auc": (("model_version",), "ROC-AUC on matured predictions joined to late labels."),
-    "live_labelled_rows": (("model_version",), "Matured, labelled predictions behind the live metrics."),
+    "matured_labels": (
+        ("model_version",),
+        "Matured labels behind the figures (the drift report's labels window, or the performance window).",
+    ),
+    "drifted_windows": (
+        ("model_version",),
+        "Drifted windows in a row as of the pushed report: 1 if its status is drift, else 0.",
+    ),
     "label_lag_seconds": (("model_version",), "Median label availability minus prediction time."),
     "monitoring_last_success_timestamp_seconds": (("job",), "Unix time of the last successful run."),
 }
@@ -100,11 +113,18 @@ class _ConceptDrift(_Strict):
     drifted: bool
 
 
+class _Counts(_Strict):
+    matured_labels: int
+    drifted_share: float
+    drifted_windows: int
+
+
 class DriftDocument(_Strict):
     """The fields of the drift JSON contract that are exported (the rest is ignored)."""
 
     status: str
     model: _Model
+    counts: _Counts
     data_drift: _DataDrift | None = None
     prediction_drift: _PredictionDrift | None = None
     concept_drift: _ConceptDrift | None = None
@@ -138,9 +158,12 @@ def _set(gauges: dict[str, Any], name: str, value: float | None, **labels: str) 
 
 def _fill_drift(gauges: dict[str, Any], drift: DriftDocument) -> None:
     version = drift.model.version
+    # the monitoring vocabulary's counts, as `monitor drift` and `retrain check` print them
+    _set(gauges, MATURED_LABELS, float(drift.counts.matured_labels), model_version=version)
+    _set(gauges, DRIFTED_SHARE, drift.counts.drifted_share, model_version=version)
+    _set(gauges, DRIFTED_WINDOWS, float(drifted_windows([drift.status])), model_version=version)
     if drift.data_drift is not None:
         data = drift.data_drift
-        _set(gauges, "drifted_share", data.drifted_share, model_version=version)
         for feature in data.features:
             labels = {"feature": feature.feature, "model_version": version, "method": data.method}
             _set(gauges, "drift_score", feature.score, **labels)
@@ -159,7 +182,7 @@ def _fill_drift(gauges: dict[str, Any], drift: DriftDocument) -> None:
 def _fill_performance(gauges: dict[str, Any], report: PerformanceReport) -> None:
     for group in report.versions:
         version = group.model_version
-        _set(gauges, "live_labelled_rows", float(group.rows), model_version=version)
+        _set(gauges, MATURED_LABELS, float(group.rows), model_version=version)
         _set(gauges, "label_lag_seconds", group.label_lag_median_s, model_version=version)
         if group.status == "ok":
             _set(gauges, "live_roc_auc", group.metrics.get("roc_auc"), model_version=version)

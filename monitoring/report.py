@@ -20,12 +20,16 @@ from churnops.contracts.monitoring_runs import (
     KIND_DRIFT,
     METRIC_DRIFTED_SHARE,
     METRIC_LABELLED_ROWS,
+    METRIC_MATURED_LABELS,
     METRIC_MATURED_ROC_AUC,
     METRIC_PREDICTION_JS,
     MONITORING_EXPERIMENT,
+    TAG_AS_OF,
     TAG_CONCEPT_STATUS,
     TAG_DRIFT_STATUS,
     TAG_KIND,
+    TAG_LABELS_END,
+    TAG_LABELS_START,
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
     TAG_WINDOW_END,
@@ -118,8 +122,9 @@ def summary_html(result: DriftResult) -> str:
 <p>Status {_e(c.status)}: D = {_fmt(c.statistic)}, p = {_fmt(c.p_value)} (alpha {
         _fmt(result.concept_threshold)
     }),
- {c.labelled_rows:,} matured rows against {c.holdout_rows:,} holdout rows.
- Performance on the matured rows: ROC-AUC {_fmt(perf.roc_auc, 3)} (holdout {_fmt(perf.holdout_roc_auc, 3)}),
+ {c.labelled_rows:,} matured labels tested (of {result.counts().matured_labels:,}) against
+ {c.holdout_rows:,} holdout rows. Performance on {perf.rows:,} matured labels: ROC-AUC {_fmt(perf.roc_auc, 3)}
+ (holdout {_fmt(perf.holdout_roc_auc, 3)}),
  Brier {_fmt(perf.brier)} (holdout {_fmt(perf.holdout_brier)}), churn rate {_fmt(perf.positive_rate)}
  vs mean score {_fmt(perf.mean_score)}.{
         f" {perf.in_sample_excluded:,} matured rows inside the version's training window were left out"
@@ -237,6 +242,7 @@ def monitoring_metrics(result: DriftResult) -> dict[str, float]:
         "current_rows": float(result.current_rows),
         "reference_rows": float(result.reference_rows),
         METRIC_DRIFTED_SHARE: result.drifted_share,
+        METRIC_MATURED_LABELS: float(result.counts().matured_labels),
         METRIC_LABELLED_ROWS: float(result.concept.labelled_rows),
         "drift": 1.0 if result.status == "drift" else 0.0,
     }
@@ -303,6 +309,15 @@ def log_to_mlflow(
             TAG_CONCEPT_STATUS: result.concept.status,
             TAG_WINDOW_START: result.window_start.isoformat(),
             TAG_WINDOW_END: result.window_end.isoformat(),
+            **{
+                tag: value.isoformat()
+                for tag, value in (
+                    (TAG_LABELS_START, result.labels_start),
+                    (TAG_LABELS_END, result.labels_end),
+                    (TAG_AS_OF, result.as_of),
+                )
+                if value is not None
+            },
             "churnops.drift_policy": f"{result.policy_name}@{result.policy_digest}",
         },
     )

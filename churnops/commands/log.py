@@ -31,32 +31,22 @@ def compact(
     from rich.console import Console
     from rich.table import Table
 
-    from churnops.contracts.prediction_log import PARTITION, compact_partition
-    from churnops.wiring import prediction_log_dir
+    from churnops.jobs import compact_log
 
     settings = load_settings(json_output=json_output)
-    if settings.serving_prediction_log_url:
-        raise fail(
-            "CHURNOPS_SERVING_PREDICTION_LOG_URL is set: the log is a SQL table, which has no files to "
-            "compact (unset it to compact the parquet log under the home)",
-            json_output=json_output,
-        )
-    root = prediction_log_dir(settings)
-    days = sorted(p.name.split("=", 1)[1] for p in root.glob(f"{PARTITION}=*") if p.is_dir())
-    results = [r for day in days if (r := compact_partition(directory=root, day=day, min_files=min_files))]
-    doc = {
-        "log": str(root),
-        "partitions": len(days),
-        "compacted": [vars(r) for r in results],
-        "files_in": sum(r.files_in for r in results),
-        "rows": sum(r.rows_out for r in results),
-    }
+    try:
+        done = compact_log(settings=settings, min_files=min_files)
+    except ValueError as error:
+        raise fail(str(error), json_output=json_output) from None
+    results = done.compacted
     if json_output:
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(json.dumps(done.to_dict(), indent=2))
         return
     console = Console()
     if not results:
-        console.print(f"nothing to compact: {len(days)} partition(s), none with {min_files}+ part files")
+        console.print(
+            f"nothing to compact: {done.partitions} partition(s), none with {min_files}+ part files"
+        )
         return
     table = Table(title="prediction log compaction")
     for column in ("day", "files", "rows in", "rows out"):

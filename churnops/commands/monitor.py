@@ -12,8 +12,7 @@ JSON ``status`` says it), 2 bad input or nothing to read.
 from __future__ import annotations
 
 import json
-import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,16 +26,10 @@ from churnops.commands.common import (
     quiet_libraries,
     safe_text,
 )
-from churnops.jobs import PERFORMANCE_JOB
 from churnops.jobs import drift_report as _drift
-from churnops.jobs import log_window as _log_window
-from churnops.jobs import push as _push
-
-logger = logging.getLogger(__name__)
+from churnops.jobs import performance_report as _performance
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
-    from mlflow.entities import Run
 
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
@@ -187,6 +180,7 @@ def _print_drift(result: DriftResult, pushed: str | None) -> None:
         "[red]drift[/red]" if concept["drifted"] else safe_text(str(concept["status"])),
     )
     console.print(summary)
+    console.print(safe_text(result.counts().text()))
     console.print(f"report: {safe_text(str(result.report_html))}")
     if pushed:
         console.print(f"pushed to the Pushgateway at {safe_text(pushed)}")
@@ -252,81 +246,6 @@ def performance(
     _print_performance(report, pushed)
 
 
-def training_run(client: MlflowClient, *, model_name: str, version: str) -> Run | None:
-    """The training run of a registered version, or None (with a warning) when MLflow holds no
-    such version or run any more: the version is still reported, without its test metrics,
-    threshold or training window (the report lists it among the unknown windows). Any other
-    error (authentication, permission, network, server) is raised, never read as "deleted"."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run_id = client.get_model_version(model_name, version).run_id
-        if run_id:
-            return client.get_run(run_id)
-        reason = "the version names no run"
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
-        reason = error.message
-    logger.warning(
-        "version %s: no training run to read (%s); reported without its test metrics, threshold "
-        "or training window",
-        version,
-        reason,
-    )
-    return None
-
-
-def _performance(
-    *,
-    settings: Settings,
-    start: datetime | None,
-    end: datetime | None,
-    days: int,
-    as_of: datetime,
-    period: str,
-    horizon: timedelta,
-    push_gateway: str | None,
-) -> tuple[PerformanceReport, str | None]:
-    from churnops.wiring import mlflow_client
-    from monitoring.baseline import TrainingWindow, read_labels, training_window
-    from monitoring.performance import PREDICTION_COLUMNS, performance_on_late_labels
-
-    lower, upper, window = _log_window(  # no feature columns: memory grows with rows, not width
-        settings, version=None, start=start, end=end, days=days, columns=[*PREDICTION_COLUMNS, "model_name"]
-    )
-    client = mlflow_client(settings)
-    metrics: dict[str, dict[str, float]] = {}
-    windows: dict[str, TrainingWindow | None] = {}
-    thresholds: dict[str, float | None] = {}
-    for version in sorted({str(v) for v in window["model_version"].dropna()}):
-        run = training_run(client, model_name=settings.model_name, version=version)
-        metrics[version] = dict(run.data.metrics) if run is not None else {}
-        windows[version] = training_window(run.data.params) if run is not None else None
-        thresholds[version] = metrics[version].get("threshold")
-        if run is not None and thresholds[version] is None:
-            logger.warning(
-                "version %s: its training run %s recorded no 'threshold' metric; precision and recall "
-                "at the threshold are left out",
-                version,
-                run.info.run_id,
-            )
-    report = performance_on_late_labels(
-        predictions=window,
-        labels=read_labels(settings.sources_dir),
-        as_of=as_of,
-        horizon=horizon,
-        period=period,  # type: ignore[arg-type]
-        threshold=thresholds,
-        reference_metrics=metrics,
-        start=lower,
-        end=upper,
-        training_windows=windows,
-    )
-    pushed = _push(settings, push_gateway, job=PERFORMANCE_JOB, performance=report)
-    return report, pushed
-
-
 def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -336,6 +255,8 @@ def _print_performance(report: PerformanceReport, pushed: str | None) -> None:
         f"{report.matured:,} matured predictions (of {report.scored:,} scored; {report.immature:,} not "
         f"matured yet, {report.unlabelled:,} without a label) as of {report.as_of}"
     )
+    for counts in report.counts():
+        console.print(safe_text(counts.text()))
     if report.in_sample:
         console.print(
             f"[yellow]{report.in_sample:,} predictions left out: their snapshot lies inside their "

@@ -118,6 +118,7 @@ def check(
                 {
                     "decision": record.to_dict(),
                     "pending": None if waiting is None else {"id": waiting.id, "state": waiting.state.value},
+                    "counts": _counts(record),
                 },
                 default=str,
                 allow_nan=False,
@@ -134,6 +135,14 @@ def check(
         raise typer.Exit(code=NOT_DUE_EXIT)
 
 
+def _counts(record: DecisionRecord) -> dict[str, object] | None:
+    """The monitoring vocabulary's counts of the window the decision was taken on."""
+    from churnops.retraining.decide import decision_counts
+
+    counts = decision_counts(record.reasons)
+    return {"model_version": record.model_version, "report": record.report, **counts} if counts else None
+
+
 def _print_decision(record: DecisionRecord) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -146,6 +155,16 @@ def _print_decision(record: DecisionRecord) -> None:
         + (f" (suppressed by {record.suppressed_by})" if record.suppressed_by else "")
     )
     console.print(f"decision [bold]{record.id}[/bold] at {record.time:%Y-%m-%d %H:%M} UTC: {verdict}")
+    counts = _counts(record)
+    if counts is not None:
+        from churnops.contracts.monitoring_terms import DRIFTED_SHARE, DRIFTED_WINDOWS, MATURED_LABELS, TERMS
+
+        share = counts[DRIFTED_SHARE]
+        console.print(
+            f"v{escape(str(counts['model_version']))}: {TERMS[MATURED_LABELS]} {counts[MATURED_LABELS]:,}; "
+            f"{TERMS[DRIFTED_SHARE]} {'n/a' if share is None else f'{share:.4f}'}; "
+            f"{TERMS[DRIFTED_WINDOWS]} {counts[DRIFTED_WINDOWS]} (in a row)"
+        )
     if record.fired:
         console.print(f"retrain it with: churnops retrain run --decision {record.id}")
     table = Table(title=escape(f"Checks (policy {record.policy}; report {record.report or 'none'})"))

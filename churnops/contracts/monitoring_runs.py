@@ -7,6 +7,8 @@ window; the metrics listed here are the ones retraining's policy reads.
 
 from __future__ import annotations
 
+from churnops.contracts.monitoring_terms import MATURED_LABELS
+
 MONITORING_EXPERIMENT = "churn-monitoring"
 
 TAG_MODEL_NAME = "churnops.model_name"
@@ -18,8 +20,13 @@ TAG_DRIFT_STATUS = "churnops.drift_status"
 TAG_CONCEPT_STATUS = "churnops.concept_drift_status"
 TAG_WINDOW_START = "churnops.window_start"
 TAG_WINDOW_END = "churnops.window_end"
+TAG_LABELS_START = "churnops.labels_start"
+TAG_LABELS_END = "churnops.labels_end"
+TAG_AS_OF = "churnops.labels_as_of"
 
 METRIC_DRIFTED_SHARE = "data_drift_drifted_share"
 METRIC_PREDICTION_JS = "prediction_drift_js"
 METRIC_MATURED_ROC_AUC = "matured_roc_auc"
 METRIC_LABELLED_ROWS = "concept_drift_labelled_rows"
+METRIC_MATURED_LABELS = MATURED_LABELS
+"""The vocabulary's count (churnops.contracts.monitoring_terms), under its own name."""

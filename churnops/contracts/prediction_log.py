@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import sqlalchemy as sa
 
+    from churnops.contracts.monitoring_terms import ParquetRows
+
 PARTITION = "date"
 PREDICT_ENDPOINT = "predict"
 """Serving scored customers by id with their online features: production traffic."""
@@ -335,6 +337,46 @@ def sample_window(
     present = [name for name in schema.names if name in table.column_names]
     table = table.select(present).cast(pa.schema([schema.field(name) for name in present]))
     return WindowSample(rows=rows, frame=table.to_pandas())
+
+
+def window_rows(
+    directory: str | Path,
+    *,
+    start: datetime,
+    end: datetime,
+    model_name: str,
+    model_version: str | None,
+) -> ParquetRows | None:
+    """The monitored rows of a window of the parquet log, for DuckDB to read in place: the
+    window's ``date=`` partitions, filtered on time, model, version and endpoint (None: no file)."""
+    from churnops.contracts.monitoring_terms import ParquetRows
+
+    lower, upper = _utc(start, "start"), _utc(end, "end")
+    files = _window_files(Path(directory), lower=lower, upper=upper)
+    if not files:
+        return None
+    endpoints = ", ".join(f"'{e}'" for e in MONITORED_ENDPOINTS)
+    where = f"ts >= $lower AND ts < $upper AND model_name = $name AND endpoint IN ({endpoints})"
+    params: dict[str, Any] = {"lower": lower, "upper": upper, "name": model_name}
+    if model_version is not None:
+        where += " AND model_version = $version"
+        params["version"] = str(model_version)
+    return ParquetRows(files=tuple(files), where=where, params=params)
+
+
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """``table`` as pandas with its strings left in Arrow (``string[pyarrow]``): millions of ids
+    cost their bytes, not a Python object each. The table's buffers are released as it converts."""
+    import pandas as pd
+    import pyarrow as pa
+
+    strings = pd.StringDtype("pyarrow")
+    frame: pd.DataFrame = table.to_pandas(
+        types_mapper=lambda t: strings if pa.types.is_string(t) or pa.types.is_large_string(t) else None,
+        self_destruct=True,
+        split_blocks=True,
+    )
+    return frame
 
 
 def read_prediction_log(

@@ -1,12 +1,13 @@
 """The loop on Dagster: a nightly schedule, a sensor on recorded decisions, and the jobs.
 
-- ``churn_loop`` (monitor -> decide -> train_and_gate -> promote): a drift report of the
-  latest window, the retraining check (the policy's schedule, performance and drift triggers,
-  cooldown and cap), then, only when the decision fired, a challenger trained on the policy's
-  window and gated against the champion on the same newest rows, then its promotion.
-  ``train_and_gate`` is one step because the gates judge the in-memory challenger inside its
-  training run, under the retrain lock; its output exists only when a version passed, so
-  ``promote`` is skipped otherwise.
+- ``churn_loop`` (compact_log -> monitor -> decide -> train_and_gate -> promote): the prediction
+  log's closed day partitions compacted (the days before the loop's "now": serving writes today's;
+  compaction is safe while it writes anyway), a drift report of the latest window, the retraining
+  check (the policy's schedule, performance and drift triggers, cooldown and cap), then, only
+  when the decision fired, a challenger trained on the policy's window and gated against the
+  champion on the same newest rows, then its promotion. ``train_and_gate`` is one step because
+  the gates judge the in-memory challenger inside its training run, under the retrain lock; its
+  output exists only when a version passed, so ``promote`` is skipped otherwise.
 - ``nightly_loop``: ``churn_loop`` every night at 02:00 UTC.
 - ``retrain_decision_sensor``: a fired decision recorded elsewhere (``churnops retrain check``
   from cron, another deployment) that produced no version yet requests ``churn_retrain``
@@ -60,7 +61,29 @@ class ChurnOpsResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         return load_policy(self.settings().retrain_policy)
 
 
-@dg.op(description="Drift report of the newest prediction-log window of the Production version.")
+@dg.op(description="Compact the prediction log's closed day partitions (one file per day).")
+def compact_log(context: dg.OpExecutionContext, churnops: ChurnOpsResource) -> dict:  # type: ignore[type-arg]
+    from churnops.jobs import compact_log as compact
+
+    today = churnops.clock().date()
+    try:
+        done = compact(settings=churnops.settings(), before=today)
+    except ValueError as error:  # the SQL log: one table, no files; monitoring still runs
+        context.log.info(f"no compaction: {error}")
+        return {"compacted": [], "files_in": 0, "rows": 0}
+    doc = done.to_dict()
+    context.log.info(
+        f"compacted {len(done.compacted)} of {done.partitions} partition(s) before {today}: "
+        f"{doc['files_in']} part files, {doc['rows']} rows"
+    )
+    context.add_output_metadata({"partitions": len(done.compacted), "files_in": doc["files_in"]})
+    return doc
+
+
+@dg.op(
+    description="Drift report of the newest prediction-log window of the Production version.",
+    ins={"after": dg.In(dg.Nothing)},
+)
 def monitor(context: dg.OpExecutionContext, churnops: ChurnOpsResource) -> str:
     from churnops.jobs import drift_report
     from churnops.wiring import model_source
@@ -139,9 +162,9 @@ def requested_decision(context: dg.OpExecutionContext) -> dict:  # type: ignore[
     return {"decision_id": int(context.op_config["decision_id"])}
 
 
-@dg.job(description="monitor -> decide -> train_and_gate -> promote")
+@dg.job(description="compact_log -> monitor -> decide -> train_and_gate -> promote")
 def churn_loop() -> None:
-    promote(train_and_gate(decide(monitor())))
+    promote(train_and_gate(decide(monitor(after=compact_log()))))
 
 
 @dg.job(description="train_and_gate -> promote for a decision that fired")

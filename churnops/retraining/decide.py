@@ -6,10 +6,12 @@ and returns a :class:`Decision` that the caller records. The rules:
 - **performance** (latest window): fires when it has at least ``min_labelled_rows`` matured
   labels and its ROC-AUC is below ``min_roc_auc``, or more than ``max_drop`` below the version's
   own test ROC-AUC;
-- **drift**: a window is drifted when its drifted share >= ``max_drifted_share``, its score JS
-  distance >= ``max_prediction_js``, or (``concept``) concept drift fired; a window with
-  ``insufficient_data`` is not drifted. Fires when the last ``consecutive_windows`` windows are
-  all drifted; a drifted latest window with a shorter streak is ``not_k_consecutive``;
+- **drift**: a window is *over the drift trigger* when its drifted share >= ``max_drifted_share``,
+  its score JS distance >= ``max_prediction_js``, or (``concept``) concept drift fired; a window
+  with ``insufficient_data`` is not. Fires when the last ``consecutive_windows`` windows are all
+  over the trigger; a latest window over it with a shorter streak is ``not_k_consecutive``. (A
+  *drifted window*, whose report status is ``drift``, is the monitoring vocabulary's term,
+  :mod:`churnops.contracts.monitoring_terms`: the trigger's thresholds are the policy's own.);
 - **scheduled**: fires when a cron tick lies after the last retrain, or, before the first
   retrain, after ``production_since`` (when the Production version was registered): a fresh
   install does not retrain at its first check; with neither, the schedule waits;
@@ -22,16 +24,26 @@ and returns a :class:`Decision` that the caller records. The rules:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from churnops.contracts.monitoring_terms import (
+    DRIFTED_SHARE,
+    DRIFTED_WINDOWS,
+    MATURED_LABELS,
+    TERMS,
+    drifted_windows,
+    is_drifted_window,
+)
 from churnops.contracts.stages import Trigger
 from churnops.retraining.policy import RetrainPolicy
 
 Suppression = Literal["cooldown", "cap", "not_k_consecutive", "pending"]
 ORDER = (Trigger.PERFORMANCE, Trigger.DRIFT, Trigger.SCHEDULED)
+INFO_CHECKS = ("latest_window", *TERMS)
+"""Reasons that report a value (the latest window, the vocabulary's counts) and fire nothing."""
 
 
 @dataclass(frozen=True)
@@ -39,13 +51,16 @@ class MonitoringWindow:
     """What one drift/performance report said about one window of the prediction log."""
 
     window_end: datetime
-    status: str  # "ok", "drift" or "insufficient_data"
+    status: str  # the drift report's: "drift", "no_drift" or "insufficient_data"
     model_version: str
     drifted_share: float | None = None
     prediction_js: float | None = None
     concept_drifted: bool = False
     matured_roc_auc: float | None = None
-    labelled_rows: int = 0
+    matured_labels: int = 0
+    labels_start: datetime | None = None
+    labels_end: datetime | None = None
+    as_of: datetime | None = None
     report: str | None = None
 
 
@@ -92,7 +107,8 @@ class Decision:
         }
 
 
-def window_drifted(window: MonitoringWindow, policy: RetrainPolicy) -> bool:
+def over_drift_trigger(window: MonitoringWindow, policy: RetrainPolicy) -> bool:
+    """The window meets the policy's drift trigger (see the module docstring)."""
     rules = policy.drift
     if window.status == "insufficient_data":
         return False
@@ -101,14 +117,62 @@ def window_drifted(window: MonitoringWindow, policy: RetrainPolicy) -> bool:
     return share or js or (rules.concept and window.concept_drifted)
 
 
-def drift_streak(windows: Sequence[MonitoringWindow], policy: RetrainPolicy) -> int:
-    """How many of the most recent windows in a row are drifted."""
+def trigger_streak(windows: Sequence[MonitoringWindow], policy: RetrainPolicy) -> int:
+    """How many of the most recent windows in a row are over the drift trigger."""
     streak = 0
     for window in reversed(windows):
-        if not window_drifted(window, policy):
+        if not over_drift_trigger(window, policy):
             break
         streak += 1
     return streak
+
+
+def _counts(windows: Sequence[MonitoringWindow]) -> list[Reason]:
+    """The vocabulary's counts of the latest window, as reasons that fire nothing."""
+    if not windows:
+        return []
+    w = windows[-1]
+    where = f"report of the window ending {w.window_end.isoformat()}"
+    if w.labels_start is not None and w.labels_end is not None:
+        where += f"; predictions {w.labels_start.isoformat()} .. {w.labels_end.isoformat()}"
+    if w.as_of is not None:
+        where += f", labels known at {w.as_of.isoformat()}"
+    streak = drifted_windows([v.status for v in windows])
+    return [
+        Reason(
+            Trigger.PERFORMANCE,
+            MATURED_LABELS,
+            False,
+            f"{TERMS[MATURED_LABELS]} {w.matured_labels:,} ({where})",
+            float(w.matured_labels),
+        ),
+        Reason(
+            Trigger.DRIFT,
+            DRIFTED_SHARE,
+            False,
+            f"{TERMS[DRIFTED_SHARE]} {_fmt(w.drifted_share)} (features flagged by the monitoring policy)",
+            w.drifted_share,
+        ),
+        Reason(
+            Trigger.DRIFT,
+            DRIFTED_WINDOWS,
+            False,
+            f"{TERMS[DRIFTED_WINDOWS]} {streak} (in a row; drift report status drift)",
+            float(streak),
+        ),
+    ]
+
+
+def decision_counts(reasons: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The vocabulary's counts a recorded decision was taken on ({} when it saw no window)."""
+    values = {r["check"]: r["value"] for r in reasons if r["check"] in TERMS}
+    if not values:
+        return {}
+    return {
+        MATURED_LABELS: int(values[MATURED_LABELS]),
+        DRIFTED_SHARE: values[DRIFTED_SHARE],
+        DRIFTED_WINDOWS: int(values[DRIFTED_WINDOWS]),
+    }
 
 
 def _performance(
@@ -117,14 +181,19 @@ def _performance(
     rules, t = policy.performance, Trigger.PERFORMANCE
     if not rules.enabled:
         return [Reason(t, "enabled", False, "performance trigger disabled")]
-    if latest is None or latest.matured_roc_auc is None or latest.labelled_rows < rules.min_labelled_rows:
-        rows = 0 if latest is None else latest.labelled_rows
+    if latest is None or latest.matured_roc_auc is None or latest.matured_labels < rules.min_labelled_rows:
+        rows = 0 if latest is None else latest.matured_labels
+        why = (
+            f"{rows:,} {TERMS[MATURED_LABELS]} < {rules.min_labelled_rows:,}"
+            if rows < rules.min_labelled_rows
+            else f"{rows:,} {TERMS[MATURED_LABELS]} but no ROC-AUC (one class only)"
+        )
         return [
             Reason(
                 t,
                 "min_labelled_rows",
                 False,
-                f"{rows} matured labels < {rules.min_labelled_rows} (or no ROC-AUC): not judged",
+                f"{why}: not judged",
                 float(rows),
                 float(rules.min_labelled_rows),
             )
@@ -159,28 +228,32 @@ def _drift(windows: Sequence[MonitoringWindow], policy: RetrainPolicy) -> tuple[
     rules, t = policy.drift, Trigger.DRIFT
     if not rules.enabled:
         return [Reason(t, "enabled", False, "drift trigger disabled")], False
-    streak = drift_streak(windows, policy)
+    streak = trigger_streak(windows, policy)
     k = rules.consecutive_windows
+    over = f"drifted share >= {rules.max_drifted_share}, score JS >= {rules.max_prediction_js}" + (
+        " or concept drift" if rules.concept else ""
+    )
     reasons = [
         Reason(
             t,
             "consecutive_windows",
             streak >= k,
-            f"{streak} drifted window(s) in a row, need {k}",
+            f"{streak} window(s) in a row over the drift trigger ({over}), need {k}",
             float(streak),
             float(k),
         )
     ]
     if windows:
         w = windows[-1]
+        kind = "a drifted window" if is_drifted_window(w.status) else "not a drifted window"
         reasons.append(
             Reason(
                 t,
                 "latest_window",
-                window_drifted(w, policy),
-                f"window ending {w.window_end.isoformat()}: status {w.status}, drifted share "
-                f"{_fmt(w.drifted_share)} (drifted at >= {rules.max_drifted_share}), score JS "
-                f"{_fmt(w.prediction_js)} (drifted at >= {rules.max_prediction_js}), concept drift "
+                over_drift_trigger(w, policy),
+                f"window ending {w.window_end.isoformat()}: status {w.status} ({kind}), drifted share "
+                f"{_fmt(w.drifted_share)} (trigger at >= {rules.max_drifted_share}), score JS "
+                f"{_fmt(w.prediction_js)} (trigger at >= {rules.max_prediction_js}), concept drift "
                 f"{'yes' if w.concept_drifted else 'no'}",
                 w.drifted_share,
                 rules.max_drifted_share,
@@ -237,8 +310,9 @@ def decide(
         *_performance(latest, policy, reference_roc_auc),
         *drift_reasons,
         *_schedule(policy, now, last, production_since),
+        *_counts(seen),
     ]
-    due = [t for t in ORDER if any(r.met for r in reasons if r.trigger == t and r.check != "latest_window")]
+    due = [t for t in ORDER if any(r.met for r in reasons if r.trigger == t and r.check not in INFO_CHECKS)]
     trigger = due[0] if due else None
     suppressed: Suppression | None = None
     if trigger is None:

@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING
 from churnops.contracts.monitoring_runs import (
     KIND_DRIFT,
     METRIC_DRIFTED_SHARE,
-    METRIC_LABELLED_ROWS,
+    METRIC_MATURED_LABELS,
     METRIC_MATURED_ROC_AUC,
     METRIC_PREDICTION_JS,
     MONITORING_EXPERIMENT,
+    TAG_AS_OF,
     TAG_CONCEPT_STATUS,
     TAG_DRIFT_STATUS,
     TAG_KIND,
+    TAG_LABELS_END,
+    TAG_LABELS_START,
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
     TAG_WINDOW_END,
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
 def report_link(run_id: str) -> str:
     """How a decision and a version name the report: ``runs:/<monitoring run>/drift``."""
     return f"runs:/{run_id}/drift"
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def read_monitoring_windows(
@@ -57,22 +64,25 @@ def read_monitoring_windows(
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
         missing = [key for key in (TAG_WINDOW_END, TAG_DRIFT_STATUS) if key not in tags]
-        if missing:  # every drift report writes both: a run without them was not written by churnops
+        missing += [key for key in (METRIC_MATURED_LABELS, METRIC_DRIFTED_SHARE) if key not in metrics]
+        if missing:  # every drift report writes them: a run without them was not written by this churnops
             raise ValueError(
                 f"monitoring run {run.info.run_id} is tagged as a drift report of {model_name} "
                 f"v{model_version} but lacks {missing}: delete it or run `churnops monitor drift` again"
             )
-        auc = metrics.get(METRIC_MATURED_ROC_AUC)
         windows.append(
             MonitoringWindow(
                 window_end=datetime.fromisoformat(tags[TAG_WINDOW_END]),
                 status=tags[TAG_DRIFT_STATUS],
                 model_version=model_version,
-                drifted_share=metrics.get(METRIC_DRIFTED_SHARE),
-                prediction_js=metrics.get(METRIC_PREDICTION_JS),
+                drifted_share=metrics[METRIC_DRIFTED_SHARE],
+                prediction_js=metrics.get(METRIC_PREDICTION_JS),  # absent: no score to compare
                 concept_drifted=tags.get(TAG_CONCEPT_STATUS) == "drift",
-                matured_roc_auc=auc,
-                labelled_rows=int(metrics.get(METRIC_LABELLED_ROWS, 0)),
+                matured_roc_auc=metrics.get(METRIC_MATURED_ROC_AUC),  # absent: one class, or no labels
+                matured_labels=int(metrics[METRIC_MATURED_LABELS]),
+                labels_start=_time(tags.get(TAG_LABELS_START)),
+                labels_end=_time(tags.get(TAG_LABELS_END)),
+                as_of=_time(tags.get(TAG_AS_OF)),
                 report=report_link(run.info.run_id),
             )
         )

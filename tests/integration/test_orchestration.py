@@ -137,3 +137,75 @@ def test_loop_not_fired_then_fired_and_the_sensor_keys_one_run_per_decision(
             retrain_decision_sensor(dg.build_sensor_context(instance=instance, resources=resources)),
             dg.SkipReason,
         )
+
+
+def test_the_loop_compacts_closed_partitions_first_while_serving_writes(tmp_path: Path) -> None:
+    """``compact_log`` runs before ``monitor`` and, under Dagster's in-process executor, merges the
+    part files of the days before the loop's "now" into one per day, leaves today's partition and
+    batch files alone, and loses or doubles no row that a writer adds meanwhile."""
+    import threading
+    from datetime import UTC, datetime
+
+    import pyarrow.compute as pc
+
+    from churnops.contracts.prediction_log import COLUMNS, read_prediction_log, write_columns
+
+    assert [n.name for n in churn_loop.graph.nodes_in_topological_order][:2] == ["compact_log", "monitor"]
+    home = tmp_path / "home"
+    log = home / "predictions"
+    now = datetime(2025, 3, 3, 12, tzinfo=UTC)
+    days = ("2025-03-01", "2025-03-02", "2025-03-03")  # the last one is "today": still written to
+
+    def write(day: str, request: str, rows: int = 5, name: str | None = None) -> None:
+        ts = datetime.fromisoformat(f"{day}T06:00:00+00:00")
+        values: dict[str, object] = {
+            "request_id": request,
+            "ts": ts,
+            "endpoint": "predict",
+            "customer_id": "c",
+            "model_name": "churn",
+            "model_version": "1",
+            "feature_service": "churn_v1",
+            "score": 0.5,
+            "status": "ok",
+            "feature_ts": ts,
+        }
+        write_columns(directory=log, day=day, columns={c: [values.get(c)] * rows for c in COLUMNS}, name=name)
+
+    for day in days:
+        for i in range(6):
+            write(day, f"{day}-{i}")
+    write(days[0], "batch-run", name="batch-churn-v1-run")  # a batch file: replaced by name, not merged
+    stop, added = threading.Event(), []
+
+    def serving() -> None:  # serving keeps writing small files into yesterday's partition
+        while not stop.is_set() and len(added) < 200:
+            request = f"late-{len(added)}"
+            write(days[1], request, rows=1)
+            added.append(request)
+
+    writer = threading.Thread(target=serving)
+    writer.start()
+    try:
+        result = churn_loop.execute_in_process(
+            resources={"churnops": ChurnOpsResource(home=str(home), now=now.isoformat())},
+            op_selection=["compact_log"],
+        )
+    finally:
+        stop.set()
+        writer.join()
+    assert result.success
+    done = result.output_for_node("compact_log")
+    assert {c["day"] for c in done["compacted"]} == set(days[:2])
+    assert not any(c["rows_in"] != c["rows_out"] for c in done["compacted"])
+    first, today = (sorted(p.name for p in (log / f"date={d}").glob("*.parquet")) for d in (days[0], days[2]))
+    assert (
+        len(first) == 2 and first[0] == "batch-churn-v1-run.parquet" and first[1].startswith("part-compact-")
+    )
+    assert len(today) == 6  # today's partition: not compacted
+    # every row once: the 18 x 5 + 5 written first, and every row the writer added meanwhile
+    requests = pc.value_counts(read_prediction_log(log).column("request_id")).to_pylist()
+    counts = {r["values"]: r["counts"] for r in requests}
+    expected = {f"{d}-{i}": 5 for d in days for i in range(6)} | {"batch-run": 5} | dict.fromkeys(added, 1)
+    assert counts == expected
+    print(f"{len(added)} part files written into a compacted partition while the loop compacted it")

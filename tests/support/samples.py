@@ -43,6 +43,12 @@ def drift_document(
             "drifted": p_value is not None and p_value <= 0.01,
             "labelled_rows": 500 if p_value is not None else 3,
         },
+        "counts": {
+            "model_version": version,
+            "matured_labels": 500 if p_value is not None else 3,
+            "drifted_share": share,
+            "drifted_windows": 0,
+        },
     }
 
 

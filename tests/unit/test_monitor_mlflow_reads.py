@@ -13,8 +13,8 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from churnops.commands.monitor import training_run
 from churnops.contracts.artifacts import REFERENCE_ARTIFACT
+from churnops.jobs import training_run
 from monitoring.baseline import load_baselines
 from tests.support.registry import model_name_for, shared_sqlite_store
 from tests.support.serving_env import free_port
@@ -40,10 +40,10 @@ def test_a_version_mlflow_no_longer_holds_is_reported_without_its_run_and_said(
     client.create_registered_model(name)
     version = client.create_model_version(name, source=f"runs:/{run_id}/model", run_id=run_id).version
     with caplog.at_level("WARNING", logger="churnops.commands.monitor"):
-        run = training_run(client, model_name=name, version=str(version))
+        run = training_run(client=client, model_name=name, version=str(version))
         assert run is not None and run.data.metrics["threshold"] == 0.4
         assert _said(caplog) == []
-        assert training_run(client, model_name=name, version="99") is None
+        assert training_run(client=client, model_name=name, version="99") is None
     (record,) = _said(caplog)
     assert "version 99: no training run to read" in record.getMessage()
     assert "not found" in record.getMessage()  # MLflow's own reason, not a guess
@@ -57,7 +57,7 @@ def test_an_mlflow_it_cannot_reach_is_an_error_not_a_deleted_version(
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     unreachable = MlflowClient(url, registry_uri=url)
     with pytest.raises(MlflowException) as raised:
-        training_run(unreachable, model_name="churn", version="1")
+        training_run(client=unreachable, model_name="churn", version="1")
     assert raised.value.error_code != "RESOURCE_DOES_NOT_EXIST"
     assert _said(caplog) == []
 

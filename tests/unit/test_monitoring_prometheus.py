@@ -57,7 +57,8 @@ def test_drift_and_performance_become_gauges_even_when_the_push_fails() -> None:
     (group,) = report.versions
     assert value("live_roc_auc", model_version="3") == group.metrics["roc_auc"]
     assert value("label_lag_seconds", model_version="3") == 2 * 3600.0
-    assert value("live_labelled_rows", model_version="3") == 400
+    assert value("matured_labels", model_version="3") == 400  # the performance report's, pushed last
+    assert value("drifted_windows", model_version="3") == 0.0
     assert value("monitoring_last_success_timestamp_seconds", job="drift") == 1_700_000_000.0
     labels = {name for (_, pairs) in got for name, _ in pairs}
     assert labels <= {"feature", "model_version", "method", "job"}

@@ -377,7 +377,7 @@ def test_periods_per_version_week_and_month() -> None:
         "insufficient_data",
         {},
         0.4,
-        "5 matured labelled rows < min_rows=100",
+        "5 matured labels < min_rows=100",
     )
     assert v2.status == "ok" and v2.rows == 390 and v2.metrics["roc_auc"] > 0.8
     assert v2.delta["roc_auc"] == v2.metrics["roc_auc"] - 0.9

@@ -34,7 +34,7 @@ def _window(
         prediction_js=js,
         concept_drifted=concept,
         matured_roc_auc=auc,
-        labelled_rows=rows,
+        matured_labels=rows,
         report=f"runs:/r{days_ago}/drift",
     )
 
