@@ -21,7 +21,7 @@ from tests.support.serving_env import free_port
 
 
 def _said(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "churnops.commands.monitor"]
+    return [r for r in caplog.records if r.name == "churnops.jobs"]
 
 
 @pytest.fixture
