@@ -253,6 +253,7 @@ def feature_store(settings: Settings, *, check: bool = True) -> FeatureStore:
 
     if check:
         check_redis(settings)
+    _quiet_offline_store(settings)
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
     return FeatureStore(repo_path=str(settings.feast_dir), config=repo_config(settings))
 
@@ -261,7 +262,16 @@ def feast_definitions(settings: Settings) -> Definitions:
     """The Feast objects over the settings' sources (entity, sources, views, FeatureService)."""
     from churnops.features.definitions import build_definitions
 
+    _quiet_offline_store(settings)
     return build_definitions(sources_dir=settings.sources_dir, offline_store=settings.offline_store)
+
+
+def _quiet_offline_store(settings: Settings) -> None:
+    """Feast's Spark alpha-status warnings off (the JVM's output goes to <home>/feast/spark.log:
+    ``churnops.features.spark_session``)."""
+    from churnops.features.spark_session import quiet_alpha_warnings
+
+    quiet_alpha_warnings(offline_store=settings.offline_store)
 
 
 # --- MLflow and the registry ---------------------------------------------------------------

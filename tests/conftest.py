@@ -242,7 +242,8 @@ def postgres_url() -> Iterator[str]:
 def spark() -> Iterator[str]:
     """Feast's Spark offline store is usable (pyspark and a Java runtime); yields ``"spark"``.
 
-    Feast starts one ``local[2]`` SparkSession on the first retrieval and reuses the active one
+    The first retrieval starts one ``local[2]`` SparkSession (``churnops.features.spark_session``,
+    its JVM's output in that test's ``<home>/feast/spark.log``) and Feast reuses the active one
     after that, so every Spark test of the run shares it; it is stopped when the run ends.
     """
     import shutil

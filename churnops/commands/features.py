@@ -37,7 +37,10 @@ def _feast_problem(error: Exception, feature_service: str) -> str:
 def apply_cmd(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Register the entity, sources, feature views and FeatureService churn_v1."""
+    """Register the entity, sources, feature views and FeatureService churn_v1.
+
+    Under another offline store than the last apply (CHURNOPS_OFFLINE_STORE), the sources are
+    re-registered for it: FileSource for duckdb, SparkSource for spark."""
     from churnops.contracts.redaction import redact
     from churnops.features.store import apply
     from churnops.wiring import feast_definitions, feature_store
@@ -45,11 +48,29 @@ def apply_cmd(
     quiet_libraries()
     settings = load_settings(json_output=json_output)
     with _status(f"Applying the Feast repo to {redact(settings.registry_url)}...", json_output=json_output):
-        names = apply(store=feature_store(settings), defs=feast_definitions(settings))
+        applied = apply(store=feature_store(settings), defs=feast_definitions(settings))
     if json_output:
-        typer.echo(json.dumps({"applied": names, "registry": redact(settings.registry_url)}))
+        typer.echo(
+            json.dumps(
+                {
+                    "applied": applied.names,
+                    "registry": redact(settings.registry_url),
+                    "offline_store": settings.offline_store,
+                    "replaced_sources": applied.replaced,
+                }
+            )
+        )
         return
-    console.print(escape(f"applied {len(names)} Feast objects to {redact(settings.registry_url)}"))
+    console.print(escape(f"applied {len(applied.names)} Feast objects to {redact(settings.registry_url)}"))
+    if applied.replaced:
+        was = ", ".join(sorted(set(applied.replaced.values())))
+        console.print(
+            escape(
+                f"re-registered {len(applied.replaced)} sources for the {settings.offline_store} offline "
+                f"store (they were {was}): {', '.join(sorted(applied.replaced))}; the feature views now "
+                "read them, the online store is unchanged"
+            )
+        )
 
 
 def _status(message: str, *, json_output: bool) -> contextlib.AbstractContextManager[object]:
@@ -76,6 +97,7 @@ def training_set_cmd(
     from feast.errors import FeastError
 
     from churnops.contracts.columns import EVENT_TS, LABEL
+    from churnops.features.spark_session import SparkStartError
     from churnops.features.training_set import TimestampError, build_training_set, label_entity_frame
     from churnops.wiring import feature_store
 
@@ -96,7 +118,7 @@ def training_set_cmd(
         frame = build_training_set(
             store=feature_store(settings), entity_df=entity, feature_service=feature_service
         )
-    except (TimestampError, ValueError) as error:
+    except (TimestampError, ValueError, SparkStartError) as error:
         raise fail(str(error), json_output=json_output) from None
     except FeastError as error:
         raise fail(_feast_problem(error, feature_service), json_output=json_output) from None
@@ -151,6 +173,7 @@ def materialize_cmd(
     from churnops.contracts.columns import VIEWS
     from churnops.features.freshness import freshness
     from churnops.features.materialize import RemovalRefused, Writer, latest_event_time, materialize
+    from churnops.features.spark_session import SparkStartError
     from churnops.wiring import feature_store
 
     quiet_libraries()
@@ -194,7 +217,7 @@ def materialize_cmd(
             )
         except RemovalRefused as refused:
             raise _refuse_removal(refused, json_output=json_output) from None
-        except ValueError as error:  # DirectWriterUnsupported: e.g. --writer direct on SQLite
+        except (ValueError, SparkStartError) as error:  # DirectWriterUnsupported, SourcesForOtherStore
             raise fail(str(error), json_output=json_output) from None
     target = "Redis" if settings.redis_url else "SQLite"
     fresh = freshness(

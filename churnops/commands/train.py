@@ -182,6 +182,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import SQLAlchemyError
 
     from churnops.contracts.artifacts import ArtifactIntegrityError
+    from churnops.features.engine_switch import SourcesForOtherStore
+    from churnops.features.spark_session import SparkStartError
     from churnops.features.training_set import TimestampError
     from churnops.training import TrainingError
     from churnops.wiring import ArtifactLocationError
@@ -191,6 +193,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         TrainingError,
         ArtifactLocationError,
         TimestampError,
+        SourcesForOtherStore,
+        SparkStartError,
         RegistryError,
         ArtifactIntegrityError,
         MlflowException,

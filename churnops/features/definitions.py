@@ -50,6 +50,12 @@ def feast_type(col: Column) -> PrimitiveFeastType:
     return _FEAST_TYPES[col.kind]
 
 
+OfflineStore = Literal["duckdb", "spark"]
+SOURCE_CLASS: dict[str, str] = {"duckdb": "FileSource", "spark": "SparkSource"}
+"""The Feast source class :func:`build_source` registers for each offline store (and the only
+one that store reads: Feast's DuckDB store asserts a FileSource, its Spark store a SparkSource)."""
+
+
 @dataclass(frozen=True)
 class Definitions:
     """Every Feast object of the repo, ready for ``FeatureStore.apply``."""
@@ -63,7 +69,7 @@ class Definitions:
         return [self.customer, *self.sources.values(), *self.views.values(), self.churn_v1]
 
 
-def build_source(*, sources_dir: Path, name: str, offline_store: Literal["duckdb", "spark"]) -> DataSource:
+def build_source(*, sources_dir: Path, name: str, offline_store: OfflineStore) -> DataSource:
     """One source over its parquet part files: a FileSource for duckdb, a SparkSource for Spark."""
     if offline_store == "spark":
         from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
@@ -84,9 +90,7 @@ def build_source(*, sources_dir: Path, name: str, offline_store: Literal["duckdb
     )
 
 
-def build_definitions(
-    *, sources_dir: Path, offline_store: Literal["duckdb", "spark"] = "duckdb"
-) -> Definitions:
+def build_definitions(*, sources_dir: Path, offline_store: OfflineStore = "duckdb") -> Definitions:
     """Entity, sources (absolute paths), the three feature views and FeatureService churn_v1."""
     # `feast apply` checks a FileSource path with a stat that cannot expand our part-file globs
     # and warns "FileSource path does not exist" for every source; DuckDB reads the globs fine.

@@ -37,9 +37,11 @@ from feast import FeatureStore
 from churnops.contracts.clock import wall_clock
 from churnops.features import redis_layout
 from churnops.features.completion import MarkersUnsupported, mark_finished, mark_started
+from churnops.features.engine_switch import require_readable_sources
 from churnops.features.local_parquet import NotLocalParquet, local_parquet_path
 from churnops.features.online_prune import PrunePlan, PruneUnsupported, apply_prune, plan_prune
 from churnops.features.redis_layout import LayoutUnsupported
+from churnops.features.spark_session import start_spark_session
 
 Writer = Literal["auto", "feast", "direct"]
 BATCH_KEYS = 1_000  # keys per Lua call: ~6 ms of Redis time each, well inside a 50 ms timeout
@@ -229,6 +231,8 @@ def materialize(
         ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else timedelta(days=3650)
         # Feast's window is [start, end]; offline PIT keeps rows with ts >= end - ttl too.
         selected.append((view, end - ttl))
+    # Sources applied under the other offline store: refused with the fix before anything is touched.
+    require_readable_sources(store=store, views=[view.name for view, _ in selected])
     # Count what pruning would remove for every view before anything is removed or written.
     plans: dict[str, PrunePlan | None] = {}
     for view, start in selected:
@@ -241,6 +245,7 @@ def materialize(
     if max_removed_share is not None and any(p.share > max_removed_share for p in counted):
         raise RemovalRefused(end=end, plans=counted, max_share=max_removed_share)
     direct = _DirectRedisWriter(store) if writer != "feast" and not store_problem else None
+    start_spark_session(store=store)  # on Spark: its JVM's output into a log, not the terminal
     try:
         mark_started(store=store, views=[v.name for v, _ in selected], run_id=run_id, at=wall_clock())
         marked = True

@@ -1,4 +1,4 @@
-"""Point-in-time correct training frames for a FeatureService (DuckDB offline store)."""
+"""Point-in-time correct training frames for a FeatureService (Feast's DuckDB or Spark offline store)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from feast import FeatureStore
 
 from churnops.contracts.columns import CREATED_TS, EVENT_TS, FEATURE_SERVICE, FEATURES, JOIN_KEY, LABEL_SOURCE
 from churnops.contracts.sources import read_source
+from churnops.features.engine_switch import require_readable_sources
+from churnops.features.spark_session import start_spark_session
 
 NaivePolicy = Literal["reject", "utc"]
 _ROW = "__churnops_row"
@@ -110,8 +112,10 @@ def build_training_set(
     clash = [f.name for p in service.feature_view_projections for f in p.features if f.name in frame]
     if clash:
         raise ValueError(f"entity frame column(s) {clash} carry the name of a feature of {feature_service}")
-    # Feast's DuckDB offline store does the point-in-time join (and, inside an active MLflow
-    # run, logs its lineage tags). The row id lets us put its rows back in input order.
+    require_readable_sources(store=store, views=[p.name for p in service.feature_view_projections])
+    start_spark_session(store=store)  # on Spark: its JVM's output into a log, not the terminal
+    # Feast's offline store does the point-in-time join (and, inside an active MLflow run, logs
+    # its lineage tags). The row id lets us put its rows back in input order.
     keyed = frame.assign(**{_ROW: np.arange(len(frame))})
     table = store.get_historical_features(entity_df=keyed, features=service).to_arrow()
     features = _features_in_input_order(table, entity_columns=list(keyed.columns), rows=len(frame))
