@@ -104,10 +104,10 @@ class Settings(BaseSettings):
         default=None, description="Training quality-gate policy YAML (default: the packaged one)."
     )
     drift_policy: Path | None = Field(
-        default=None, description="Drift policy YAML (default: monitoring/default_drift.yaml)."
+        default=None, description="Drift policy YAML (default: churnops/policies/drift.yaml)."
     )
     retrain_policy: Path | None = Field(
-        default=None, description="Retraining policy YAML (default: the packaged default_retrain.yaml)."
+        default=None, description="Retraining policy YAML (default: churnops/policies/retrain.yaml)."
     )
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway that monitoring jobs push their gauges to."
