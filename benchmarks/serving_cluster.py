@@ -92,7 +92,10 @@ def main() -> None:
                 ("Redis Cluster, 3 nodes", cluster.url, "redis_cluster"),
             ):
                 settings = Settings(
-                    home=work / kind, redis_url=url, redis_type=kind, _env_file=None  # type: ignore[call-arg]
+                    home=work / kind,
+                    redis_url=url,
+                    redis_type=kind,
+                    _env_file=None,  # type: ignore[call-arg]
                 )
                 print(f"{label}: building the environment ({args.customers} customers) ...", flush=True)
                 env = build_environment(settings=settings, n_customers=args.customers)

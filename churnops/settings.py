@@ -18,6 +18,8 @@ from urllib.parse import parse_qs, urlparse
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from churnops.contracts.columns import FEATURE_SERVICE
+
 PLACEHOLDERS = frozenset({"change_me", "changeme", "change-me", "placeholder", "replace_me", "todo", "xxx"})
 """Values .env.example (and habit) put where a secret belongs; refused wherever a secret is read."""
 SECRET_FIELDS = ("serving_api_key", "serving_webhook_secret")
@@ -63,7 +65,7 @@ class Settings(BaseSettings):
     home: Path = Field(default=Path(".churnops"), description="Where all local state lives.")
     project: str = "churnops"
     model_name: str = "churn"
-    feature_service: str = "churn_v1"
+    feature_service: str = FEATURE_SERVICE
 
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db; when set, Feast's online store is Redis."
@@ -104,10 +106,10 @@ class Settings(BaseSettings):
         default=None, description="Training quality-gate policy YAML (default: the packaged one)."
     )
     drift_policy: Path | None = Field(
-        default=None, description="Drift policy YAML (default: monitoring/default_drift.yaml)."
+        default=None, description="Drift policy YAML (default: churnops/policies/drift.yaml)."
     )
     retrain_policy: Path | None = Field(
-        default=None, description="Retraining policy YAML (default: the packaged default_retrain.yaml)."
+        default=None, description="Retraining policy YAML (default: churnops/policies/retrain.yaml)."
     )
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway that monitoring jobs push their gauges to."

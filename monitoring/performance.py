@@ -358,9 +358,7 @@ def _group(
     values = compute_metrics(
         y, rows["score"].to_numpy(dtype=np.float64), threshold=0.5 if threshold is None else threshold
     )
-    metrics = {
-        k: values[k] for k in REPORTED_METRICS if threshold is not None or k not in THRESHOLD_METRICS
-    }
+    metrics = {k: values[k] for k in REPORTED_METRICS if threshold is not None or k not in THRESHOLD_METRICS}
     delta = {k: metrics[k] - reference[k] for k in REPORTED_METRICS if k in reference}
     return GroupPerformance(status="ok", reason=None, metrics=metrics, delta=delta, **common)
 

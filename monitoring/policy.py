@@ -1,6 +1,6 @@
 """The declarative drift policy: thresholds and minimum sizes, read from a YAML file.
 
-The packaged default is ``default_drift.yaml`` next to this module (every number in it is
+The packaged default is ``churnops/policies/drift.yaml`` (every number in it is
 justified there and in ``docs/monitoring.md``); a user overrides it with their own file.
 Validation errors name every offending field and the fix, all at once, like the gate policy.
 """
@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import math
-from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from churnops.contracts.columns import feature_names
-from churnops.contracts.policy_files import read_policy
+from churnops.contracts.policy_files import ShippedPolicy, read_policy, shipped_policy_path
 from monitoring.errors import DriftPolicyError
-
-DEFAULT_POLICY = "default_drift.yaml"
 
 
 class DataDriftRules(BaseModel):
     """Evidently ``kl_div`` per feature: KL(reference || current); drift when score >= threshold."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    default_threshold: float = Field(default=0.1, gt=0)
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    default_threshold: float = Field(gt=0)
+    thresholds: dict[str, float]
 
     @model_validator(mode="after")
     def _known_features(self) -> DataDriftRules:
@@ -49,39 +46,39 @@ class PredictionDriftRules(BaseModel):
     """Evidently ``jensenshannon`` (a distance, natural log, at most sqrt(ln 2) = 0.833) on the score."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    threshold: float = Field(default=0.1, gt=0, le=0.833)
+    threshold: float = Field(gt=0, le=0.833)
 
 
 class ConceptDriftRules(BaseModel):
     """Evidently ``ks`` on the randomized PIT of matured outcomes (see monitoring.concept)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    alpha: float = Field(default=0.01, gt=0, lt=1)
-    min_statistic: float = Field(default=0.01, ge=0, lt=1)
-    min_labelled_rows: int = Field(default=1000, ge=1)
-    min_holdout_rows: int = Field(default=1000, ge=1)
+    alpha: float = Field(gt=0, lt=1)
+    min_statistic: float = Field(ge=0, lt=1)
+    min_labelled_rows: int = Field(ge=1)
+    min_holdout_rows: int = Field(ge=1)
 
 
 class DriftPolicy(BaseModel):
-    """A validated drift policy (see ``default_drift.yaml`` for the meaning of each part)."""
+    """A validated drift policy (see ``churnops/policies/drift.yaml`` for the meaning of each part)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = "default"
-    min_current_rows: int = Field(default=1000, ge=1)
-    min_reference_rows: int = Field(default=1000, ge=1)
-    reference_rows: int = Field(default=100_000, ge=1)
-    current_rows: int = Field(default=100_000, ge=1)
-    seed: int = Field(default=0, ge=0)
-    data_drift: DataDriftRules = Field(default_factory=DataDriftRules)
-    prediction_drift: PredictionDriftRules = Field(default_factory=PredictionDriftRules)
-    concept_drift: ConceptDriftRules = Field(default_factory=ConceptDriftRules)
+    name: str
+    min_current_rows: int = Field(ge=1)
+    min_reference_rows: int = Field(ge=1)
+    reference_rows: int = Field(ge=1)
+    current_rows: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    data_drift: DataDriftRules
+    prediction_drift: PredictionDriftRules
+    concept_drift: ConceptDriftRules
 
     def digest(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
 def default_policy_path() -> Path:
-    return Path(str(resources.files("monitoring").joinpath(DEFAULT_POLICY)))
+    return shipped_policy_path(ShippedPolicy.DRIFT)
 
 
 def load_policy(path: Path | None = None) -> DriftPolicy:

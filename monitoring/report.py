@@ -128,7 +128,9 @@ def summary_html(result: DriftResult) -> str:
  Brier {_fmt(perf.brier)} (holdout {_fmt(perf.holdout_brier)}), churn rate {_fmt(perf.positive_rate)}
  vs mean score {_fmt(perf.mean_score)}.{
         f" {perf.in_sample_excluded:,} matured rows inside the version's training window were left out"
-        " (in-sample, not live performance)." if perf.in_sample_excluded else ""
+        " (in-sample, not live performance)."
+        if perf.in_sample_excluded
+        else ""
     }</p>
 <h2>Data drift (KL divergence, reference || current)</h2>
 <table><tr><th>feature</th><th>KL</th><th>threshold</th><th></th></tr>{"".join(rows)}</table>

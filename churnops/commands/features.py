@@ -13,6 +13,7 @@ from rich.table import Table
 
 from churnops.commands.common import fail, load_settings, option_time, plain_text, quiet_libraries
 from churnops.commands.common import safe_text as escape  # control characters too (issue 12.4)
+from churnops.contracts.columns import FEATURE_SERVICE
 
 if TYPE_CHECKING:
     from churnops.contracts.online import OnlineRow
@@ -86,7 +87,7 @@ def training_set_cmd(
         Path | None,
         typer.Option("--out", help="Where to write the parquet (default <home>/training_set.parquet)."),
     ] = None,
-    feature_service: Annotated[str, typer.Option("--feature-service")] = "churn_v1",
+    feature_service: Annotated[str, typer.Option("--feature-service")] = FEATURE_SERVICE,
     start: Annotated[
         str | None, typer.Option("--start", help="First label time (with offset, e.g. 2024-01-01T00:00:00Z).")
     ] = None,
@@ -323,7 +324,7 @@ def _why(row: OnlineRow) -> str:
 @app.command("online")
 def online_cmd(
     customer_ids: Annotated[list[str], typer.Argument(help="Customer ids to look up.")],
-    feature_service: Annotated[str, typer.Option("--feature-service")] = "churn_v1",
+    feature_service: Annotated[str, typer.Option("--feature-service")] = FEATURE_SERVICE,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Read a FeatureService's online features for customer ids (with per-row status)."""

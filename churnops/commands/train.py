@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from churnops.commands.common import fail, load_settings, option_time, quiet_libraries, safe_text
+from churnops.contracts.columns import FEATURE_SERVICE
 from churnops.contracts.stages import Trigger, choices
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def _print_summary(result: TrainResult) -> None:
 def train(
     feature_service: Annotated[
         str, typer.Option("--feature-service", help="The Feast FeatureService to train on.")
-    ] = "churn_v1",
+    ] = FEATURE_SERVICE,
     gate_policy: Annotated[
         Path | None,
         typer.Option(

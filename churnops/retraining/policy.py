@@ -1,6 +1,6 @@
 """The declarative retraining policy: when a check fires, and what a retrain does afterwards.
 
-YAML (see ``default_retrain.yaml`` next to this module), validated like the gate policy: an
+YAML (see ``churnops/policies/retrain.yaml``), validated like the gate policy: an
 invalid file is refused with every bad field named at once, with the fix. Parts:
 
 - ``schedule``: a 5-field cron line (UTC) or null;
@@ -17,16 +17,19 @@ invalid file is refused with every bad field named at once, with the fix. Parts:
 from __future__ import annotations
 
 import hashlib
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from churnops.contracts.policy_files import describe, read_policy
+from churnops.contracts.policy_files import (
+    ShippedPolicy,
+    explain,
+    read_policy,
+    shipped_policy_path,
+    shipped_with,
+)
 from churnops.retraining.cron import Cron, CronError
-
-DEFAULT_POLICY = "default_retrain.yaml"
 
 
 class RetrainPolicyError(ValueError):
@@ -35,35 +38,35 @@ class RetrainPolicyError(ValueError):
 
 class PerformanceTrigger(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    enabled: bool = True
-    min_roc_auc: float = Field(default=0.70, ge=0.0, le=1.0)
-    max_drop: float = Field(default=0.05, ge=0.0, le=1.0)
-    min_labelled_rows: int = Field(default=200, ge=1)
+    enabled: bool
+    min_roc_auc: float = Field(ge=0.0, le=1.0)
+    max_drop: float = Field(ge=0.0, le=1.0)
+    min_labelled_rows: int = Field(ge=1)
 
 
 class DriftTrigger(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    enabled: bool = True
-    max_drifted_share: float = Field(default=0.30, gt=0.0, le=1.0)
-    max_prediction_js: float = Field(default=0.10, gt=0.0, le=1.0)
-    concept: bool = True
-    consecutive_windows: int = Field(default=2, ge=1, le=100)
+    enabled: bool
+    max_drifted_share: float = Field(gt=0.0, le=1.0)
+    max_prediction_js: float = Field(gt=0.0, le=1.0)
+    concept: bool
+    consecutive_windows: int = Field(ge=1, le=100)
 
 
 class RetrainPolicy(BaseModel):
     """A validated retraining policy (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = "default"
-    schedule: str | None = None
-    performance: PerformanceTrigger = Field(default_factory=PerformanceTrigger)
-    drift: DriftTrigger = Field(default_factory=DriftTrigger)
-    cooldown_hours: float = Field(default=24.0, ge=0.0)
-    max_retrains: int = Field(default=4, ge=1)
-    period_days: float = Field(default=30.0, gt=0.0)
-    window_days: int = Field(default=365, ge=1)
-    label_maturity_days: int = Field(default=31, ge=0, le=366)
-    promote_to: Literal["Staging", "Production"] = "Production"
+    name: str
+    schedule: str | None
+    performance: PerformanceTrigger
+    drift: DriftTrigger
+    cooldown_hours: float = Field(ge=0.0)
+    max_retrains: int = Field(ge=1)
+    period_days: float = Field(gt=0.0)
+    window_days: int = Field(ge=1)
+    label_maturity_days: int = Field(ge=0, le=366)
+    promote_to: Literal["Staging", "Production"]
 
     @field_validator("schedule")
     @classmethod
@@ -86,18 +89,18 @@ class RetrainPolicy(BaseModel):
 
 
 def default_policy_path() -> Path:
-    return Path(str(resources.files("churnops.retraining").joinpath(DEFAULT_POLICY)))
+    return shipped_policy_path(ShippedPolicy.RETRAIN)
 
 
 def parse_policy(data: object, *, source: str = "retrain policy") -> RetrainPolicy:
-    """Validate a mapping; :class:`RetrainPolicyError` lists every bad field and what is expected."""
+    """The shipped policy overlaid with the settings in ``data`` (nested mappings merged), validated;
+    :class:`RetrainPolicyError` lists every bad field and what is expected."""
     if not isinstance(data, dict):
         raise RetrainPolicyError(f"{source}: expected a mapping at the top level")
     try:
-        return RetrainPolicy.model_validate(data)
+        return RetrainPolicy.model_validate(shipped_with(ShippedPolicy.RETRAIN, data, model=RetrainPolicy))
     except ValidationError as error:
-        problems = "; ".join(describe(e) for e in error.errors())
-        raise RetrainPolicyError(f"{source}: {problems}") from None
+        raise RetrainPolicyError(f"{source}: {explain(error)}") from None
 
 
 def load_policy(path: Path | None = None) -> RetrainPolicy:

@@ -1,6 +1,6 @@
 """Declarative quality gates: a policy file, and a pure function that judges a candidate.
 
-The policy (YAML, see ``default_gates.yaml`` next to this module) has:
+The policy (YAML, see ``churnops/policies/gates.yaml``) has:
 
 - ``floors``: ``metric: minimum`` on the candidate's test metrics (e.g. ``roc_auc: 0.70``);
 - ``ceilings``: ``metric: maximum`` (the calibration guard, e.g. ``brier: 0.20``);
@@ -25,20 +25,18 @@ import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from churnops.contracts.bootstrap import HEADLINE_METRICS
-from churnops.contracts.policy_files import read_policy
+from churnops.contracts.policy_files import ShippedPolicy, read_policy, shipped_policy_path
 from churnops.contracts.stages import Trigger, choices
 from churnops.training.errors import GatePolicyError
 from churnops.training.gain import GainInterval, level_label, signed
 from churnops.training.metrics import METRICS, SliceSpec
 
-DEFAULT_POLICY = "default_gates.yaml"
 Comparator = Literal[">=", "<="]
 MIN_IMPROVEMENT = "min_improvement"
 NON_INFERIORITY = "non_inferiority"
@@ -69,18 +67,17 @@ class NonInferiority(BaseModel):
 
 
 class RelativeRules(BaseModel):
-    """Versus Production on the same rows. The interval settings' defaults are the packaged
-    policy's values (``default_gates.yaml`` spells them out; a unit test keeps them equal); an
-    omitted ``min_improvement`` is 0: "at least as good", judged on the interval's lower bound."""
+    """Versus Production on the same rows (every setting required: the shipped
+    ``churnops/policies/gates.yaml`` is the one home of the defaults)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    metric: str = "roc_auc"
-    min_improvement: float = Field(default=0.0, allow_inf_nan=False)
-    interval_level: float = Field(default=0.95, gt=0, lt=1)
-    resamples: int = Field(default=1000, ge=100, le=100_000)
-    seed: int = Field(default=0, ge=0)
-    non_inferiority: NonInferiority | None = None
-    max_slice_regression: dict[str, float] = Field(default_factory=dict)
+    metric: str
+    min_improvement: float = Field(allow_inf_nan=False)
+    interval_level: float = Field(gt=0, lt=1)
+    resamples: int = Field(ge=100, le=100_000)
+    seed: int = Field(ge=0)
+    non_inferiority: NonInferiority | None
+    max_slice_regression: dict[str, float]
 
     def rule_for(self, trigger: Trigger | str) -> tuple[str, float]:
         """The relative rule a candidate trained for ``trigger`` is judged by, and the bound its
@@ -95,12 +92,12 @@ class GatePolicy(BaseModel):
     """A validated gate policy (see the module docstring for the meaning of each part)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = "default"
-    floors: dict[str, float] = Field(default_factory=dict)
-    ceilings: dict[str, float] = Field(default_factory=dict)
-    relative: RelativeRules = Field(default_factory=RelativeRules)
-    slices: dict[str, SliceDefinition] = Field(default_factory=dict)
-    min_slice_rows: int = Field(default=50, ge=1)
+    name: str
+    floors: dict[str, float]
+    ceilings: dict[str, float]
+    relative: RelativeRules
+    slices: dict[str, SliceDefinition]
+    min_slice_rows: int = Field(ge=1)
 
     @model_validator(mode="after")
     def _known_names(self) -> GatePolicy:
@@ -130,7 +127,7 @@ class GatePolicy(BaseModel):
 
 
 def default_policy_path() -> Path:
-    return Path(str(resources.files("churnops.training").joinpath(DEFAULT_POLICY)))
+    return shipped_policy_path(ShippedPolicy.GATES)
 
 
 def load_policy(path: Path | None = None) -> GatePolicy:

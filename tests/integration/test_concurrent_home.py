@@ -18,7 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from churnops.cli import app
+from churnops.contracts.policy_files import ShippedPolicy
 from churnops.settings import Settings
+from tests.support.policies import write_over_shipped
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,6 +33,7 @@ floors:
 ceilings:
   brier: 1.0
 slices: {}
+relative: {min_improvement: 0.0, max_slice_regression: {}}
 min_slice_rows: 1
 """
 SMALL_DRIFT_POLICY = """\
@@ -76,9 +79,9 @@ def test_concurrent_trains_and_drift_reports_on_one_home_all_succeed(
 ) -> None:
     home = tmp_path / "home"
     gates = tmp_path / "gates.yaml"
-    gates.write_text(PERMISSIVE_GATES)
+    write_over_shipped(gates, ShippedPolicy.GATES, PERMISSIVE_GATES)
     drift_policy = tmp_path / "drift.yaml"  # a tiny home: reports with scores, not insufficient_data
-    drift_policy.write_text(SMALL_DRIFT_POLICY)
+    write_over_shipped(drift_policy, ShippedPolicy.DRIFT, SMALL_DRIFT_POLICY)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHURNOPS_HOME", str(home))
     monkeypatch.setenv("CHURNOPS_GATE_POLICY", str(gates))

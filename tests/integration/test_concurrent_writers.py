@@ -86,7 +86,7 @@ def drift_result() -> Any:
     from churnops.training.candidates import fit_candidate, score
     from churnops.training.frame import labels, model_input
     from monitoring.drift import detect_drift
-    from monitoring.policy import DriftPolicy
+    from monitoring.policy import load_policy
 
     frame = generate_churn_data(customers=1500, months=3, seed=4).frame
     x = model_input(frame, columns=list(FEATURES))
@@ -99,7 +99,7 @@ def drift_result() -> Any:
         current=current,
         holdout=reference,
         labelled=current,
-        policy=DriftPolicy(),
+        policy=load_policy(),
         model_name="churn",
         model_version=1,
         window_start=current["event_timestamp"].min().to_pydatetime(),

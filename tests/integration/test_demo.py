@@ -133,7 +133,7 @@ def test_demo_names_the_gate_that_keeps_the_challenger_out(
 
     home = tmp_path / "home"
     policy = tmp_path / "gates.yaml"
-    default = (Path(gates.__file__).with_name("default_gates.yaml")).read_text(encoding="utf-8")
+    default = gates.default_policy_path().read_text(encoding="utf-8")
     assert "min_improvement: 0.001" in default
     policy.write_text(default.replace("min_improvement: 0.001", "min_improvement: 0.5"), encoding="utf-8")
     monkeypatch.setenv("CHURNOPS_HOME", str(home))

@@ -27,9 +27,7 @@ FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 @pytest.mark.slow  # runs the feast CLI in subprocesses on a fresh checkout (about 75 s here)
 def test_feast_apply_and_materialize_in_a_fresh_checkout(tmp_path: Path) -> None:
     project = tmp_path / "project"
-    shutil.copytree(
-        FEATURE_REPO, project / "feature_repo", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    shutil.copytree(FEATURE_REPO, project / "feature_repo", ignore=shutil.ignore_patterns("__pycache__"))
     (project / ".churnops" / "feast").mkdir(parents=True)  # committed as .gitkeep in the repo
     data = generate_churn_data(customers=200, months=3, seed=5)
     write_generated(data=data, sources_dir=project / ".churnops" / "sources")

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from churnops.cli import app
+from churnops.contracts.policy_files import ShippedPolicy
 from churnops.jobs import score_production
 from churnops.orchestration.definitions import (
     ChurnOpsResource,
@@ -23,6 +24,7 @@ from churnops.orchestration.definitions import (
     retrain_decision_sensor,
 )
 from registry_ext.decisions import list_decisions
+from tests.support.policies import write_over_shipped
 from tests.support.retrain_env import RetrainEnv, make_retrain_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,8 +67,8 @@ def test_loop_not_fired_then_fired_and_the_sensor_keys_one_run_per_decision(
     env: RetrainEnv, tmp_path: Path
 ) -> None:
     quiet, drifty = tmp_path / "quiet.yaml", tmp_path / "drifty.yaml"
-    quiet.write_text(QUIET)
-    drifty.write_text(DRIFTY)
+    write_over_shipped(quiet, ShippedPolicy.RETRAIN, QUIET)
+    write_over_shipped(drifty, ShippedPolicy.RETRAIN, DRIFTY)
     name = env.settings.model_name
     before = env.registry.production().version
 

@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 
 from churnops.cli import app
 from churnops.contracts.columns import EVENT_TS, feature_names
+from churnops.contracts.policy_files import ShippedPolicy
 from registry_ext.decisions import list_decisions
+from tests.support.policies import write_over_shipped
 from tests.support.retrain_env import RetrainEnv, make_retrain_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -54,7 +56,7 @@ def env(
         monkeypatch.setenv("CHURNOPS_MLFLOW_TRACKING_URI", request.getfixturevalue("postgres_url"))
     monkeypatch.setenv("CHURNOPS_ACTOR", "cli-tester")
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "policy.yaml").write_text(POLICY)
+    write_over_shipped(tmp_path / "policy.yaml", ShippedPolicy.RETRAIN, POLICY)
     built = make_retrain_env(home)
     yield built
     built.close()

@@ -20,15 +20,20 @@ from typer.testing import CliRunner
 
 from churnops.cli import app
 from churnops.contracts.decisions import CRASH_ENV, CRASH_EXIT, DecisionState
+from churnops.contracts.policy_files import ShippedPolicy
 from churnops.contracts.stages import Stage
 from churnops.retraining.orders import TAG_DECISION
 from registry_ext.decisions import list_decisions
+from tests.support.policies import write_over_shipped
 from tests.support.retrain_env import RetrainEnv, make_retrain_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POLICY = "name: crash\nschedule: null\ncooldown_hours: 0\npromote_to: Production\n"
-GATES = "name: lenient\nfloors: {roc_auc: 0.5}\nrelative: {metric: roc_auc, min_improvement: -1.0}\n"
+GATES = (
+    "name: lenient\nfloors: {roc_auc: 0.5}\nceilings: {}\nslices: {}\n"
+    "relative: {metric: roc_auc, min_improvement: -1.0, max_slice_regression: {}}\n"
+)
 
 
 @pytest.fixture
@@ -46,8 +51,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RetrainEnv]
     home = tmp_path / "home"
     monkeypatch.setenv("CHURNOPS_HOME", str(home))
     monkeypatch.setenv("CHURNOPS_ACTOR", "crash-tester")
-    (tmp_path / "policy.yaml").write_text(POLICY)
-    (tmp_path / "gates.yaml").write_text(GATES)
+    write_over_shipped(tmp_path / "policy.yaml", ShippedPolicy.RETRAIN, POLICY)
+    write_over_shipped(tmp_path / "gates.yaml", ShippedPolicy.GATES, GATES)
     built = make_retrain_env(home)
     yield built
     built.close()

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
 from churnops.contracts.columns import EVENT_TS, LABEL, feature_names
 from churnops.contracts.decisions import DecisionState
+from churnops.contracts.policy_files import ShippedPolicy, shipped_with
 from churnops.contracts.stages import Stage, Trigger
 from churnops.retraining import load_policy, parse_policy
 from churnops.retraining.orders import order_from_decisions
@@ -125,7 +126,9 @@ def test_a_retrain_on_the_recent_window_beats_the_old_model_on_the_newest_rows(e
 
 
 def test_a_retrain_whose_gates_fail_leaves_production_unchanged(env: RetrainEnv) -> None:
-    strict = GatePolicy.model_validate({"name": "strict", "floors": {"roc_auc": 0.999}})
+    strict = GatePolicy.model_validate(
+        shipped_with(ShippedPolicy.GATES, {"name": "strict", "floors": {"roc_auc": 0.999}}, model=GatePolicy)
+    )
     before = [(r.version, r.stage) for r in env.registry.all_versions()]
     result = _retrain(env, gates=strict)
     assert not result.registered

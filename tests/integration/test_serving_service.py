@@ -71,9 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         ) as client,
     ):
         settings, env, service = served.settings, served.env, served.service
-        yield Stack(
-            settings, env, served.redis, service, served.second_version, client
-        )
+        yield Stack(settings, env, served.redis, service, served.second_version, client)
         # Tests run in any order: the log is checked once more after all of them.
         leftover = _unexpected_tracebacks(Path(service.log_path))
         assert leftover == [], leftover[0][:3000]
@@ -367,6 +365,7 @@ def test_hot_swap_under_load_fails_no_request(stack: Stack) -> None:
     threads = [threading.Thread(target=load) for _ in range(2)]
     for t in threads:
         t.start()
+
     def until(done: Any, what: str) -> None:
         deadline = time.monotonic() + 30
         while not done():

@@ -17,7 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from churnops.cli import app
+from churnops.contracts.policy_files import ShippedPolicy
 from tests.support.browser import measure_layout
+from tests.support.policies import write_over_shipped
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,7 +40,7 @@ window_days: 120
 def backtest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("simulate")
     policy = root / "drift_only.yaml"
-    policy.write_text(DRIFT_ONLY)
+    write_over_shipped(policy, ShippedPolicy.RETRAIN, DRIFT_ONLY)
     env = {"CHURNOPS_HOME": str(root / "home"), "CHURNOPS_MLFLOW_TRACKING_URI": "http://127.0.0.1:9/never"}
     args = [
         "simulate", "--months", "6", "--warmup-months", "5", "--customers", "3000", "--seed", "42",
@@ -117,7 +119,9 @@ window_days: 120
 REFUSE_ALL = """
 name: refuse-all-retrains
 floors: {roc_auc: 0.6}
-relative: {metric: roc_auc, min_improvement: 0.5}
+ceilings: {}
+slices: {}
+relative: {metric: roc_auc, min_improvement: 0.5, max_slice_regression: {}}
 """
 
 
@@ -129,7 +133,7 @@ def test_storm_control_holds_under_a_drift_that_persists_and_refused_retrains_ch
     from churnops.simulation.backtest import CHECK_DELAY, SimulationSpec, simulate
     from churnops.training import load_policy as load_gates
 
-    (tmp_path / "gates.yaml").write_text(REFUSE_ALL)
+    write_over_shipped(tmp_path / "gates.yaml", ShippedPolicy.GATES, REFUSE_ALL)
     load_gates(tmp_path / "gates.yaml")  # a valid gate policy: the first model has no champion to beat
     import yaml
 

@@ -9,11 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from churnops.cli import app
+from churnops.contracts.policy_files import ShippedPolicy
 from churnops.data.generate import generate_churn_data, write_generated
 from churnops.features.store import apply
 from churnops.settings import Settings
 from churnops.wiring import feast_definitions, feature_store
 from tests.support.feast import empty_sources
+from tests.support.policies import write_over_shipped
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +55,7 @@ def test_train_json_registers_a_version_then_a_strict_policy_refuses(home: Path,
     assert doc["test"]["overall"]["roc_auc"] > 0.7
 
     strict = tmp_path / "strict.yaml"
-    strict.write_text("floors: {roc_auc: 0.999}\n")
+    write_over_shipped(strict, ShippedPolicy.GATES, "floors: {roc_auc: 0.999}\n")
     result = runner.invoke(app, ["train", "--gate-policy", str(strict), "--trigger", "drift"])
     assert result.exit_code == 3, result.output  # gates failed: nothing registered
     assert "floor:roc_auc" in result.stdout and "FAIL" in result.stdout

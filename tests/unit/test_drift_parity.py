@@ -17,7 +17,7 @@ from churnops.contracts.columns import FEATURES
 from monitoring.concept import frame_pit
 from monitoring.drift import CATEGORICAL, detect_drift, sample_reference
 from monitoring.errors import MonitoringError
-from monitoring.policy import DriftPolicy, load_policy
+from monitoring.policy import load_policy
 from tests.support import oracle
 from tests.support.drift_data import detected, scenario
 
@@ -143,7 +143,7 @@ def test_unseen_categories_empty_bins_and_missing_values_stay_finite() -> None:
     current.loc[:20, "gender"] = None
     current.loc[:10, "tenure"] = np.nan
     current["partner"] = 1  # a single value on one side
-    policy = DriftPolicy(min_current_rows=100, min_reference_rows=100)
+    policy = load_policy().model_copy(update={"min_current_rows": 100, "min_reference_rows": 100})
     when = datetime(2025, 1, 1, tzinfo=UTC)
     result = detect_drift(
         reference=reference,
@@ -171,7 +171,7 @@ def test_bad_frames_name_the_column_and_the_fix() -> None:
     rng = np.random.default_rng(1)
     frame = _small(rng, 200, 0.0)
     when = datetime(2025, 1, 1, tzinfo=UTC)
-    common: dict[str, Any] = {"policy": DriftPolicy(), "model_name": "churn", "model_version": 1}
+    common: dict[str, Any] = {"policy": load_policy(), "model_name": "churn", "model_version": 1}
     with pytest.raises(MonitoringError, match=r"current: missing column\(s\) \['tenure'\]"):
         detect_drift(
             reference=frame,

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
+from churnops.contracts.policy_files import ShippedPolicy, shipped_with
 from monitoring.errors import DriftPolicyError
 from monitoring.policy import DriftPolicy, default_policy_path, load_policy
+from tests.support.policies import write_over_shipped
 
 
 def test_the_packaged_default_loads_with_its_calibrated_thresholds() -> None:
@@ -20,24 +23,40 @@ def test_the_packaged_default_loads_with_its_calibrated_thresholds() -> None:
     assert default_policy_path().is_file()
 
 
-def test_an_override_file_replaces_only_what_it_says(tmp_path: Path) -> None:
+def test_a_policy_file_spells_out_every_setting(tmp_path: Path) -> None:
+    """The shipped file is the one home of the defaults: a partial file is refused, naming each gap."""
     path = tmp_path / "mine.yaml"
     path.write_text("data_drift:\n  thresholds: {gender: 0.5}\nconcept_drift: {alpha: 0.05}\n")
+    with pytest.raises(DriftPolicyError) as caught:
+        load_policy(path)
+    for missing in ("min_current_rows", "data_drift.default_threshold", "concept_drift.min_statistic"):
+        assert f"{missing}: Field required" in str(caught.value), missing
+    assert "churnops/policies/" in str(caught.value)
+
+
+def test_an_edited_copy_of_the_shipped_file_changes_what_it_says(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    data = shipped_with(
+        ShippedPolicy.DRIFT, {"data_drift": {"thresholds": {"gender": 0.5}}}, model=DriftPolicy
+    )
+    path.write_text(yaml.safe_dump({**data, "name": "mine"}))
     policy = load_policy(path)
     assert policy.name == "mine"
     assert policy.data_drift.threshold("gender") == 0.5
-    assert policy.data_drift.threshold("tenure") == 0.1  # an override file starts from the model's defaults
-    assert policy.concept_drift.alpha == 0.05
-    assert policy.digest() != DriftPolicy().digest()
+    assert policy.data_drift.threshold("tenure") == 0.1  # the thresholds map replaced the shipped one
+    assert policy.concept_drift == load_policy().concept_drift  # untouched sections are the shipped ones
+    assert policy.digest() != load_policy().digest()
 
 
 def test_every_problem_is_named_at_once(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(
+    write_over_shipped(
+        path,
+        ShippedPolicy.DRIFT,
         "min_current_rows: 0\n"
         "data_drift:\n  thresholds: {tenur: 0.3}\n"
         "prediction_drift: {threshold: 2}\n"
-        "concept_drift: {alpha: 1.5, typo: 1}\n"
+        "concept_drift: {alpha: 1.5, typo: 1}\n",
     )
     with pytest.raises(DriftPolicyError) as caught:
         load_policy(path)

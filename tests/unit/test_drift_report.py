@@ -12,7 +12,7 @@ from PIL import Image
 
 from churnops.contracts.monitoring_runs import TAG_MODEL_NAME, TAG_MODEL_VERSION
 from monitoring.drift import DriftResult, detect_drift
-from monitoring.policy import DriftPolicy
+from monitoring.policy import load_policy
 from monitoring.report import (
     add_to_workspace,
     log_to_mlflow,
@@ -36,7 +36,7 @@ def result() -> DriftResult:
         current=current,
         holdout=s.holdout.sample(n=3000, random_state=2),
         labelled=current,
-        policy=DriftPolicy(reference_rows=10_000),
+        policy=load_policy().model_copy(update={"reference_rows": 10_000}),
         model_name=NASTY,
         model_version=7,
         window_start=s.window_start,
@@ -70,7 +70,7 @@ def test_a_report_below_the_minimum_size_still_renders(result: DriftResult) -> N
     small = detect_drift(
         reference=s.reference.head(2000),
         current=s.current.head(10),
-        policy=DriftPolicy(),
+        policy=load_policy(),
         model_name="churn",
         model_version=1,
         window_start=s.window_start,

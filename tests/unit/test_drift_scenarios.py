@@ -9,7 +9,7 @@ import pytest
 
 from churnops.contracts.columns import EVENT_TS
 from monitoring.drift import detect_drift
-from monitoring.policy import DriftPolicy, load_policy
+from monitoring.policy import load_policy
 from tests.support import oracle
 from tests.support.drift_data import TRAIN_END, detected, generated, scenario
 
@@ -129,7 +129,7 @@ def test_below_the_minimum_sizes_the_status_is_insufficient_data() -> None:
         current=enough,
         holdout=s.holdout,
         labelled=enough.head(500),
-        policy=DriftPolicy(reference_rows=20_000),
+        policy=load_policy().model_copy(update={"reference_rows": 20_000}),
         model_name="churn",
         model_version=1,
         window_start=s.window_start,
@@ -141,7 +141,7 @@ def test_below_the_minimum_sizes_the_status_is_insufficient_data() -> None:
 
 def test_the_joiners_own_rows_show_the_joiner_shift_at_once() -> None:
     """The recipe docs/monitoring.md gives: run detect_drift on the new joiners' rows."""
-    policy = DriftPolicy(reference_rows=100_000, data_drift=load_policy().data_drift)
+    policy = load_policy().model_copy(update={"reference_rows": 100_000})
     when = datetime(2025, 3, 1, tzinfo=UTC)
     flagged: dict[str, set[str]] = {}
     for kind in ("clean", "data"):

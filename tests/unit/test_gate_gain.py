@@ -15,6 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from churnops.contracts.bootstrap import draw_counts
+from churnops.contracts.policy_files import ShippedPolicy, shipped_with
 from churnops.training.candidates import fit_candidate, score
 from churnops.training.gain import GainInterval, gain_interval
 from churnops.training.gates import GatePolicy, GateReport, MetricsSnapshot, evaluate_gates, load_policy
@@ -57,8 +58,12 @@ def oracle_low(
 
 
 def policy_with(**relative: object) -> GatePolicy:
-    base = {"metric": "roc_auc", "min_improvement": 0.0, "resamples": 100}
-    return GatePolicy.model_validate({"name": "t", "relative": {**base, **relative}})
+    base = {"metric": "roc_auc", "min_improvement": 0.0, "resamples": 100, "max_slice_regression": {}}
+    data = shipped_with(
+        ShippedPolicy.GATES, {"name": "t", "relative": {**base, **relative}}, model=GatePolicy
+    )
+    data["relative"]["max_slice_regression"] = {}
+    return GatePolicy.model_validate({**data, "floors": {}, "ceilings": {}, "slices": {}})
 
 
 @st.composite

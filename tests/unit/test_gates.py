@@ -7,8 +7,11 @@ import math
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
+from churnops.contracts.policy_files import ShippedPolicy
 from churnops.contracts.stages import Trigger
+from churnops.retraining.policy import RetrainPolicy
 from churnops.training.errors import GatePolicyError
 from churnops.training.gain import GainInterval
 from churnops.training.gates import (
@@ -21,14 +24,25 @@ from churnops.training.gates import (
     evaluate_gates,
     load_policy,
 )
+from monitoring.policy import ConceptDriftRules, DriftPolicy
+from tests.support.policies import write_over_shipped
 
 POLICY = GatePolicy.model_validate(
     {
         "name": "test",
         "floors": {"roc_auc": 0.70, "pr_auc_lift": 1.5},
         "ceilings": {"brier": 0.20},
-        "relative": {"metric": "roc_auc", "min_improvement": 0.0, "max_slice_regression": {"mtm": 0.02}},
+        "relative": {
+            "metric": "roc_auc",
+            "min_improvement": 0.0,
+            "interval_level": 0.95,
+            "resamples": 1000,
+            "seed": 0,
+            "non_inferiority": None,
+            "max_slice_regression": {"mtm": 0.02},
+        },
         "slices": {"mtm": {"column": "contract", "equals": "Month-to-month"}},
+        "min_slice_rows": 50,
     }
 )
 GOOD = {"roc_auc": 0.85, "pr_auc_lift": 2.5, "brier": 0.13, "pr_auc": 0.6}
@@ -205,13 +219,12 @@ def test_the_packaged_default_policy_is_valid_and_sensible() -> None:
     assert policy.relative.non_inferiority is None
 
 
-def test_the_packaged_policy_spells_out_the_interval_settings_the_model_defaults_to() -> None:
-    """One set of values: a policy file that omits them gets what the packaged file states."""
-    text = default_policy_path().read_text(encoding="utf-8")
-    shipped, defaults = load_policy().relative, RelativeRules()
-    for key in ("interval_level", "resamples", "seed", "non_inferiority"):
-        assert f"\n  {key}: " in text, key
-        assert getattr(shipped, key) == getattr(defaults, key), key
+@pytest.mark.parametrize("model", [GatePolicy, RelativeRules, DriftPolicy, ConceptDriftRules, RetrainPolicy])
+def test_the_policy_models_have_no_second_default(model: type[BaseModel]) -> None:
+    """The shipped YAML files are the one home of the defaults: every model field is required
+    (``name`` included: the reader fills it from the file name)."""
+    optional = [name for name, info in model.model_fields.items() if not info.is_required()]
+    assert optional == []
 
 
 def test_the_digest_names_the_interval_settings() -> None:
@@ -358,10 +371,10 @@ def test_an_interval_computed_with_other_settings_is_a_programming_error() -> No
 
 def test_a_policy_file_overrides_the_default(tmp_path: Path) -> None:
     path = tmp_path / "strict.yaml"
-    path.write_text("floors: {roc_auc: 0.99}\n")
+    write_over_shipped(path, ShippedPolicy.GATES, "floors: {roc_auc: 0.99}\n")
     policy = load_policy(path)
     assert policy.name == "strict"
-    assert policy.floors == {"roc_auc": 0.99}
+    assert policy.floors == {"roc_auc": 0.99}  # a named map replaces the shipped one
     report = judge(candidate=snap(), production=None, policy=policy)
     assert [r.rule for r in report.failures] == ["floor:roc_auc"]
 
@@ -407,7 +420,7 @@ def test_a_policy_file_overrides_the_default(tmp_path: Path) -> None:
 )
 def test_an_invalid_policy_is_refused_naming_the_problem(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
+    write_over_shipped(path, ShippedPolicy.GATES, text)
     with pytest.raises(GatePolicyError, match=r"bad\.yaml") as info:
         load_policy(path)
     assert needle in str(info.value)

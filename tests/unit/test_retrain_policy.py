@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from churnops.retraining import RetrainPolicyError, load_policy, parse_policy
+from churnops.contracts.policy_files import ShippedPolicy, shipped_with
+from churnops.retraining import RetrainPolicy, RetrainPolicyError, load_policy, parse_policy
 from churnops.retraining.cron import Cron, CronError
 
 
@@ -56,7 +58,11 @@ def test_a_file_that_is_not_a_mapping_or_missing_is_refused(tmp_path: Path) -> N
 
 def test_a_file_policy_takes_its_name_from_the_file(tmp_path: Path) -> None:
     path = tmp_path / "weekly.yaml"
-    path.write_text("schedule: '0 3 * * 1'\npromote_to: Staging\n")
+    data = shipped_with(
+        ShippedPolicy.RETRAIN, {"schedule": "0 3 * * 1", "promote_to": "Staging"}, model=RetrainPolicy
+    )
+    del data["name"]
+    path.write_text(yaml.safe_dump(data))
     policy = load_policy(path)
     assert (policy.name, policy.schedule, policy.promote_to) == ("weekly", "0 3 * * 1", "Staging")
 
@@ -143,3 +149,21 @@ def test_previous_tick_matches_the_brute_force_oracle(
         assert got is None or got < moment - timedelta(minutes=horizon)
     else:
         assert got == expected
+
+
+def test_a_partial_policy_file_is_refused_naming_the_missing_settings(tmp_path: Path) -> None:
+    path = tmp_path / "partial.yaml"
+    path.write_text("schedule: '0 3 * * 1'\n")
+    with pytest.raises(RetrainPolicyError) as caught:
+        load_policy(path)
+    message = str(caught.value)
+    assert "performance: Field required" in message and "promote_to: Field required" in message
+    assert message.count("churnops/policies/") == 1
+
+
+def test_a_policy_built_in_code_is_the_shipped_file_overlaid() -> None:
+    shipped = load_policy()
+    policy = parse_policy({"drift": {"consecutive_windows": 5}})
+    assert policy.drift.consecutive_windows == 5
+    assert policy.drift.max_drifted_share == shipped.drift.max_drifted_share
+    assert policy.model_copy(update={"drift": shipped.drift}) == shipped
