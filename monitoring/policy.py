@@ -84,4 +84,6 @@ def default_policy_path() -> Path:
 def load_policy(path: Path | None = None) -> DriftPolicy:
     """Read and validate a drift policy file (the packaged default when ``path`` is None)."""
     source = path if path is not None else default_policy_path()
-    return read_policy(source, model=DriftPolicy, what="drift policy", error=DriftPolicyError)
+    return read_policy(
+        source, kind=ShippedPolicy.DRIFT, model=DriftPolicy, what="drift policy", error=DriftPolicyError
+    )

@@ -2,9 +2,9 @@
 
 Every problem is reported at once, each naming its field, in an error of the caller's type.
 The shipped policies live in one place, ``churnops/policies/`` (:func:`shipped_policy_path`),
-and they are the only home of every default: the models have required fields, so a policy
-file spells out every setting (copy a shipped file and edit it). A policy built in code is the
-shipped file overlaid with the settings that differ (:func:`shipped_with`).
+and they are the only home of every default: the models have required fields. A team's policy
+file, like a policy built in code, is the shipped file overlaid with the settings that differ
+(:func:`shipped_with`).
 """
 
 from __future__ import annotations
@@ -66,8 +66,12 @@ def overlay(
     return merged
 
 
-def read_policy(source: Path, *, model: type[Policy], what: str, error: type[Exception]) -> Policy:
-    """``model`` validated from the YAML mapping in ``source`` (``name`` defaults to the file stem)."""
+def read_policy(
+    source: Path, *, kind: ShippedPolicy, model: type[Policy], what: str, error: type[Exception]
+) -> Policy:
+    """``model`` validated from the YAML mapping in ``source`` laid over the shipped policy of
+    ``kind`` (:func:`shipped_with`): a team's file holds only the settings it changes, and a
+    setting a later release adds comes from the shipped file. ``name`` defaults to the file stem."""
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as problem:
@@ -80,7 +84,11 @@ def read_policy(source: Path, *, model: type[Policy], what: str, error: type[Exc
         raise error(f"{what} {source}: expected a mapping at the top level")
     data.setdefault("name", source.stem)
     try:
-        return model.model_validate(data)
+        merged = data if source == shipped_policy_path(kind) else shipped_with(kind, data, model=model)
+    except ValueError as problem:
+        raise error(f"{what} {source}: {problem}") from None
+    try:
+        return model.model_validate(merged)
     except ValidationError as problem:
         raise error(f"{what} {source}: {explain(problem)}") from None
 
@@ -91,7 +99,7 @@ def explain(problem: ValidationError) -> str:
     errors = problem.errors()
     text = "; ".join(describe(e) for e in errors)
     if any(e["type"] == "missing" for e in errors):
-        text += f" (every setting is required: copy the shipped file in churnops/{POLICIES_DIR}/)"
+        text += f" (every setting is required; the shipped files in churnops/{POLICIES_DIR}/ hold them all)"
     return text
 
 

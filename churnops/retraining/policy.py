@@ -106,4 +106,10 @@ def parse_policy(data: object, *, source: str = "retrain policy") -> RetrainPoli
 def load_policy(path: Path | None = None) -> RetrainPolicy:
     """Read and validate a policy file (the packaged default when ``path`` is None)."""
     source = path if path is not None else default_policy_path()
-    return read_policy(source, model=RetrainPolicy, what="retrain policy", error=RetrainPolicyError)
+    return read_policy(
+        source,
+        kind=ShippedPolicy.RETRAIN,
+        model=RetrainPolicy,
+        what="retrain policy",
+        error=RetrainPolicyError,
+    )

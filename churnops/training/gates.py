@@ -133,7 +133,9 @@ def default_policy_path() -> Path:
 def load_policy(path: Path | None = None) -> GatePolicy:
     """Read and validate a policy file (the packaged default when ``path`` is None)."""
     source = path if path is not None else default_policy_path()
-    return read_policy(source, model=GatePolicy, what="gate policy", error=GatePolicyError)
+    return read_policy(
+        source, kind=ShippedPolicy.GATES, model=GatePolicy, what="gate policy", error=GatePolicyError
+    )
 
 
 @dataclass(frozen=True)

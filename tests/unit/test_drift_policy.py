@@ -23,15 +23,17 @@ def test_the_packaged_default_loads_with_its_calibrated_thresholds() -> None:
     assert default_policy_path().is_file()
 
 
-def test_a_policy_file_spells_out_every_setting(tmp_path: Path) -> None:
-    """The shipped file is the one home of the defaults: a partial file is refused, naming each gap."""
+def test_a_partial_policy_file_is_laid_over_the_shipped_one(tmp_path: Path) -> None:
+    """The shipped file is the one home of the defaults: a team's file holds only what it changes;
+    a named map (``thresholds``) is replaced whole, a section merged setting by setting."""
     path = tmp_path / "mine.yaml"
     path.write_text("data_drift:\n  thresholds: {gender: 0.5}\nconcept_drift: {alpha: 0.05}\n")
-    with pytest.raises(DriftPolicyError) as caught:
-        load_policy(path)
-    for missing in ("min_current_rows", "data_drift.default_threshold", "concept_drift.min_statistic"):
-        assert f"{missing}: Field required" in str(caught.value), missing
-    assert "churnops/policies/" in str(caught.value)
+    policy, shipped = load_policy(path), load_policy()
+    assert policy.data_drift.threshold("gender") == 0.5
+    assert policy.data_drift.threshold("tenure") == shipped.data_drift.default_threshold  # map replaced
+    assert policy.concept_drift.alpha == 0.05
+    assert policy.concept_drift.min_statistic == shipped.concept_drift.min_statistic == 0.012
+    assert policy.min_current_rows == shipped.min_current_rows
 
 
 def test_an_edited_copy_of_the_shipped_file_changes_what_it_says(tmp_path: Path) -> None:
