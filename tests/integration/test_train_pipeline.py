@@ -198,7 +198,10 @@ def test_a_failing_candidate_leaves_a_tagged_run_and_no_version(
     env: Env, first: TrainResult, tmp_path: Path
 ) -> None:
     strict = tmp_path / "strict.yaml"
-    strict.write_text("name: strict\nfloors: {roc_auc: 0.99}\nceilings: {brier: 0.001}\n")
+    strict.write_text(  # only floors and ceilings judge: no rule relative to Production
+        "name: strict\nfloors: {roc_auc: 0.99}\nceilings: {brier: 0.001}\n"
+        "relative: {min_improvement: -1.0, max_slice_regression: {}}\n"
+    )
     before = [r.version for r in env.registry.all_versions()]
     result = env.train(policy_path=strict)
     assert result.version is None

@@ -20,8 +20,9 @@ MODELS: dict[ShippedPolicy, type[BaseModel]] = {
 
 
 def write_over_shipped(path: Path, kind: ShippedPolicy, text: str) -> None:
-    """Write to ``path`` the shipped ``kind`` policy overlaid with the YAML ``text`` (no ``name``:
-    the reader takes it from the file name); ``text`` as it is when it is not a YAML mapping."""
+    """Write to ``path`` the shipped ``kind`` policy overlaid with the YAML ``text`` (its ``name``,
+    else none: the reader takes it from the file name); ``text`` as it is when it is not a YAML
+    mapping."""
     try:
         overrides = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -30,5 +31,6 @@ def write_over_shipped(path: Path, kind: ShippedPolicy, text: str) -> None:
         path.write_text(text, encoding="utf-8")
         return
     data = shipped_with(kind, overrides, model=MODELS[kind])
-    data.pop("name", None)
+    if "name" not in overrides:
+        data.pop("name", None)  # the reader names it after the file, as it would a team's file
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
