@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeAlias
 
@@ -443,12 +443,16 @@ def performance_on_late_labels(
         # one period's rows at a time (positions, not a sorted copy of the whole frame)
         for begin, where in sorted(rows.groupby("_period_start").indices.items()):
             stamp = pd.Timestamp(begin)  # type: ignore[arg-type]  # a group key: the period's start
+            name, starts = _period_name(stamp, period), stamp.isoformat()
+            if len(where) == len(rows):  # the version's every row: its figures, not a second copy
+                periods.append(replace(versions[-1], period=name, period_start=starts))
+                continue
             periods.append(
                 _group(
                     rows.take(np.asarray(where, dtype=np.int64)),
                     version=version,
-                    period=_period_name(stamp, period),
-                    period_start=stamp.isoformat(),
+                    period=name,
+                    period_start=starts,
                     threshold=thr,
                     reference=ref,
                     **limits,
