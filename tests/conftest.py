@@ -44,18 +44,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
     hypothesis_settings.register_profile("churnops", derandomize=True, database=None)
     hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "churnops"))
-    config.pluginmanager.register(_SlowFirst(), "churnops-slow-first")
-
-
-class _SlowFirst:
-    """Slow modules first, keeping pytest-randomly's shuffled order within each group: under
-    pytest-xdist (``--dist loadfile``) a long module handed out last leaves the other worker idle.
-    Registered after pytest-randomly, so this wrapper sorts after its shuffle."""
-
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> Iterator[None]:
-        yield
-        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
