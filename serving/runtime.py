@@ -26,10 +26,10 @@ from pydantic_core import to_json
 from churnops.contracts.online import OnlineRow, feature_time
 from churnops.contracts.prediction_log import PREDICT_ENDPOINT, WHAT_IF_ENDPOINT
 from churnops.contracts.redaction import redact
+from churnops.features.fastpath.reader import LayoutUnsupported, RedisReader, feast_version_problem
 from churnops.features.online import ServiceLayout
-from churnops.features.redis_layout import LayoutUnsupported, feast_version_problem
 from serving.config import ServingConfig
-from serving.features import FeastReader, FeaturesUnavailable, OnlineReader, RedisReader
+from serving.features import FeastReader, FeaturesUnavailable, OnlineReader
 from serving.guard import GuardConfig
 from serving.metrics import ServingMetrics
 from serving.model_source import LoadedModel, ModelRef, ModelSource
@@ -121,12 +121,18 @@ def make_reader(
         else:
             if problem:
                 logger.warning("feature service %s: direct Redis reader forced although %s", service, problem)
+
+            # The direct reader's fallback, should its warm-up self-check disagree with Feast.
+            def feast_reader() -> OnlineReader:
+                return FeastReader(store=store, layout=layout, deadline_s=deadline_s, clock=settings.clock)
+
             try:
                 return RedisReader(
                     redis_url=settings.redis_url,
                     store=store,
                     layout=layout,
                     timeout_ms=settings.redis_timeout_ms,
+                    fallback=feast_reader,
                     clock=settings.clock,
                 )
             except LayoutUnsupported as why:

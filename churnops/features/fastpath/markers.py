@@ -23,7 +23,8 @@ from churnops.contracts.materialization import (
     ViewMarker,
     redis_marker_key,
 )
-from churnops.features import redis_layout
+from churnops.features.fastpath import feast_private
+from churnops.features.fastpath.store_access import redis_client
 
 
 class MarkersUnsupported(ValueError):
@@ -133,26 +134,11 @@ def _has_table(con: sqlite3.Connection) -> bool:
 
 
 def _sqlite_path(store: Any) -> Path:
-    from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
-    return Path(SqliteOnlineStore._get_db_path(store.config))
+    return feast_private.sqlite_path(config=store.config)
 
 
 def _redis_client(store: Any) -> Any:
-    import redis
-
-    config = store.config
-    if redis_layout.is_cluster(config=config):
-        import redis.cluster
-
-        nodes, kwargs = redis_layout.cluster_client_arguments(config=config)
-        return redis.cluster.RedisCluster(
-            startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in nodes], **kwargs
-        )
-    from feast.infra.online_stores.redis import RedisOnlineStore
-
-    nodes, kwargs = RedisOnlineStore._parse_connection_string(config.online_store.connection_string)
-    return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
+    return redis_client(config=store.config)
 
 
 __all__ = ["MarkersUnsupported", "mark_finished", "mark_started", "read_markers"]

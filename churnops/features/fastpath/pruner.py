@@ -24,9 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from churnops.features import redis_layout
+from churnops.features.fastpath import feast_private
+from churnops.features.fastpath.codec import (
+    EntityKeyCodec,
+    LayoutUnsupported,
+    decode_timestamp,
+    entity_key_codec,
+)
+from churnops.features.fastpath.fields import ViewFields, view_fields
+from churnops.features.fastpath.store_access import direct_store_problem, redis_client
 from churnops.features.local_parquet import NotLocalParquet, local_parquet_path
-from churnops.features.redis_layout import LayoutUnsupported
 
 SCAN_COUNT = 1_000
 
@@ -77,7 +84,7 @@ def plan_prune(*, store: Any, view: Any, start: datetime, end: datetime) -> Prun
     if kind == "sqlite":
         return _plan_sqlite(store=store, view=view, keep=keep, end=end)
     if kind == "redis":
-        problem = redis_layout.direct_store_problem(config=store.config)
+        problem = direct_store_problem(config=store.config)
         if problem:
             raise PruneUnsupported(problem)
         return _plan_redis(store=store, view=view, keep=keep, end=end)
@@ -121,17 +128,16 @@ def window_ids(*, store: Any, view: Any, start: datetime, end: datetime) -> list
     return [r[0] for r in rows]
 
 
-def _codec(store: Any, view: Any) -> redis_layout.EntityKeyCodec:
-    return redis_layout.entity_key_codec(config=store.config, join_key=view.entity_columns[0])
+def _codec(store: Any, view: Any) -> EntityKeyCodec:
+    return entity_key_codec(config=store.config, join_key=view.entity_columns[0])
 
 
 def _sqlite_table(store: Any, view: Any) -> tuple[Path, str]:
-    from feast.infra.online_stores.helpers import compute_table_id
-    from feast.infra.online_stores.sqlite import SqliteOnlineStore
-
     config = store.config
-    path = Path(SqliteOnlineStore._get_db_path(config))
-    table = compute_table_id(config.project, view, config.registry.enable_online_feature_view_versioning)
+    path = feast_private.sqlite_path(config=config)
+    table = feast_private.sqlite_table(
+        project=config.project, view=view, versioning=config.registry.enable_online_feature_view_versioning
+    )
     return path, '"' + table.replace('"', '""') + '"'
 
 
@@ -174,17 +180,13 @@ def _delete_sqlite(*, store: Any, view: Any, keys: tuple[bytes, ...]) -> int:
 
 
 def _redis_client(store: Any) -> Any:
-    import redis
-    from feast.infra.online_stores.redis import RedisOnlineStore
-
-    nodes, kwargs = RedisOnlineStore._parse_connection_string(store.config.online_store.connection_string)
-    return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **kwargs)
+    return redis_client(config=store.config)  # plain Redis: plan_prune refuses a cluster
 
 
 def _plan_redis(*, store: Any, view: Any, keep: list[Any], end: datetime) -> PrunePlan:
     client = _redis_client(store)
     codec = _codec(store, view)
-    fields = redis_layout.view_fields(view=view, config=store.config)
+    fields = view_fields(view=view, config=store.config)
     wanted = set(codec.encode(keep)) if keep else set()
     stored = 0
     outside: list[bytes] = []
@@ -216,7 +218,7 @@ def _plan_redis(*, store: Any, view: Any, keep: list[Any], end: datetime) -> Pru
 
 
 def _delete_redis(*, store: Any, view: Any, keys: tuple[bytes, ...]) -> int:
-    fields = redis_layout.view_fields(view=view, config=store.config)
+    fields = view_fields(view=view, config=store.config)
     client = _redis_client(store)
     try:
         for lo in range(0, len(keys), SCAN_COUNT):
@@ -230,7 +232,7 @@ def _delete_redis(*, store: Any, view: Any, keys: tuple[bytes, ...]) -> int:
     return len(keys)
 
 
-def _is_project_key(codec: redis_layout.EntityKeyCodec, key: bytes) -> bool:
+def _is_project_key(codec: EntityKeyCodec, key: bytes) -> bool:
     """True only for a key this project's codec writes (a suffix match alone is not enough)."""
     try:
         return codec.encode([codec.decode(key)]) == [key]
@@ -243,7 +245,7 @@ def _plan_redis_batch(
     keys: Iterable[bytes],
     *,
     wanted: set[bytes],
-    fields: redis_layout.ViewFields,
+    fields: ViewFields,
     end: datetime,
     into: tuple[list[bytes], list[bytes]],
 ) -> int:
@@ -263,7 +265,18 @@ def _plan_redis_batch(
         if key not in wanted:
             outside.append(key)
             continue
-        stamp = redis_layout.decode_timestamp(blob)
+        stamp = decode_timestamp(blob)
         if stamp is not None and stamp > end:
             newer.append(key)
     return holding
+
+
+__all__ = [
+    "SCAN_COUNT",
+    "PrunePlan",
+    "PruneUnsupported",
+    "apply_prune",
+    "plan_prune",
+    "prune_view",
+    "window_ids",
+]
