@@ -202,10 +202,10 @@ def floor_app(*, home: str, redis_url: str, scorer_kind: str) -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    from churnops.features.fastpath.reader import RedisReader
     from churnops.features.online import service_layout
     from churnops.settings import Settings
     from churnops.wiring import feature_store, model_source
-    from serving.features import RedisReader
     from serving.scoring import make_scorer, sklearn_scorer
 
     settings = Settings(home=Path(home), redis_url=redis_url, _env_file=None)
@@ -261,9 +261,9 @@ async def wait_http(port: int, path: str, body: bytes, timeout_s: float, method:
 
 
 def feature_read_rows(settings: Any, ids: list[str]) -> list[Result]:
+    from churnops.features.fastpath.reader import RedisReader
     from churnops.features.online import fetch_online, service_layout
     from churnops.wiring import feature_store
-    from serving.features import RedisReader
 
     store = feature_store(settings)
     layout = service_layout(store=store, feature_service="churn_v1")

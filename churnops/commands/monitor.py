@@ -30,7 +30,6 @@ from churnops.jobs import drift_report as _drift
 from churnops.jobs import performance_report as _performance
 
 if TYPE_CHECKING:
-
     from churnops.settings import Settings
     from monitoring.drift import DriftResult
     from monitoring.performance import PerformanceReport

@@ -111,7 +111,7 @@ def test_a_killed_run_leaves_its_views_unfinished_and_readiness_names_them(home:
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
     from churnops.contracts.materialization import completion_problem
-    from churnops.features.completion import read_markers
+    from churnops.features.fastpath.markers import read_markers
     from churnops.features.materialize import materialize
     from churnops.features.online import service_layout
     from churnops.settings import Settings

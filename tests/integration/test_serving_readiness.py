@@ -43,7 +43,7 @@ def test_readiness_needs_every_view_completely_materialized(served: PrivateServi
     import redis
 
     from churnops.contracts.materialization import redis_marker_key
-    from churnops.features.completion import read_markers
+    from churnops.features.fastpath.markers import read_markers
     from churnops.features.materialize import materialize
     from churnops.wiring import feature_store
     from tests.support.redis_keys import delete_project_keys

@@ -2,7 +2,8 @@
 
 Materialization goes through Feast's cluster client (the direct writer's multi-key Lua batches
 need one node; one log line says so); the direct reader sends one HMGET per id through redis-py's
-cluster pipeline, checked at warm-up against Feast's ``get_online_features`` on the cluster.
+cluster pipeline, checked at warm-up against Feast's ``get_online_features`` on the cluster. The
+reader's own equality with Feast on the cluster is checked in tests/integration/test_fastpath_stores.py.
 """
 
 from __future__ import annotations
@@ -51,42 +52,3 @@ def test_predict_reads_features_from_the_cluster(cluster_service) -> None:  # ty
     log = Path(service.log_path).read_text(errors="replace")
     assert "direct Redis reader not used" not in log
     assert "disagrees with Feast" not in log
-
-
-def test_direct_reader_equals_feast_on_the_cluster(
-    tmp_path: Path, redis_cluster: str, feast_project: str
-) -> None:
-    import asyncio
-
-    from churnops.features.online import fetch_online, service_layout
-    from churnops.wiring import feature_store
-    from serving.features import RedisReader
-
-    settings = Settings(
-        home=tmp_path / "home",
-        project=feast_project,
-        redis_url=redis_cluster,
-        redis_type="redis_cluster",
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    env = build_environment(settings=settings, n_customers=60)
-    store = feature_store(settings)
-    layout = service_layout(store=store, feature_service=settings.feature_service)
-    reader = RedisReader(redis_url=redis_cluster, store=store, layout=layout, timeout_ms=200)
-    assert reader.self_check() is None  # a sample of stored ids from every node, plus an unknown one
-    reader.warm_up()
-    assert reader.active == "redis"
-    ids = [*env.customer_ids, *env.stale_ids, "NOBODY-0000"]
-
-    async def read() -> list:  # type: ignore[type-arg]
-        try:
-            return [*await reader.fetch(ids), *await reader.fetch(ids[:1])]
-        finally:
-            await reader.aclose()
-
-    direct = asyncio.run(read())
-    feast = fetch_online(store=store, layout=layout, customer_ids=[*ids, ids[0]])
-    assert [(r.customer_id, r.status, r.features) for r in direct] == [
-        (r.customer_id, r.status, r.features) for r in feast
-    ]
-    assert {r.status for r in direct} == {"ok", "stale_features", "unknown_customer"}

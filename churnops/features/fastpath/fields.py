@@ -112,9 +112,11 @@ def service_fields(*, store: Any, service: Any) -> ServiceFields:
     join_keys: dict[str, Any] = {}
     for projection in service.feature_view_projections:
         try:
-            if projection.version_tag is not None:
-                if not config.registry.enable_online_feature_view_versioning:
-                    raise LayoutUnsupported(f"{projection.name_to_use()}: online versioning is off")
+            if (
+                projection.version_tag is not None
+                and not config.registry.enable_online_feature_view_versioning
+            ):
+                raise LayoutUnsupported(f"{projection.name_to_use()}: online versioning is off")
             view = feast_private.registry_view(
                 store=store, name=projection.name, version_tag=projection.version_tag
             )

@@ -1,7 +1,8 @@
-"""The shared Redis layout codec on a real Redis and a real Feast repo: the direct reader equals
-Feast's get_online_features (projected, renamed and versioned views, sub-second event times),
-falls back to Feast when its self-check finds a difference, and ``auto`` uses the direct paths
-only on the Feast version the codec was verified against."""
+"""The fast path's direct reader on a real Redis and a real Feast repo, beyond the store matrix of
+test_fastpath_stores.py: it equals Feast's get_online_features on projected, renamed and
+versioned views with sub-second event times, falls back to Feast when its self-check finds a
+difference, and ``auto`` uses the direct paths only on the Feast version the codec was verified
+against."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ from typing import Any
 import pandas as pd
 import pytest
 import redis
-from feast import FeatureService, FeatureStore, Field
-from feast.types import String
+from feast import FeatureService, FeatureStore
 
 from churnops.contracts.online import OnlineRow
-from churnops.features import redis_layout
+from churnops.features.fastpath.feast_private import VERIFIED_FEAST_VERSION
+from churnops.features.fastpath.reader import LayoutUnsupported, RedisReader, first_difference
 from churnops.features.materialize import materialize
 from churnops.features.online import ServiceLayout, fetch_online, service_layout
 from churnops.settings import Settings
 from churnops.wiring import feast_definitions, repo_config
-from serving.features import FeastReader, RedisReader, first_difference
+from serving.features import FeastReader
 from serving.runtime import make_reader
 from tests.support.feast import applied_store, seed_random_histories
 from tests.support.redis_keys import delete_project_keys, project_keys
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.integration
 T0 = pd.Timestamp("2024-05-01", tz="UTC")
 AT = pd.Timestamp("2024-09-01", tz="UTC")
 OTHER_FEAST = "0.66.0"
+READER_LOG = "churnops.features.fastpath.reader"
 
 
 def seed(settings: Settings, customers: int = 40) -> list[str]:
@@ -142,10 +144,10 @@ def test_self_check_falls_back_to_feast_on_a_corrupted_hash(
     store = applied_store(redis_settings)
     materialize(store=store, end=AT.to_pydatetime())
     layout = service_layout(store=store, feature_service="churn_v1")
-    with caplog.at_level(logging.WARNING, logger="serving.features"):
+    with caplog.at_level(logging.WARNING, logger=READER_LOG):
         healthy = RedisReader(redis_url=redis_url, store=store, layout=layout, timeout_ms=2000)
         healthy.warm_up()
-    assert healthy.active == "redis" and not logged(caplog, "serving.features")
+    assert healthy.active == "redis" and not logged(caplog, READER_LOG)
 
     # One customer's account timestamp overwritten with an empty value: Feast reads that as
     # event time 0 with the values present, the direct reader as no account row.
@@ -155,13 +157,23 @@ def test_self_check_falls_back_to_feast_on_a_corrupted_hash(
     )
     client.hset(healthy.keys([victim])[0], "_ts:account", b"")
     client.close()
-    reader = RedisReader(redis_url=redis_url, store=store, layout=layout, timeout_ms=2000)
+    reader = RedisReader(
+        redis_url=redis_url,
+        store=store,
+        layout=layout,
+        timeout_ms=2000,
+        fallback=lambda: FeastReader(store=store, layout=layout, deadline_s=4.0),
+    )
     problem = reader.self_check()
     assert problem is not None and victim in problem
-    with caplog.at_level(logging.WARNING, logger="serving.features"):
+    # Without a fallback to serve through, the disagreement is refused, not served.
+    strict = RedisReader(redis_url=redis_url, store=store, layout=layout, timeout_ms=2000)
+    with pytest.raises(LayoutUnsupported, match=f"disagrees.*{victim}"):
+        strict.warm_up()
+    with caplog.at_level(logging.WARNING, logger=READER_LOG):
         reader.warm_up()
     assert reader.active == "feast"
-    [line] = logged(caplog, "serving.features")
+    [line] = logged(caplog, READER_LOG)
     assert "disagrees" in line and victim in line and "churn_v1" in line
     # From now on the service reads through Feast: the victim's account values come back.
     rows = read(reader, [victim, ids[0]])
@@ -183,7 +195,7 @@ def test_auto_uses_feast_on_another_feast_version(
         result = materialize(store=store, end=AT.to_pydatetime(), feast_version=OTHER_FEAST)
     assert set(result.writers.values()) == {"feast"}
     [line] = logged(caplog, "churnops.features.materialize")  # one line for the run, not per view
-    assert OTHER_FEAST in line and redis_layout.VERIFIED_FEAST_VERSION in line
+    assert OTHER_FEAST in line and VERIFIED_FEAST_VERSION in line
     # Asked for explicitly, the direct writer still runs (its encoders check themselves).
     forced = materialize(store=store, end=AT.to_pydatetime(), writer="direct", feast_version=OTHER_FEAST)
     assert set(forced.writers.values()) == {"direct"}
@@ -202,20 +214,3 @@ def test_auto_uses_feast_on_another_feast_version(
     assert isinstance(reader, RedisReader)
     feast_only = redis_settings.model_copy(update={"serving_online_reader": "feast"})
     assert isinstance(make_reader(settings=feast_only, store=store, layout=layout), FeastReader)
-
-
-def test_scan_pattern_matches_only_its_projects_keys(redis_url: str) -> None:
-    """Glob characters in a project name are matched literally, as the self-check's sampling needs."""
-    client = redis.Redis.from_url(redis_url)
-
-    def codec(project: str, join_key: str = "customer_id") -> redis_layout.EntityKeyCodec:
-        config = type("Config", (), {"project": project, "entity_key_serialization_version": 3})()
-        return redis_layout.entity_key_codec(config=config, join_key=Field(name=join_key, dtype=String))
-
-    mine, others = codec("p[1]*"), [codec("p[1]x"), codec("p1"), codec("p[1]*", join_key="account_id")]
-    for c in (mine, *others):
-        for key in c.encode(["a", "b*", "c"]):
-            client.hset(key, "f", b"1")
-    found = sorted(mine.decode(k) for k in client.scan_iter(match=mine.scan_pattern(), count=1000))
-    assert found == ["a", "b*", "c"]
-    client.close()

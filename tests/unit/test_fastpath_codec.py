@@ -1,4 +1,5 @@
-"""The Redis layout codec against Feast's own serializers and deserializers, both ways round."""
+"""The fast path's codec (``churnops.features.fastpath.codec`` and ``fields``) against Feast's own
+serializers and deserializers, both ways round."""
 
 from __future__ import annotations
 
@@ -22,18 +23,15 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from churnops.features import redis_layout
-from churnops.features.redis_layout import (
-    VERIFIED_FEAST_VERSION,
-    HashDecoder,
-    ServiceFields,
-    ViewFields,
+from churnops.features.fastpath.codec import (
+    LayoutUnsupported,
     decode_timestamp,
     encode_timestamps,
     encode_values,
     entity_key_codec,
-    feast_version_problem,
 )
+from churnops.features.fastpath.feast_private import VERIFIED_FEAST_VERSION, feast_version_problem
+from churnops.features.fastpath.fields import HashDecoder, ServiceFields, ViewFields, feature_field
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_US = 2**42  # about the year 2109
@@ -117,7 +115,7 @@ def test_rows_round_trip_through_feast(rows: list[tuple[Any, Any, Any, int]]) ->
         view="v",
         online_name="v",
         features=("d", "i", "s"),
-        fields=tuple(redis_layout.feature_field(online_name="v", feature=f) for f in ("d", "i", "s")),
+        fields=tuple(feature_field(online_name="v", feature=f) for f in ("d", "i", "s")),
         ts_field="_ts:v",
     )
     codec = entity_key_codec(config=config(), join_key=Field(name="customer_id", dtype=String))
@@ -150,9 +148,9 @@ def test_absent_fields_and_timestamps_are_missing() -> None:
 
 
 def test_value_check_refuses_an_encoding_feast_does_not_make() -> None:
-    with pytest.raises(redis_layout.LayoutUnsupported, match="before 1970"):
+    with pytest.raises(LayoutUnsupported, match="before 1970"):
         encode_timestamps([0])
-    with pytest.raises(redis_layout.LayoutUnsupported, match="differs"):
+    with pytest.raises(LayoutUnsupported, match="differs"):
         encode_timestamps([1], check=[EPOCH])  # 1 us is not the epoch
 
 
