@@ -421,14 +421,19 @@ def test_markers(request: pytest.FixtureRequest, shared: SharedStores, combo: tu
 def test_pruner(
     request: pytest.FixtureRequest, tmp_path: Path, fresh: list[Settings], combo: tuple[str, str]
 ) -> None:
-    settings, store, ids = own_store(request, combo, tmp_path, fresh)
     if combo[1] == "spark":
         # Spark sources are SparkSources: the pruner, which reads parquet with DuckDB, says so
-        # (materialize then keeps the values and logs why; `removed` is None).
-        view = store.get_feature_view("account")
+        # (materialize kept the values and logged why; `removed` is None). Read-only: the shared store.
+        built = request.getfixturevalue("shared").get(request, combo)
+        assert built.result.removed == dict.fromkeys(VIEWS)
+        assert sum("online values not in the window are kept" in line for line in built.logged) == len(VIEWS)
+        view = built.store.get_feature_view("account")
         with pytest.raises(PruneUnsupported, match="not a parquet FileSource"):
-            plan_prune(store=store, view=view, start=(AT - view.ttl).to_pydatetime(), end=AT.to_pydatetime())
+            plan_prune(
+                store=built.store, view=view, start=AT.to_pydatetime() - view.ttl, end=AT.to_pydatetime()
+            )
         return
+    settings, store, ids = own_store(request, combo, tmp_path, fresh)
     first = materialize(store=store, end=AT.to_pydatetime())
     layout = service_layout(store=store, feature_service="churn_v1")
     before = {r.customer_id: r for r in fetch_online(store=store, layout=layout, customer_ids=ids)}
