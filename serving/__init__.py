@@ -9,7 +9,11 @@ Modules (nothing runs at import):
 - ``features``: online feature readers (Feast, or Feast's Redis layout read directly) with deadlines;
 - ``scoring``: predict_proba, or a verified compiled form of a linear pipeline;
 - ``validation``: request/response models and the error shape;
-- ``guard`` / ``auth``: API key, content type and body-size checks in front of the API routes;
+- ``front`` / ``guard`` / ``direct``: the ASGI middlewares the service adds with BentoML's
+  ``add_asgi_middleware`` (bounded request metrics, ``/readyz``, ``/docs.json``; API key, content
+  type and body checks; the scoring routes), with ``auth``;
+- ``pages``: the app mounted with ``@bentoml.asgi_app`` (``/docs``, ``/metrics``);
+- ``openapi``: the published OpenAPI document (identity, served model, working examples);
 - ``metrics`` / ``prediction_log``: Prometheus metrics and the append-only prediction log;
 - ``testing``: a real environment (Redis, Feast, MLflow) for tests and the benchmark;
 - ``hints``: the start command and curl that the demo prints.

@@ -1,4 +1,5 @@
-"""The scoring routes answered in the ASGI layer, in front of BentoML's router.
+"""The scoring routes answered by an ASGI middleware (``add_asgi_middleware``), in front of
+BentoML's router.
 
 Why (profiled in process on the real app, sequential 1-id ``/predict``, p50 per layer): of
 ~1.6 ms, BentoML's per-call machinery for an API method took ~0.6 ms (request context, router,
@@ -10,8 +11,9 @@ the body is validated by the same classes BentoML validates with (the service's 
 descriptors, so every 400 is the body BentoML would send, byte for byte), the same ``Runtime``
 answers, and the JSON is written once. Everything else (``/livez``, ``/readyz``, ``/metrics``,
 ``/model/refresh``, the OpenAPI docs, other methods and paths) goes on to BentoML, and the
-middleware runs inside BentoML's own metrics, timeout and concurrency middleware and inside
-``RequestGuard``, which has already checked the key, the content type and the body size.
+middleware runs inside BentoML's timeout and concurrency middleware and inside ``FrontDoor``
+(request metrics) and ``RequestGuard``, which has already checked the key, the content type and
+the body size.
 """
 
 from __future__ import annotations

@@ -1,82 +1,109 @@
-"""The outermost ASGI layer: bounded path labels, and ``/readyz`` with its reason.
+"""The outermost of the service's ASGI middlewares: request metrics with a bounded path label,
+``/readyz`` with its reason, and the published OpenAPI document.
 
-BentoML's own request metrics label every request with its raw path, so 5,000 requests to
-distinct unknown paths made 100,000 series and /metrics timed out. BentoML offers no setting
-for it and its metrics middleware is the outermost one it builds, so this layer wraps the
-whole app (``serving.service`` installs it in ``to_asgi``): a path that is not one of the
-app's routes (or a file of a static mount) is rewritten to ``other`` before anything inside
-sees it. The router then answers 404 for it exactly as before, and every label value comes
-from a fixed set (a NUL byte or any other unknown path never reaches a label).
+BentoML 1.4's own HTTP metrics label every request with its raw path (5,000 requests to
+distinct unknown paths made 100,000 series and /metrics timed out). BentoML has no setting for
+that label, and its metrics middleware is the outermost one it builds, so nothing added through
+its documented hooks runs before it. The service therefore turns those metrics off
+(``metrics={"enabled": False}``, a documented setting) and this middleware observes every
+request instead, in ``churnops_http_request_duration_seconds``, with an ``endpoint`` label
+from a fixed set: a route of the service, else ``other`` (a NUL byte or any other unknown path
+never reaches a label). ``/metrics`` itself is served by the mounted ``serving.pages`` app.
 
-``/readyz`` is answered here from ``readiness()`` (JSON with the reason and the served versus
-registry version, 503 with ``Retry-After`` when not ready) instead of BentoML's fixed text.
+It is added first with ``Service.add_asgi_middleware``, so it runs inside BentoML's timeout and
+concurrency middleware and in front of ``RequestGuard``, ``DirectRoutes`` and BentoML's router.
+A middleware may answer a request itself: ``GET /readyz`` is answered here from
+``readiness()`` (JSON with the reason and the served versus registry version, 503 with
+``Retry-After`` when not ready) instead of BentoML's fixed text, and ``GET /docs.json`` with
+``spec()`` (BentoML's document corrected by ``serving.openapi``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from serving.guard import ASGIApp, Receive, Scope, Send
+from serving.guard import ASGIApp, Message, Receive, Scope, Send
 
 OTHER_PATH = "other"
 READYZ = "/readyz"
+SPEC = "/docs.json"
 
 
-def known_paths(app: Any) -> frozenset[str]:
-    """Every path ``app`` (a Starlette app) answers: its routes and the files of its static mounts."""
-    from starlette.routing import Mount, Route
-    from starlette.staticfiles import StaticFiles
+@dataclass(frozen=True)
+class FrontHooks:
+    """What the front door reports to and answers from (resolved from the running service)."""
 
-    paths: set[str] = set()
-    for route in getattr(app, "routes", []):
-        if isinstance(route, Route) and "{" not in route.path:
-            paths.add(route.path)
-        elif isinstance(route, Mount) and isinstance(route.app, StaticFiles) and route.app.directory:
-            root = Path(route.app.directory)
-            files = (f for f in root.rglob("*") if f.is_file())
-            paths.update(f"{route.path}/{f.relative_to(root).as_posix()}" for f in files)
-    return frozenset(paths)
+    observe: Callable[[str, int, float], None]
+    readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+    spec: Callable[[], Awaitable[dict[str, Any]]]
 
 
 class FrontDoor:
-    """ASGI wrapper: unknown paths become ``other``; ``GET /readyz`` answers ``readiness()``."""
+    """ASGI middleware; ``hooks`` is resolved lazily (the service instance exists after start-up)."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        known: Iterable[str],
-        readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]] | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, known: Iterable[str], hooks: Callable[[], FrontHooks | None]) -> None:
         self.app = app
         self._known = frozenset(known)
-        self._readiness = readiness
+        self._resolve = hooks
+        self._hooks: FrontHooks | None = None
+
+    def hooks(self) -> FrontHooks | None:
+        if self._hooks is None:
+            self._hooks = self._resolve()
+        return self._hooks
+
+    def label(self, path: object) -> str:
+        """The ``endpoint`` label of a path: the path when it is a route, else ``other``."""
+        return path if isinstance(path, str) and path in self._known else OTHER_PATH
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            path = scope.get("path")
-            if path not in self._known:
-                scope["path"] = OTHER_PATH
-                scope["raw_path"] = OTHER_PATH.encode()
-            elif (
-                path == READYZ
-                and self._readiness is not None
-                and scope["type"] == "http"
-                and scope.get("method") in ("GET", "HEAD")
-            ):
-                await self._ready(send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hooks = self.hooks()
+        endpoint = self.label(scope.get("path"))
+        if scope.get("method") in ("GET", "HEAD") and endpoint in (READYZ, SPEC):
+            if endpoint == READYZ:
+                await _ready(hooks, send)
                 return
-        await self.app(scope, receive, send)
+            if hooks is not None:
+                await _json(send, 200, await hooks.spec())
+                return
+        if hooks is None:  # starting: nothing to report to yet
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
 
-    async def _ready(self, send: Send) -> None:
-        assert self._readiness is not None
-        ready, detail = await self._readiness()
-        body = json.dumps({"ready": ready, **detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if not ready:
-            headers.append((b"retry-after", b"1"))
-        await send({"type": "http.response.start", "status": 200 if ready else 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        async def observed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            hooks.observe(endpoint, status, time.perf_counter() - start)
+
+
+async def _ready(hooks: FrontHooks | None, send: Send) -> None:
+    if hooks is None:
+        ready, detail = False, {"reason": "the service is starting"}
+    else:
+        ready, detail = await hooks.readiness()
+    extra = [] if ready else [(b"retry-after", b"1")]
+    await _json(send, 200 if ready else 503, {"ready": ready, **detail}, extra)
+
+
+async def _json(
+    send: Send, status: int, content: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps(content).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, *(extra or [])]})
+    await send({"type": "http.response.body", "body": body})

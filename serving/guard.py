@@ -1,8 +1,10 @@
 """The ASGI guard in front of the API routes: auth, content type, body size, latency and error metrics.
 
-It refuses before BentoML parses anything: 401 without the API key, 415 for a content type other
-than JSON (BentoML's ``application/vnd.bentoml+pickle`` included), 413 for a body over the limit
-(by Content-Length, and by counting a chunked body). Health, readiness and /metrics pass
+An ASGI middleware the service adds with ``add_asgi_middleware`` (after ``serving.front``),
+inside BentoML's timeout and concurrency middleware. It refuses before BentoML parses anything:
+401 without the API key, 415 for a content type other than JSON (BentoML's
+``application/vnd.bentoml+pickle`` included), 413 for a body over the limit (by Content-Length,
+and by counting a chunked body). Health, readiness and /metrics pass
 through untouched so the scraper and probes never need the key. Every API response's latency
 is observed by endpoint, and every error is counted by reason (the service names its own
 reasons in the ``x-churnops-error`` header; a 400 from BentoML's validation is
@@ -127,8 +129,10 @@ class RequestGuard:
 
         # Read the whole body here (bounded in size, time and in how many requests may be
         # receiving one at once), then replay it: BentoML turns any exception raised while it
-        # reads into a 500, and this layer runs before BentoML's concurrency slots, so a client
-        # that sends its body slowly holds no slot a real request needs.
+        # reads into a 500. A client that sends its body slowly holds one of BentoML's
+        # concurrency slots until the body deadline, and at most max_pending_bodies of them do
+        # (the service caps it at half of BentoML's max_concurrency), so
+        # slow clients never take the slots real requests need.
         read = await self._read_body(config, receive, send)
         if isinstance(read, int):
             return read

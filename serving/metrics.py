@@ -45,6 +45,13 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             **kw,
         )
+        self.http_latency = Histogram(
+            "http_request_duration_seconds",
+            "Every HTTP request's latency by route (other: any path that is not a route) and status.",
+            ["endpoint", "status_code"],
+            buckets=LATENCY_BUCKETS,
+            **kw,
+        )
         self.feature_latency = Histogram(
             "feature_fetch_duration_seconds",
             "Online feature fetch latency per request.",

@@ -1,15 +1,21 @@
-"""The published OpenAPI document, corrected to say what the service really does.
+"""The published OpenAPI document (``GET /docs.json``, read by ``/docs``), corrected to say what
+the service really does and what it serves.
 
 BentoML declares every error of every API as ``{"error": str, "detail": str}`` with the
 statuses 400/404/500 only, and ``/readyz`` as plain text. The service answers errors with
 ``serving.validation.ERROR_SCHEMA`` (``detail`` a list), also 401/408/413/415/429/503/504, and
 ``/readyz`` as JSON. The request domain (enums, ranges) comes from the column contract through
-the request models; the item limits come from the running configuration.
+the request models; the item limits come from the running configuration. BentoML titles the
+document with the service name and versions it with the Bento's tag ("None" when served from
+source), and Swagger UI invents example ids from the id pattern (which the store never has):
+``info`` here carries the churnops version and the Production model, and the request examples
+are customers the online store answers ``ok`` for (``Examples``, found at run time).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from serving.validation import ERROR_SCHEMA
@@ -40,15 +46,46 @@ _READY = {
 }
 
 
+@dataclass(frozen=True)
+class Examples:
+    """Request examples that work against the running service: ids it scores, and one row."""
+
+    customer_ids: tuple[str, ...] = ()
+    row: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who answers: the service, the churnops version, and the model version being served."""
+
+    title: str
+    version: str
+    description: str = ""
+    model_name: str | None = None
+    model_version: str | None = None
+    feature_service: str | None = None
+
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def corrected_spec(
-    spec: dict[str, Any], *, api_paths: tuple[str, ...], max_ids: int | None, max_rows: int | None
+    spec: dict[str, Any],
+    *,
+    api_paths: tuple[str, ...],
+    max_ids: int | None,
+    max_rows: int | None,
+    identity: Identity | None = None,
+    examples: Examples | None = None,
 ) -> dict[str, Any]:
-    """A copy of BentoML's OpenAPI dict with the error bodies, statuses and limits that hold."""
+    """A copy of BentoML's OpenAPI dict with the error bodies, statuses and limits that hold,
+    the service's identity and the model it serves, and request examples that work."""
     doc = copy.deepcopy(spec)
+    if identity is not None:
+        _identify(doc, identity)
+    if examples is not None:
+        _exemplify(doc, examples)
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorBody"] = ERROR_SCHEMA
     for path in api_paths:
@@ -77,3 +114,33 @@ def corrected_spec(
             "503": _json(_READY, "Not ready; reason says why"),
         }
     return doc
+
+
+def _identify(doc: dict[str, Any], identity: Identity) -> None:
+    info = doc.setdefault("info", {})
+    info["title"], info["version"] = identity.title, identity.version
+    if identity.model_name is not None and identity.model_version is not None:
+        serving = f"Serving model {identity.model_name} version {identity.model_version} (Production)"
+        if identity.feature_service:
+            serving += f" with features from FeatureService {identity.feature_service}"
+    else:
+        serving = "No Production model is loaded yet"
+    info["description"] = f"{identity.description}\n\n{serving}.".strip()
+    info["x-churnops-model"] = {
+        "name": identity.model_name,
+        "version": identity.model_version,
+        "feature_service": identity.feature_service,
+    }
+    info.pop("contact", None)  # BentoML's own team, not who runs this service
+
+
+def _exemplify(doc: dict[str, Any], examples: Examples) -> None:
+    paths = doc.get("paths", {})
+    bodies = {
+        "/predict": {"customer_ids": list(examples.customer_ids)} if examples.customer_ids else None,
+        "/predict_features": {"rows": [examples.row]} if examples.row is not None else None,
+    }
+    for path, example in bodies.items():
+        media = paths.get(path, {}).get("post", {}).get("requestBody", {}).get("content", {})
+        if example is not None and "application/json" in media:
+            media["application/json"]["example"] = example

@@ -4,7 +4,8 @@ The parts (Feast store, model source, prediction log, configuration) are built f
 ``churnops.wiring.serving_runtime`` and handed in; ``start()`` loads Production and starts the
 watcher and log threads. ``predict_ids`` / ``predict_rows`` return an ``Answer`` (rendered to the
 ``PredictResponse`` JSON once, by ``Answer.json``) or an ``ApiError``; the BentoML service and
-``serving.direct`` only translate.
+``serving.direct`` only translate. ``published_spec`` is the OpenAPI document as served, with
+the model in Production and request examples the store answers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY
 from churnops.contracts.online import OnlineRow, feature_time
 from churnops.contracts.prediction_log import PREDICT_ENDPOINT, WHAT_IF_ENDPOINT
 from churnops.contracts.redaction import redact
@@ -34,11 +36,13 @@ from serving.guard import GuardConfig
 from serving.metrics import ServingMetrics
 from serving.model_source import LoadedModel, ModelRef, ModelSource
 from serving.model_watch import ModelWatcher
+from serving.openapi import Examples, Identity, corrected_spec
 from serving.prediction_log import PredictionLog
 from serving.scoring import Scored, Scorer, make_scorer, score_rows
 from serving.validation import FeatureRow, Prediction, PredictResponse, error_body
 
 logger = logging.getLogger(__name__)
+EXAMPLE_CANDIDATES = 50  # ids of the newest source rows tried as request examples
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,7 @@ class Runtime:
         self.log = log
         self.source = source
         self._layouts: dict[str, ServiceLayout] = {}
+        self._example_candidates: list[str] | None = None
         self._readers: dict[str, OnlineReader] = {}
         self.watcher: ModelWatcher[Deployment] = ModelWatcher(
             source=source,
@@ -404,9 +409,93 @@ class Runtime:
             feature_times=feature_times,
         )
 
+    # -- the published document ------------------------------------------------------------
+
+    async def published_spec(
+        self, spec: dict[str, Any], *, api_paths: tuple[str, ...], description: str
+    ) -> dict[str, Any]:
+        """BentoML's OpenAPI dict ``spec``, corrected (``serving.openapi``): the churnops version,
+        ``description`` (in place of BentoML's Bento README), the Production model and request
+        examples the online store answers ``ok`` for."""
+        from importlib.metadata import version
+
+        info = spec.get("info", {})
+        deployment = self.watcher.current
+        ref = deployment.model.ref if deployment is not None else None
+        identity = Identity(
+            title=str(info.get("title") or ""),
+            version=version("churnops"),
+            description=description,
+            model_name=ref.name if ref else None,
+            model_version=ref.version if ref else None,
+            feature_service=deployment.feature_service if deployment is not None else None,
+        )
+        return corrected_spec(
+            spec,
+            api_paths=api_paths,
+            max_ids=self.settings.serving_max_ids,
+            max_rows=self.settings.serving_max_rows,
+            identity=identity,
+            examples=await self.examples(),
+        )
+
+    async def examples(self, *, limit: int = 2) -> Examples:
+        """Up to ``limit`` customers of the newest source rows whose online features are ``ok``
+        now, and the first one's features as a what-if row (empty while nothing qualifies)."""
+        deployment = self.watcher.current
+        if deployment is None:
+            return Examples()
+        if not self._example_candidates:
+            self._example_candidates = await asyncio.to_thread(
+                newest_source_ids, store=self.store, layout=self._layout(deployment.feature_service)
+            )
+        try:
+            rows = await deployment.reader.fetch(self._example_candidates)
+        except FeaturesUnavailable as error:
+            logger.info("no request examples for the OpenAPI document: %s", error)
+            return Examples()
+        ok = [r for r in rows if r.status == "ok"][:limit]
+        if not ok:
+            return Examples()
+        try:
+            row = FeatureRow.model_validate({**ok[0].features, "customer_id": ok[0].customer_id})
+        except ValueError as error:
+            logger.info("no what-if example for the OpenAPI document: %s", error)
+            return Examples(customer_ids=tuple(r.customer_id for r in ok))
+        return Examples(customer_ids=tuple(r.customer_id for r in ok), row=row.model_dump(mode="json"))
+
     async def refresh(self) -> bool:
         return await asyncio.to_thread(self.watcher.refresh, retry_now=True)
 
     def close(self) -> None:
         self.watcher.stop()
         self.log.close()
+
+
+def newest_source_ids(*, store: Any, layout: ServiceLayout, limit: int = EXAMPLE_CANDIDATES) -> list[str]:
+    """Ids of the newest rows of the service's first feature view's source: the row group with
+    the latest event time (by the parquet statistics) is read, nothing else. Empty, and logged,
+    when the source is not parquet files."""
+    import glob
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    view = store.get_feature_view(next(iter(layout.ttl)))
+    path = getattr(view.batch_source, "path", None)
+    files = sorted(glob.glob(path)) if isinstance(path, str) else []
+    best: tuple[Any, str, int] | None = None  # (newest event time, file, row group)
+    for file in files:
+        meta = pq.ParquetFile(file).metadata
+        column = meta.schema.names.index(EVENT_TS) if EVENT_TS in meta.schema.names else None
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics if column is not None else None
+            newest = stats.max if stats is not None and stats.has_min_max else None
+            if newest is not None and (best is None or newest > best[0]):
+                best = (newest, file, group)
+    if best is None:
+        logger.info("no request examples: view %s has no parquet rows with event times (%r)", view.name, path)
+        return []
+    table = pq.ParquetFile(best[1]).read_row_group(best[2], columns=[JOIN_KEY, EVENT_TS])
+    newest_rows = table.filter(pc.equal(table[EVENT_TS], pc.max(table[EVENT_TS])))
+    return [str(i) for i in newest_rows[JOIN_KEY].to_pylist()[:limit]]

@@ -2,21 +2,30 @@
 
 Run it with ``bentoml serve serving.service:ChurnService`` from the project root, or
 ``churnops serve --port 3000``. Endpoints: ``POST /predict``, ``POST /predict_features``,
-``POST /model/refresh`` (registry webhook: re-check the production alias now), and BentoML's
-``/livez``, ``/readyz`` (ready once a Production model and the feature store are loaded) and
-``/metrics``.
+``POST /model/refresh`` (registry webhook: re-check the production alias now), ``/livez``,
+``/readyz`` (ready once a Production model and the feature store are loaded, JSON with the
+reason), ``/metrics``, ``/docs`` (Swagger UI) and ``/docs.json`` (its OpenAPI document).
 
-``/predict`` and ``/predict_features`` are declared here (schema, OpenAPI, in-process calls) and
-answered over HTTP by ``serving.direct`` in front of BentoML's router, with the same request
-classes and the same ``Runtime``: BentoML's per-call machinery cost as much as the work itself.
+Everything is attached through BentoML's documented hooks, in this order of a request:
+BentoML's timeout and concurrency middleware, then three ASGI middlewares added with
+``add_asgi_middleware``: ``serving.front.FrontDoor`` (request metrics with a bounded path
+label, ``/readyz``, ``/docs.json``), ``serving.guard.RequestGuard`` (API key, content type,
+body size and time, API latency and error metrics) and ``serving.direct.DirectRoutes``
+(answers ``POST /predict`` and ``/predict_features`` with the same request classes and the
+same ``Runtime``: BentoML's per-call machinery cost as much as the work itself); then BentoML's
+router, with the app ``serving.pages`` mounted by ``@bentoml.asgi_app`` (``/docs``,
+``/metrics``). The API methods below declare the routes (schema, OpenAPI, in-process calls) and
+answer what reaches BentoML's router. BentoML's own request metrics are off: they label raw
+paths without bound (``serving.front``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import inspect
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any, cast
 
 import bentoml
@@ -24,7 +33,9 @@ from starlette.responses import JSONResponse, Response
 
 from churnops.contracts.log_filters import quiet_known_warnings
 from serving.direct import DirectRoute, DirectRoutes, Reply, json_body
+from serving.front import FrontDoor, FrontHooks
 from serving.guard import ERROR_HEADER, GuardConfig, RequestGuard
+from serving.pages import pages_app
 from serving.runtime import Answer, ApiError, Runtime
 from serving.validation import (
     FeatureRow,
@@ -34,7 +45,11 @@ from serving.validation import (
     RefreshResponse,
 )
 
+NAME = "churn"
+MAX_CONCURRENCY = 256  # BentoML's concurrency slots of the worker (traffic.max_concurrency)
 API_PATHS = ("/predict", "/predict_features", "/model/refresh")
+# Every route of the app (the ``endpoint`` label of the request metrics; anything else is "other").
+ROUTES = (*API_PATHS, "/livez", "/healthz", "/readyz", "/metrics", "/", "/docs", "/docs.json", "/schema.json")
 logger = logging.getLogger(__name__)
 # The imports above loaded feast, which re-enables every DeprecationWarning for the process;
 # silence the known ones from library internals before BentoML builds the API schemas below.
@@ -49,8 +64,45 @@ def _runtime() -> Runtime | None:
 
 
 def _guard_config() -> GuardConfig | None:
+    """The runtime's guard settings. A body still arriving holds one of BentoML's concurrency
+    slots (the guard runs inside BentoML's concurrency middleware): at most half of them may."""
     runtime = _runtime()
-    return runtime.guard if runtime is not None else None
+    if runtime is None:
+        return None
+    config, cap = runtime.guard, MAX_CONCURRENCY // 2
+    if config.max_pending_bodies > cap:
+        logger.warning(
+            "serving_max_pending_bodies %d is over half of the %d concurrency slots; using %d",
+            config.max_pending_bodies,
+            MAX_CONCURRENCY,
+            cap,
+        )
+        config = dataclasses.replace(config, max_pending_bodies=cap)
+    return config
+
+
+def _front_hooks() -> FrontHooks | None:
+    runtime = _runtime()
+    if runtime is None:
+        return None
+    metrics = runtime.metrics
+
+    service = cast("bentoml.Service[Any]", ChurnService)
+
+    async def spec() -> dict[str, Any]:
+        return await runtime.published_spec(
+            service.openapi_spec.asdict(),
+            api_paths=API_PATHS,
+            description=inspect.getdoc(service.inner) or "",
+        )
+
+    return FrontHooks(
+        observe=lambda endpoint, status, seconds: metrics.child(
+            metrics.http_latency, endpoint, str(status)
+        ).observe(seconds),
+        readiness=runtime.readiness,
+        spec=spec,
+    )
 
 
 def _response(result: Answer | ApiError) -> Response:
@@ -86,12 +138,14 @@ def _direct_routes() -> dict[str, DirectRoute] | None:
     }
 
 
+@bentoml.asgi_app(pages_app(title=f"{NAME} API"), path="/", name="pages")
 @bentoml.service(
-    name="churn",
+    name=NAME,
     workers=1,
-    traffic={"timeout": 10, "max_concurrency": 256},
+    traffic={"timeout": 10, "max_concurrency": MAX_CONCURRENCY},
     logging={"access": {"enabled": False}},
-    metrics={"enabled": True, "namespace": "bentoml_service"},
+    # Off: they label raw paths without bound; serving.front observes every request instead.
+    metrics={"enabled": False},
     # The OpenTelemetry ASGI middleware creates ~6 spans per request even when nothing is sampled
     # (~0.5 ms here); these routes skip it. Override with BENTOML_CONFIG_OPTIONS to trace them.
     tracing={"excluded_urls": ["/predict", "/model/refresh", "/livez", "/readyz", "/metrics"]},
@@ -145,67 +199,11 @@ class ChurnService:
         self.runtime.close()
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """What BentoML's /docs.json view calls: ``asdict()``."""
-
-    doc: dict[str, Any]
-
-    def asdict(self) -> dict[str, Any]:
-        return self.doc
-
-
-def _runtime_or_none() -> Runtime | None:
-    try:
-        return _runtime()
-    except bentoml.exceptions.BentoMLException:  # not instantiated (building the spec offline)
-        return None
-
-
-async def _readiness() -> tuple[bool, dict[str, Any]]:
-    runtime = _runtime()
-    if runtime is None:
-        return False, {"reason": "the service is starting"}
-    return await runtime.readiness()
-
-
-class _FrontedService(bentoml.Service):  # type: ignore[misc]
-    """``bentoml.Service`` whose ASGI app is wrapped in ``FrontDoor`` and ``RequestGuard``.
-
-    BentoML's request metrics are its outermost middleware and label the raw path, and its
-    concurrency limit is taken before any user middleware reads a body; BentoML has no
-    setting for either. Wrapping the app it builds puts the path bound (``serving.front``)
-    before its metrics and the guard's bounded body read before its concurrency slots.
-    """
-
-    __slots__ = ()
-
-    @property
-    def openapi_spec(self) -> Any:
-        from serving.openapi import corrected_spec
-
-        runtime = _runtime_or_none()
-        doc = corrected_spec(
-            super().openapi_spec.asdict(),
-            api_paths=API_PATHS,
-            max_ids=runtime.settings.serving_max_ids if runtime else None,
-            max_rows=runtime.settings.serving_max_rows if runtime else None,
-        )
-        return _Spec(doc)
-
-    def to_asgi(self, is_main: bool = True) -> Any:
-        from serving.front import FrontDoor, known_paths
-
-        app = super().to_asgi(is_main=is_main)
-        guarded = RequestGuard(app, config=_guard_config, paths=API_PATHS)
-        return FrontDoor(guarded, known=known_paths(app), readiness=_readiness)
-
-
 # A class decorator's return type is invisible to mypy: ChurnService is a bentoml.Service.
-# In front of BentoML: the path bound and /readyz, then the guard (key, content type, body
-# size and time, latency and error metrics); inside BentoML's metrics, timeout and concurrency
-# middleware: the scoring routes; BentoML's router gets everything else.
-cast("Any", ChurnService).__class__ = _FrontedService
-cast("bentoml.Service[Any]", ChurnService).add_asgi_middleware(
-    DirectRoutes, routes=_direct_routes, headers=((b"server", b"BentoML Service/churn"),)
+# The first middleware added is the outermost of the three.
+_service = cast("bentoml.Service[Any]", ChurnService)
+_service.add_asgi_middleware(FrontDoor, known=ROUTES, hooks=_front_hooks)
+_service.add_asgi_middleware(RequestGuard, config=_guard_config, paths=API_PATHS)
+_service.add_asgi_middleware(
+    DirectRoutes, routes=_direct_routes, headers=((b"server", f"BentoML Service/{NAME}".encode()),)
 )

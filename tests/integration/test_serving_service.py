@@ -166,6 +166,29 @@ def test_predict_features_matches_the_model_offline(stack: Stack) -> None:
         assert math.isclose(p["churn_probability"], float(e), abs_tol=1e-9)
 
 
+def test_docs_serve_swagger_ui_with_the_real_identity_and_examples_that_work(stack: Stack) -> None:
+    from importlib.metadata import version
+
+    with httpx.Client(base_url=stack.service.url, timeout=10) as anonymous:  # no key needed to read
+        page = anonymous.get("/docs")
+        assert page.status_code == 200 and "swagger-ui" in page.text, page.text[:300]
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):  # served here, not from a CDN
+            assert anonymous.get(f"/static_content/{asset}").status_code == 200, asset
+        doc = anonymous.get("/docs.json").json()
+    info = doc["info"]
+    assert (info["title"], info["version"]) == ("churn", version("churnops")), info
+    assert info["x-churnops-model"]["version"] == stack.env.model_version, info
+    assert f"version {stack.env.model_version} (Production)" in info["description"], info
+    body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    assert body["customer_ids"] and set(body["customer_ids"]) <= set(stack.env.customer_ids), body
+    # "Try it out" as Swagger UI sends it: every example customer is scored.
+    tried = stack.client.post("/predict", json=body)
+    assert tried.status_code == 200 and {p["status"] for p in tried.json()["predictions"]} == {"ok"}
+    rows = doc["paths"]["/predict_features"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    tried = stack.client.post("/predict_features", json=rows)
+    assert tried.status_code == 200 and tried.json()["predictions"][0]["status"] == "ok", tried.text
+
+
 BAD_PREDICT: list[tuple[str, bytes, int, Any]] = [
     ("missing field", b"{}", 400, ["customer_ids"]),
     ("extra field", b'{"customer_ids": ["A-1"], "debug": true}', 400, ["debug"]),
@@ -311,7 +334,7 @@ def test_metrics_expose_the_serving_figures_without_customer_ids(stack: Stack) -
         "churnops_errors_total",
         "churnops_model_info",
         "churnops_prediction_log_rows_total",
-        "bentoml_service_request_duration_seconds",
+        "churnops_http_request_duration_seconds_bucket",
     ):
         assert name in text, name
     assert 'status="unknown_customer"' in text

@@ -349,10 +349,11 @@ def test_refused_requests_are_logged_at_info_once_per_interval_without_traceback
     assert len(records[0].getMessage()) < 400
 
 
-def test_unknown_paths_reach_the_app_as_other_and_readyz_answers_its_reason() -> None:
-    from serving.front import OTHER_PATH, FrontDoor
+def test_unknown_paths_are_labelled_other_and_readyz_and_the_spec_are_answered() -> None:
+    from serving.front import OTHER_PATH, FrontDoor, FrontHooks
 
     seen: list[str] = []
+    observed: list[tuple[str, int]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["path"])
@@ -362,12 +363,29 @@ def test_unknown_paths_reach_the_app_as_other_and_readyz_answers_its_reason() ->
     async def readiness() -> tuple[bool, dict[str, Any]]:
         return False, {"reason": "online store unreachable"}
 
-    front = FrontDoor(app, known={"/predict", "/readyz"}, readiness=readiness)  # type: ignore[arg-type]
-    for path in ("/nope", "/a%00b", "/predict/x", "/PREDICT", "/predict"):
+    async def spec() -> dict[str, Any]:
+        return {"openapi": "3.0.2", "info": {"title": "churn"}}
+
+    hooks = FrontHooks(
+        observe=lambda endpoint, status, seconds: observed.append((endpoint, status)),
+        readiness=readiness,
+        spec=spec,
+    )
+    front = FrontDoor(app, known={"/predict", "/readyz", "/docs.json"}, hooks=lambda: hooks)  # type: ignore[arg-type]
+    hostile = ["/nope", "/a%00b", "/predict/x", "/PREDICT", "/" + "x" * 4000]
+    for path in [*hostile, "/predict"]:
         _http(front, "POST", path, b"{}")
-    assert seen == [OTHER_PATH] * 4 + ["/predict"]
+    # The app sees every path as sent (its router answers 404); the label is from a fixed set.
+    assert seen == [*[p.replace("%00", "\x00") for p in hostile], "/predict"]
+    assert observed == [(OTHER_PATH, 404)] * len(hostile) + [("/predict", 404)]
     status, content, headers = _http(front, "GET", "/readyz", b"")
     assert status == 503 and json.loads(content)["reason"] == "online store unreachable"
     assert headers["retry-after"] == "1"
+    status, content, _ = _http(front, "GET", "/docs.json", b"")
+    assert status == 200 and json.loads(content)["info"]["title"] == "churn"
     _http(front, "POST", "/readyz", b"")  # other methods go on to the app (its 405)
     assert seen[-1] == "/readyz"
+
+    starting = FrontDoor(app, known={"/readyz"}, hooks=lambda: None)  # type: ignore[arg-type]
+    status, content, _ = _http(starting, "GET", "/readyz", b"")
+    assert status == 503 and json.loads(content) == {"ready": False, "reason": "the service is starting"}
