@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from churnops.contracts.mlflow_keys import THRESHOLD_METRIC
 from churnops.contracts.stages import Trigger
 
 if TYPE_CHECKING:
@@ -261,13 +262,14 @@ def performance_report(
         run = training_run(client=client, model_name=settings.model_name, version=version)
         metrics[version] = dict(run.data.metrics) if run is not None else {}
         windows[version] = training_window(run.data.params) if run is not None else None
-        thresholds[version] = metrics[version].get("threshold")
+        thresholds[version] = metrics[version].get(THRESHOLD_METRIC)  # absent: warned below
         if run is not None and thresholds[version] is None:
             logging.getLogger(__name__).warning(
-                "version %s: its training run %s recorded no 'threshold' metric; precision and recall "
+                "version %s: its training run %s recorded no %r metric; precision and recall "
                 "at the threshold are left out",
                 version,
                 run.info.run_id,
+                THRESHOLD_METRIC,
             )
     report = performance_on_late_labels(
         predictions=prediction_window_rows(settings, start=lower, end=upper, model_version=None),

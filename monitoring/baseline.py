@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT, TRAINING_SPLITS, window_param
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from churnops.contracts.mlflow_keys import TRAINING_SPLITS, window_param
 from monitoring.errors import MonitoringError
 
 logger = logging.getLogger(__name__)

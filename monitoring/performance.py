@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnops.contracts.columns import CREATED_TS, EVENT_TS, LABEL
+from churnops.contracts.mlflow_keys import TEST_PREFIX, split_metric
 from churnops.contracts.monitoring_terms import LABEL_INPUT as LABEL_COLUMNS
 from churnops.contracts.monitoring_terms import MATURED_COLUMNS as OUTCOME_COLUMNS
 from churnops.contracts.monitoring_terms import PREDICTION_INPUT as PREDICTION_COLUMNS
@@ -311,7 +312,7 @@ def _period_name(start: pd.Timestamp, period: Period) -> str:
 def _reference(metrics: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name in REPORTED_METRICS:
-        for key in (f"test_{name}", name):
+        for key in (split_metric(TEST_PREFIX, name), name):
             if key in metrics and metrics[key] is not None:
                 out[name] = float(metrics[key])
                 break

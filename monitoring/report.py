@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.mlflow_keys import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from churnops.contracts.monitoring_runs import (
     KIND_DRIFT,
     METRIC_DRIFTED_SHARE,
@@ -27,13 +28,13 @@ from churnops.contracts.monitoring_runs import (
     TAG_AS_OF,
     TAG_CONCEPT_STATUS,
     TAG_DRIFT_STATUS,
+    TAG_DRIFT_WINDOW_END,
+    TAG_DRIFT_WINDOW_START,
     TAG_KIND,
     TAG_LABELS_END,
     TAG_LABELS_START,
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
-    TAG_WINDOW_END,
-    TAG_WINDOW_START,
 )
 from monitoring.drift import DriftResult
 
@@ -291,7 +292,7 @@ def log_to_mlflow(
                 artifact_location=None
                 if artifact_location is None
                 else f"{artifact_location.rstrip('/')}/{experiment_name}",
-                tags={"mlflow.experimentKind": "custom_model_development"},
+                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
             )
         )
     except MlflowException as error:
@@ -309,8 +310,8 @@ def log_to_mlflow(
             TAG_KIND: KIND_DRIFT,
             TAG_DRIFT_STATUS: result.status,
             TAG_CONCEPT_STATUS: result.concept.status,
-            TAG_WINDOW_START: result.window_start.isoformat(),
-            TAG_WINDOW_END: result.window_end.isoformat(),
+            TAG_DRIFT_WINDOW_START: result.window_start.isoformat(),
+            TAG_DRIFT_WINDOW_END: result.window_end.isoformat(),
             **{
                 tag: value.isoformat()
                 for tag, value in (

@@ -33,6 +33,7 @@ from churnops.contracts.bootstrap import (
     bootstrap_intervals,
 )
 from churnops.contracts.columns import FEATURES, LABEL
+from churnops.contracts.mlflow_keys import RUN_FEATURE_REFS_TAG
 from churnops.contracts.model_input import model_frame
 from churnops.contracts.stages import Stage
 from registry_ext.errors import InvalidInputError
@@ -336,7 +337,7 @@ def compare_versions(
     models = [registry.load_model(r.version) for r in records]
     features: list[list[str]] = []
     for run, model in zip(runs, models, strict=True):
-        refs = run.data.tags.get("feast.feature_refs")
+        refs = run.data.tags.get(RUN_FEATURE_REFS_TAG)  # absent: not trained through Feast's integration
         if refs:
             features.append([ref.strip() for ref in refs.split(",") if ref.strip()])
         else:

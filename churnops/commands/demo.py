@@ -24,6 +24,7 @@ from rich.table import Table
 from churnops.commands.common import load_settings, pinned_now, quiet_libraries
 from churnops.commands.common import safe_text as escape
 from churnops.commands.invocation import command_prefix
+from churnops.contracts.mlflow_keys import TEST_ROC_AUC
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -388,7 +389,7 @@ def _registry_table(records: list[ModelRecord]) -> None:
     for column in ("version", "stage", "test ROC-AUC", "sha256", "run", "created"):
         table.add_column(column)
     for r in records:
-        auc = r.metrics.get("test_roc_auc")
+        auc = r.metrics.get(TEST_ROC_AUC)  # absent on a version adopted from a run without it
         table.add_row(
             str(r.version),
             r.stage.value,
