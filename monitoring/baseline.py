@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from churnops.contracts.columns import SCORE
 from churnops.contracts.mlflow_keys import TRAINING_SPLITS, window_param
 from monitoring.errors import MonitoringError
 
@@ -106,7 +107,7 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
                 exc_info=error,
             )
             holdout = None
-    if holdout is not None and "score" not in holdout.columns:
+    if holdout is not None and SCORE not in holdout.columns:
         holdout = None  # trained before the holdout carried its score: no concept-drift baseline
     return Baselines(
         model_name=model_name,

@@ -24,12 +24,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from churnops.contracts.columns import EVENT_TS, JOIN_KEY, LABEL
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, LABEL, SCORE
 from monitoring.errors import MonitoringError
 from monitoring.policy import ConceptDriftRules
 
 Status = Literal["drift", "no_drift", "insufficient_data"]
-SCORE = "score"
 DEFAULT_KEYS: tuple[str, ...] = (JOIN_KEY, EVENT_TS)
 
 

@@ -23,9 +23,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from churnops.contracts.columns import FEATURES, LABEL
+from churnops.contracts.columns import FEATURES, LABEL, SCORE
 from churnops.contracts.monitoring_terms import MonitoringCounts, drifted_share, drifted_windows
-from monitoring.concept import SCORE, ConceptDecision, decide_concept, frame_pit
+from monitoring.concept import ConceptDecision, decide_concept, frame_pit
 from monitoring.errors import MonitoringError
 from monitoring.policy import DriftPolicy
 from monitoring.quality import FeatureQuality, data_quality

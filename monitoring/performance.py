@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnops.contracts.columns import CREATED_TS, EVENT_TS, LABEL
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, LABEL, SCORE
 from churnops.contracts.mlflow_keys import TEST_PREFIX, split_metric
 from churnops.contracts.monitoring_terms import LABEL_INPUT as LABEL_COLUMNS
 from churnops.contracts.monitoring_terms import MATURED_COLUMNS as OUTCOME_COLUMNS
@@ -58,7 +58,7 @@ REPORTED_METRICS = (
 )
 THRESHOLD_METRICS = ("precision_at_threshold", "recall_at_threshold")
 """Left out for a version whose decision threshold is unknown (never computed at a made-up one)."""
-GROUPED_COLUMNS = ("model_version", PREDICTION_TS, "score", LABEL, "label_lag_s")
+GROUPED_COLUMNS = ("model_version", PREDICTION_TS, SCORE, LABEL, "label_lag_s")
 """The matured rows' columns the grouped figures read."""
 
 Period = Literal["week", "month"]
@@ -357,7 +357,7 @@ def _group(
         return GroupPerformance(status="insufficient_data", reason=reason, **common)
     # An unknown threshold: the threshold metrics are dropped below (0.5 only fills the argument).
     values = compute_metrics(
-        y, rows["score"].to_numpy(dtype=np.float64), threshold=0.5 if threshold is None else threshold
+        y, rows[SCORE].to_numpy(dtype=np.float64), threshold=0.5 if threshold is None else threshold
     )
     metrics = {k: values[k] for k in REPORTED_METRICS if threshold is not None or k not in THRESHOLD_METRICS}
     delta = {k: metrics[k] - reference[k] for k in REPORTED_METRICS if k in reference}

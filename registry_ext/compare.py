@@ -32,7 +32,7 @@ from churnops.contracts.bootstrap import (
     Interval,
     bootstrap_intervals,
 )
-from churnops.contracts.columns import FEATURES, LABEL
+from churnops.contracts.columns import FEATURES, LABEL, SCORE
 from churnops.contracts.mlflow_keys import RUN_FEATURE_REFS_TAG
 from churnops.contracts.model_input import model_frame
 from churnops.contracts.stages import Stage
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from registry_ext.records import ModelRecord
     from registry_ext.registry import ModelRegistry
 
-_NON_FEATURES = {"customer_id", "event_timestamp", "created", LABEL, "score"}
+_NON_FEATURES = {"customer_id", "event_timestamp", "created", LABEL, SCORE}
 _WINDOW_KEY = re.compile(r"(window|(^|[._])(start|end)(_date)?$|_(from|to)$|date)", re.IGNORECASE)
 _COUNT_KEY = re.compile(r"(^|_)(rows|positives)(_|$)")
 CURVE_POINTS = 200

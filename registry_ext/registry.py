@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 
 from churnops.contracts.artifacts import (
     MAX_MANIFEST_CHARS,
+    MODEL_PATH,
     ArtifactIntegrityError,
     SignatureError,
     VersionSignature,
@@ -174,7 +175,7 @@ class ModelRegistry:
         self,
         *,
         run_id: str,
-        artifact_path: str = "model",
+        artifact_path: str = MODEL_PATH,
         sha256: str,
         feature_service: str,
         metrics: Mapping[str, float],
@@ -746,9 +747,9 @@ class ModelRegistry:
         """The artifact path inside the run for a version's source (``model`` by default)."""
         if source.startswith("runs:/"):
             parts = source.split("/", 3)
-            return parts[3] if len(parts) > 3 and parts[3] else "model"
+            return parts[3] if len(parts) > 3 and parts[3] else MODEL_PATH
         prefix = run_artifact_uri.rstrip("/") + "/"
-        return source[len(prefix) :] if source.startswith(prefix) else "model"
+        return source[len(prefix) :] if source.startswith(prefix) else MODEL_PATH
 
     def delete_unregistered(self, *, version: int, reason: str, actor: str | None = None) -> IntentRecord:
         """Delete an MLflow version the ``models`` table does not hold (and its aliases), audited

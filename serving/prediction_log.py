@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from churnops.contracts.columns import FEATURES
+from churnops.contracts.columns import FEATURES, SCORE
 from churnops.contracts.prediction_log import (
     COLUMNS,
     LogRecord,
@@ -103,7 +103,7 @@ def _add_row(
         cols[name].append(value)
     cols["feature_ts"].append(feature_ts)
     cols["customer_id"].append(row.customer_id)
-    cols["score"].append(row.score)
+    cols[SCORE].append(row.score)
     cols["status"].append(row.status)
     features = row.features
     if features is None:

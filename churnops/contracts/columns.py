@@ -17,6 +17,9 @@ EVENT_TS = "event_timestamp"
 CREATED_TS = "created"
 LABEL = "churned"
 FEATURE_SERVICE = "churn_v1"
+SCORE = "score"
+"""The model's churn probability as a column: the run's holdout and reference artifacts, the
+prediction log, batch scoring's output and every monitoring frame."""
 
 YES_NO = ("No", "Yes")
 NO_PHONE = ("No", "Yes", "No phone service")

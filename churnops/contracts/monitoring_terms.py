@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
+from churnops.contracts.columns import SCORE
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -68,14 +70,14 @@ class Span(Protocol):
     def end(self) -> datetime: ...
 
 
-PREDICTION_INPUT = ("model_version", "customer_id", "ts", "feature_ts", "score", "status")
+PREDICTION_INPUT = ("model_version", "customer_id", "ts", "feature_ts", SCORE, "status")
 LABEL_INPUT = ("customer_id", "event_timestamp", "created", "churned")
 MATURED_COLUMNS = (
     "model_version",
     "customer_id",
     "feature_ts",
     "ts",
-    "score",
+    SCORE,
     "churned",
     "label_created",
     "label_lag_s",

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from churnops.contracts.columns import FEATURES, TS_TYPE, arrow_type
+from churnops.contracts.columns import FEATURES, SCORE, TS_TYPE, arrow_type
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,7 +54,7 @@ BASE_COLUMNS = (
     "model_name",
     "model_version",
     "feature_service",
-    "score",
+    SCORE,
     "status",
     "feature_ts",
 )
@@ -99,7 +99,7 @@ def log_schema() -> pa.Schema:
             pa.field("model_name", pa.string()),
             pa.field("model_version", pa.string()),
             pa.field("feature_service", pa.string()),
-            pa.field("score", pa.float64()),
+            pa.field(SCORE, pa.float64()),
             pa.field("status", pa.string()),
             pa.field("feature_ts", TS_TYPE),
             *(pa.field(c.name, arrow_type(c)) for c in FEATURES),
@@ -125,7 +125,7 @@ def prediction_log_table(metadata: sa.MetaData, *, name: str = "prediction_log")
         sa.Column("model_name", sa.Text, nullable=False),
         sa.Column("model_version", sa.Text, nullable=False),
         sa.Column("feature_service", sa.Text, nullable=False),
-        sa.Column("score", sa.Float),
+        sa.Column(SCORE, sa.Float),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("feature_ts", sa.DateTime(timezone=True)),
         *(sa.Column(c.name, types[c.kind]) for c in FEATURES),

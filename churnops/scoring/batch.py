@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnops.contracts.columns import EVENT_TS, JOIN_KEY, column, feature_names
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, SCORE, column, feature_names
 from churnops.contracts.model_input import model_frame
 from churnops.contracts.prediction_log import BATCH_ENDPOINT, COLUMNS, Sink, batch_request_id, log_schema
 
@@ -205,7 +205,7 @@ def _log(
         "model_name": constant(model.name, "model_name"),
         "model_version": constant(model.version, "model_version"),
         "feature_service": constant(model.feature_service, "feature_service"),
-        "score": pa.array(scores["churn_probability"].astype("float64"), type=pa.float64(), from_pandas=True),
+        SCORE: pa.array(scores["churn_probability"].astype("float64"), type=pa.float64(), from_pandas=True),
         "status": pa.array(scores["status"], type=pa.string()),
         "feature_ts": pa.array(
             pd.to_datetime(scores["feature_ts"], utc=True), type=schema.field("feature_ts").type

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, MODEL_PATH, REFERENCE_ARTIFACT
 from churnops.contracts.clock import current_time, wall_clock
-from churnops.contracts.columns import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL
+from churnops.contracts.columns import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL, SCORE
 from churnops.contracts.mlflow_keys import (
     EXPERIMENT_KIND_TAG,
     GIT_COMMIT_TAG,
@@ -616,10 +616,10 @@ def _train_in_run(
     # The holdout keeps the chosen model's score: concept-drift monitoring computes the
     # holdout's randomized PIT from it without reloading the model.
     holdout = split.test[raw].copy()
-    holdout["score"] = test_scores
+    holdout[SCORE] = test_scores
     log_parquet(client=client, run_id=run_id, frame=holdout.reset_index(drop=True), path=HOLDOUT_ARTIFACT)
     reference = split.train[raw].copy()
-    reference["score"] = score(best.pipeline, x_train)
+    reference[SCORE] = score(best.pipeline, x_train)
     if len(reference) > options.reference_rows:
         reference = reference.sample(n=options.reference_rows, random_state=options.split.seed)
     log_parquet(client=client, run_id=run_id, frame=reference.reset_index(drop=True), path=REFERENCE_ARTIFACT)
@@ -627,7 +627,7 @@ def _train_in_run(
     _log_evaluation(
         client=client,
         run_id=run_id,
-        holdout=holdout.drop(columns=["score"]),
+        holdout=holdout.drop(columns=[SCORE]),
         entity_df=entity_df[[JOIN_KEY, EVENT_TS, LABEL]],
         y=y_test,
         scores=test_scores,
@@ -712,7 +712,7 @@ def _register(
         options.step("registering the version")
         record = registry.register(
             run_id=result.run_id,
-            artifact_path="model",
+            artifact_path=MODEL_PATH,
             sha256=result.sha256,
             feature_service=result.feature_service,
             metrics=result.registered_metrics(),

@@ -36,7 +36,28 @@ HOMES = {
     # a drift report's window, on monitoring runs only (a version's window is training_labels_*)
     '"churnops.window_start"': "churnops/contracts/monitoring_runs.py",
     '"churnops.window_end"': "churnops/contracts/monitoring_runs.py",
+    '"score"': "churnops/contracts/columns.py",  # the score column: SCORE
+    '"model"': "churnops/contracts/artifacts.py",  # the run's model directory: MODEL_PATH
 }
+
+OTHER_MEANINGS = {
+    '"score"': {
+        "churnops/cli.py": "the `churnops score` command",
+        "churnops/commands/home_guard.py": "the `churnops score` command",
+        "serving/metrics.py": "the Prometheus histogram's name",
+        "monitoring/drift.py": "a drift check's statistic in the report JSON",
+        "churnops/commands/monitor.py": "a drift check's statistic in the report JSON",
+        "churnops/commands/demo.py": "a drift check's statistic in the report JSON",
+    },
+    '"model"': {
+        "churnops/training/candidates.py": "the sklearn Pipeline step",
+        "churnops/training/plots.py": "a plot legend",
+        "churnops/commands/registry.py": "a table header",
+        "monitoring/prometheus.py": "the Pushgateway grouping label",
+        "monitoring/drift.py": "a key of the report JSON",
+    },
+}
+"""Files where a shared literal spells something else that happens to have the same word."""
 
 
 def _sources() -> list[Path]:
@@ -46,6 +67,7 @@ def _sources() -> list[Path]:
 @pytest.mark.parametrize(("literal", "home"), sorted(HOMES.items()))
 def test_a_shared_literal_appears_only_in_its_home(literal: str, home: str | None) -> None:
     spelled = [str(p.relative_to(ROOT)) for p in _sources() if literal in p.read_text(encoding="utf-8")]
+    spelled = [file for file in spelled if file not in OTHER_MEANINGS.get(literal, {})]
     assert spelled == ([] if home is None else [home])
 
 
