@@ -27,7 +27,6 @@ import numpy as np
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
 from churnops.contracts.bootstrap import (
     HEADLINE_METRICS,
-    LOWER_IS_BETTER,
     BootstrapResult,
     Interval,
     bootstrap_intervals,
@@ -262,11 +261,6 @@ def format_interval(interval: Interval | None, *, signed: bool) -> tuple[str, st
     if not math.isfinite(interval.low):
         return format(interval.estimate, spec), ""
     return format(interval.estimate, spec), f"{interval.low:{spec}} to {interval.high:{spec}}"
-
-
-def improvement(metric: str, delta: float) -> float:
-    """``delta`` turned so that positive means better (Brier: lower is better)."""
-    return -delta if metric in LOWER_IS_BETTER else delta
 
 
 def gate_summary(gates: Any) -> str:

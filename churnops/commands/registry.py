@@ -344,7 +344,8 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
     from rich.console import Console
 
     from churnops.commands.tables import add_column, compact_table
-    from registry_ext.compare import format_interval, improvement
+    from churnops.contracts.metric_directions import improvement
+    from registry_ext.compare import format_interval
 
     console = Console()
     for verdict in comparison.verdicts:

@@ -38,6 +38,9 @@ HOMES = {
     '"churnops.window_end"': "churnops/contracts/monitoring_runs.py",
     '"score"': "churnops/contracts/columns.py",  # the score column: SCORE
     '"model"': "churnops/contracts/artifacts.py",  # the run's model directory: MODEL_PATH
+    # which way a metric is better: DIRECTIONS (gates, gain, compare and monitoring read it)
+    '"higher is better"': "churnops/contracts/metric_directions.py",
+    '"lower is better"': "churnops/contracts/metric_directions.py",
 }
 
 OTHER_MEANINGS = {
