@@ -416,6 +416,7 @@ def sample_prediction_window(
     ``max_rows`` of them kept (a seeded sample). Parquet: DuckDB, in bounded memory; the SQL
     table: read whole, then the same de-duplication and a seeded sample."""
     from churnops.contracts.columns import SCORE
+    from churnops.contracts.online import RowStatus
     from churnops.contracts.prediction_log import (
         MONITORED_ENDPOINTS,
         WindowSample,
@@ -443,7 +444,7 @@ def sample_prediction_window(
             endpoints=MONITORED_ENDPOINTS,
         ).to_pandas()
     )
-    rows = rows[(rows["status"] == "ok") & rows[SCORE].notna()]
+    rows = rows[(rows["status"] == RowStatus.OK.value) & rows[SCORE].notna()]
     total = len(rows)
     if total > max_rows:
         rows = rows.sample(n=max_rows, random_state=seed)

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from churnops.contracts.clock import wall_clock
 from churnops.contracts.materialization import ViewMarker, completion_problem, redis_marker_key
-from churnops.contracts.online import OnlineRow, classify
+from churnops.contracts.online import OnlineRow, RowStatus, classify
 from churnops.features.completion import MarkersUnsupported, read_markers
 from churnops.features.online import ServiceLayout, fetch_online
 from churnops.features.redis_layout import (
@@ -253,7 +253,7 @@ class RedisReader:
             self._empty_checked = -1.0e9  # it may come back emptied: the next check must not reuse ours
             raise FeaturesUnavailable(f"online store unavailable: {type(error).__name__}") from error
         rows = self.decode(customer_ids, values, now=self._clock())
-        if any(r.status == "unknown_customer" for r in rows) and await self._emptied():
+        if any(r.status == RowStatus.UNKNOWN_CUSTOMER for r in rows) and await self._emptied():
             raise FeaturesUnavailable(EMPTY_STORE)
         return rows
 

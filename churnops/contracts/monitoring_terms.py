@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from churnops.contracts.columns import SCORE
+from churnops.contracts.online import RowStatus
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -49,7 +50,7 @@ TERMS = {
 """JSON key -> the words every command prints it under."""
 DRIFT_STATUS = "drift"
 """The drift report status of a drifted window."""
-SCORED_STATUS = "ok"
+SCORED_STATUS = RowStatus.OK.value
 """The prediction-log status of a scored prediction."""
 
 

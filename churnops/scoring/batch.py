@@ -23,6 +23,7 @@ import pandas as pd
 
 from churnops.contracts.columns import EVENT_TS, JOIN_KEY, SCORE, column, feature_names
 from churnops.contracts.model_input import model_frame
+from churnops.contracts.online import RowStatus, complete_rows
 from churnops.contracts.prediction_log import BATCH_ENDPOINT, COLUMNS, Sink, batch_request_id, log_schema
 
 ACTIVITY_VIEW = "account"
@@ -133,14 +134,14 @@ def score_active_customers(
     features = build_training_set(store=store, entity_df=entity, feature_service=model.feature_service)
     names = [n for n in feature_names() if n in features.columns]
     columns = [column(n) for n in names]
-    usable = features[names].notna().all(axis=1).to_numpy()
+    usable = complete_rows(features[names])
     probability = np.full(len(features), np.nan)
     rows = np.flatnonzero(usable)
     for start in range(0, len(rows), CHUNK_ROWS):
         part = rows[start : start + CHUNK_ROWS]
         x = model_frame(features.iloc[part], columns=columns)  # the one builder training fitted on
         probability[part] = model.estimator.predict_proba(x)[:, 1]
-    status = np.where(usable, "ok", "missing_features")
+    status = np.where(usable, RowStatus.OK.value, RowStatus.MISSING_FEATURES.value)
     out = pd.DataFrame(
         {
             JOIN_KEY: features[JOIN_KEY].to_numpy(),

@@ -7,8 +7,12 @@ the constant. A failure names the files that re-declare it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
+import pandas as pd
 import pytest
+
+from churnops.contracts.online import RowStatus, RowStatusName, complete_rows, is_missing, scored_status
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("churnops", "registry_ext", "serving", "monitoring", "feature_repo")
@@ -41,6 +45,10 @@ HOMES = {
     # which way a metric is better: DIRECTIONS (gates, gain, compare and monitoring read it)
     '"higher is better"': "churnops/contracts/metric_directions.py",
     '"lower is better"': "churnops/contracts/metric_directions.py",
+    # a served row's status: RowStatus (serving, batch scoring and the CLI compare members)
+    '"unknown_customer"': "churnops/contracts/online.py",
+    '"stale_features"': "churnops/contracts/online.py",
+    '"missing_features"': "churnops/contracts/online.py",
 }
 
 OTHER_MEANINGS = {
@@ -72,6 +80,18 @@ def test_a_shared_literal_appears_only_in_its_home(literal: str, home: str | Non
     spelled = [str(p.relative_to(ROOT)) for p in _sources() if literal in p.read_text(encoding="utf-8")]
     spelled = [file for file in spelled if file not in OTHER_MEANINGS.get(literal, {})]
     assert spelled == ([] if home is None else [home])
+
+
+def test_the_response_schema_lists_exactly_the_row_statuses() -> None:
+    assert get_args(RowStatusName) == tuple(s.value for s in RowStatus)
+
+
+def test_one_missing_value_rule_for_served_and_batch_rows() -> None:
+    values = [1.0, None, float("nan"), "Yes", 0]
+    frame = pd.DataFrame({"a": values})
+    assert [not is_missing(v) for v in values] == list(complete_rows(frame))
+    assert scored_status(RowStatus.OK, [1.0, float("nan")]) is RowStatus.MISSING_FEATURES
+    assert scored_status(RowStatus.STALE_FEATURES, [None]) is RowStatus.STALE_FEATURES
 
 
 def test_the_policy_defaults_live_only_in_the_shipped_policy_files() -> None:
