@@ -38,7 +38,12 @@ from churnops.contracts.mlflow_keys import TEST_PREFIX, split_metric
 from churnops.contracts.monitoring_terms import LABEL_INPUT as LABEL_COLUMNS
 from churnops.contracts.monitoring_terms import MATURED_COLUMNS as OUTCOME_COLUMNS
 from churnops.contracts.monitoring_terms import PREDICTION_INPUT as PREDICTION_COLUMNS
-from churnops.contracts.monitoring_terms import MonitoringCounts, ParquetRows, count_matured_labels
+from churnops.contracts.monitoring_terms import (
+    MonitoringCounts,
+    ParquetRows,
+    PerformanceStatus,
+    count_matured_labels,
+)
 from churnops.training.metrics import compute_metrics
 from monitoring.baseline import TrainingWindow
 
@@ -62,7 +67,6 @@ GROUPED_COLUMNS = ("model_version", PREDICTION_TS, SCORE, LABEL, "label_lag_s")
 """The matured rows' columns the grouped figures read."""
 
 Period = Literal["week", "month"]
-Status = Literal["ok", "insufficient_data"]
 
 
 class PerformanceInputError(ValueError):
@@ -93,7 +97,7 @@ class GroupPerformance:
     model_version: str
     period: str
     period_start: str | None
-    status: Status
+    status: PerformanceStatus
     reason: str | None
     rows: int
     positives: int
@@ -354,14 +358,14 @@ def _group(
         "label_lag_p90_s": lag_p90,
     }
     if reason is not None:
-        return GroupPerformance(status="insufficient_data", reason=reason, **common)
+        return GroupPerformance(status=PerformanceStatus.INSUFFICIENT_DATA, reason=reason, **common)
     # An unknown threshold: the threshold metrics are dropped below (0.5 only fills the argument).
     values = compute_metrics(
         y, rows[SCORE].to_numpy(dtype=np.float64), threshold=0.5 if threshold is None else threshold
     )
     metrics = {k: values[k] for k in REPORTED_METRICS if threshold is not None or k not in THRESHOLD_METRICS}
     delta = {k: metrics[k] - reference[k] for k in REPORTED_METRICS if k in reference}
-    return GroupPerformance(status="ok", reason=None, metrics=metrics, delta=delta, **common)
+    return GroupPerformance(status=PerformanceStatus.OK, reason=None, metrics=metrics, delta=delta, **common)
 
 
 def _threshold_of(version: str, threshold: float | Mapping[str, float | None]) -> float | None:

@@ -36,6 +36,7 @@ from churnops.contracts.monitoring_runs import (
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
 )
+from churnops.contracts.monitoring_terms import ReportStatus
 from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:
@@ -43,7 +44,11 @@ if TYPE_CHECKING:
 
 HTML_ARTIFACT_DIR = "drift"
 
-_STATUS_COLOUR = {"drift": "#b3261e", "no_drift": "#1b6e20", "insufficient_data": "#8a6d00"}
+_STATUS_COLOUR = {
+    ReportStatus.DRIFT: "#b3261e",
+    ReportStatus.NO_DRIFT: "#1b6e20",
+    ReportStatus.INSUFFICIENT_DATA: "#8a6d00",
+}
 _STYLE = """
 <style>
 #churnops-summary{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
@@ -102,7 +107,7 @@ def summary_html(result: DriftResult) -> str:
     drifted = [f.feature for f in result.features if f.drifted]
     headline = (
         "Not enough rows in the window to judge drift."
-        if result.status == "insufficient_data"
+        if result.status == ReportStatus.INSUFFICIENT_DATA
         else f"{len(drifted)} of {len(result.features)} features drifted"
         + (f" ({_e(', '.join(drifted))})" if drifted else "")
         + f"; prediction drift {'yes' if p.drifted else 'no'}; concept drift {_e(c.status)}."
@@ -247,7 +252,7 @@ def monitoring_metrics(result: DriftResult) -> dict[str, float]:
         METRIC_DRIFTED_SHARE: result.drifted_share,
         METRIC_MATURED_LABELS: float(result.counts().matured_labels),
         METRIC_LABELLED_ROWS: float(result.concept.labelled_rows),
-        "drift": 1.0 if result.status == "drift" else 0.0,
+        "drift": 1.0 if result.status == ReportStatus.DRIFT else 0.0,
     }
     for f in result.features:
         if f.score is not None:
@@ -308,8 +313,8 @@ def log_to_mlflow(
             TAG_MODEL_NAME: result.model_name,
             TAG_MODEL_VERSION: result.model_version,
             TAG_KIND: KIND_DRIFT,
-            TAG_DRIFT_STATUS: result.status,
-            TAG_CONCEPT_STATUS: result.concept.status,
+            TAG_DRIFT_STATUS: result.status.value,
+            TAG_CONCEPT_STATUS: result.concept.status.value,
             TAG_DRIFT_WINDOW_START: result.window_start.isoformat(),
             TAG_DRIFT_WINDOW_END: result.window_end.isoformat(),
             **{

@@ -25,6 +25,7 @@ from churnops.commands.common import load_settings, pinned_now, quiet_libraries
 from churnops.commands.common import safe_text as escape
 from churnops.commands.invocation import command_prefix
 from churnops.contracts.mlflow_keys import TEST_ROC_AUC
+from churnops.contracts.monitoring_terms import ReportStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -245,7 +246,9 @@ def _monitor(*, settings: Settings, store: FeatureStore, timeline: DemoTimeline)
             f"{scores.scored:,}",
             ", ".join(drifted) or "none",
             "-" if prediction["score"] is None else f"{prediction['score']:.3f}",
-            "no labels yet" if concept["status"] == "insufficient_data" else str(concept["status"]),
+            "no labels yet"
+            if concept["status"] == ReportStatus.INSUFFICIENT_DATA
+            else str(concept["status"]),
             "[red]drift[/]" if result.status == "drift" else f"[green]{result.status}[/]",
         )
         reports.append(result.report_html)

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from churnops.contracts.columns import SCORE
@@ -48,7 +49,25 @@ TERMS = {
     DRIFTED_WINDOWS: "drifted windows",
 }
 """JSON key -> the words every command prints it under."""
-DRIFT_STATUS = "drift"
+
+
+class ReportStatus(StrEnum):
+    """A drift report's status (and its concept-drift check's): the ``churnops.drift_status`` tag
+    retraining reads back, the JSON and the HTML."""
+
+    DRIFT = "drift"
+    NO_DRIFT = "no_drift"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+class PerformanceStatus(StrEnum):
+    """A performance group's status: judged, or too few matured labels to judge."""
+
+    OK = "ok"
+    INSUFFICIENT_DATA = ReportStatus.INSUFFICIENT_DATA.value
+
+
+DRIFT_STATUS = ReportStatus.DRIFT.value
 """The drift report status of a drifted window."""
 SCORED_STATUS = RowStatus.OK.value
 """The prediction-log status of a scored prediction."""

@@ -29,6 +29,7 @@ from churnops.contracts.monitoring_runs import (
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
 )
+from churnops.contracts.monitoring_terms import ReportStatus
 from churnops.retraining.decide import MonitoringWindow
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def read_monitoring_windows(
                 model_version=model_version,
                 drifted_share=metrics[METRIC_DRIFTED_SHARE],
                 prediction_js=metrics.get(METRIC_PREDICTION_JS),  # absent: no score to compare
-                concept_drifted=tags[TAG_CONCEPT_STATUS] == "drift",
+                concept_drifted=tags[TAG_CONCEPT_STATUS] == ReportStatus.DRIFT,
                 matured_roc_auc=metrics.get(METRIC_MATURED_ROC_AUC),  # absent: one class, or no labels
                 matured_labels=int(metrics[METRIC_MATURED_LABELS]),
                 labels_start=_time(tags.get(TAG_LABELS_START)),

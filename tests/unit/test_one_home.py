@@ -49,6 +49,9 @@ HOMES = {
     '"unknown_customer"': "churnops/contracts/online.py",
     '"stale_features"': "churnops/contracts/online.py",
     '"missing_features"': "churnops/contracts/online.py",
+    # a drift report's status: ReportStatus (monitoring writes, retraining and the CLI read)
+    '"no_drift"': "churnops/contracts/monitoring_terms.py",
+    '"insufficient_data"': "churnops/contracts/monitoring_terms.py",
 }
 
 OTHER_MEANINGS = {
