@@ -137,7 +137,9 @@ def drift_report(
     """
     from dataclasses import replace
 
+    from churnops.contracts.columns import EVENT_TS
     from churnops.contracts.monitoring_terms import labels_window
+    from churnops.contracts.prediction_log import FEATURE_TS
     from churnops.wiring import mlflow_client, prediction_window_rows, sample_prediction_window
     from monitoring.baseline import label_rows, load_baselines
     from monitoring.drift import detect_drift
@@ -169,7 +171,7 @@ def drift_report(
         sample=rules.current_rows,  # counted whole; the figures read a seeded sample
         seed=rules.seed,
     )
-    labelled = matured.frame.rename(columns={"feature_ts": "event_timestamp"})
+    labelled = matured.frame.rename(columns={FEATURE_TS: EVENT_TS})
     result = detect_drift(
         reference=baselines.reference,
         current=current,

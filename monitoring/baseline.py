@@ -123,7 +123,7 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
 def label_rows(sources_dir: Path) -> Rows:
     """The label source for DuckDB to read in place (an empty Arrow table when there is none)."""
     from churnops.contracts.columns import LABEL_SOURCE
-    from churnops.contracts.monitoring_terms import ParquetRows
+    from churnops.contracts.prediction_log import ParquetRows
     from churnops.contracts.sources import source_schema
 
     files = tuple(sorted(str(f) for f in (sources_dir / LABEL_SOURCE).glob("*.parquet")))

@@ -36,19 +36,19 @@ import pyarrow.compute as pc
 from churnops.contracts.columns import CREATED_TS, EVENT_TS, LABEL, SCORE
 from churnops.contracts.mlflow_keys import TEST_PREFIX, split_metric
 from churnops.contracts.monitoring_terms import LABEL_INPUT as LABEL_COLUMNS
-from churnops.contracts.monitoring_terms import MATURED_COLUMNS as OUTCOME_COLUMNS
-from churnops.contracts.monitoring_terms import PREDICTION_INPUT as PREDICTION_COLUMNS
 from churnops.contracts.monitoring_terms import (
+    LABEL_LAG_S,
     MonitoringCounts,
-    ParquetRows,
     PerformanceStatus,
     count_matured_labels,
 )
+from churnops.contracts.monitoring_terms import MATURED_COLUMNS as OUTCOME_COLUMNS
+from churnops.contracts.monitoring_terms import PREDICTION_INPUT as PREDICTION_COLUMNS
+from churnops.contracts.prediction_log import FEATURE_TS, MODEL_VERSION, ParquetRows
+from churnops.contracts.prediction_log import TS as PREDICTION_TS
 from churnops.training.metrics import compute_metrics
 from monitoring.baseline import TrainingWindow
 
-FEATURE_TS = "feature_ts"
-PREDICTION_TS = "ts"
 DEFAULT_HORIZON = timedelta(days=31)
 # The metrics compared with the version's own test metrics (MLflow ``test_<metric>``).
 REPORTED_METRICS = (
@@ -63,7 +63,7 @@ REPORTED_METRICS = (
 )
 THRESHOLD_METRICS = ("precision_at_threshold", "recall_at_threshold")
 """Left out for a version whose decision threshold is unknown (never computed at a made-up one)."""
-GROUPED_COLUMNS = ("model_version", PREDICTION_TS, SCORE, LABEL, "label_lag_s")
+GROUPED_COLUMNS = (MODEL_VERSION, PREDICTION_TS, SCORE, LABEL, LABEL_LAG_S)
 """The matured rows' columns the grouped figures read."""
 
 Period = Literal["week", "month"]
@@ -336,7 +336,7 @@ def _group(
 ) -> GroupPerformance:
     y = rows[LABEL].to_numpy(dtype=np.int64)
     n, positives = len(y), int(y.sum())
-    lags = rows["label_lag_s"].to_numpy(dtype=np.float64)
+    lags = rows[LABEL_LAG_S].to_numpy(dtype=np.float64)
     lag_median = float(np.median(lags)) if n else None
     lag_p90 = float(np.quantile(lags, 0.9)) if n else None
     reason = None
@@ -435,9 +435,9 @@ def performance_on_late_labels(
     limits = {"min_rows": min_rows, "min_positives": min_positives}
     versions: list[GroupPerformance] = []
     periods: list[GroupPerformance] = []
-    traffic = sorted({str(v) for v in frame["model_version"].unique()}, key=_version_key)
+    traffic = sorted({str(v) for v in frame[MODEL_VERSION].unique()}, key=_version_key)
     for version in traffic:
-        rows = frame if len(traffic) == 1 else frame[frame["model_version"] == version]
+        rows = frame if len(traffic) == 1 else frame[frame[MODEL_VERSION] == version]
         thr = _threshold_of(version, threshold)
         ref = _reference(reference_metrics.get(version, {}))
         versions.append(

@@ -12,7 +12,17 @@ from typing import get_args
 import pandas as pd
 import pytest
 
+from churnops.contracts.monitoring_terms import MATURED_COLUMNS, PREDICTION_INPUT, matured_schema
 from churnops.contracts.online import RowStatus, RowStatusName, complete_rows, is_missing, scored_status
+from churnops.contracts.prediction_log import (
+    COLUMNS,
+    LOG_COLUMNS,
+    LogRecord,
+    log_schema,
+    prediction_log_table,
+    read_prediction_log,
+)
+from serving.prediction_log import LogBatch, parquet_sink
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("churnops", "registry_ext", "serving", "monitoring", "feature_repo")
@@ -52,6 +62,11 @@ HOMES = {
     # a drift report's status: ReportStatus (monitoring writes, retraining and the CLI read)
     '"no_drift"': "churnops/contracts/monitoring_terms.py",
     '"insufficient_data"': "churnops/contracts/monitoring_terms.py",
+    # the prediction log's columns: LOG_COLUMNS (serving and batch scoring write, monitoring reads)
+    '"feature_ts"': "churnops/contracts/prediction_log.py",
+    '"request_id"': "churnops/contracts/prediction_log.py",
+    '"label_lag_s"': "churnops/contracts/monitoring_terms.py",
+    '"label_created"': "churnops/contracts/monitoring_terms.py",
 }
 
 OTHER_MEANINGS = {
@@ -62,6 +77,10 @@ OTHER_MEANINGS = {
         "monitoring/drift.py": "a drift check's statistic in the report JSON",
         "churnops/commands/monitor.py": "a drift check's statistic in the report JSON",
         "churnops/commands/demo.py": "a drift check's statistic in the report JSON",
+    },
+    '"request_id"': {
+        "churnops/scoring/batch.py": "a key of the batch run's JSON",
+        "serving/runtime.py": "a key of the response JSON",
     },
     '"model"': {
         "churnops/training/candidates.py": "the sklearn Pipeline step",
@@ -95,6 +114,62 @@ def test_one_missing_value_rule_for_served_and_batch_rows() -> None:
     assert [not is_missing(v) for v in values] == list(complete_rows(frame))
     assert scored_status(RowStatus.OK, [1.0, float("nan")]) is RowStatus.MISSING_FEATURES
     assert scored_status(RowStatus.STALE_FEATURES, [None]) is RowStatus.STALE_FEATURES
+
+
+def test_one_column_list_makes_the_schema_the_sql_table_and_the_monitoring_inputs() -> None:
+    import sqlalchemy as sa
+
+    schema = log_schema()
+    table = prediction_log_table(sa.MetaData())
+    assert schema.names == list(COLUMNS) == [c.name for c in LOG_COLUMNS]
+    assert [c.name for c in table.columns] == ["id", *COLUMNS]
+    assert {c.name for c in table.columns if not c.nullable} == {
+        "id",
+        *(c.name for c in LOG_COLUMNS if c.required),
+    }
+    assert set(PREDICTION_INPUT) <= set(COLUMNS)
+    matured = matured_schema()
+    assert matured.names == list(MATURED_COLUMNS)
+    for name in set(MATURED_COLUMNS) & set(COLUMNS):
+        assert matured.field(name).type == schema.field(name).type
+
+
+def test_what_serving_writes_the_monitoring_reader_reads(tmp_path: Path) -> None:
+    """Writer/reader pair: serving's column batch, through the parquet sink, read back with the
+    columns a label join reads (PREDICTION_INPUT)."""
+    from datetime import UTC, datetime
+
+    ts = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    record = LogRecord(
+        request_id="r1",
+        ts=ts,
+        endpoint="predict",
+        customer_id="c1",
+        model_name="churn",
+        model_version="3",
+        feature_service="churn_v1",
+        score=0.25,
+        status=RowStatus.OK.value,
+        features={"tenure": 5},
+        feature_ts=datetime(2026, 2, 28, tzinfo=UTC),
+    )
+    batch = LogBatch()
+    batch.add([record])
+    assert list(batch.days["2026-03-01"]) == list(COLUMNS)
+    sink = parquet_sink(tmp_path)
+    for day, columns in batch.days.items():
+        sink(day, columns)
+    read = read_prediction_log(tmp_path, columns=list(PREDICTION_INPUT)).to_pylist()
+    assert read == [
+        {
+            "model_version": "3",
+            "customer_id": "c1",
+            "ts": ts,
+            "feature_ts": record.feature_ts,
+            "score": 0.25,
+            "status": "ok",
+        }
+    ]
 
 
 def test_the_policy_defaults_live_only_in_the_shipped_policy_files() -> None:
