@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from churnops.contracts.columns import EVENT_TS, JOIN_KEY, SCORE, column, feature_names
-from churnops.contracts.model_input import model_frame
+from churnops.contracts.model_input import NULLABLE_INTEGER, model_frame
 from churnops.contracts.online import RowStatus, complete_rows
 from churnops.contracts.prediction_log import (
     BATCH_ENDPOINT,
@@ -234,7 +234,7 @@ def _log(
             if name in frame.columns:
                 values = frame[name]
                 if pa.types.is_integer(field.type):
-                    values = values.astype("Int64")
+                    values = values.astype(pd.api.types.pandas_dtype(NULLABLE_INTEGER))
                 columns[name] = pa.array(values, type=field.type, from_pandas=True)
             else:
                 columns[name] = pa.nulls(n, type=field.type)

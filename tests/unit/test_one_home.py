@@ -67,6 +67,11 @@ HOMES = {
     '"request_id"': "churnops/contracts/prediction_log.py",
     '"label_lag_s"': "churnops/contracts/monitoring_terms.py",
     '"label_created"': "churnops/contracts/monitoring_terms.py",
+    # a column kind's type in each system: KIND_TYPES (one table; Feast's by member name)
+    '"long"': "churnops/contracts/columns.py",
+    '"double"': "churnops/contracts/columns.py",
+    '"INT64"': "churnops/contracts/columns.py",
+    '"FLOAT64"': "churnops/contracts/columns.py",
 }
 
 OTHER_MEANINGS = {
@@ -170,6 +175,33 @@ def test_what_serving_writes_the_monitoring_reader_reads(tmp_path: Path) -> None
             "status": "ok",
         }
     ]
+
+
+def test_one_kind_table_gives_every_system_its_type() -> None:
+    """The Feast field types (named in the table, looked up where Feast is imported), the model
+    input, the MLflow signature and the stored Arrow types all read KIND_TYPES."""
+    import pyarrow as pa
+    from feast.types import Float64, Int64, String
+
+    from churnops.contracts.columns import FEATURES, KIND_TYPES, arrow_type
+    from churnops.contracts.model_input import MLFLOW_TYPES, NULLABLE_INTEGER, PANDAS_DTYPES, model_frame
+    from churnops.contracts.prediction_log import sql_type
+    from churnops.features.definitions import feast_type
+
+    feast = {"category": String, "flag": Int64, "int": Int64, "float": Float64}
+    assert {c.name: feast_type(c) for c in FEATURES} == {c.name: feast[c.kind] for c in FEATURES}
+    assert {c.name: arrow_type(c) for c in FEATURES} == {c.name: KIND_TYPES[c.kind].arrow for c in FEATURES}
+    assert MLFLOW_TYPES == {"category": "string", "flag": "long", "int": "long", "float": "double"}
+    assert PANDAS_DTYPES == {"category": "object", "flag": "int64", "int": "int64", "float": "float64"}
+    assert NULLABLE_INTEGER == "Int64"
+    row = {c.name: (c.categories[0] if c.categories else 1) for c in FEATURES}
+    frame = model_frame([row])
+    assert {c.name: str(frame[c.name].dtype) for c in FEATURES} == {
+        c.name: PANDAS_DTYPES[c.kind] for c in FEATURES
+    }
+    sql = {pa.string(): "TEXT", pa.int64(): "BIGINT", pa.float64(): "FLOAT"}
+    for types in KIND_TYPES.values():
+        assert str(sql_type(types.arrow)()) == sql[types.arrow]
 
 
 def test_the_policy_defaults_live_only_in_the_shipped_policy_files() -> None:
