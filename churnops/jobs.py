@@ -193,11 +193,11 @@ def drift_report(
         as_of=known,
         performance=replace(result.performance, in_sample_excluded=matured.in_sample),
     )
-    path = write_report_html(result=result, path=html or report_path(home=settings.home, result=result))
-    result = result.with_report_html(path.resolve())
-    add_to_workspace(
-        result=result, workspace_dir=settings.home / "evidently", project_name=settings.model_name
+    path = write_report_html(
+        result=result, path=html or report_path(reports_dir=settings.layout.reports, result=result)
     )
+    result = result.with_report_html(path.resolve())
+    add_to_workspace(result=result, workspace_dir=settings.layout.evidently, project_name=settings.model_name)
     log_to_mlflow(client=client, result=result, html_path=path, artifact_location=settings.artifact_location)
     pushed = push(settings, push_gateway, job=DRIFT_JOB, drift_json=result.to_json())
     return result, pushed

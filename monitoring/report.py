@@ -191,10 +191,11 @@ def report_html(result: DriftResult) -> str:
     return document[:at] + summary_html(result) + _concept_section(result) + heading + document[at:]
 
 
-def report_path(*, home: Path, result: DriftResult) -> Path:
-    """``<home>/reports/drift-<model>-v<version>-<window end>.html`` (a safe file name)."""
+def report_path(*, reports_dir: Path, result: DriftResult) -> Path:
+    """``<reports_dir>/drift-<model>-v<version>-<window end>.html`` (a safe file name; the
+    home's is ``HomeLayout.reports``)."""
     stem = f"drift-{result.model_name}-v{result.model_version}-{result.window_end:%Y%m%dT%H%M%S}"
-    return home / "reports" / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".html")
+    return reports_dir / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".html")
 
 
 def write_report_html(*, result: DriftResult, path: Path) -> Path:

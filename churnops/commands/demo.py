@@ -184,7 +184,7 @@ def demo(
     summary = Table(title="where things are", show_header=False)
     summary.add_row("sources (parquet)", str(settings.sources_dir))
     summary.add_row("Feast registry", redact(settings.registry_url))
-    summary.add_row("online store", str(settings.feast_dir / "online.db"))
+    summary.add_row("online store", str(settings.layout.online_store))
     summary.add_row("MLflow", redact(settings.tracking_uri))
     summary.add_row("features", ", ".join(features))
     console.print(summary)
@@ -256,7 +256,7 @@ def _monitor(*, settings: Settings, store: FeatureStore, timeline: DemoTimeline)
     for path in reports:
         console.print(f"drift report: {path}", soft_wrap=True)
     console.print(
-        f"history of these reports: uv run evidently ui --workspace {settings.home / 'evidently'}",
+        f"history of these reports: uv run evidently ui --workspace {settings.layout.evidently}",
         soft_wrap=True,
     )
 

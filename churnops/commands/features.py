@@ -124,7 +124,7 @@ def training_set_cmd(
         raise fail(str(error), json_output=json_output) from None
     except FeastError as error:
         raise fail(_feast_problem(error, feature_service), json_output=json_output) from None
-    out = out or settings.home / "training_set.parquet"
+    out = out or settings.layout.training_set
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     summary = {

@@ -72,6 +72,20 @@ HOMES = {
     '"double"': "churnops/contracts/columns.py",
     '"INT64"': "churnops/contracts/columns.py",
     '"FLOAT64"': "churnops/contracts/columns.py",
+    # the paths under the home: HomeLayout (settings expose it as Settings.layout)
+    '"sources"': "churnops/contracts/home_layout.py",
+    '"quarantine"': "churnops/contracts/home_layout.py",
+    '"registry.db"': "churnops/contracts/home_layout.py",
+    '"online.db"': "churnops/contracts/home_layout.py",
+    '"mlflow.db"': "churnops/contracts/home_layout.py",
+    '"signing_key.pem"': "churnops/contracts/home_layout.py",
+    '"trusted_keys"': "churnops/contracts/home_layout.py",
+    '"predictions-spool"': "churnops/contracts/home_layout.py",
+    '"last_verified_model.json"': "churnops/contracts/home_layout.py",
+    '"evidently"': "churnops/contracts/home_layout.py",
+    '"reports"': "churnops/contracts/home_layout.py",
+    '"simulations"': "churnops/contracts/home_layout.py",
+    '"training_set.parquet"': "churnops/contracts/home_layout.py",
 }
 
 OTHER_MEANINGS = {
@@ -82,6 +96,11 @@ OTHER_MEANINGS = {
         "monitoring/drift.py": "a drift check's statistic in the report JSON",
         "churnops/commands/monitor.py": "a drift check's statistic in the report JSON",
         "churnops/commands/demo.py": "a drift check's statistic in the report JSON",
+    },
+    '"sources"': {
+        "churnops/commands/home_guard.py": "a command's need (the sources exist)",
+        "churnops/commands/generate.py": "a summary row's label",
+        "churnops/data/ingest.py": "a key of the ingest JSON",
     },
     '"request_id"': {
         "churnops/scoring/batch.py": "a key of the batch run's JSON",
@@ -202,6 +221,56 @@ def test_one_kind_table_gives_every_system_its_type() -> None:
     sql = {pa.string(): "TEXT", pa.int64(): "BIGINT", pa.float64(): "FLOAT"}
     for types in KIND_TYPES.values():
         assert str(sql_type(types.arrow)()) == sql[types.arrow]
+
+
+def test_every_home_path_comes_from_the_layout(tmp_path: Path) -> None:
+    """Writer/reader pairs of the home: the settings Feast, MLflow and signing write through,
+    the home guard's checks and the prediction log's directory are the layout's paths."""
+    from churnops.contracts.home_layout import HomeLayout
+    from churnops.settings import Settings
+    from churnops.wiring import prediction_log_dir
+
+    # the test session points the key files elsewhere (tests/conftest.py): the defaults here
+    settings = Settings(home=tmp_path, signing_key_file=None, trusted_keys_file=None)
+    layout = settings.layout
+    assert layout == HomeLayout(tmp_path.resolve())
+    assert settings.registry_url == f"sqlite:///{layout.feast_registry}"
+    assert settings.tracking_uri == f"sqlite:///{layout.mlflow_db}"
+    assert settings.sources_dir == layout.sources and settings.source_dir("labels") == layout.source("labels")
+    assert (settings.quarantine_dir, settings.feast_dir, settings.keys_dir) == (
+        layout.quarantine,
+        layout.feast,
+        layout.keys,
+    )
+    assert (settings.signing_key_path, settings.trusted_keys_path) == (
+        layout.signing_key,
+        layout.trusted_keys,
+    )
+    assert settings.artifact_location == str(layout.artifacts)
+    assert prediction_log_dir(settings) == layout.predictions
+    every = [
+        getattr(layout, name) for name in dir(HomeLayout) if isinstance(getattr(HomeLayout, name), property)
+    ]
+    assert all(path.is_relative_to(tmp_path.resolve()) for path in every)
+    assert len(set(every)) == len(every)
+
+
+def test_the_feast_repo_yaml_keeps_its_state_where_the_layout_says() -> None:
+    """feature_store.yaml (read by Feast before any Python) names the repository home's paths."""
+    import yaml
+
+    from churnops.contracts.home_layout import HomeLayout
+
+    repo = ROOT / "feature_repo"
+    config = yaml.safe_load((repo / "feature_store.yaml").read_text(encoding="utf-8"))
+    layout = HomeLayout(ROOT / ".churnops")
+
+    def resolved(path: str) -> Path:
+        return (repo / path.removeprefix("sqlite:///")).resolve()
+
+    assert resolved(config["registry"]["path"]) == layout.feast_registry.resolve()
+    assert resolved(config["online_store"]["path"]) == layout.online_store.resolve()
+    assert resolved(config["mlflow"]["tracking_uri"]) == layout.mlflow_db.resolve()
 
 
 def test_the_policy_defaults_live_only_in_the_shipped_policy_files() -> None:
