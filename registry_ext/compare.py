@@ -20,6 +20,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -102,13 +103,40 @@ class Verdict:
     text: str
 
 
+class SectionId(StrEnum):
+    """Which table of the details a :class:`Section` is: what a reader picks sections by (the
+    CLI prints only :attr:`GATES` without ``--details``); the title is for display only."""
+
+    OWN_TEST_METRICS = "own_test_metrics"
+    PARAMS = "params"
+    DATA_WINDOWS = "data_windows"
+    FEATURES = "features"
+    GATES = "gates"
+
+
+SECTION_TITLES: dict[SectionId, str] = {
+    SectionId.OWN_TEST_METRICS: (
+        "Each version's own test set (different rows: not comparable across versions)"
+    ),
+    SectionId.PARAMS: "Params",
+    SectionId.DATA_WINDOWS: "Data windows",
+    SectionId.FEATURES: "Features",
+    SectionId.GATES: "Gate results at registration",
+}
+"""Each section's display title (the CLI's table titles and the HTML's)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     """One table of the comparison: a row label and one cell per version."""
 
-    title: str
+    id: SectionId
     headers: list[str]
     rows: list[tuple[str, list[str]]]
+
+    @property
+    def title(self) -> str:
+        return SECTION_TITLES[self.id]
 
 
 @dataclass
@@ -212,18 +240,20 @@ class Comparison:
         """The details as tables: own-test-set metrics, params, windows, features, gates."""
         return [
             Section(
-                "Each version's own test set (different rows: not comparable across versions)",
+                SectionId.OWN_TEST_METRICS,
                 self.headers,
                 [(k, [format_metric(k, v) for v in vs]) for k, vs in self.metrics.items()],
             ),
-            Section("Params", self.headers, [(k, [v or "-" for v in vs]) for k, vs in self.params.items()]),
             Section(
-                "Data windows",
+                SectionId.PARAMS, self.headers, [(k, [v or "-" for v in vs]) for k, vs in self.params.items()]
+            ),
+            Section(
+                SectionId.DATA_WINDOWS,
                 self.headers,
                 [(k, [v or "-" for v in vs]) for k, vs in self.data_windows.items()],
             ),
             Section(
-                "Features",
+                SectionId.FEATURES,
                 self.headers,
                 [
                     ("count", [str(len(f)) for f in self.features]),
@@ -231,7 +261,7 @@ class Comparison:
                 ],
             ),
             Section(
-                "Gate results at registration",
+                SectionId.GATES,
                 self.headers,
                 [("gates", [gate_summary(g) for g in self.gate_results])],
             ),

@@ -345,7 +345,7 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
 
     from churnops.commands.tables import add_column, compact_table
     from churnops.contracts.metric_directions import improvement
-    from registry_ext.compare import format_interval
+    from registry_ext.compare import SectionId, format_interval
 
     console = Console()
     for verdict in comparison.verdicts:
@@ -401,7 +401,7 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
         console.print(slices)
     sections = comparison.detail_sections()
     if not details:
-        sections = [s for s in sections if s.title.startswith("Gate results")]
+        sections = [s for s in sections if s.id is SectionId.GATES]
     for section in sections:
         table = compact_table(section.title)
         add_column(table, "")

@@ -86,6 +86,8 @@ HOMES = {
     '"reports"': "churnops/contracts/home_layout.py",
     '"simulations"': "churnops/contracts/home_layout.py",
     '"training_set.parquet"': "churnops/contracts/home_layout.py",
+    # a comparison's section titles: display text only, picked by SectionId
+    '"Gate results at registration"': "registry_ext/compare.py",
 }
 
 OTHER_MEANINGS = {
