@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from churnops.contracts.mlflow_keys import THRESHOLD_METRIC
 from churnops.contracts.stages import Trigger
 
 if TYPE_CHECKING:
@@ -136,7 +137,9 @@ def drift_report(
     """
     from dataclasses import replace
 
+    from churnops.contracts.columns import EVENT_TS
     from churnops.contracts.monitoring_terms import labels_window
+    from churnops.contracts.prediction_log import FEATURE_TS
     from churnops.wiring import mlflow_client, prediction_window_rows, sample_prediction_window
     from monitoring.baseline import label_rows, load_baselines
     from monitoring.drift import detect_drift
@@ -168,7 +171,7 @@ def drift_report(
         sample=rules.current_rows,  # counted whole; the figures read a seeded sample
         seed=rules.seed,
     )
-    labelled = matured.frame.rename(columns={"feature_ts": "event_timestamp"})
+    labelled = matured.frame.rename(columns={FEATURE_TS: EVENT_TS})
     result = detect_drift(
         reference=baselines.reference,
         current=current,
@@ -190,11 +193,11 @@ def drift_report(
         as_of=known,
         performance=replace(result.performance, in_sample_excluded=matured.in_sample),
     )
-    path = write_report_html(result=result, path=html or report_path(home=settings.home, result=result))
-    result = result.with_report_html(path.resolve())
-    add_to_workspace(
-        result=result, workspace_dir=settings.home / "evidently", project_name=settings.model_name
+    path = write_report_html(
+        result=result, path=html or report_path(reports_dir=settings.layout.reports, result=result)
     )
+    result = result.with_report_html(path.resolve())
+    add_to_workspace(result=result, workspace_dir=settings.layout.evidently, project_name=settings.model_name)
     log_to_mlflow(client=client, result=result, html_path=path, artifact_location=settings.artifact_location)
     pushed = push(settings, push_gateway, job=DRIFT_JOB, drift_json=result.to_json())
     return result, pushed
@@ -261,13 +264,14 @@ def performance_report(
         run = training_run(client=client, model_name=settings.model_name, version=version)
         metrics[version] = dict(run.data.metrics) if run is not None else {}
         windows[version] = training_window(run.data.params) if run is not None else None
-        thresholds[version] = metrics[version].get("threshold")
+        thresholds[version] = metrics[version].get(THRESHOLD_METRIC)  # absent: warned below
         if run is not None and thresholds[version] is None:
             logging.getLogger(__name__).warning(
-                "version %s: its training run %s recorded no 'threshold' metric; precision and recall "
+                "version %s: its training run %s recorded no %r metric; precision and recall "
                 "at the threshold are left out",
                 version,
                 run.info.run_id,
+                THRESHOLD_METRIC,
             )
     report = performance_on_late_labels(
         predictions=prediction_window_rows(settings, start=lower, end=upper, model_version=None),

@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churnops.contracts.columns import FEATURE_SERVICE
+from churnops.contracts.home_layout import HomeLayout
 
 PLACEHOLDERS = frozenset({"change_me", "changeme", "change-me", "placeholder", "replace_me", "todo", "xxx"})
 """Values .env.example (and habit) put where a secret belongs; refused wherever a secret is read."""
@@ -261,24 +262,29 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def layout(self) -> HomeLayout:
+        """Every path under the home (:mod:`churnops.contracts.home_layout`)."""
+        return HomeLayout(self.home)
+
+    @property
     def sources_dir(self) -> Path:
-        return self.home / "sources"
+        return self.layout.sources
 
     @property
     def quarantine_dir(self) -> Path:
-        return self.home / "quarantine"
+        return self.layout.quarantine
 
     @property
     def feast_dir(self) -> Path:
-        return self.home / "feast"
+        return self.layout.feast
 
     @property
     def registry_url(self) -> str:
-        return self.feast_registry_url or f"sqlite:///{self.feast_dir / 'registry.db'}"
+        return self.feast_registry_url or f"sqlite:///{self.layout.feast_registry}"
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+        return self.mlflow_tracking_uri or f"sqlite:///{self.layout.mlflow_db}"
 
     @property
     def registry_db_url(self) -> str:
@@ -287,23 +293,23 @@ class Settings(BaseSettings):
 
     @property
     def keys_dir(self) -> Path:
-        return self.home / "keys"
+        return self.layout.keys
 
     @property
     def signing_key_path(self) -> Path:
-        return (self.signing_key_file or self.keys_dir / "signing_key.pem").expanduser()
+        return (self.signing_key_file or self.layout.signing_key).expanduser()
 
     @property
     def trusted_keys_path(self) -> Path:
-        return (self.trusted_keys_file or self.keys_dir / "trusted_keys").expanduser()
+        return (self.trusted_keys_file or self.layout.trusted_keys).expanduser()
 
     @property
     def artifact_location(self) -> str:
-        return self.artifact_root or str(self.home / "artifacts")
+        return self.artifact_root or str(self.layout.artifacts)
 
     def source_dir(self, name: str) -> Path:
         """Directory of part files for one Feast source (a view name or ``labels``)."""
-        return self.sources_dir / name
+        return self.layout.source(name)
 
     def redis_nodes(self) -> list[tuple[str, int]]:
         """The ``(host, port)`` of every node the URL names (``redis://h1:7000,h2:7001/0``)."""

@@ -203,7 +203,7 @@ def repo_config(settings: Settings) -> RepoConfig:
             "connection_string": settings.redis_connection_string(),
         }
     else:
-        online = {"type": "sqlite", "path": str(settings.feast_dir / "online.db")}
+        online = {"type": "sqlite", "path": str(settings.layout.online_store)}
     return RepoConfig(
         project=settings.project,
         provider="local",
@@ -385,7 +385,7 @@ def model_source(settings: Settings, *, check: bool = True) -> AliasModelSource:
 
 def prediction_log_dir(settings: Settings) -> Path:
     """Where the parquet prediction log lives on the embedded default."""
-    return settings.home / "predictions"
+    return settings.layout.predictions
 
 
 def prediction_log_sink(settings: Settings) -> Sink | None:
@@ -415,6 +415,8 @@ def sample_prediction_window(
     """The monitored, scored rows of a window with their features: counted whole, at most
     ``max_rows`` of them kept (a seeded sample). Parquet: DuckDB, in bounded memory; the SQL
     table: read whole, then the same de-duplication and a seeded sample."""
+    from churnops.contracts.columns import SCORE
+    from churnops.contracts.online import RowStatus
     from churnops.contracts.prediction_log import (
         MONITORED_ENDPOINTS,
         WindowSample,
@@ -442,7 +444,7 @@ def sample_prediction_window(
             endpoints=MONITORED_ENDPOINTS,
         ).to_pandas()
     )
-    rows = rows[(rows["status"] == "ok") & rows["score"].notna()]
+    rows = rows[(rows["status"] == RowStatus.OK.value) & rows[SCORE].notna()]
     total = len(rows)
     if total > max_rows:
         rows = rows.sample(n=max_rows, random_state=seed)
@@ -528,7 +530,7 @@ def serving_runtime(settings: Settings, *, metrics: ServingMetrics) -> Runtime:
     log = PredictionLog(
         directory=prediction_log_dir(settings),
         sink=prediction_log_sink(settings),
-        spool_dir=settings.home / "predictions-spool",
+        spool_dir=settings.layout.predictions_spool,
         on_written=lambda n: metrics.log_rows.inc(n),
         on_failure=lambda n: metrics.log_failures.inc(n),
         on_spooled=lambda n: metrics.log_spooled.inc(n),
@@ -540,6 +542,6 @@ def serving_runtime(settings: Settings, *, metrics: ServingMetrics) -> Runtime:
         source=model_source(settings, check=False),
         log=log,
         # The last version this host verified: what a restart serves if the registry's is broken.
-        verified_record=settings.home / "serving" / "last_verified_model.json",
+        verified_record=settings.layout.verified_model,
     )
     return runtime.start()

@@ -10,6 +10,7 @@ for any home).
 import os
 from pathlib import Path
 
+from churnops.contracts.home_layout import HomeLayout
 from churnops.features.definitions import build_definitions
 
 _repo_home = (Path(__file__).resolve().parent.parent / ".churnops").resolve()
@@ -19,7 +20,7 @@ if _asked and Path(_asked).expanduser().resolve() != _repo_home:
         f"CHURNOPS_HOME={_asked} but feature_store.yaml keeps Feast's registry in {_repo_home}: "
         "run `churnops features apply` (it uses CHURNOPS_HOME for both), or unset CHURNOPS_HOME here"
     )
-_defs = build_definitions(sources_dir=_repo_home / "sources")
+_defs = build_definitions(sources_dir=HomeLayout(_repo_home).sources)
 
 customer = _defs.customer
 profile_source = _defs.sources["profile"]

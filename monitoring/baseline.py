@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT, TRAINING_SPLITS, window_param
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
+from churnops.contracts.columns import SCORE
+from churnops.contracts.mlflow_keys import TRAINING_SPLITS, window_param
 from monitoring.errors import MonitoringError
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
                 exc_info=error,
             )
             holdout = None
-    if holdout is not None and "score" not in holdout.columns:
+    if holdout is not None and SCORE not in holdout.columns:
         holdout = None  # trained before the holdout carried its score: no concept-drift baseline
     return Baselines(
         model_name=model_name,
@@ -121,7 +123,7 @@ def load_baselines(*, client: MlflowClient, model_name: str, version: str) -> Ba
 def label_rows(sources_dir: Path) -> Rows:
     """The label source for DuckDB to read in place (an empty Arrow table when there is none)."""
     from churnops.contracts.columns import LABEL_SOURCE
-    from churnops.contracts.monitoring_terms import ParquetRows
+    from churnops.contracts.prediction_log import ParquetRows
     from churnops.contracts.sources import source_schema
 
     files = tuple(sorted(str(f) for f in (sources_dir / LABEL_SOURCE).glob("*.parquet")))

@@ -18,18 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from churnops.contracts.columns import EVENT_TS, JOIN_KEY, LABEL
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, LABEL, SCORE
+from churnops.contracts.monitoring_terms import ReportStatus
 from monitoring.errors import MonitoringError
 from monitoring.policy import ConceptDriftRules
 
-Status = Literal["drift", "no_drift", "insufficient_data"]
-SCORE = "score"
 DEFAULT_KEYS: tuple[str, ...] = (JOIN_KEY, EVENT_TS)
 
 
@@ -93,7 +91,7 @@ def frame_pit(
 class ConceptDecision:
     """The concept-drift verdict for one window."""
 
-    status: Status
+    status: ReportStatus
     statistic: float | None
     p_value: float | None
     drifted: bool
@@ -116,8 +114,15 @@ def decide_concept(
     """
     enough = labelled_rows >= rules.min_labelled_rows and holdout_rows >= rules.min_holdout_rows
     if not enough or statistic is None or p_value is None:
-        return ConceptDecision("insufficient_data", statistic, p_value, False, labelled_rows, holdout_rows)
+        return ConceptDecision(
+            ReportStatus.INSUFFICIENT_DATA, statistic, p_value, False, labelled_rows, holdout_rows
+        )
     drifted = p_value <= rules.alpha and statistic >= rules.min_statistic
     return ConceptDecision(
-        "drift" if drifted else "no_drift", statistic, p_value, drifted, labelled_rows, holdout_rows
+        ReportStatus.DRIFT if drifted else ReportStatus.NO_DRIFT,
+        statistic,
+        p_value,
+        drifted,
+        labelled_rows,
+        holdout_rows,
     )

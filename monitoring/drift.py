@@ -18,19 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from churnops.contracts.columns import FEATURES, LABEL
-from churnops.contracts.monitoring_terms import MonitoringCounts, drifted_share, drifted_windows
-from monitoring.concept import SCORE, ConceptDecision, decide_concept, frame_pit
+from churnops.contracts.columns import FEATURES, LABEL, SCORE
+from churnops.contracts.monitoring_terms import MonitoringCounts, ReportStatus, drifted_share, drifted_windows
+from monitoring.concept import ConceptDecision, decide_concept, frame_pit
 from monitoring.errors import MonitoringError
 from monitoring.policy import DriftPolicy
 from monitoring.quality import FeatureQuality, data_quality
 
-Status = Literal["drift", "no_drift", "insufficient_data"]
 DATA_METHOD = "kl_div"
 PREDICTION_METHOD = "jensenshannon"
 CONCEPT_METHOD = "ks"
@@ -77,7 +76,7 @@ class DriftResult:
     """One drift report. ``to_json()`` is the contract; ``snapshot`` / ``concept_snapshot`` are
     the Evidently snapshots the HTML report and the workspace run are made from."""
 
-    status: Status
+    status: ReportStatus
     model_name: str
     model_version: str
     reference_rows: int
@@ -409,13 +408,13 @@ def detect_drift(
         reference_mean=_safe_float(ref_scores.mean()) if ref_scores.notna().any() else None,
         current_mean=_safe_float(cur_scores.mean()) if cur_scores.notna().any() else None,
     )
-    status: Status
+    status: ReportStatus
     if not enough:
-        status = "insufficient_data"
+        status = ReportStatus.INSUFFICIENT_DATA
     elif any(f.drifted for f in features) or prediction.drifted or concept.drifted:
-        status = "drift"
+        status = ReportStatus.DRIFT
     else:
-        status = "no_drift"
+        status = ReportStatus.NO_DRIFT
     return DriftResult(
         status=status,
         model_name=model_name,

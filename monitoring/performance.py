@@ -33,16 +33,22 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnops.contracts.columns import CREATED_TS, EVENT_TS, LABEL
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, LABEL, SCORE
+from churnops.contracts.mlflow_keys import TEST_PREFIX, split_metric
 from churnops.contracts.monitoring_terms import LABEL_INPUT as LABEL_COLUMNS
+from churnops.contracts.monitoring_terms import (
+    LABEL_LAG_S,
+    MonitoringCounts,
+    PerformanceStatus,
+    count_matured_labels,
+)
 from churnops.contracts.monitoring_terms import MATURED_COLUMNS as OUTCOME_COLUMNS
 from churnops.contracts.monitoring_terms import PREDICTION_INPUT as PREDICTION_COLUMNS
-from churnops.contracts.monitoring_terms import MonitoringCounts, ParquetRows, count_matured_labels
+from churnops.contracts.prediction_log import FEATURE_TS, MODEL_VERSION, ParquetRows
+from churnops.contracts.prediction_log import TS as PREDICTION_TS
 from churnops.training.metrics import compute_metrics
 from monitoring.baseline import TrainingWindow
 
-FEATURE_TS = "feature_ts"
-PREDICTION_TS = "ts"
 DEFAULT_HORIZON = timedelta(days=31)
 # The metrics compared with the version's own test metrics (MLflow ``test_<metric>``).
 REPORTED_METRICS = (
@@ -57,11 +63,10 @@ REPORTED_METRICS = (
 )
 THRESHOLD_METRICS = ("precision_at_threshold", "recall_at_threshold")
 """Left out for a version whose decision threshold is unknown (never computed at a made-up one)."""
-GROUPED_COLUMNS = ("model_version", PREDICTION_TS, "score", LABEL, "label_lag_s")
+GROUPED_COLUMNS = (MODEL_VERSION, PREDICTION_TS, SCORE, LABEL, LABEL_LAG_S)
 """The matured rows' columns the grouped figures read."""
 
 Period = Literal["week", "month"]
-Status = Literal["ok", "insufficient_data"]
 
 
 class PerformanceInputError(ValueError):
@@ -92,7 +97,7 @@ class GroupPerformance:
     model_version: str
     period: str
     period_start: str | None
-    status: Status
+    status: PerformanceStatus
     reason: str | None
     rows: int
     positives: int
@@ -311,7 +316,7 @@ def _period_name(start: pd.Timestamp, period: Period) -> str:
 def _reference(metrics: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for name in REPORTED_METRICS:
-        for key in (f"test_{name}", name):
+        for key in (split_metric(TEST_PREFIX, name), name):
             if key in metrics and metrics[key] is not None:
                 out[name] = float(metrics[key])
                 break
@@ -331,7 +336,7 @@ def _group(
 ) -> GroupPerformance:
     y = rows[LABEL].to_numpy(dtype=np.int64)
     n, positives = len(y), int(y.sum())
-    lags = rows["label_lag_s"].to_numpy(dtype=np.float64)
+    lags = rows[LABEL_LAG_S].to_numpy(dtype=np.float64)
     lag_median = float(np.median(lags)) if n else None
     lag_p90 = float(np.quantile(lags, 0.9)) if n else None
     reason = None
@@ -353,14 +358,14 @@ def _group(
         "label_lag_p90_s": lag_p90,
     }
     if reason is not None:
-        return GroupPerformance(status="insufficient_data", reason=reason, **common)
+        return GroupPerformance(status=PerformanceStatus.INSUFFICIENT_DATA, reason=reason, **common)
     # An unknown threshold: the threshold metrics are dropped below (0.5 only fills the argument).
     values = compute_metrics(
-        y, rows["score"].to_numpy(dtype=np.float64), threshold=0.5 if threshold is None else threshold
+        y, rows[SCORE].to_numpy(dtype=np.float64), threshold=0.5 if threshold is None else threshold
     )
     metrics = {k: values[k] for k in REPORTED_METRICS if threshold is not None or k not in THRESHOLD_METRICS}
     delta = {k: metrics[k] - reference[k] for k in REPORTED_METRICS if k in reference}
-    return GroupPerformance(status="ok", reason=None, metrics=metrics, delta=delta, **common)
+    return GroupPerformance(status=PerformanceStatus.OK, reason=None, metrics=metrics, delta=delta, **common)
 
 
 def _threshold_of(version: str, threshold: float | Mapping[str, float | None]) -> float | None:
@@ -430,9 +435,9 @@ def performance_on_late_labels(
     limits = {"min_rows": min_rows, "min_positives": min_positives}
     versions: list[GroupPerformance] = []
     periods: list[GroupPerformance] = []
-    traffic = sorted({str(v) for v in frame["model_version"].unique()}, key=_version_key)
+    traffic = sorted({str(v) for v in frame[MODEL_VERSION].unique()}, key=_version_key)
     for version in traffic:
-        rows = frame if len(traffic) == 1 else frame[frame["model_version"] == version]
+        rows = frame if len(traffic) == 1 else frame[frame[MODEL_VERSION] == version]
         thr = _threshold_of(version, threshold)
         ref = _reference(reference_metrics.get(version, {}))
         versions.append(

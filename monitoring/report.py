@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.mlflow_keys import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from churnops.contracts.monitoring_runs import (
     KIND_DRIFT,
     METRIC_DRIFTED_SHARE,
@@ -27,14 +28,15 @@ from churnops.contracts.monitoring_runs import (
     TAG_AS_OF,
     TAG_CONCEPT_STATUS,
     TAG_DRIFT_STATUS,
+    TAG_DRIFT_WINDOW_END,
+    TAG_DRIFT_WINDOW_START,
     TAG_KIND,
     TAG_LABELS_END,
     TAG_LABELS_START,
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
-    TAG_WINDOW_END,
-    TAG_WINDOW_START,
 )
+from churnops.contracts.monitoring_terms import ReportStatus
 from monitoring.drift import DriftResult
 
 if TYPE_CHECKING:
@@ -42,7 +44,11 @@ if TYPE_CHECKING:
 
 HTML_ARTIFACT_DIR = "drift"
 
-_STATUS_COLOUR = {"drift": "#b3261e", "no_drift": "#1b6e20", "insufficient_data": "#8a6d00"}
+_STATUS_COLOUR = {
+    ReportStatus.DRIFT: "#b3261e",
+    ReportStatus.NO_DRIFT: "#1b6e20",
+    ReportStatus.INSUFFICIENT_DATA: "#8a6d00",
+}
 _STYLE = """
 <style>
 #churnops-summary{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
@@ -101,7 +107,7 @@ def summary_html(result: DriftResult) -> str:
     drifted = [f.feature for f in result.features if f.drifted]
     headline = (
         "Not enough rows in the window to judge drift."
-        if result.status == "insufficient_data"
+        if result.status == ReportStatus.INSUFFICIENT_DATA
         else f"{len(drifted)} of {len(result.features)} features drifted"
         + (f" ({_e(', '.join(drifted))})" if drifted else "")
         + f"; prediction drift {'yes' if p.drifted else 'no'}; concept drift {_e(c.status)}."
@@ -185,10 +191,11 @@ def report_html(result: DriftResult) -> str:
     return document[:at] + summary_html(result) + _concept_section(result) + heading + document[at:]
 
 
-def report_path(*, home: Path, result: DriftResult) -> Path:
-    """``<home>/reports/drift-<model>-v<version>-<window end>.html`` (a safe file name)."""
+def report_path(*, reports_dir: Path, result: DriftResult) -> Path:
+    """``<reports_dir>/drift-<model>-v<version>-<window end>.html`` (a safe file name; the
+    home's is ``HomeLayout.reports``)."""
     stem = f"drift-{result.model_name}-v{result.model_version}-{result.window_end:%Y%m%dT%H%M%S}"
-    return home / "reports" / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".html")
+    return reports_dir / (re.sub(r"[^A-Za-z0-9._-]+", "_", stem) + ".html")
 
 
 def write_report_html(*, result: DriftResult, path: Path) -> Path:
@@ -246,7 +253,7 @@ def monitoring_metrics(result: DriftResult) -> dict[str, float]:
         METRIC_DRIFTED_SHARE: result.drifted_share,
         METRIC_MATURED_LABELS: float(result.counts().matured_labels),
         METRIC_LABELLED_ROWS: float(result.concept.labelled_rows),
-        "drift": 1.0 if result.status == "drift" else 0.0,
+        "drift": 1.0 if result.status == ReportStatus.DRIFT else 0.0,
     }
     for f in result.features:
         if f.score is not None:
@@ -291,7 +298,7 @@ def log_to_mlflow(
                 artifact_location=None
                 if artifact_location is None
                 else f"{artifact_location.rstrip('/')}/{experiment_name}",
-                tags={"mlflow.experimentKind": "custom_model_development"},
+                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
             )
         )
     except MlflowException as error:
@@ -307,10 +314,10 @@ def log_to_mlflow(
             TAG_MODEL_NAME: result.model_name,
             TAG_MODEL_VERSION: result.model_version,
             TAG_KIND: KIND_DRIFT,
-            TAG_DRIFT_STATUS: result.status,
-            TAG_CONCEPT_STATUS: result.concept.status,
-            TAG_WINDOW_START: result.window_start.isoformat(),
-            TAG_WINDOW_END: result.window_end.isoformat(),
+            TAG_DRIFT_STATUS: result.status.value,
+            TAG_CONCEPT_STATUS: result.concept.status.value,
+            TAG_DRIFT_WINDOW_START: result.window_start.isoformat(),
+            TAG_DRIFT_WINDOW_END: result.window_end.isoformat(),
             **{
                 tag: value.isoformat()
                 for tag, value in (

@@ -20,6 +20,7 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -27,12 +28,12 @@ import numpy as np
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
 from churnops.contracts.bootstrap import (
     HEADLINE_METRICS,
-    LOWER_IS_BETTER,
     BootstrapResult,
     Interval,
     bootstrap_intervals,
 )
-from churnops.contracts.columns import FEATURES, LABEL
+from churnops.contracts.columns import FEATURES, LABEL, SCORE
+from churnops.contracts.mlflow_keys import RUN_FEATURE_REFS_TAG
 from churnops.contracts.model_input import model_frame
 from churnops.contracts.stages import Stage
 from registry_ext.errors import InvalidInputError
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from registry_ext.records import ModelRecord
     from registry_ext.registry import ModelRegistry
 
-_NON_FEATURES = {"customer_id", "event_timestamp", "created", LABEL, "score"}
+_NON_FEATURES = {"customer_id", "event_timestamp", "created", LABEL, SCORE}
 _WINDOW_KEY = re.compile(r"(window|(^|[._])(start|end)(_date)?$|_(from|to)$|date)", re.IGNORECASE)
 _COUNT_KEY = re.compile(r"(^|_)(rows|positives)(_|$)")
 CURVE_POINTS = 200
@@ -102,13 +103,40 @@ class Verdict:
     text: str
 
 
+class SectionId(StrEnum):
+    """Which table of the details a :class:`Section` is: what a reader picks sections by (the
+    CLI prints only :attr:`GATES` without ``--details``); the title is for display only."""
+
+    OWN_TEST_METRICS = "own_test_metrics"
+    PARAMS = "params"
+    DATA_WINDOWS = "data_windows"
+    FEATURES = "features"
+    GATES = "gates"
+
+
+SECTION_TITLES: dict[SectionId, str] = {
+    SectionId.OWN_TEST_METRICS: (
+        "Each version's own test set (different rows: not comparable across versions)"
+    ),
+    SectionId.PARAMS: "Params",
+    SectionId.DATA_WINDOWS: "Data windows",
+    SectionId.FEATURES: "Features",
+    SectionId.GATES: "Gate results at registration",
+}
+"""Each section's display title (the CLI's table titles and the HTML's)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     """One table of the comparison: a row label and one cell per version."""
 
-    title: str
+    id: SectionId
     headers: list[str]
     rows: list[tuple[str, list[str]]]
+
+    @property
+    def title(self) -> str:
+        return SECTION_TITLES[self.id]
 
 
 @dataclass
@@ -212,18 +240,20 @@ class Comparison:
         """The details as tables: own-test-set metrics, params, windows, features, gates."""
         return [
             Section(
-                "Each version's own test set (different rows: not comparable across versions)",
+                SectionId.OWN_TEST_METRICS,
                 self.headers,
                 [(k, [format_metric(k, v) for v in vs]) for k, vs in self.metrics.items()],
             ),
-            Section("Params", self.headers, [(k, [v or "-" for v in vs]) for k, vs in self.params.items()]),
             Section(
-                "Data windows",
+                SectionId.PARAMS, self.headers, [(k, [v or "-" for v in vs]) for k, vs in self.params.items()]
+            ),
+            Section(
+                SectionId.DATA_WINDOWS,
                 self.headers,
                 [(k, [v or "-" for v in vs]) for k, vs in self.data_windows.items()],
             ),
             Section(
-                "Features",
+                SectionId.FEATURES,
                 self.headers,
                 [
                     ("count", [str(len(f)) for f in self.features]),
@@ -231,7 +261,7 @@ class Comparison:
                 ],
             ),
             Section(
-                "Gate results at registration",
+                SectionId.GATES,
                 self.headers,
                 [("gates", [gate_summary(g) for g in self.gate_results])],
             ),
@@ -261,11 +291,6 @@ def format_interval(interval: Interval | None, *, signed: bool) -> tuple[str, st
     if not math.isfinite(interval.low):
         return format(interval.estimate, spec), ""
     return format(interval.estimate, spec), f"{interval.low:{spec}} to {interval.high:{spec}}"
-
-
-def improvement(metric: str, delta: float) -> float:
-    """``delta`` turned so that positive means better (Brier: lower is better)."""
-    return -delta if metric in LOWER_IS_BETTER else delta
 
 
 def gate_summary(gates: Any) -> str:
@@ -336,7 +361,7 @@ def compare_versions(
     models = [registry.load_model(r.version) for r in records]
     features: list[list[str]] = []
     for run, model in zip(runs, models, strict=True):
-        refs = run.data.tags.get("feast.feature_refs")
+        refs = run.data.tags.get(RUN_FEATURE_REFS_TAG)  # absent: not trained through Feast's integration
         if refs:
             features.append([ref.strip() for ref in refs.split(",") if ref.strip()])
         else:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.bootstrap import HEADLINE_METRICS
-from registry_ext.compare import METRIC_LABELS, format_interval, improvement
+from churnops.contracts.metric_directions import improvement
+from registry_ext.compare import METRIC_LABELS, format_interval
 
 if TYPE_CHECKING:
     from churnops.contracts.bootstrap import Interval

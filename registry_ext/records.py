@@ -186,13 +186,6 @@ class UnregisteredVersion:
 UNREGISTERED = "unregistered"
 """What ``registry list`` shows as the stage of an :class:`UnregisteredVersion`."""
 
-HEARTBEAT_TAG = "churnops.heartbeat"
-"""MLflow run tag (ISO-8601 UTC time) a long-running writer may refresh to show it is alive.
-
-A run RUNNING with neither a heartbeat nor a start newer than the stale threshold is treated as
-killed and marked FAILED by the next registry write command (:meth:`ModelRegistry.fail_stale_runs`).
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class StaleRun:

@@ -39,10 +39,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from churnops.contracts.artifacts import (
-    FEATURE_SERVICE_TAG,
-    MANIFEST_TAG,
     MAX_MANIFEST_CHARS,
-    SHA256_TAG,
+    MODEL_PATH,
     ArtifactIntegrityError,
     SignatureError,
     VersionSignature,
@@ -53,6 +51,13 @@ from churnops.contracts.artifacts import (
     signed_payload,
 )
 from churnops.contracts.crash_points import crash_point
+from churnops.contracts.mlflow_keys import (
+    FEATURE_SERVICE_TAG,
+    HEARTBEAT_TAG,
+    MANIFEST_TAG,
+    SHA256_TAG,
+    VERSION_STAGE_TAG,
+)
 from churnops.contracts.stages import ALIAS_OF_STAGE, Stage, Trigger
 from registry_ext import store
 from registry_ext.artifacts import (
@@ -90,7 +95,6 @@ from registry_ext.lifecycle import (
 )
 from registry_ext.locking import DEFAULT_LOCK_TIMEOUT_S, model_lock
 from registry_ext.records import (
-    HEARTBEAT_TAG,
     MAX_ACTOR_CHARS,
     MAX_REASON_CHARS,
     MLFLOW_ACTOR,
@@ -112,9 +116,6 @@ from registry_ext.records import (
     require_text,
 )
 from registry_ext.search import search_query
-
-STAGE_TAG = "stage"
-"""MLflow model-version tag mirroring the registry stage (aliases only name Staging/Production)."""
 
 STALE_RUN_AFTER = timedelta(hours=6)
 """A run RUNNING with no start or heartbeat newer than this is taken for killed (marked FAILED)."""
@@ -174,7 +175,7 @@ class ModelRegistry:
         self,
         *,
         run_id: str,
-        artifact_path: str = "model",
+        artifact_path: str = MODEL_PATH,
         sha256: str,
         feature_service: str,
         metrics: Mapping[str, float],
@@ -234,7 +235,7 @@ class ModelRegistry:
             **{k: v for k, v in clean_tags.items() if k not in VersionSignature.TAGS},
             SHA256_TAG: digest,
             FEATURE_SERVICE_TAG: service,
-            STAGE_TAG: Stage.NONE.value,
+            VERSION_STAGE_TAG: Stage.NONE.value,
             MANIFEST_TAG: manifest,
         }
         version = self.client.create_model_version(
@@ -704,7 +705,7 @@ class ModelRegistry:
             clean_tags = {
                 k: v
                 for k, v in tags.items()
-                if k not in (SHA256_TAG, FEATURE_SERVICE_TAG, STAGE_TAG, *VersionSignature.TAGS)
+                if k not in (SHA256_TAG, FEATURE_SERVICE_TAG, VERSION_STAGE_TAG, *VersionSignature.TAGS)
             }
             when = self.clock()
             target: dict[str, JSONValue] = {"version": number, "run_id": mv.run_id}
@@ -746,9 +747,9 @@ class ModelRegistry:
         """The artifact path inside the run for a version's source (``model`` by default)."""
         if source.startswith("runs:/"):
             parts = source.split("/", 3)
-            return parts[3] if len(parts) > 3 and parts[3] else "model"
+            return parts[3] if len(parts) > 3 and parts[3] else MODEL_PATH
         prefix = run_artifact_uri.rstrip("/") + "/"
-        return source[len(prefix) :] if source.startswith(prefix) else "model"
+        return source[len(prefix) :] if source.startswith(prefix) else MODEL_PATH
 
     def delete_unregistered(self, *, version: int, reason: str, actor: str | None = None) -> IntentRecord:
         """Delete an MLflow version the ``models`` table does not hold (and its aliases), audited
@@ -929,7 +930,7 @@ class ModelRegistry:
         for transition in transitions:
             try:
                 self.client.set_model_version_tag(
-                    self.model_name, str(transition.version), STAGE_TAG, transition.to_stage.value
+                    self.model_name, str(transition.version), VERSION_STAGE_TAG, transition.to_stage.value
                 )
             except MlflowException as error:
                 _log.warning(
@@ -937,7 +938,7 @@ class ModelRegistry:
                     "change of the version writes it",
                     transition.version,
                     transition.to_stage.value,
-                    STAGE_TAG,
+                    VERSION_STAGE_TAG,
                     error.message,
                     exc_info=error,
                 )

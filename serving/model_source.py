@@ -18,12 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from churnops.contracts.artifacts import (
-    FEATURE_SERVICE_TAG,
-    RUN_FEATURE_SERVICE_TAG,
-    SHA256_TAG,
-    VersionSignature,
-)
+from churnops.contracts.artifacts import VersionSignature
+from churnops.contracts.mlflow_keys import FEATURE_SERVICE_TAG, RUN_FEATURE_SERVICE_TAG, SHA256_TAG
 from churnops.contracts.stages import ALIAS_OF_STAGE, Stage
 
 if TYPE_CHECKING:

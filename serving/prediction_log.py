@@ -17,9 +17,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from churnops.contracts.columns import FEATURES
+from churnops.contracts.columns import FEATURES, SCORE
 from churnops.contracts.prediction_log import (
     COLUMNS,
+    CUSTOMER_ID,
+    ENDPOINT,
+    FEATURE_SERVICE_NAME,
+    FEATURE_TS,
+    MODEL_NAME,
+    MODEL_VERSION,
+    REQUEST_ID,
+    STATUS,
+    TS,
     LogRecord,
     Sink,
     prediction_log_table,
@@ -92,7 +101,7 @@ class LogBatch:
         self.rows += len(rows)
 
 
-_SHARED = ("request_id", "ts", "endpoint", "model_name", "model_version", "feature_service")
+_SHARED = (REQUEST_ID, TS, ENDPOINT, MODEL_NAME, MODEL_VERSION, FEATURE_SERVICE_NAME)
 
 
 def _add_row(
@@ -101,10 +110,10 @@ def _add_row(
     """Append one row: ``shared`` holds the values of ``_SHARED`` in that order."""
     for name, value in zip(_SHARED, shared, strict=True):
         cols[name].append(value)
-    cols["feature_ts"].append(feature_ts)
-    cols["customer_id"].append(row.customer_id)
-    cols["score"].append(row.score)
-    cols["status"].append(row.status)
+    cols[FEATURE_TS].append(feature_ts)
+    cols[CUSTOMER_ID].append(row.customer_id)
+    cols[SCORE].append(row.score)
+    cols[STATUS].append(row.status)
     features = row.features
     if features is None:
         for name in FEATURE_NAMES:
@@ -280,7 +289,7 @@ class PredictionLog:
         with self._lock:
             batch, self._batch = self._batch, LogBatch()
         for day, columns in sorted(batch.days.items()):
-            rows = len(columns["request_id"])
+            rows = len(columns[REQUEST_ID])
             try:
                 self._sink(day, columns)
             except Exception as error:

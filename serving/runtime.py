@@ -25,7 +25,7 @@ from typing import Any
 from pydantic_core import to_json
 
 from churnops.contracts.columns import EVENT_TS, JOIN_KEY
-from churnops.contracts.online import OnlineRow, feature_time
+from churnops.contracts.online import OnlineRow, RowStatus, feature_time
 from churnops.contracts.prediction_log import PREDICT_ENDPOINT, WHAT_IF_ENDPOINT
 from churnops.contracts.redaction import redact
 from churnops.features.fastpath.reader import LayoutUnsupported, RedisReader, feast_version_problem
@@ -323,7 +323,7 @@ class Runtime:
             self.metrics.feature_latency.observe(time.perf_counter() - started)
         problems: dict[str, int] = {}
         for r in rows:
-            if r.status != "ok":
+            if r.status != RowStatus.OK:
                 problems[r.status] = problems.get(r.status, 0) + 1
         for status, count in problems.items():
             self.metrics.child(self.metrics.feature_problems, status).inc(count)
@@ -339,7 +339,10 @@ class Runtime:
             return ApiError(503, "model_unavailable", "no Production model is loaded yet")
         online = [
             OnlineRow(
-                customer_id=row.customer_id or "", features=row.features(), status="ok", event_timestamps={}
+                customer_id=row.customer_id or "",
+                features=row.features(),
+                status=RowStatus.OK,
+                event_timestamps={},
             )
             for row in rows
         ]

@@ -20,7 +20,7 @@ from typing import Any
 
 from churnops.contracts.columns import FEATURES, feature_names
 from churnops.contracts.model_input import model_frame
-from churnops.contracts.online import OnlineRow
+from churnops.contracts.online import OnlineRow, RowStatus, scored_status
 
 logger = logging.getLogger(__name__)
 Scorer = Callable[[Sequence[dict[str, Any]]], list[float]]
@@ -204,23 +204,20 @@ def score_rows(
 ) -> list[Scored]:
     """Score the rows whose status is ok and that have every feature; others keep their reason."""
     usable: list[int] = []
-    statuses: list[str] = []
+    statuses: list[RowStatus] = []
     for i, row in enumerate(rows):
-        status: str = row.status
-        # None, or a NaN stored as a float: never scored (no imputed, made-up answer).
-        if status == "ok" and any(v is None or v != v for v in row.features.values()):
-            status = "missing_features"
+        status = scored_status(row.status, row.features.values())
         statuses.append(status)
-        if status == "ok":
+        if status is RowStatus.OK:
             usable.append(i)
     scores = scorer([rows[i].features for i in usable]) if usable else []
     by_index = dict(zip(usable, scores, strict=True))
     return [
         Scored(
             customer_id=row.customer_id,
-            features=row.features if statuses[i] != "unknown_customer" else None,
+            features=row.features if statuses[i] is not RowStatus.UNKNOWN_CUSTOMER else None,
             score=by_index.get(i),
-            status=statuses[i],
+            status=statuses[i].value,
         )
         for i, row in enumerate(rows)
     ]

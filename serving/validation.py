@@ -9,16 +9,16 @@ itself use the same shape (``error_body``).
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from churnops.contracts.columns import FEATURES, column
 from churnops.contracts.ids import ID_PATTERN, MAX_ID_LENGTH
+from churnops.contracts.online import RowStatusName
 
 # The one id rule of the contracts (ingestion and the generator apply the same one).
 CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
-Status = Literal["ok", "unknown_customer", "stale_features", "missing_features"]
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 CATEGORY_FIELDS = tuple(c.name for c in FEATURES if c.kind == "category")
@@ -113,7 +113,7 @@ class PredictFeaturesRequest(BaseModel):
 class Prediction(BaseModel):
     customer_id: str | None
     churn_probability: float | None
-    status: Status
+    status: RowStatusName
 
 
 class PredictResponse(BaseModel):

@@ -24,6 +24,8 @@ from rich.table import Table
 from churnops.commands.common import load_settings, pinned_now, quiet_libraries
 from churnops.commands.common import safe_text as escape
 from churnops.commands.invocation import command_prefix
+from churnops.contracts.mlflow_keys import TEST_ROC_AUC
+from churnops.contracts.monitoring_terms import ReportStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -182,7 +184,7 @@ def demo(
     summary = Table(title="where things are", show_header=False)
     summary.add_row("sources (parquet)", str(settings.sources_dir))
     summary.add_row("Feast registry", redact(settings.registry_url))
-    summary.add_row("online store", str(settings.feast_dir / "online.db"))
+    summary.add_row("online store", str(settings.layout.online_store))
     summary.add_row("MLflow", redact(settings.tracking_uri))
     summary.add_row("features", ", ".join(features))
     console.print(summary)
@@ -244,7 +246,9 @@ def _monitor(*, settings: Settings, store: FeatureStore, timeline: DemoTimeline)
             f"{scores.scored:,}",
             ", ".join(drifted) or "none",
             "-" if prediction["score"] is None else f"{prediction['score']:.3f}",
-            "no labels yet" if concept["status"] == "insufficient_data" else str(concept["status"]),
+            "no labels yet"
+            if concept["status"] == ReportStatus.INSUFFICIENT_DATA
+            else str(concept["status"]),
             "[red]drift[/]" if result.status == "drift" else f"[green]{result.status}[/]",
         )
         reports.append(result.report_html)
@@ -252,7 +256,7 @@ def _monitor(*, settings: Settings, store: FeatureStore, timeline: DemoTimeline)
     for path in reports:
         console.print(f"drift report: {path}", soft_wrap=True)
     console.print(
-        f"history of these reports: uv run evidently ui --workspace {settings.home / 'evidently'}",
+        f"history of these reports: uv run evidently ui --workspace {settings.layout.evidently}",
         soft_wrap=True,
     )
 
@@ -388,7 +392,7 @@ def _registry_table(records: list[ModelRecord]) -> None:
     for column in ("version", "stage", "test ROC-AUC", "sha256", "run", "created"):
         table.add_column(column)
     for r in records:
-        auc = r.metrics.get("test_roc_auc")
+        auc = r.metrics.get(TEST_ROC_AUC)  # absent on a version adopted from a run without it
         table.add_row(
             str(r.version),
             r.stage.value,

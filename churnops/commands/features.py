@@ -14,6 +14,7 @@ from rich.table import Table
 from churnops.commands.common import fail, load_settings, option_time, plain_text, quiet_libraries
 from churnops.commands.common import safe_text as escape  # control characters too (issue 12.4)
 from churnops.contracts.columns import FEATURE_SERVICE
+from churnops.contracts.online import RowStatus
 
 if TYPE_CHECKING:
     from churnops.contracts.online import OnlineRow
@@ -123,7 +124,7 @@ def training_set_cmd(
         raise fail(str(error), json_output=json_output) from None
     except FeastError as error:
         raise fail(_feast_problem(error, feature_service), json_output=json_output) from None
-    out = out or settings.home / "training_set.parquet"
+    out = out or settings.layout.training_set
     out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     summary = {
@@ -316,7 +317,7 @@ def _why(row: OnlineRow) -> str:
     """What makes a row unusable, after its status: the stale views or the missing features."""
     if row.stale_views:
         return f" (older than the TTL: {', '.join(row.stale_views)})"
-    if row.missing and row.status == "missing_features":
+    if row.missing and row.status == RowStatus.MISSING_FEATURES:
         return f" ({len(row.missing)} missing)"
     return ""
 
@@ -359,11 +360,11 @@ def online_cmd(
         return
     layout_view = layout.view_of
     for r in rows:
-        if r.status == "unknown_customer":  # nothing online for it: no table of blanks
+        if r.status == RowStatus.UNKNOWN_CUSTOMER:  # nothing online for it: no table of blanks
             console.print(f"{escape(r.customer_id)}: [yellow]unknown_customer[/yellow] (no features online)")
             continue
         # One table per customer, features down the side: readable at 80 columns.
-        colour = "green" if r.status == "ok" else "yellow"
+        colour = "green" if r.status == RowStatus.OK else "yellow"
         table = Table(
             "feature",
             "value",

@@ -59,9 +59,9 @@ def home_problem(settings: Settings, needs: tuple[Need, ...]) -> str | None:
         empty = "does not exist" if not home.exists() else "holds no customer data"
         return f"{where} and it {empty}: run {FIRST_DATA} first, then `churnops features apply`"
     local_registry = settings.feast_registry_url is None
-    if "feast" in needs and local_registry and not (settings.feast_dir / "registry.db").exists():
+    if "feast" in needs and local_registry and not settings.layout.feast_registry.exists():
         return f"{where} and its Feast repo was never applied: run `churnops features apply` first"
-    if "mlflow" in needs and settings.mlflow_tracking_uri is None and not (home / "mlflow.db").exists():
+    if "mlflow" in needs and settings.mlflow_tracking_uri is None and not settings.layout.mlflow_db.exists():
         empty = "does not exist" if not home.exists() else "holds no models"
         empty += ", so there is no Production version"
         return (

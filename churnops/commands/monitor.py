@@ -26,6 +26,7 @@ from churnops.commands.common import (
     quiet_libraries,
     safe_text,
 )
+from churnops.contracts.monitoring_terms import ReportStatus
 from churnops.jobs import drift_report as _drift
 from churnops.jobs import performance_report as _performance
 
@@ -141,7 +142,7 @@ def _print_drift(result: DriftResult, pushed: str | None) -> None:
 
     console = Console()
     doc = result.to_json()
-    colour = {"drift": "red", "no_drift": "green"}.get(result.status, "yellow")
+    colour = {ReportStatus.DRIFT: "red", ReportStatus.NO_DRIFT: "green"}.get(result.status, "yellow")
     console.print(
         f"[bold]{safe_text(result.model_name)} v{safe_text(result.model_version)}[/bold]: "
         f"[{colour}]{result.status}[/{colour}]; window {result.window_start:%Y-%m-%d %H:%M} .. "

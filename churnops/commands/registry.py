@@ -25,6 +25,15 @@ import typer
 
 from churnops.commands import keys
 from churnops.commands.common import fail, load_settings, plain_text, safe_text
+from churnops.contracts.mlflow_keys import (
+    DECISION_TAG,
+    DRIFT_REPORT_TAG,
+    RETRAIN_TRIGGER_TAG,
+    TEST_ROC_AUC,
+    TRAINING_LABELS_END_TAG,
+    TRAINING_LABELS_START_TAG,
+    VERSION_TRIGGER_TAG,
+)
 from churnops.contracts.stages import Stage, Trigger, choices
 
 if TYPE_CHECKING:
@@ -193,14 +202,14 @@ def _versions_table(
     add_column(table, "trigger")
     add_column(table, "sha256", keep=True)
     for r in records:
-        auc = r.metrics.get("test_roc_auc")
+        auc = r.metrics.get(TEST_ROC_AUC)  # absent on a version adopted from a run without it
         row = [safe_text(r.name)] if len(names) > 1 else []
         row += [
             str(r.version),
             r.stage.value,
             r.created.strftime("%Y-%m-%d %H:%M"),
             "" if auc is None else f"{auc:.4f}",
-            safe_text(r.tags.get("trigger", "")),
+            safe_text(r.tags.get(VERSION_TRIGGER_TAG, "")),  # absent on an adopted version
             r.sha256[:8],
         ]
         table.add_row(*row)
@@ -335,7 +344,8 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
     from rich.console import Console
 
     from churnops.commands.tables import add_column, compact_table
-    from registry_ext.compare import format_interval, improvement
+    from churnops.contracts.metric_directions import improvement
+    from registry_ext.compare import SectionId, format_interval
 
     console = Console()
     for verdict in comparison.verdicts:
@@ -391,7 +401,7 @@ def _comparison_tables(comparison: Comparison, *, details: bool) -> None:
         console.print(slices)
     sections = comparison.detail_sections()
     if not details:
-        sections = [s for s in sections if s.title.startswith("Gate results")]
+        sections = [s for s in sections if s.id is SectionId.GATES]
     for section in sections:
         table = compact_table(section.title)
         add_column(table, "")
@@ -529,12 +539,13 @@ def show(
 
 
 PROVENANCE = (
-    ("churnops.trigger", "trigger"),
-    ("churnops.decision_id", "retrain decision"),
-    ("churnops.drift_report", "drift report"),
-    ("churnops.window_start", "labels from"),
-    ("churnops.window_end", "labels to"),
+    (RETRAIN_TRIGGER_TAG, "trigger"),
+    (DECISION_TAG, "retrain decision"),
+    (DRIFT_REPORT_TAG, "drift report"),
+    (TRAINING_LABELS_START_TAG, "labels from"),
+    (TRAINING_LABELS_END_TAG, "labels to"),
 )
+"""A retrained version's provenance tags (a version trained by hand has none, and shows none)."""
 
 
 def _provenance_table(tags: dict[str, str]) -> None:

@@ -64,7 +64,7 @@ def score(
     from mlflow.exceptions import MlflowException
     from sqlalchemy.exc import SQLAlchemyError
 
-    path = out or settings.home / "scores" / f"scores-{when:%Y%m%dT%H%M%SZ}.parquet"
+    path = out or settings.layout.scores / f"scores-{when:%Y%m%dT%H%M%SZ}.parquet"
     try:  # before anything is scored or logged: a bad --out must not leave logged rows behind
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():

@@ -49,7 +49,7 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 def bentoml_home(settings: Settings, port: int) -> Path:
     """This service's own BentoML home (its Prometheus multiprocess files live there)."""
-    return settings.home / "serving" / f"bentoml-{port}"
+    return settings.layout.bentoml(port)
 
 
 def serve(

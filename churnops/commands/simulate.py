@@ -92,7 +92,7 @@ def simulate(
     )
     if problems := spec.problems():
         raise fail("; ".join(problems), json_output=json_output)
-    target = out or settings.home / "simulations" / settings.clock.strftime("%Y%m%dT%H%M%SZ")
+    target = out or settings.layout.simulations / settings.clock.strftime("%Y%m%dT%H%M%SZ")
     quiet_libraries()
     console = Console(stderr=True)
     try:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from churnops.contracts.mlflow_keys import MANIFEST_TAG, SIGNATURE_TAG, SIGNING_KEY_ID_TAG
+
 _CHUNK = 1 << 20
 
 MODEL_PATH = "model"
@@ -28,12 +30,6 @@ REFERENCE_PARTS = ("reference", "reference.parquet")
 """Seeded sample of training rows with the model's ``score``: the monitoring baseline."""
 HOLDOUT_ARTIFACT = "/".join(HOLDOUT_PARTS)
 REFERENCE_ARTIFACT = "/".join(REFERENCE_PARTS)
-SHA256_TAG = "sha256"
-"""Model-version tag holding the artifact digest (serving checks it before loading)."""
-FEATURE_SERVICE_TAG = "feature_service"
-"""Model-version tag naming the FeatureService the model was trained on."""
-RUN_FEATURE_SERVICE_TAG = "feast.feature_service"
-"""Run tag Feast's native MLflow integration writes (the lineage fallback)."""
 
 TRUSTED_TYPES: tuple[str, ...] = (
     "numpy.dtype",
@@ -46,14 +42,8 @@ of ``churnops.training.candidates`` (tests/unit/test_model_trust.py re-derives i
 writes it into the MLmodel file; loaders pass *this* tuple to skops and never a list read
 from an artifact, so an artifact asking for anything else is refused, whatever it says."""
 
-# --- signed versions: the names shared by registry_ext (writer) and serving/scoring (readers) -
+# --- signed versions (the tags' names are in churnops.contracts.mlflow_keys) -------------------
 
-SIGNATURE_TAG = "churnops.signature"
-"""Model-version tag: base64 Ed25519 signature of :func:`signed_payload`."""
-SIGNING_KEY_ID_TAG = "churnops.signing_key_id"
-"""Model-version tag: id of the key that signed (:data:`KEY_ID_CHARS` hex of SHA-256(public key))."""
-MANIFEST_TAG = "churnops.manifest"
-"""Model-version tag: the manifest as canonical JSON ``{"relative/path": "sha256 hex", ...}``."""
 SIGNATURE_COLUMN = "signature"
 SIGNING_KEY_ID_COLUMN = "signing_key_id"
 MANIFEST_COLUMN = "manifest"
@@ -69,17 +59,6 @@ MLFLOW_WRITTEN_FILES = frozenset({"registered_model_meta"})
 ``ModelsArtifactRepository._add_registered_model_meta_file``, the only such write on load).
 Left out of the manifest at registration and ignored at verification, top level only."""
 REREGISTER_HINT = "re-register or retrain"
-
-
-TRAINING_SPLITS = ("train", "validation", "test")
-"""The time-ordered splits of a training run; each run records its window as params."""
-
-
-def window_param(split: str, bound: str) -> str:
-    """The run param holding one bound (``start`` / ``end``) of a split's window of feature times."""
-    if split not in TRAINING_SPLITS or bound not in ("start", "end"):
-        raise ValueError(f"no window param for split {split!r} bound {bound!r}")
-    return f"window_{split}_{bound}"
 
 
 TREE_ENCODING = "churnops-tree-v2"

@@ -30,9 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 HEADLINE_METRICS = ("roc_auc", "pr_auc", "brier", "top_decile_lift")
-"""What a reviewer reads first; for brier lower is better, for the others higher."""
-
-LOWER_IS_BETTER = frozenset({"brier"})
+"""What a reviewer reads first (their directions: ``churnops.contracts.metric_directions``)."""
 
 Floats = npt.NDArray[np.float64]
 

@@ -17,6 +17,9 @@ EVENT_TS = "event_timestamp"
 CREATED_TS = "created"
 LABEL = "churned"
 FEATURE_SERVICE = "churn_v1"
+SCORE = "score"
+"""The model's churn probability as a column: the run's holdout and reference artifacts, the
+prediction log, batch scoring's output and every monitoring frame."""
 
 YES_NO = ("No", "Yes")
 NO_PHONE = ("No", "Yes", "No phone service")
@@ -88,11 +91,59 @@ def column(name: str) -> Column:
     raise KeyError(name)
 
 
-_ARROW_TYPES = {"category": pa.string(), "flag": pa.int64(), "int": pa.int64(), "float": pa.float64()}
+@dataclass(frozen=True)
+class KindTypes:
+    """What a column of one kind is in each system that holds it: the one kind -> type table."""
+
+    arrow: pa.DataType
+    """Sources, training sets and the prediction log (whose SQL type derives from it,
+    :func:`churnops.contracts.prediction_log.sql_type`)."""
+    feast: str
+    """The ``feast.types.PrimitiveFeastType`` member name of the Feast field (contracts do not
+    import Feast: ``churnops.features.definitions`` looks it up)."""
+    pandas: str
+    """The model input's dtype when no value is missing (``churnops.contracts.model_input``)."""
+    pandas_nullable: str
+    """The dtype of a column that may miss values (training sets; integers stay integers)."""
+    mlflow: str
+    """The MLflow signature type (``mlflow.types.DataType`` names)."""
+    python: tuple[type, ...]
+    """The plain Python types a complete column of this kind holds (serving's rows)."""
+
+
+_INTEGER = KindTypes(
+    arrow=pa.int64(),
+    feast="INT64",
+    pandas="int64",
+    pandas_nullable="Int64",
+    mlflow="long",
+    python=(int,),
+)
+KIND_TYPES: dict[Kind, KindTypes] = {
+    "category": KindTypes(
+        arrow=pa.string(),
+        feast="STRING",
+        pandas="object",
+        pandas_nullable="object",
+        mlflow="string",
+        python=(str,),
+    ),
+    "flag": _INTEGER,
+    "int": _INTEGER,
+    "float": KindTypes(
+        arrow=pa.float64(),
+        feast="FLOAT64",
+        pandas="float64",
+        pandas_nullable="float64",
+        mlflow="double",
+        python=(float, int),
+    ),
+}
+"""Every kind's type in Arrow, Feast, pandas, MLflow and Python; the SQL type follows Arrow's."""
 TS_TYPE = pa.timestamp("us", tz="UTC")
 """Every timestamp in sources, training sets and the prediction log: microseconds, UTC."""
 
 
 def arrow_type(col: Column) -> pa.DataType:
     """The Arrow type a column is stored as (sources, prediction log)."""
-    return _ARROW_TYPES[col.kind]
+    return KIND_TYPES[col.kind].arrow

@@ -27,16 +27,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from churnops.contracts.columns import FEATURES, Column, Kind
+from churnops.contracts.columns import FEATURES, KIND_TYPES, Column, Kind
 
 if TYPE_CHECKING:
     import pandas as pd
 
-PANDAS_DTYPES: dict[Kind, str] = {"category": "object", "flag": "int64", "int": "int64", "float": "float64"}
+PANDAS_DTYPES: dict[Kind, str] = {kind: types.pandas for kind, types in KIND_TYPES.items()}
 """The dtype of each kind's column when no value is missing."""
-NULLABLE_INTEGER = "Int64"
+NULLABLE_INTEGER = KIND_TYPES["int"].pandas_nullable
 """The dtype of an integer or flag column with a missing value."""
-MLFLOW_TYPES: dict[Kind, str] = {"category": "string", "flag": "long", "int": "long", "float": "double"}
+MLFLOW_TYPES: dict[Kind, str] = {kind: types.mlflow for kind, types in KIND_TYPES.items()}
 """The MLflow signature type of each kind (``mlflow.types.DataType`` names)."""
 
 
@@ -63,16 +63,6 @@ def model_frame(
     return pd.DataFrame(out, index=data.index)
 
 
-# Python types a complete column of each kind holds (serving's rows), converted without pandas'
-# per-column inference: the common case of a one-row request stays cheap.
-_PLAIN: dict[Kind, tuple[type, ...]] = {
-    "category": (str,),
-    "flag": (int,),
-    "int": (int,),
-    "float": (float, int),
-}
-
-
 def _from_rows(rows: Sequence[Mapping[str, Any]], *, columns: Sequence[Column]) -> pd.DataFrame:
     """Rows (mappings; an absent key is a missing value) as :func:`model_frame` builds them."""
     import numpy as np
@@ -82,7 +72,7 @@ def _from_rows(rows: Sequence[Mapping[str, Any]], *, columns: Sequence[Column]) 
     out: dict[str, Any] = {}
     for col in columns:
         values = [row.get(col.name) for row in rows]
-        plain = _PLAIN[col.kind]
+        plain = KIND_TYPES[col.kind].python  # converted without pandas' per-column inference:
         if all(type(v) in plain for v in values):  # bool is not an int here: it takes the checked way
             out[col.name] = np.array(values, dtype=PANDAS_DTYPES[col.kind])
         else:

@@ -18,8 +18,11 @@ KIND_DRIFT = "drift"
 """The value of ``TAG_KIND`` on a drift report's run."""
 TAG_DRIFT_STATUS = "churnops.drift_status"
 TAG_CONCEPT_STATUS = "churnops.concept_drift_status"
-TAG_WINDOW_START = "churnops.window_start"
-TAG_WINDOW_END = "churnops.window_end"
+TAG_DRIFT_WINDOW_START = "churnops.window_start"
+TAG_DRIFT_WINDOW_END = "churnops.window_end"
+"""The drift window the report compared (a training labels window has its own names in
+``churnops.contracts.mlflow_keys``). The values predate that split and stay: retraining reads
+the window end back from every report already logged."""
 TAG_LABELS_START = "churnops.labels_start"
 TAG_LABELS_END = "churnops.labels_end"
 TAG_AS_OF = "churnops.labels_as_of"

@@ -29,9 +29,22 @@ window, version and as-of time give the same numbers everywhere (docs/monitoring
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, Union
+
+from churnops.contracts.columns import CREATED_TS, EVENT_TS, JOIN_KEY, LABEL, SCORE
+from churnops.contracts.online import RowStatus
+from churnops.contracts.prediction_log import (
+    CUSTOMER_ID,
+    FEATURE_TS,
+    MODEL_VERSION,
+    STATUS,
+    TS,
+    ParquetRows,
+    log_schema,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,9 +58,27 @@ TERMS = {
     DRIFTED_WINDOWS: "drifted windows",
 }
 """JSON key -> the words every command prints it under."""
-DRIFT_STATUS = "drift"
+
+
+class ReportStatus(StrEnum):
+    """A drift report's status (and its concept-drift check's): the ``churnops.drift_status`` tag
+    retraining reads back, the JSON and the HTML."""
+
+    DRIFT = "drift"
+    NO_DRIFT = "no_drift"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+class PerformanceStatus(StrEnum):
+    """A performance group's status: judged, or too few matured labels to judge."""
+
+    OK = "ok"
+    INSUFFICIENT_DATA = ReportStatus.INSUFFICIENT_DATA.value
+
+
+DRIFT_STATUS = ReportStatus.DRIFT.value
 """The drift report status of a drifted window."""
-SCORED_STATUS = "ok"
+SCORED_STATUS = RowStatus.OK.value
 """The prediction-log status of a scored prediction."""
 
 
@@ -68,28 +99,29 @@ class Span(Protocol):
     def end(self) -> datetime: ...
 
 
-PREDICTION_INPUT = ("model_version", "customer_id", "ts", "feature_ts", "score", "status")
-LABEL_INPUT = ("customer_id", "event_timestamp", "created", "churned")
-MATURED_COLUMNS = (
-    "model_version",
-    "customer_id",
-    "feature_ts",
-    "ts",
-    "score",
-    "churned",
-    "label_created",
-    "label_lag_s",
-)
+PREDICTION_INPUT = (MODEL_VERSION, CUSTOMER_ID, TS, FEATURE_TS, SCORE, STATUS)
+"""The prediction-log columns (:data:`~churnops.contracts.prediction_log.LOG_COLUMNS`) a label join reads."""
+LABEL_INPUT = (JOIN_KEY, EVENT_TS, CREATED_TS, LABEL)
+LABEL_CREATED = "label_created"
+"""When the matured label became known (the label row's ``created``)."""
+LABEL_LAG_S = "label_lag_s"
+"""Seconds from the prediction to its label becoming known."""
+MATURED_COLUMNS = (MODEL_VERSION, CUSTOMER_ID, FEATURE_TS, TS, SCORE, LABEL, LABEL_CREATED, LABEL_LAG_S)
 
 
-@dataclass(frozen=True)
-class ParquetRows:
-    """Rows DuckDB reads straight from parquet files (only the columns a query names): ``where``
-    (SQL over the files' columns, user values as ``$`` parameters in ``params``) keeps some."""
+def matured_schema(columns: Sequence[str] = MATURED_COLUMNS) -> pa.Schema:
+    """The Arrow types of :data:`MATURED_COLUMNS` (of ``columns`` of them, in that order): the
+    prediction-log columns keep the log's types."""
+    import pyarrow as pa
 
-    files: tuple[str, ...]
-    where: str = "true"
-    params: Mapping[str, Any] = field(default_factory=dict)
+    log = log_schema()
+    types = {
+        **{name: log.field(name).type for name in PREDICTION_INPUT},
+        LABEL: pa.int64(),
+        LABEL_CREATED: log.field(TS).type,
+        LABEL_LAG_S: pa.float64(),
+    }
+    return pa.schema([(name, types[name]) for name in columns])
 
 
 Rows = Union["pa.Table", ParquetRows]
@@ -231,12 +263,9 @@ def count_matured_labels(
             con.close()
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-    types = (pa.string(), pa.string(), stamp, stamp, pa.float64(), pa.int64(), stamp, pa.float64())
-    kinds = dict(zip(MATURED_COLUMNS, types, strict=True))
-    schema = pa.schema([(name, kinds[name]) for name in columns])
     return MaturedLabels(
         matured_labels=int(matured),
-        table=table.cast(schema),
+        table=table.cast(matured_schema(columns)),
         versions=tuple(sorted(versions)),
         scored=int(scored),
         duplicates=int(scored - unique),

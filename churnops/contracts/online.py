@@ -7,11 +7,51 @@ value comes back as present), so staleness is judged here from each view's event
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
-RowStatus = Literal["ok", "unknown_customer", "stale_features", "missing_features"]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+
+
+class RowStatus(StrEnum):
+    """Why a row was (not) scored: the response's ``status`` and the prediction log's."""
+
+    OK = "ok"
+    UNKNOWN_CUSTOMER = "unknown_customer"
+    STALE_FEATURES = "stale_features"
+    MISSING_FEATURES = "missing_features"
+
+
+RowStatusName = Literal["ok", "unknown_customer", "stale_features", "missing_features"]
+""":class:`RowStatus`'s values as a type, for the response model's JSON schema (a test pins the two
+to each other)."""
+
+
+def is_missing(value: Any) -> bool:
+    """The one missing-value rule: None, or a NaN stored as a float, is never scored (no imputed,
+    made-up answer)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def scored_status(status: RowStatus | str, values: Iterable[Any]) -> RowStatus:
+    """A row's status once its values are checked: an ``ok`` row with a missing value is not."""
+    status = RowStatus(status)
+    if status is RowStatus.OK and any(is_missing(v) for v in values):
+        return RowStatus.MISSING_FEATURES
+    return status
+
+
+def complete_rows(frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """:func:`is_missing` over a frame: True for a row with every value (batch scoring's rows)."""
+    complete: npt.NDArray[np.bool_] = frame.notna().all(axis=1).to_numpy()
+    return complete
 
 
 @dataclass(frozen=True)
@@ -46,13 +86,13 @@ def classify(
     )
     status: RowStatus
     if len(missing) == len(features):
-        status = "unknown_customer"
+        status = RowStatus.UNKNOWN_CUSTOMER
     elif missing:
-        status = "missing_features"
+        status = RowStatus.MISSING_FEATURES
     elif stale:
-        status = "stale_features"
+        status = RowStatus.STALE_FEATURES
     else:
-        status = "ok"
+        status = RowStatus.OK
     return OnlineRow(
         customer_id=customer_id,
         features=features,

@@ -16,19 +16,18 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from churnops.contracts.columns import FEATURES, TS_TYPE, arrow_type
+import pyarrow as pa
+
+from churnops.contracts.columns import FEATURES, JOIN_KEY, SCORE, TS_TYPE, arrow_type
 
 if TYPE_CHECKING:
     import pandas as pd
-    import pyarrow as pa
     import sqlalchemy as sa
-
-    from churnops.contracts.monitoring_terms import ParquetRows
 
 PARTITION = "date"
 PREDICT_ENDPOINT = "predict"
@@ -41,24 +40,70 @@ ENDPOINTS = (PREDICT_ENDPOINT, WHAT_IF_ENDPOINT, BATCH_ENDPOINT)
 MONITORED_ENDPOINTS = (PREDICT_ENDPOINT, BATCH_ENDPOINT)
 """What a drift or performance window reads: anyone with an API key can send what-if rows, so
 those would let a caller fire (or mask) a drift retrain."""
-PREDICTION_KEY = ("model_version", "customer_id", "feature_ts")
+REQUEST_ID = "request_id"
+TS = "ts"
+"""When the prediction counts as made (module docstring)."""
+ENDPOINT = "endpoint"
+CUSTOMER_ID = JOIN_KEY
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+FEATURE_SERVICE_NAME = "feature_service"
+"""The column holding the name of the Feast feature service the row was scored with."""
+STATUS = "status"
+"""The row's :class:`~churnops.contracts.online.RowStatus` value."""
+FEATURE_TS = "feature_ts"
+"""The event time of the feature snapshot scored (module docstring)."""
+
+PREDICTION_KEY = (MODEL_VERSION, CUSTOMER_ID, FEATURE_TS)
 """One prediction per version, customer and feature snapshot in a monitoring window: a customer
 scored twice on the same features (a repeated request, a batch re-run) counts once."""
 BATCH_FILE_PREFIX = "batch-"
 
-BASE_COLUMNS = (
-    "request_id",
-    "ts",
-    "endpoint",
-    "customer_id",
-    "model_name",
-    "model_version",
-    "feature_service",
-    "score",
-    "status",
-    "feature_ts",
+
+@dataclass(frozen=True)
+class LogColumn:
+    """One column of the log: its name, its Arrow type (the parquet files and every reader's
+    result; the SQL table's type derives from it, :func:`sql_type`), whether the SQL table
+    refuses a null in it, and whether the SQL table indexes it."""
+
+    name: str
+    type: pa.DataType
+    required: bool = False
+    indexed: bool = False
+
+
+BASE_LOG_COLUMNS: tuple[LogColumn, ...] = (
+    LogColumn(REQUEST_ID, pa.string(), required=True),
+    LogColumn(TS, TS_TYPE, required=True, indexed=True),
+    LogColumn(ENDPOINT, pa.string(), required=True),
+    LogColumn(CUSTOMER_ID, pa.string(), indexed=True),
+    LogColumn(MODEL_NAME, pa.string(), required=True),
+    LogColumn(MODEL_VERSION, pa.string(), required=True),
+    LogColumn(FEATURE_SERVICE_NAME, pa.string(), required=True),
+    LogColumn(SCORE, pa.float64()),
+    LogColumn(STATUS, pa.string(), required=True),
+    LogColumn(FEATURE_TS, TS_TYPE),
 )
-COLUMNS = (*BASE_COLUMNS, *(c.name for c in FEATURES))
+"""The columns every record has, in order; then one per feature (:data:`LOG_COLUMNS`)."""
+LOG_COLUMNS: tuple[LogColumn, ...] = (
+    *BASE_LOG_COLUMNS,
+    *(LogColumn(c.name, arrow_type(c)) for c in FEATURES),
+)
+"""The log's one column list: the schema, the SQL table, batch scoring's and serving's writers
+and the monitoring readers all derive from it."""
+BASE_COLUMNS = tuple(c.name for c in BASE_LOG_COLUMNS)
+COLUMNS = tuple(c.name for c in LOG_COLUMNS)
+
+
+@dataclass(frozen=True)
+class ParquetRows:
+    """Rows DuckDB reads straight from parquet files (only the columns a query names): ``where``
+    (SQL over the files' columns, user values as ``$`` parameters in ``params``) keeps some.
+    (Re-exported by :mod:`churnops.contracts.monitoring_terms`, whose label join reads it.)"""
+
+    files: tuple[str, ...]
+    where: str = "true"
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Sink(Protocol):
@@ -87,48 +132,40 @@ class LogRecord:
 
 
 def log_schema() -> pa.Schema:
-    """The Arrow schema of the log (parquet files and every reader's result)."""
-    import pyarrow as pa
+    """The Arrow schema of the log (parquet files and every reader's result): :data:`LOG_COLUMNS`."""
+    return pa.schema([pa.field(c.name, c.type) for c in LOG_COLUMNS])
 
-    return pa.schema(
-        [
-            pa.field("request_id", pa.string()),
-            pa.field("ts", TS_TYPE),
-            pa.field("endpoint", pa.string()),
-            pa.field("customer_id", pa.string()),
-            pa.field("model_name", pa.string()),
-            pa.field("model_version", pa.string()),
-            pa.field("feature_service", pa.string()),
-            pa.field("score", pa.float64()),
-            pa.field("status", pa.string()),
-            pa.field("feature_ts", TS_TYPE),
-            *(pa.field(c.name, arrow_type(c)) for c in FEATURES),
-        ]
-    )
+
+def sql_type(arrow: pa.DataType) -> Any:
+    """The SQLAlchemy type a log column of Arrow type ``arrow`` is stored as in the SQL table."""
+    import sqlalchemy as sa
+
+    if pa.types.is_timestamp(arrow):
+        return sa.DateTime(timezone=True)
+    if pa.types.is_string(arrow):
+        return sa.Text
+    if pa.types.is_int64(arrow):
+        return sa.BigInteger
+    if pa.types.is_float64(arrow):
+        return sa.Float
+    raise TypeError(f"no SQL type for a prediction-log column of Arrow type {arrow}")
 
 
 def prediction_log_table(metadata: sa.MetaData, *, name: str = "prediction_log") -> sa.Table:
-    """The same record as an append-only SQL table (PostgreSQL in production)."""
+    """The same record as an append-only SQL table (PostgreSQL in production): :data:`LOG_COLUMNS`
+    after a surrogate ``id``."""
     import sqlalchemy as sa
 
-    types = {"category": sa.Text, "flag": sa.BigInteger, "int": sa.BigInteger, "float": sa.Float}
     return sa.Table(
         name,
         metadata,
         sa.Column(
             "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
         ),
-        sa.Column("request_id", sa.Text, nullable=False),
-        sa.Column("ts", sa.DateTime(timezone=True), nullable=False, index=True),
-        sa.Column("endpoint", sa.Text, nullable=False),
-        sa.Column("customer_id", sa.Text, index=True),
-        sa.Column("model_name", sa.Text, nullable=False),
-        sa.Column("model_version", sa.Text, nullable=False),
-        sa.Column("feature_service", sa.Text, nullable=False),
-        sa.Column("score", sa.Float),
-        sa.Column("status", sa.Text, nullable=False),
-        sa.Column("feature_ts", sa.DateTime(timezone=True)),
-        *(sa.Column(c.name, types[c.kind]) for c in FEATURES),
+        *(
+            sa.Column(c.name, sql_type(c.type), nullable=not c.required, index=c.indexed or None)
+            for c in LOG_COLUMNS
+        ),
     )
 
 
@@ -146,7 +183,6 @@ def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any], name
     ``name`` (a batch run's request id) makes the file name fixed: writing it again replaces it
     whole, so two runs of one batch (even at once) leave one copy.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pydict(columns, schema=log_schema())
@@ -155,7 +191,7 @@ def write_columns(*, directory: Path, day: str, columns: Mapping[str, Any], name
     if name is not None:
         path = partition / f"{name}.parquet"
     else:
-        stamp = table.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f")
+        stamp = table.column(TS)[0].as_py().strftime("%Y%m%dT%H%M%S%f")
         path = partition / f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     pq.write_table(table, tmp)
@@ -198,7 +234,6 @@ def compact_partition(*, directory: Path, day: str, min_files: int = 2) -> Compa
     part files that a compacted file already holds (readers de-duplicate meanwhile). Batch files
     (``batch-*``) are left alone: a batch re-run replaces its own file by name.
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     partition = directory / f"{PARTITION}={day}"
@@ -215,12 +250,12 @@ def compact_partition(*, directory: Path, day: str, min_files: int = 2) -> Compa
         return None if not finished else CompactionResult(day, 0, 0, 0, finished)
     tables = [pq.read_table(part, schema=log_schema()) for part in parts]
     rows_in = sum(t.num_rows for t in tables)
-    merged = pa.concat_tables(tables).sort_by([("ts", "ascending")])
+    merged = pa.concat_tables(tables).sort_by([(TS, "ascending")])
     names = "\n".join(part.name for part in parts)
     merged = merged.replace_schema_metadata(
         {**(merged.schema.metadata or {}), COMPACTED_FROM: names.encode()}
     )
-    stamp = merged.column("ts")[0].as_py().strftime("%Y%m%dT%H%M%S%f") if rows_in else "empty"
+    stamp = merged.column(TS)[0].as_py().strftime("%Y%m%dT%H%M%S%f") if rows_in else "empty"
     path = partition / f"part-compact-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     pq.write_table(merged, tmp)
@@ -287,7 +322,6 @@ def sample_window(
     import tempfile
 
     import duckdb
-    import pyarrow as pa
 
     lower, upper = _utc(start, "start"), _utc(end, "end")
     files = _window_files(Path(directory), lower=lower, upper=upper)
@@ -349,8 +383,6 @@ def window_rows(
 ) -> ParquetRows | None:
     """The monitored rows of a window of the parquet log, for DuckDB to read in place: the
     window's ``date=`` partitions, filtered on time, model, version and endpoint (None: no file)."""
-    from churnops.contracts.monitoring_terms import ParquetRows
-
     lower, upper = _utc(start, "start"), _utc(end, "end")
     files = _window_files(Path(directory), lower=lower, upper=upper)
     if not files:
@@ -368,7 +400,6 @@ def arrow_frame(table: pa.Table) -> pd.DataFrame:
     """``table`` as pandas with its strings left in Arrow (``string[pyarrow]``): millions of ids
     cost their bytes, not a Python object each. The table's buffers are released as it converts."""
     import pandas as pd
-    import pyarrow as pa
 
     strings = pd.StringDtype("pyarrow")
     frame: pd.DataFrame = table.to_pandas(
@@ -395,7 +426,6 @@ def read_prediction_log(
     the filters are pushed down to the parquet scan, so a window of a large log costs what it
     holds. Files written before a column existed read it as null.
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
@@ -409,11 +439,11 @@ def read_prediction_log(
     dataset = ds.dataset(keep, schema=log_schema(), format="parquet")
     condition = None
     for part in (
-        None if lower is None else pc.field("ts") >= pa.scalar(lower, TS_TYPE),
-        None if upper is None else pc.field("ts") < pa.scalar(upper, TS_TYPE),
-        None if model_name is None else pc.field("model_name") == model_name,
-        None if model_version is None else pc.field("model_version") == str(model_version),
-        None if endpoints is None else pc.field("endpoint").isin(list(endpoints)),
+        None if lower is None else pc.field(TS) >= pa.scalar(lower, TS_TYPE),
+        None if upper is None else pc.field(TS) < pa.scalar(upper, TS_TYPE),
+        None if model_name is None else pc.field(MODEL_NAME) == model_name,
+        None if model_version is None else pc.field(MODEL_VERSION) == str(model_version),
+        None if endpoints is None else pc.field(ENDPOINT).isin(list(endpoints)),
     ):
         if part is not None:
             condition = part if condition is None else condition & part
@@ -425,7 +455,7 @@ def unique_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     ``ts`` then ``request_id``): a repeated request or a second batch run adds nothing."""
     if frame.empty:
         return frame
-    ordered = frame.sort_values(["ts", "request_id"], kind="stable")
+    ordered = frame.sort_values([TS, REQUEST_ID], kind="stable")
     return ordered.drop_duplicates(list(PREDICTION_KEY), keep="first").sort_index()
 
 
@@ -441,7 +471,6 @@ def read_prediction_log_table(
     columns: list[str] | None = None,
 ) -> pa.Table:
     """The same window as :func:`read_prediction_log`, from the SQL table (indexed on ``ts``)."""
-    import pyarrow as pa
     import sqlalchemy as sa
 
     lower, upper = _utc(start, "start"), _utc(end, "end")
@@ -449,15 +478,15 @@ def read_prediction_log_table(
     names = list(columns or COLUMNS)
     query = sa.select(*(log.c[name] for name in names))
     if lower is not None:
-        query = query.where(log.c.ts >= lower)
+        query = query.where(log.c[TS] >= lower)
     if upper is not None:
-        query = query.where(log.c.ts < upper)
+        query = query.where(log.c[TS] < upper)
     if model_name is not None:
-        query = query.where(log.c.model_name == model_name)
+        query = query.where(log.c[MODEL_NAME] == model_name)
     if model_version is not None:
-        query = query.where(log.c.model_version == str(model_version))
+        query = query.where(log.c[MODEL_VERSION] == str(model_version))
     if endpoints is not None:
-        query = query.where(log.c.endpoint.in_(endpoints))
+        query = query.where(log.c[ENDPOINT].in_(endpoints))
     with engine.connect() as conn:
         schema = pa.schema([log_schema().field(name) for name in names])
         if not sa.inspect(conn).has_table(table):

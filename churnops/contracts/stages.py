@@ -54,9 +54,6 @@ class Trigger(StrEnum):
 ALIAS_OF_STAGE: dict[Stage, str] = {Stage.STAGING: "staging", Stage.PRODUCTION: "production"}
 """The MLflow alias that mirrors each aliased stage (one version per alias, so one per stage)."""
 
-STAGE_TAG = "churnops.stage"
-"""MLflow model-version tag that mirrors the registry stage (so Archived is visible in MLflow)."""
-
 
 def choices(enum: type[StrEnum]) -> str:
     """``"a, b or c"``-style list of an enum's values, for messages and CLI help."""

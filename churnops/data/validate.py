@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from churnops.contracts.columns import FEATURES, JOIN_KEY, LABEL, TELCO_ID, TELCO_LABEL, Column
+from churnops.contracts.columns import FEATURES, JOIN_KEY, KIND_TYPES, LABEL, TELCO_ID, TELCO_LABEL, Column
 from churnops.contracts.ids import ID_FIX, MAX_ID_LENGTH, id_problem
 
 Mask = npt.NDArray[np.bool_]
@@ -541,7 +541,7 @@ def validate_rows(
             filled |= filled_here
             if col.name == "tenure":
                 tenure_zero = ok & (number == 0)
-            keep(col.name, np.where(ok, number, 0).astype(np.int64 if col.kind == "int" else np.float64), ok)
+            keep(col.name, np.where(ok, number, 0).astype(KIND_TYPES[col.kind].pandas), ok)
     if header.with_labels:
         keep(LABEL, *_check_flag(values=columns[LABEL], field=LABEL, column=header.headers[LABEL], out=out))
     _check_duplicates(

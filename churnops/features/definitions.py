@@ -14,7 +14,7 @@ from typing import Literal
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.data_source import DataSource
-from feast.types import Float64, Int64, PrimitiveFeastType, String
+from feast.types import PrimitiveFeastType
 
 from churnops.contracts.columns import (
     CREATED_TS,
@@ -22,6 +22,7 @@ from churnops.contracts.columns import (
     EVENT_TS,
     FEATURE_SERVICE,
     JOIN_KEY,
+    KIND_TYPES,
     LABEL_SOURCE,
     VIEWS,
     Column,
@@ -38,16 +39,11 @@ TTL: dict[View, timedelta] = {
     "account": timedelta(days=45),
     "services": timedelta(days=45),
 }
-_FEAST_TYPES: dict[str, PrimitiveFeastType] = {
-    "category": String,
-    "flag": Int64,
-    "int": Int64,
-    "float": Float64,
-}
 
 
 def feast_type(col: Column) -> PrimitiveFeastType:
-    return _FEAST_TYPES[col.kind]
+    """The Feast field type of a column: its kind's ``KIND_TYPES[kind].feast`` name."""
+    return PrimitiveFeastType[KIND_TYPES[col.kind].feast]
 
 
 OfflineStore = Literal["duckdb", "spark"]

@@ -11,14 +11,28 @@ import pandas as pd
 import pyarrow as pa
 from feast import FeatureStore
 
-from churnops.contracts.columns import CREATED_TS, EVENT_TS, FEATURE_SERVICE, FEATURES, JOIN_KEY, LABEL_SOURCE
+from churnops.contracts.columns import (
+    CREATED_TS,
+    EVENT_TS,
+    FEATURE_SERVICE,
+    FEATURES,
+    JOIN_KEY,
+    KIND_TYPES,
+    LABEL_SOURCE,
+)
 from churnops.contracts.sources import read_source
 from churnops.features.engine_switch import require_readable_sources
 from churnops.features.spark_session import start_spark_session
 
 NaivePolicy = Literal["reject", "utc"]
 _ROW = "__churnops_row"
-_INT64 = {pa.int64(): pd.Int64Dtype()}
+_NULLABLE = {
+    types.arrow: pd.api.types.pandas_dtype(types.pandas_nullable)
+    for types in KIND_TYPES.values()
+    if types.pandas_nullable != types.pandas
+}
+"""Arrow -> the pandas dtype of a column that may miss values, where Arrow's own differs
+(integers: ``Int64``, not the float detour)."""
 
 
 class TimestampError(ValueError):
@@ -143,14 +157,10 @@ def _features_in_input_order(table: pa.Table, *, entity_columns: list[str], rows
     for name in names:
         values = ordered.column(name)
         kind = kinds.get(name)
-        if kind in ("flag", "int"):
-            columns[name] = values.cast(pa.int64()).to_pandas(types_mapper=_INT64.get)
-        elif kind == "float":
-            columns[name] = values.cast(pa.float64()).to_pandas()
-        elif kind == "category":
-            columns[name] = values.cast(pa.string()).to_pandas()
-        else:
+        if kind is None:
             columns[name] = values.to_pandas()
+        else:
+            columns[name] = values.cast(KIND_TYPES[kind].arrow).to_pandas(types_mapper=_NULLABLE.get)
     return pd.DataFrame(columns, index=pd.RangeIndex(rows))
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from churnops.contracts.decisions import FINISHED
+from churnops.contracts.mlflow_keys import TEST_ROC_AUC
 from churnops.contracts.stages import Stage, Trigger
 from churnops.retraining.decide import PastDecision, decide
 from churnops.retraining.observations import read_monitoring_windows
@@ -52,7 +53,8 @@ def check_and_record(
         windows = read_monitoring_windows(
             client=registry.client, model_name=registry.model_name, model_version=str(production.version)
         )
-        reference = production.metrics.get("test_roc_auc")
+        # absent on a version adopted from a run without it: decide() then judges no drop
+        reference = production.metrics.get(TEST_ROC_AUC)
     past = past_retrains(list_decisions(registry.engine, name=registry.model_name))
     decision = decide(
         policy=policy,

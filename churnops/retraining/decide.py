@@ -34,6 +34,7 @@ from churnops.contracts.monitoring_terms import (
     DRIFTED_WINDOWS,
     MATURED_LABELS,
     TERMS,
+    ReportStatus,
     drifted_windows,
     is_drifted_window,
 )
@@ -51,7 +52,7 @@ class MonitoringWindow:
     """What one drift/performance report said about one window of the prediction log."""
 
     window_end: datetime
-    status: str  # the drift report's: "drift", "no_drift" or "insufficient_data"
+    status: str  # the drift report's: a ReportStatus value
     model_version: str
     drifted_share: float | None = None
     prediction_js: float | None = None
@@ -110,7 +111,7 @@ class Decision:
 def over_drift_trigger(window: MonitoringWindow, policy: RetrainPolicy) -> bool:
     """The window meets the policy's drift trigger (see the module docstring)."""
     rules = policy.drift
-    if window.status == "insufficient_data":
+    if window.status == ReportStatus.INSUFFICIENT_DATA:
         return False
     share = window.drifted_share is not None and window.drifted_share >= rules.max_drifted_share
     js = window.prediction_js is not None and window.prediction_js >= rules.max_prediction_js

@@ -22,13 +22,14 @@ from churnops.contracts.monitoring_runs import (
     TAG_AS_OF,
     TAG_CONCEPT_STATUS,
     TAG_DRIFT_STATUS,
+    TAG_DRIFT_WINDOW_END,
     TAG_KIND,
     TAG_LABELS_END,
     TAG_LABELS_START,
     TAG_MODEL_NAME,
     TAG_MODEL_VERSION,
-    TAG_WINDOW_END,
 )
+from churnops.contracts.monitoring_terms import ReportStatus
 from churnops.retraining.decide import MonitoringWindow
 
 if TYPE_CHECKING:
@@ -63,7 +64,9 @@ def read_monitoring_windows(
     windows: list[MonitoringWindow] = []
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
-        missing = [key for key in (TAG_WINDOW_END, TAG_DRIFT_STATUS) if key not in tags]
+        missing = [
+            key for key in (TAG_DRIFT_WINDOW_END, TAG_DRIFT_STATUS, TAG_CONCEPT_STATUS) if key not in tags
+        ]
         missing += [key for key in (METRIC_MATURED_LABELS, METRIC_DRIFTED_SHARE) if key not in metrics]
         if missing:  # every drift report writes them: a run without them was not written by this churnops
             raise ValueError(
@@ -72,12 +75,12 @@ def read_monitoring_windows(
             )
         windows.append(
             MonitoringWindow(
-                window_end=datetime.fromisoformat(tags[TAG_WINDOW_END]),
+                window_end=datetime.fromisoformat(tags[TAG_DRIFT_WINDOW_END]),
                 status=tags[TAG_DRIFT_STATUS],
                 model_version=model_version,
                 drifted_share=metrics[METRIC_DRIFTED_SHARE],
                 prediction_js=metrics.get(METRIC_PREDICTION_JS),  # absent: no score to compare
-                concept_drifted=tags.get(TAG_CONCEPT_STATUS) == "drift",
+                concept_drifted=tags[TAG_CONCEPT_STATUS] == ReportStatus.DRIFT,
                 matured_roc_auc=metrics.get(METRIC_MATURED_ROC_AUC),  # absent: one class, or no labels
                 matured_labels=int(metrics[METRIC_MATURED_LABELS]),
                 labels_start=_time(tags.get(TAG_LABELS_START)),

@@ -18,14 +18,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from churnops.contracts.decisions import DecisionState, claimable
+from churnops.contracts.mlflow_keys import DECISION_TAG
 from churnops.contracts.stages import Trigger
 
 if TYPE_CHECKING:
     from registry_ext import DecisionRecord, LeaseState, ModelRegistry
 
 log = logging.getLogger(__name__)
-
-TAG_DECISION = "churnops.decision_id"
 
 
 class DecisionRefusedError(RuntimeError):
@@ -184,7 +183,7 @@ def fail_killed_runs(*, registry: ModelRegistry) -> list[str]:
     for run in client.search_runs(
         experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000
     ):
-        tag = run.data.tags.get(TAG_DECISION, "")
+        tag = run.data.tags.get(DECISION_TAG, "")  # only a retrain's runs carry one
         if not tag.isdigit():
             continue
         decision = get_decision(registry.engine, decision_id=int(tag))

@@ -31,9 +31,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.decisions import DecisionState, crash_point
+from churnops.contracts.mlflow_keys import (
+    DECISION_TAG,
+    DRIFT_REPORT_TAG,
+    RETRAIN_TRIGGER_TAG,
+    TRAINING_LABELS_END_TAG,
+    TRAINING_LABELS_START_TAG,
+)
 from churnops.contracts.stages import Stage, Trigger
 from churnops.retraining.orders import (
-    TAG_DECISION,
     RetrainOrder,
     fail_killed_runs,
     holder_is_dead,
@@ -50,19 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TAG_TRIGGER = "churnops.trigger"
-TAG_DRIFT_REPORT = "churnops.drift_report"
-TAG_WINDOW_START = "churnops.window_start"
-TAG_WINDOW_END = "churnops.window_end"
-
-
 __all__ = [
     "LEASE_TTL_S",
-    "TAG_DECISION",
-    "TAG_DRIFT_REPORT",
-    "TAG_TRIGGER",
-    "TAG_WINDOW_END",
-    "TAG_WINDOW_START",
     "RetrainBusyError",
     "RetrainLeaseLostError",
     "RetrainResult",
@@ -164,11 +159,11 @@ def provenance_tags(
     *, trigger: Trigger, decision_id: int | None, drift_report: str | None, window: TrainingWindow
 ) -> dict[str, str]:
     return {
-        TAG_TRIGGER: trigger.value,
-        TAG_DECISION: "none" if decision_id is None else str(decision_id),
-        TAG_DRIFT_REPORT: drift_report or "none",
-        TAG_WINDOW_START: window.start.isoformat(),
-        TAG_WINDOW_END: window.end.isoformat(),
+        RETRAIN_TRIGGER_TAG: trigger.value,
+        DECISION_TAG: "none" if decision_id is None else str(decision_id),
+        DRIFT_REPORT_TAG: drift_report or "none",
+        TRAINING_LABELS_START_TAG: window.start.isoformat(),
+        TRAINING_LABELS_END_TAG: window.end.isoformat(),
     }
 
 
@@ -418,7 +413,7 @@ def _register_trained(
     """Resume a ``trained`` decision: adopt the version registered for it (the run died before
     recording it), or register what the gates passed, fenced by the lease."""
     for record in registry.all_versions():
-        if record.tags.get(TAG_DECISION) == str(decision.id):
+        if record.tags.get(DECISION_TAG) == str(decision.id):
             return steps.move(decision, DecisionState.REGISTERED, version=int(record.version), adopted=True)
     arguments: Mapping[str, Any] = decision.last_detail(DecisionState.TRAINED).get("register", {})
     if not arguments.get("run_id"):

@@ -21,9 +21,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnops.contracts.columns import EVENT_TS, JOIN_KEY, column, feature_names
-from churnops.contracts.model_input import model_frame
-from churnops.contracts.prediction_log import BATCH_ENDPOINT, COLUMNS, Sink, batch_request_id, log_schema
+from churnops.contracts.columns import EVENT_TS, JOIN_KEY, SCORE, column, feature_names
+from churnops.contracts.model_input import NULLABLE_INTEGER, model_frame
+from churnops.contracts.online import RowStatus, complete_rows
+from churnops.contracts.prediction_log import (
+    BATCH_ENDPOINT,
+    COLUMNS,
+    CUSTOMER_ID,
+    ENDPOINT,
+    FEATURE_SERVICE_NAME,
+    FEATURE_TS,
+    MODEL_NAME,
+    MODEL_VERSION,
+    REQUEST_ID,
+    STATUS,
+    TS,
+    Sink,
+    batch_request_id,
+    log_schema,
+)
 
 ACTIVITY_VIEW = "account"
 CHUNK_ROWS = 200_000
@@ -78,7 +94,7 @@ def active_customers(*, sources_dir: Path, as_of: datetime, ttl: timedelta) -> p
     files = sorted((sources_dir / ACTIVITY_VIEW).glob("*.parquet"))
     if not files:
         return pd.DataFrame(
-            {JOIN_KEY: pd.Series(dtype=str), "feature_ts": pd.Series(dtype="datetime64[us, UTC]")}
+            {JOIN_KEY: pd.Series(dtype=str), FEATURE_TS: pd.Series(dtype="datetime64[us, UTC]")}
         )
     dataset = ds.dataset([str(f) for f in files], format="parquet")
     when = pd.Timestamp(as_of).tz_convert("UTC")
@@ -90,7 +106,7 @@ def active_customers(*, sources_dir: Path, as_of: datetime, ttl: timedelta) -> p
     if table.num_rows:
         table = table.filter(pc.equal(table.column(EVENT_TS), pc.max(table.column(EVENT_TS))))
     newest = table.group_by(JOIN_KEY).aggregate([(EVENT_TS, "max")])
-    frame: pd.DataFrame = newest.to_pandas().rename(columns={f"{EVENT_TS}_max": "feature_ts"})
+    frame: pd.DataFrame = newest.to_pandas().rename(columns={f"{EVENT_TS}_max": FEATURE_TS})
     return frame.sort_values(JOIN_KEY, kind="stable").reset_index(drop=True)
 
 
@@ -133,21 +149,21 @@ def score_active_customers(
     features = build_training_set(store=store, entity_df=entity, feature_service=model.feature_service)
     names = [n for n in feature_names() if n in features.columns]
     columns = [column(n) for n in names]
-    usable = features[names].notna().all(axis=1).to_numpy()
+    usable = complete_rows(features[names])
     probability = np.full(len(features), np.nan)
     rows = np.flatnonzero(usable)
     for start in range(0, len(rows), CHUNK_ROWS):
         part = rows[start : start + CHUNK_ROWS]
         x = model_frame(features.iloc[part], columns=columns)  # the one builder training fitted on
         probability[part] = model.estimator.predict_proba(x)[:, 1]
-    status = np.where(usable, "ok", "missing_features")
+    status = np.where(usable, RowStatus.OK.value, RowStatus.MISSING_FEATURES.value)
     out = pd.DataFrame(
         {
             JOIN_KEY: features[JOIN_KEY].to_numpy(),
             "churn_probability": pd.array(np.where(usable, probability, np.nan), dtype="Float64"),
-            "status": status,
-            "model_version": model.version,
-            "feature_ts": active["feature_ts"].array,  # stays datetime64[us, UTC] (no object array)
+            STATUS: status,
+            MODEL_VERSION: model.version,
+            FEATURE_TS: active[FEATURE_TS].array,  # stays datetime64[us, UTC] (no object array)
         }
     )
     out.loc[~usable, "churn_probability"] = pd.NA
@@ -197,19 +213,20 @@ def _log(
     def constant(value: Any, field: str) -> pa.Array:
         return pa.array([value] * n, type=schema.field(field).type)
 
+    def typed(values: Any, field: str) -> pa.Array:
+        return pa.array(values, type=schema.field(field).type, from_pandas=True)
+
     columns: dict[str, Any] = {
-        "request_id": constant(request_id, "request_id"),
-        "ts": constant(when.to_pydatetime(), "ts"),
-        "endpoint": constant(BATCH_ENDPOINT, "endpoint"),
-        "customer_id": pa.array(frame[JOIN_KEY].astype(str), type=pa.string()),
-        "model_name": constant(model.name, "model_name"),
-        "model_version": constant(model.version, "model_version"),
-        "feature_service": constant(model.feature_service, "feature_service"),
-        "score": pa.array(scores["churn_probability"].astype("float64"), type=pa.float64(), from_pandas=True),
-        "status": pa.array(scores["status"], type=pa.string()),
-        "feature_ts": pa.array(
-            pd.to_datetime(scores["feature_ts"], utc=True), type=schema.field("feature_ts").type
-        ),
+        REQUEST_ID: constant(request_id, REQUEST_ID),
+        TS: constant(when.to_pydatetime(), TS),
+        ENDPOINT: constant(BATCH_ENDPOINT, ENDPOINT),
+        CUSTOMER_ID: typed(frame[JOIN_KEY].astype(str), CUSTOMER_ID),
+        MODEL_NAME: constant(model.name, MODEL_NAME),
+        MODEL_VERSION: constant(model.version, MODEL_VERSION),
+        FEATURE_SERVICE_NAME: constant(model.feature_service, FEATURE_SERVICE_NAME),
+        SCORE: typed(scores["churn_probability"].astype("float64"), SCORE),
+        STATUS: typed(scores[STATUS], STATUS),
+        FEATURE_TS: typed(pd.to_datetime(scores[FEATURE_TS], utc=True), FEATURE_TS),
     }
     for name in COLUMNS:
         if name not in columns:
@@ -217,7 +234,7 @@ def _log(
             if name in frame.columns:
                 values = frame[name]
                 if pa.types.is_integer(field.type):
-                    values = values.astype("Int64")
+                    values = values.astype(pd.api.types.pandas_dtype(NULLABLE_INTEGER))
                 columns[name] = pa.array(values, type=field.type, from_pandas=True)
             else:
                 columns[name] = pa.nulls(n, type=field.type)

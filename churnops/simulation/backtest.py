@@ -319,7 +319,7 @@ def monthly_roc_auc(*, settings: Settings, as_of: datetime) -> dict[str, float]:
     """ROC-AUC of each month's logged scores on their labels known at ``as_of`` (by score month)."""
     from sklearn.metrics import roc_auc_score
 
-    from churnops.contracts.columns import LABEL
+    from churnops.contracts.columns import LABEL, SCORE
     from churnops.wiring import read_prediction_window
     from monitoring.baseline import read_labels
     from monitoring.performance import matured_outcomes
@@ -331,5 +331,5 @@ def monthly_roc_auc(*, settings: Settings, as_of: datetime) -> dict[str, float]:
     result: dict[str, float] = {}
     for month, rows in outcomes.groupby(outcomes["ts"].dt.strftime("%Y-%m")):
         if rows[LABEL].nunique() == 2:
-            result[str(month)] = float(roc_auc_score(rows[LABEL], rows["score"]))
+            result[str(month)] = float(roc_auc_score(rows[LABEL], rows[SCORE]))
     return result

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from churnops.contracts.bootstrap import LOWER_IS_BETTER, bootstrap_intervals
+from churnops.contracts.bootstrap import bootstrap_intervals
+from churnops.contracts.metric_directions import Direction, direction
 
 _CANDIDATE, _PRODUCTION = 1, 0
 
@@ -85,7 +86,7 @@ def gain_interval(
     )
     delta = result.deltas[_CANDIDATE][metric]
     estimate, low, high = delta.estimate, delta.low, delta.high
-    if metric in LOWER_IS_BETTER:
+    if direction(metric) is Direction.LOWER:
         estimate, low, high = -estimate, -high, -low
     return GainInterval(
         metric=metric,

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from churnops.contracts.bootstrap import HEADLINE_METRICS
+from churnops.contracts.metric_directions import improvement
 from churnops.contracts.policy_files import ShippedPolicy, read_policy, shipped_policy_path
 from churnops.contracts.stages import Trigger, choices
 from churnops.training.errors import GatePolicyError
@@ -326,7 +327,7 @@ def evaluate_gates(
         for rule, name, limit in slice_rules:
             c = candidate.slices.get(name, {}).get(metric)
             p = production.slices.get(name, {}).get(metric)
-            drop = None if c is None or p is None else p - c
+            drop = None if c is None or p is None else -improvement(metric, c - p)  # how much worse
             if c is None or p is None:
                 missing = "candidate" if c is None else "production"
                 results.append(GateResult(rule, False, f"slice {name}: {missing} {metric} is missing"))

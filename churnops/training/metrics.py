@@ -27,22 +27,14 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from churnops.contracts.metric_directions import METRIC_NAMES
 from churnops.training.errors import MetricError
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
-METRICS = (
-    "roc_auc",
-    "pr_auc",
-    "pr_auc_lift",
-    "brier",
-    "log_loss",
-    "top_decile_lift",
-    "recall_at_threshold",
-    "precision_at_threshold",
-    "base_rate",
-)
+METRICS = METRIC_NAMES
+"""Every metric a split reports, with its direction in ``churnops.contracts.metric_directions``."""
 
 
 @dataclass(frozen=True)

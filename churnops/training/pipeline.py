@@ -29,9 +29,41 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT, window_param
+from churnops.contracts.artifacts import HOLDOUT_ARTIFACT, MODEL_PATH, REFERENCE_ARTIFACT
 from churnops.contracts.clock import current_time, wall_clock
-from churnops.contracts.columns import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL
+from churnops.contracts.columns import EVENT_TS, FEATURE_SERVICE, JOIN_KEY, LABEL, SCORE
+from churnops.contracts.mlflow_keys import (
+    EXPERIMENT_KIND_TAG,
+    GIT_COMMIT_TAG,
+    MODEL_TRAINING_KIND,
+    PRODUCTION_TEST_PREFIX,
+    RETRAIN_TRIGGER_TAG,
+    RUN_CODE_VERSION,
+    RUN_COMPARED_WITH,
+    RUN_ERROR,
+    RUN_FEATURE_SERVICE,
+    RUN_GATE_POLICY,
+    RUN_GATES,
+    RUN_GATES_FAILED,
+    RUN_MODEL_FAMILY,
+    RUN_MODEL_SHA256,
+    RUN_REGISTRATION,
+    RUN_SPLIT_REASON,
+    RUN_SPLIT_STRATEGY,
+    RUN_TRAINING_FRAME,
+    RUN_VERSION,
+    TEST_PREFIX,
+    THRESHOLD_METRIC,
+    VALIDATION_PREFIX,
+    VERSION_CODE_VERSION_TAG,
+    VERSION_GATE_POLICY_TAG,
+    VERSION_MODEL_FAMILY_TAG,
+    VERSION_SPLIT_STRATEGY_TAG,
+    VERSION_TRAINING_FRAME_TAG,
+    VERSION_TRIGGER_TAG,
+    required,
+    window_param,
+)
 from churnops.training.candidates import FAMILIES, FittedCandidate, fit_candidate, score
 from churnops.training.errors import TrainingDataError, TrainingError
 from churnops.training.frame import check_class_balance, feature_columns, labels, model_input
@@ -58,10 +90,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 DEFAULT_EXPERIMENT = "churn"
-TAG_PREFIX = "churnops."
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-"""Read by the MLflow 3 UI: without it a new experiment opens in the GenAI overview."""
-MODEL_TRAINING_KIND = "custom_model_development"
 
 
 class VersionRecord(Protocol):
@@ -184,7 +212,7 @@ class TrainResult:
 
 
 def registered_metrics(*, validation: SplitMetrics, test: SplitMetrics, threshold: float) -> dict[str, float]:
-    return {**validation.flat("val"), **test.flat("test"), "threshold": threshold}
+    return {**validation.flat(VALIDATION_PREFIX), **test.flat(TEST_PREFIX), THRESHOLD_METRIC: threshold}
 
 
 def _service_features(store: FeatureStore, name: str) -> list[str]:
@@ -367,7 +395,8 @@ def _production_metrics(
                 raise TrainingError(f"it needs feature(s) {missing} that the candidate's rows lack")
             x = x[list(wanted)]
         scores = score(model, x)
-        threshold = float(record.metrics.get("threshold", 0.5))
+        where = f"production version {version}'s metrics"
+        threshold = float(required(record.metrics, THRESHOLD_METRIC, where=where))
         metrics = evaluate_split(
             frame=split.test,
             y_true=labels(split.test),
@@ -423,14 +452,14 @@ def train(
     experiment_id = _experiment_id(client, name=options.experiment, artifact_location=artifact_location)
     version_info = code_version()
     tags = {
-        f"{TAG_PREFIX}feature_service": options.feature_service,
-        f"{TAG_PREFIX}trigger": options.trigger,
-        f"{TAG_PREFIX}code_version": version_info.label(),
-        f"{TAG_PREFIX}gate_policy": f"{policy.name}@{policy.digest()}",
+        RUN_FEATURE_SERVICE: options.feature_service,
+        RETRAIN_TRIGGER_TAG: options.trigger,
+        RUN_CODE_VERSION: version_info.label(),
+        RUN_GATE_POLICY: f"{policy.name}@{policy.digest()}",
     }
     tags.update(options.version_tags)
     if version_info.git_commit:
-        tags["mlflow.source.git.commit"] = version_info.git_commit
+        tags[GIT_COMMIT_TAG] = version_info.git_commit
 
     with store.mlflow.start_run(
         run_name=run_name(feature_service=options.feature_service, trigger=options.trigger),
@@ -453,7 +482,7 @@ def train(
                 build_training_set=build_training_set,
             )
         except Exception as error:
-            client.set_tag(run_id, f"{TAG_PREFIX}error", f"{type(error).__name__}: {error}"[:4900])
+            client.set_tag(run_id, RUN_ERROR, f"{type(error).__name__}: {error}"[:4900])
             raise
     return _register(client=client, registry=registry, result=result, options=options)
 
@@ -572,14 +601,14 @@ def _train_in_run(
         **{f"candidate_{c.family}_val_roc_auc": auc for c, auc in fitted},
     }
     if production_test is not None:
-        metrics.update(production_test.flat("production_test"))
+        metrics.update(production_test.flat(PRODUCTION_TEST_PREFIX))
     _log_metrics(client, run_id, metrics)
     for key, value in {
-        f"{TAG_PREFIX}model_family": best.family,
-        f"{TAG_PREFIX}split_strategy": split.strategy,
-        f"{TAG_PREFIX}split_reason": split.reason,
-        f"{TAG_PREFIX}training_frame_sha256": training_hash,
-        f"{TAG_PREFIX}compared_with_production": str(production_version) if production_version else "none",
+        RUN_MODEL_FAMILY: best.family,
+        RUN_SPLIT_STRATEGY: split.strategy,
+        RUN_SPLIT_REASON: split.reason,
+        RUN_TRAINING_FRAME: training_hash,
+        RUN_COMPARED_WITH: str(production_version) if production_version else "none",
     }.items():
         client.set_tag(run_id, key, value)
 
@@ -587,10 +616,10 @@ def _train_in_run(
     # The holdout keeps the chosen model's score: concept-drift monitoring computes the
     # holdout's randomized PIT from it without reloading the model.
     holdout = split.test[raw].copy()
-    holdout["score"] = test_scores
+    holdout[SCORE] = test_scores
     log_parquet(client=client, run_id=run_id, frame=holdout.reset_index(drop=True), path=HOLDOUT_ARTIFACT)
     reference = split.train[raw].copy()
-    reference["score"] = score(best.pipeline, x_train)
+    reference[SCORE] = score(best.pipeline, x_train)
     if len(reference) > options.reference_rows:
         reference = reference.sample(n=options.reference_rows, random_state=options.split.seed)
     log_parquet(client=client, run_id=run_id, frame=reference.reset_index(drop=True), path=REFERENCE_ARTIFACT)
@@ -598,7 +627,7 @@ def _train_in_run(
     _log_evaluation(
         client=client,
         run_id=run_id,
-        holdout=holdout.drop(columns=["score"]),
+        holdout=holdout.drop(columns=[SCORE]),
         entity_df=entity_df[[JOIN_KEY, EVENT_TS, LABEL]],
         y=y_test,
         scores=test_scores,
@@ -618,10 +647,10 @@ def _train_in_run(
     logged = log_model(
         client=client, run_id=run_id, model=best.pipeline, columns=columns, input_example=x_train.head(5)
     )
-    client.set_tag(run_id, f"{TAG_PREFIX}model_sha256", logged.sha256)
-    client.set_tag(run_id, f"{TAG_PREFIX}gates", "passed" if report.passed else "failed")
+    client.set_tag(run_id, RUN_MODEL_SHA256, logged.sha256)
+    client.set_tag(run_id, RUN_GATES, "passed" if report.passed else "failed")
     failed = ",".join(r.rule for r in report.failures)
-    client.set_tag(run_id, f"{TAG_PREFIX}gates_failed_rules", failed[:4900] or "none")
+    client.set_tag(run_id, RUN_GATES_FAILED, failed[:4900] or "none")
 
     return TrainResult(
         run_id=run_id,
@@ -671,19 +700,19 @@ def _register(
     if registry is None:
         return replace(result, registration="not registered: dry run (no registry)")
     tags = {
-        "trigger": options.trigger,
-        "model_family": result.family,
-        "split_strategy": result.split_strategy,
-        "training_frame_sha256": result.training_frame_sha256,
-        "code_version": result.code_version.label(),
-        "gate_policy": f"{result.gates.policy}@{result.gates.policy_digest}",
+        VERSION_TRIGGER_TAG: options.trigger,
+        VERSION_MODEL_FAMILY_TAG: result.family,
+        VERSION_SPLIT_STRATEGY_TAG: result.split_strategy,
+        VERSION_TRAINING_FRAME_TAG: result.training_frame_sha256,
+        VERSION_CODE_VERSION_TAG: result.code_version.label(),
+        VERSION_GATE_POLICY_TAG: f"{result.gates.policy}@{result.gates.policy_digest}",
         **options.version_tags,
     }
     try:
         options.step("registering the version")
         record = registry.register(
             run_id=result.run_id,
-            artifact_path="model",
+            artifact_path=MODEL_PATH,
             sha256=result.sha256,
             feature_service=result.feature_service,
             metrics=result.registered_metrics(),
@@ -693,9 +722,9 @@ def _register(
             trigger=options.trigger,
         )
     except Exception as error:
-        client.set_tag(result.run_id, f"{TAG_PREFIX}registration", f"failed: {error}"[:4900])
+        client.set_tag(result.run_id, RUN_REGISTRATION, f"failed: {error}"[:4900])
         raise
     version = int(record.version)
-    client.set_tag(result.run_id, f"{TAG_PREFIX}registration", "registered")
-    client.set_tag(result.run_id, f"{TAG_PREFIX}version", str(version))
+    client.set_tag(result.run_id, RUN_REGISTRATION, "registered")
+    client.set_tag(result.run_id, RUN_VERSION, str(version))
     return replace(result, version=version, registration=f"registered as version {version}")

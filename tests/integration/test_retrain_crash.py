@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 from churnops.cli import app
 from churnops.contracts.decisions import CRASH_ENV, CRASH_EXIT, DecisionState
+from churnops.contracts.mlflow_keys import DECISION_TAG
 from churnops.contracts.policy_files import ShippedPolicy
 from churnops.contracts.stages import Stage
-from churnops.retraining.orders import TAG_DECISION
 from registry_ext.decisions import list_decisions
 from tests.support.policies import write_over_shipped
 from tests.support.retrain_env import RetrainEnv, make_retrain_env
@@ -97,7 +97,7 @@ def _decision(env: RetrainEnv, decision_id: int) -> DecisionState:
 
 
 def _versions_of(env: RetrainEnv, decision_id: int) -> list[int]:
-    return [r.version for r in env.registry.all_versions() if r.tags.get(TAG_DECISION) == str(decision_id)]
+    return [r.version for r in env.registry.all_versions() if r.tags.get(DECISION_TAG) == str(decision_id)]
 
 
 def _one_production(env: RetrainEnv) -> int:
@@ -111,7 +111,7 @@ def _running_retrain_run(env: RetrainEnv) -> str | None:
     client = env.registry.client
     experiments = [e.experiment_id for e in client.search_experiments()]
     for run in client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'"):
-        if TAG_DECISION in run.data.tags:
+        if DECISION_TAG in run.data.tags:
             return str(run.info.run_id)
     return None
 

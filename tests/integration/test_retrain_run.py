@@ -15,6 +15,12 @@ from sklearn.metrics import roc_auc_score
 from churnops.contracts.artifacts import HOLDOUT_ARTIFACT
 from churnops.contracts.columns import EVENT_TS, LABEL, feature_names
 from churnops.contracts.decisions import DecisionState
+from churnops.contracts.mlflow_keys import (
+    DRIFT_REPORT_TAG,
+    TRAINING_LABELS_END_TAG,
+    TRAINING_LABELS_START_TAG,
+)
+from churnops.contracts.monitoring_runs import TAG_DRIFT_WINDOW_END
 from churnops.contracts.policy_files import ShippedPolicy, shipped_with
 from churnops.contracts.stages import Stage, Trigger
 from churnops.retraining import load_policy, parse_policy
@@ -115,9 +121,10 @@ def test_a_retrain_on_the_recent_window_beats_the_old_model_on_the_newest_rows(e
         "promoted",
     ]
     assert decision.last_detail(DecisionState.PROMOTED) == {"version": version, "stage": "Production"}
-    assert tags["churnops.drift_report"] == "runs:/monitoring-run/drift"
-    assert tags["churnops.window_start"] == env.drift_from.isoformat()
-    assert tags["churnops.window_end"] == env.now.isoformat()
+    assert tags[DRIFT_REPORT_TAG] == "runs:/monitoring-run/drift"
+    assert tags[TRAINING_LABELS_START_TAG] == env.drift_from.isoformat()
+    assert tags[TRAINING_LABELS_END_TAG] == env.now.isoformat()
+    assert TAG_DRIFT_WINDOW_END not in tags  # a drift report's window name, never a version's
     audit = env.registry.audit(version=version)
     assert [a.to_stage for a in audit] == [Stage.NONE, Stage.STAGING, Stage.PRODUCTION]
     assert {a.trigger for a in audit} == {"drift"}

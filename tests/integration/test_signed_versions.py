@@ -14,14 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from churnops.cli import app
-from churnops.contracts.artifacts import (
-    FEATURE_SERVICE_TAG,
-    SHA256_TAG,
-    ArtifactIntegrityError,
-    UnsignedVersionError,
-    sha256_of_path,
-)
+from churnops.contracts.artifacts import ArtifactIntegrityError, UnsignedVersionError, sha256_of_path
 from churnops.contracts.columns import EVENT_TS
+from churnops.contracts.mlflow_keys import FEATURE_SERVICE_TAG, SHA256_TAG
 from churnops.data.generate import generate_churn_data, write_generated
 from churnops.features.store import apply
 from churnops.settings import Settings

@@ -60,7 +60,9 @@ def test_the_html_has_the_summary_first_and_escapes_user_strings(result: DriftRe
 
 
 def test_the_report_path_is_under_the_homes_reports_and_safe(result: DriftResult, tmp_path: Path) -> None:
-    path = report_path(home=tmp_path, result=result)
+    from churnops.contracts.home_layout import HomeLayout
+
+    path = report_path(reports_dir=HomeLayout(tmp_path).reports, result=result)
     assert path.parent == tmp_path / "reports"
     assert path.name == "drift-_script_alert_x_script_-v7-20250601T000000.html"
 

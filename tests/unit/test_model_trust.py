@@ -26,11 +26,6 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from churnops.contracts.artifacts import (
-    FEATURE_SERVICE_TAG,
-    MANIFEST_TAG,
-    SHA256_TAG,
-    SIGNATURE_TAG,
-    SIGNING_KEY_ID_TAG,
     TRUSTED_TYPES,
     ArtifactIntegrityError,
     SignatureError,
@@ -41,6 +36,13 @@ from churnops.contracts.artifacts import (
     manifest_problems,
     sha256_of_path,
     signed_payload,
+)
+from churnops.contracts.mlflow_keys import (
+    FEATURE_SERVICE_TAG,
+    MANIFEST_TAG,
+    SHA256_TAG,
+    SIGNATURE_TAG,
+    SIGNING_KEY_ID_TAG,
 )
 from churnops.contracts.stages import ALIAS_OF_STAGE, Stage
 from registry_ext import ModelRegistry

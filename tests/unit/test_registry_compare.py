@@ -81,3 +81,23 @@ def test_calibration_axes_fit_the_scores(registry: ModelRegistry) -> None:
     high = calibration.layout.xaxis.range[1]
     assert top <= high <= min(1.0, top * 1.06) or high == 1.0
     assert calibration.layout.yaxis.range[1] == high
+
+
+def test_the_cli_picks_sections_by_id_not_by_title(
+    registry: ModelRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Writer/reader pair: registry_ext writes one Section per SectionId; the CLI prints the gates
+    one alone without --details, and every one with it (each under its display title)."""
+    from churnops.commands.registry import _comparison_tables
+    from registry_ext.compare import SECTION_TITLES, SectionId
+
+    comparison = compare_versions(registry=registry, versions=[2, 3], slices=SLICES, resamples=20)
+    assert [s.id for s in comparison.detail_sections()] == list(SectionId)
+    _comparison_tables(comparison, details=False)
+    brief = capsys.readouterr().out
+    assert [title for title in SECTION_TITLES.values() if title[:20] in brief] == [
+        SECTION_TITLES[SectionId.GATES]
+    ]
+    _comparison_tables(comparison, details=True)
+    full = capsys.readouterr().out
+    assert all(title[:20] in full for title in SECTION_TITLES.values())

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from churnops.commands.registry import app
 from churnops.contracts.artifacts import ArtifactIntegrityError
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.mlflow_keys import HEARTBEAT_TAG
 from registry_ext import (
     InvalidTransitionError,
     ModelRegistry,
@@ -21,7 +22,6 @@ from registry_ext import (
     UnregisteredVersionError,
 )
 from registry_ext.lifecycle import plan_promotion
-from registry_ext.records import HEARTBEAT_TAG
 from tests.support.registry import (
     log_candidate,
     make_registry,
@@ -68,7 +68,7 @@ def staged_and_live(reg: ModelRegistry, experiment_id: str, seeds: tuple[int, ..
 
 def half_registered(reg: ModelRegistry, experiment_id: str, *, seed: int) -> int:
     """An MLflow version exactly as a registration killed before its table write leaves it."""
-    from churnops.contracts.artifacts import FEATURE_SERVICE_TAG, SHA256_TAG
+    from churnops.contracts.mlflow_keys import FEATURE_SERVICE_TAG, SHA256_TAG
 
     logged = log_candidate(reg.client, experiment_id=experiment_id, seed=seed)
     version = reg.client.create_model_version(

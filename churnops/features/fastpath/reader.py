@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from churnops.contracts.clock import wall_clock
 from churnops.contracts.materialization import ViewMarker, completion_problem, redis_marker_key
-from churnops.contracts.online import OnlineRow, classify
+from churnops.contracts.online import OnlineRow, RowStatus, classify
 from churnops.features.fastpath.codec import LayoutUnsupported
 from churnops.features.fastpath.feast_private import VERIFIED_FEAST_VERSION, feast_version_problem
 from churnops.features.fastpath.fields import HashDecoder, service_fields
@@ -195,7 +195,7 @@ class RedisReader:
             self._empty_checked = -1.0e9  # it may come back emptied: the next check must not reuse ours
             raise FeaturesUnavailable(f"online store unavailable: {type(error).__name__}") from error
         rows = self.decode(customer_ids, values, now=self._clock())
-        if any(r.status == "unknown_customer" for r in rows) and await self._emptied():
+        if any(r.status == RowStatus.UNKNOWN_CUSTOMER for r in rows) and await self._emptied():
             raise FeaturesUnavailable(EMPTY_STORE)
         return rows
 
