@@ -115,6 +115,9 @@ OTHER_MEANINGS = {
         "monitoring/prometheus.py": "the Pushgateway grouping label",
         "monitoring/drift.py": "a key of the report JSON",
     },
+    '"INT64"': {
+        "churnops/features/fastpath/codec.py": "Feast's ValueType (the proto value's type), not a kind's type",
+    },
 }
 """Files where a shared literal spells something else that happens to have the same word."""
 
