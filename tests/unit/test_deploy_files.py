@@ -126,37 +126,40 @@ def monitoring_series() -> dict[str, frozenset[str]]:
 TARGET_LABELS = frozenset({"job", "instance", "service"})
 # Prometheus' own per-target series, allowed next to the service's metrics.
 PROMETHEUS_SERIES = {"up": frozenset()}
-PROMQL_KEYWORDS = frozenset(
-    {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless"}
-)
-GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\(([^()]*)\)")
-MATCHER = re.compile(r'([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+GRAFANA_VARIABLE = re.compile(r"\$\{?\w+\}?")  # $__rate_interval, ${window}: only in range durations
 
 
 def promql_selectors(expr: str) -> tuple[list[tuple[str, list[tuple[str, str, str]]]], set[str]]:
-    """(metric name, [(label, op, value)]) for every vector selector, and every grouping label."""
-    text = re.sub(r"\$\{?\w+\}?", "5m", expr)  # Grafana variables ($__rate_interval) only appear in ranges
-    braces: list[str] = []
+    """(metric name, [(label, op, value)]) for every vector selector, and every grouping label.
 
-    def stash(match: re.Match[str]) -> str:
-        braces.append(match.group(1))
-        return f" \x00{len(braces) - 1}\x00"
+    Parsed by ``promql-parser`` (Prometheus' grammar, the Rust ``promql-parser`` crate), not by
+    hand: a syntax error raises ``ValueError`` with the parser's message.
+    """
+    import promql_parser
 
-    text = re.sub(r"\{([^{}]*)\}", stash, text)
+    tree = promql_parser.parse(GRAFANA_VARIABLE.sub("5m", expr))
+    selectors: list[tuple[str, list[tuple[str, str, str]]]] = []
     grouping: set[str] = set()
-    for match in GROUPING.finditer(text):
-        grouping.update(label.strip() for label in match.group(2).split(",") if label.strip())
-    text = GROUPING.sub(" ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)  # range and subquery durations
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', " ", text)  # string arguments (label_replace ...)
-    selectors = []
-    for match in re.finditer(r"(?<![\w:.\x00])([A-Za-z_:][\w:]*)\s*(\x00(\d+)\x00)?\s*(\()?", text):
-        name, brace, call = match.group(1), match.group(3), match.group(4)
-        if call or name.lower() in PROMQL_KEYWORDS or name.lower() in {"inf", "nan"}:
-            continue
-        matchers = MATCHER.findall(braces[int(brace)]) if brace is not None else []
-        selectors.append((name, matchers))
+    ops = {"MatchOp.Equal": "=", "MatchOp.NotEqual": "!=", "MatchOp.Re": "=~", "MatchOp.NotRe": "!~"}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            matchers = [(m.name, ops[str(m.op)], m.value) for m in node.matchers.matchers]
+            selectors.append((node.name, matchers))
+        elif isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            grouping.update(node.modifier.labels)
+        elif isinstance(node, promql_parser.BinaryExpr) and node.modifier is not None:
+            if node.modifier.matching is not None:
+                grouping.update(node.modifier.matching.labels)
+            grouping.update(node.modifier.group_labels or [])
+
+    promql_parser.walk(tree, visit)
     return selectors, grouping
+
+
+def promql_names(exprs: list[str]) -> set[str]:
+    """Every metric name the expressions select."""
+    return {name for expr in exprs for name, _ in promql_selectors(expr)[0]}
 
 
 def promql_problems(expr: str, where: str) -> list[str]:
@@ -187,22 +190,6 @@ def promql_problems(expr: str, where: str) -> list[str]:
         for label in sorted(grouping - labels_in_use)
     )
     return problems
-
-
-def test_promql_parser_finds_metrics_labels_and_grouping() -> None:
-    selectors, grouping = promql_selectors(
-        "histogram_quantile(0.99, sum by (le, endpoint) (rate(churnops_request_duration_seconds_bucket"
-        '{endpoint=~"/predict|/x", status_code!="200"}[$__rate_interval]))) > 0.1 '
-        "unless on (instance) max by (instance) (churnops_model_info) == 1"
-    )
-    assert selectors == [
-        (
-            "churnops_request_duration_seconds_bucket",
-            [("endpoint", "=~", "/predict|/x"), ("status_code", "!=", "200")],
-        ),
-        ("churnops_model_info", []),
-    ]
-    assert grouping == {"le", "endpoint", "instance"}
 
 
 @pytest.mark.parametrize(
@@ -405,12 +392,13 @@ def test_dashboard_check_fails_on_a_wrong_metric_name() -> None:
 def test_monitoring_dashboard_shows_every_pushed_gauge_and_the_live_scores() -> None:
     from monitoring.prometheus import GAUGES, NAMESPACE
 
-    text = " ".join(
+    exprs = [
         target["expr"]
         for panel in dashboard_panels(json.loads(MONITORING_DASHBOARD.read_text(encoding="utf-8")))
         for target in panel.get("targets", [])
-    )
-    used = {name for name, _ in promql_selectors(text)[0]}
+    ]
+    text = " ".join(exprs)
+    used = promql_names(exprs)
     missing = {f"{NAMESPACE}_{name}" for name in GAUGES} - used
     assert missing == set(), f"pushed gauges with no monitoring dashboard panel: {sorted(missing)}"
     assert "churnops_score_bucket" in used, "the live score histogram has no panel"
@@ -418,12 +406,13 @@ def test_monitoring_dashboard_shows_every_pushed_gauge_and_the_live_scores() -> 
 
 
 def test_dashboard_shows_every_serving_metric() -> None:
-    text = " ".join(
-        target["expr"]
-        for panel in dashboard_panels(json.loads(DASHBOARD.read_text(encoding="utf-8")))
-        for target in panel.get("targets", [])
+    used = promql_names(
+        [
+            target["expr"]
+            for panel in dashboard_panels(json.loads(DASHBOARD.read_text(encoding="utf-8")))
+            for target in panel.get("targets", [])
+        ]
     )
-    used = {name for name, _ in promql_selectors(text)[0]}
     families = {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in serving_series()}
     missing = {
         f for f in families if not any(re.sub(r"_(total|bucket|count|sum)$", "", u) == f for u in used)
