@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +24,9 @@ class UnitBoundaryError(RuntimeError):
 
 
 @pytest.fixture(autouse=True)
-def _no_services_no_subprocesses(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _no_services_no_subprocesses(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("launches_on_purpose") is not None:
+        return  # a hostile payload shown live: starting a process is what it is meant to do
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
 
@@ -51,4 +52,3 @@ def _no_services_no_subprocesses(monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     monkeypatch.setattr(subprocess.Popen, "__init__", popen)
     monkeypatch.setattr(os, "system", system)
-    yield

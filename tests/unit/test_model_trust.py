@@ -71,6 +71,10 @@ from tests.support.registry import (
 )
 from tests.support.signing import signing_key_files
 
+# The payloads must stay live (they spawn processes): the unit guard would otherwise turn a
+# payload that ran into an exception a loader might swallow.
+pytestmark = pytest.mark.launches_on_purpose
+
 PRODUCTION = ALIAS_OF_STAGE[Stage.PRODUCTION]
 
 

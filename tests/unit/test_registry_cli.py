@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -192,26 +190,6 @@ def test_reads_report_out_of_band_alias_moves_and_reconcile_records_them(
     assert (entry["version"], entry["from_stage"], entry["to_stage"]) == (2, "None", "Staging")
 
 
-def test_read_commands_on_an_empty_registry_say_to_migrate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from typer.testing import CliRunner
-
-    from churnops.cli import app
-
-    monkeypatch.setenv("CHURNOPS_HOME", str(tmp_path / "empty"))
-    runner = CliRunner()
-    result = runner.invoke(app, ["registry", "list"])
-    assert result.exit_code == 2
-    assert "churnops registry migrate" in result.stderr
-    migrated = runner.invoke(app, ["registry", "migrate", "--json"])
-    assert migrated.exit_code == 0, migrated.output
-    assert json.loads(migrated.stdout)["revision"]
-    listed = runner.invoke(app, ["registry", "list", "--json"])
-    assert listed.exit_code == 0, listed.output
-    assert json.loads(listed.stdout) == []
-
-
 def test_compare_leads_with_the_verdict_on_the_same_rows_and_writes_self_contained_html(
     cli: tuple[ModelRegistry, str, Any], tmp_path: Path
 ) -> None:
@@ -262,12 +240,3 @@ def test_compare_leads_with_the_verdict_on_the_same_rows_and_writes_self_contain
     assert "Params" not in out and "--details" in out
     detailed = run("compare", "1", "2", "--resamples", "50", "--details").stdout
     assert "Params" in detailed and "own test set" in detailed
-
-
-def test_importing_the_command_module_stays_light() -> None:
-    code = (
-        "import sys, churnops.commands.registry as r; "
-        "print(sorted(m for m in ('mlflow', 'sqlalchemy', 'registry_ext', 'pandas') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"

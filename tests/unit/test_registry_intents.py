@@ -28,9 +28,7 @@ from tests.support.registry import (
     model_name_for,
     register_candidate,
     shared_sqlite_store,
-    signed_registry,
 )
-from tests.support.serving_env import free_port
 
 
 @pytest.fixture(scope="module")
@@ -215,33 +213,6 @@ def test_adoption_verifies_the_artifact_and_delete_unregistered_is_audited(
     audit = run_cli("audit")
     assert "delete v2" in audit.stdout and "tampered" in audit.stdout
     assert max(len(line) for line in audit.stdout.splitlines()) <= 80
-
-
-def test_an_interrupted_delete_is_recovered_only_when_mlflow_says_the_version_is_gone(
-    registry: tuple[ModelRegistry, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An MLflow that cannot be reached is no evidence that the version was deleted: the intent
-    stays pending (its history is append-only) until MLflow answers "no such version"."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    reg, experiment_id = registry
-    staged_and_live(reg, experiment_id, seeds=(1,))
-    gone = 7  # a version MLflow never held: what a delete that finished before the kill leaves
-    reg._begin_intent(
-        kind="delete_unregistered", actor="a", reason="tampered", trigger="manual", target={"version": gone}
-    )
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    cut_off = signed_registry(MlflowClient(url, registry_uri=url), reg.engine, model_name=reg.model_name)
-    with pytest.raises(MlflowException):
-        cut_off._recover_locked()
-    (pending,) = reg.intents(pending_only=True)
-    assert (pending.kind, pending.status) == ("delete_unregistered", "pending")
-    reg.reconcile()  # MLflow answers: no version 7
-    (intent,) = [i for i in reg.intents() if i.kind == "delete_unregistered"]
-    assert (intent.status, intent.actor, intent.reason) == ("recovered", "a", "tampered")
 
 
 def test_a_stage_tag_mlflow_refuses_is_logged_not_lost_silently(
