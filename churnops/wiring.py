@@ -392,9 +392,11 @@ def loop_notifier(settings: Settings) -> Notifier:
 
     if not settings.alertmanager_url:
         return NullNotifier()
+    from functools import partial
+
     import httpx
 
-    client = httpx.Client(timeout=httpx.Timeout(10.0, connect=settings.connect_timeout_s))
+    client = partial(httpx.Client, timeout=httpx.Timeout(10.0, connect=settings.connect_timeout_s))
     return AlertmanagerNotifier(client=client, url=settings.alertmanager_url)
 
 

@@ -13,6 +13,7 @@ else :class:`NullNotifier`, which logs each event and says once that none is sen
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -176,9 +177,11 @@ class NullNotifier:
 
 @dataclass(frozen=True)
 class AlertmanagerNotifier:
-    """Posts each event to Alertmanager's v2 API with ``client`` (built by the wiring)."""
+    """Posts each event to Alertmanager's v2 API with a client from ``client`` (the wiring's
+    factory: timeouts, TLS). A client per event, closed after it: events are a few a day, and
+    the notifier holds no connection its caller would have to close."""
 
-    client: httpx.Client
+    client: Callable[[], httpx.Client]
     url: str
     """Alertmanager's base URL, e.g. ``http://alertmanager:9093``."""
 
@@ -187,7 +190,8 @@ class AlertmanagerNotifier:
 
         target = self.url.rstrip("/") + ALERTS_PATH
         try:
-            response = self.client.post(target, json=[postable_alert(event)])
+            with self.client() as client:
+                response = client.post(target, json=[postable_alert(event)])
         except httpx.HTTPError as error:
             raise AlertDeliveryError(
                 redact(f"Alertmanager at {self.url} could not be reached ({error}); "
