@@ -51,8 +51,8 @@ __all__ = [
     "AlertmanagerNotifier",
     "LoopEvent",
     "LoopEventKind",
-    "NotifyResult",
     "Notifier",
+    "NotifyResult",
     "NullNotifier",
     "postable_alert",
 ]
@@ -194,13 +194,17 @@ class AlertmanagerNotifier:
                 response = client.post(target, json=[postable_alert(event)])
         except httpx.HTTPError as error:
             raise AlertDeliveryError(
-                redact(f"Alertmanager at {self.url} could not be reached ({error}); "
-                       f"event {event.kind.value} of {event.model} not sent")
+                redact(
+                    f"Alertmanager at {self.url} could not be reached ({error}); "
+                    f"event {event.kind.value} of {event.model} not sent"
+                )
             ) from error
         if response.status_code != 200:
             raise AlertDeliveryError(
-                redact(f"Alertmanager at {self.url} refused event {event.kind.value} of {event.model}: "
-                       f"{response.status_code} {response.text[:200]}")
+                redact(
+                    f"Alertmanager at {self.url} refused event {event.kind.value} of {event.model}: "
+                    f"{response.status_code} {response.text[:200]}"
+                )
             )
         logger.info("loop event %s sent to %s: %s", event.kind.value, redact(self.url), event.summary)
         return NotifyResult(event=event, sent=True, target=redact(self.url))

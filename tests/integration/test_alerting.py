@@ -84,7 +84,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         prometheus.start()
         started.append(prometheus)
         settings = Settings(home=tmp_path / "home", alertmanager_url=alertmanager.url, _env_file=None)  # type: ignore[call-arg]
-        yield Stack(sink=sink, alertmanager=alertmanager, gateway=gateway, prometheus=prometheus, settings=settings)
+        yield Stack(
+            sink=sink, alertmanager=alertmanager, gateway=gateway, prometheus=prometheus, settings=settings
+        )
     finally:
         for daemon in reversed(started):
             daemon.stop()
@@ -123,7 +125,9 @@ def wait_for_rule_alert(stack: Stack, alertname: str) -> dict[str, Any]:
         if held:
             return held[0]
         if time.monotonic() > deadline:
-            raise AssertionError(f"Prometheus did not send {alertname} to Alertmanager within {ARRIVE_S:.0f} s")
+            raise AssertionError(
+                f"Prometheus did not send {alertname} to Alertmanager within {ARRIVE_S:.0f} s"
+            )
         time.sleep(0.1)
 
 

@@ -102,7 +102,7 @@ class WebhookSink:
                 self.send_response(200)
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base signature
+            def log_message(self, format: str, *args: Any) -> None:
                 return  # the test reads .received; no stderr noise
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -358,7 +358,9 @@ def test_promtool(args: list[str]) -> None:
 # tests/integration/test_alerting.py runs it with a real Alertmanager.
 
 
-def render_alertmanager(tmp_path: Path, url: str, *, template: Path = ALERTMANAGER_YML) -> subprocess.CompletedProcess[str]:
+def render_alertmanager(
+    tmp_path: Path, url: str, *, template: Path = ALERTMANAGER_YML
+) -> subprocess.CompletedProcess[str]:
     """start.sh with ``url``, rendering into tmp_path; ``true`` stands in for Alertmanager."""
     import os
 
@@ -445,14 +447,20 @@ def test_prometheus_sends_to_the_alertmanager_compose_and_k8s_run() -> None:
         (ALERTMANAGER_NAME, sorted([ALERTMANAGER_YML.name, ALERTMANAGER_START.name]))
     ]
     docs = base_manifests()
-    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == ALERTMANAGER_NAME)
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == ALERTMANAGER_NAME
+    )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["/bin/sh", "/etc/alertmanager/start.sh"]
     env = {e["name"]: e for e in container["env"]}
     assert env[WEBHOOK_VARIABLE]["valueFrom"]["secretKeyRef"]["key"] == "url"
-    service_doc = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == ALERTMANAGER_NAME)
+    service_doc = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == ALERTMANAGER_NAME
+    )
     port = service_doc["spec"]["ports"][0]["port"]
-    config_map = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "churnops-serving-config")
+    config_map = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "churnops-serving-config"
+    )
     assert config_map["data"]["CHURNOPS_ALERTMANAGER_URL"] == f"http://{ALERTMANAGER_NAME}:{port}"
     assert "CHURNOPS_ALERTMANAGER_URL" in settings_variables()
 
@@ -461,13 +469,17 @@ def test_prometheus_sends_to_the_alertmanager_compose_and_k8s_run() -> None:
 def test_overlay_renders_alertmanager_from_the_repo_files(overlay: str) -> None:
     docs = [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
     (config_map,) = [
-        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(ALERTMANAGER_NAME + "-")
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(ALERTMANAGER_NAME + "-")
     ]
     assert config_map["data"] == {
         ALERTMANAGER_YML.name: ALERTMANAGER_YML.read_text(encoding="utf-8"),
         ALERTMANAGER_START.name: ALERTMANAGER_START.read_text(encoding="utf-8"),
     }
-    deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == ALERTMANAGER_NAME)
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == ALERTMANAGER_NAME
+    )
     volumes = deployment["spec"]["template"]["spec"]["volumes"]
     assert {"name": "config", "configMap": {"name": config_map["metadata"]["name"]}} in volumes
 

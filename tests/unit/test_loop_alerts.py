@@ -18,7 +18,7 @@ from monitoring.alerts import AlertmanagerNotifier, LoopEvent, Notifier, NullNot
 AT = datetime(2025, 3, 8, 2, 30, tzinfo=UTC)
 
 
-def event(kind: LoopEventKind = LoopEventKind.DRIFT_FIRED, **changes: object) -> LoopEvent:
+def event(kind: LoopEventKind | str = LoopEventKind.DRIFT_FIRED, **changes: object) -> LoopEvent:
     fields: dict[str, object] = {
         "kind": kind,
         "model": "churn",
@@ -44,7 +44,9 @@ def test_an_event_is_one_alert_identified_by_its_labels() -> None:
         "event_source": EVENT_SOURCE,
     }
     assert alert["annotations"]["reason"] == "drifted share 0.40 over 0.30"
-    assert alert["annotations"]["report_url"] == alert["generatorURL"] == "https://mlflow.example.org/#/runs/r1"
+    assert (
+        alert["annotations"]["report_url"] == alert["generatorURL"] == "https://mlflow.example.org/#/runs/r1"
+    )
     assert alert["startsAt"] == "2025-03-08T02:30:00Z"
     assert alert["endsAt"] == (AT + EVENT_TTL).isoformat().replace("+00:00", "Z")
     # A retried step (later `at`) is the same alert; the next window is a new one.
@@ -66,7 +68,7 @@ def test_every_kind_has_an_alertname_and_no_link_means_no_generator_url() -> Non
     [
         ({"window_end": datetime(2025, 2, 1, tzinfo=UTC)}, "is before window_start"),
         ({"reason": "  "}, "needs a model, a version and a reason"),
-        ({"at": datetime(2025, 3, 8)}, "timezone"),  # noqa: DTZ001 - a naive time is refused
+        ({"at": datetime(2025, 3, 8)}, "timezone"),
         ({"kind": "exploded"}, "drift_fired"),
     ],
 )
