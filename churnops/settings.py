@@ -19,7 +19,11 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churnops.contracts.columns import FEATURE_SERVICE
+<<<<<<< HEAD
 from churnops.contracts.home_layout import HomeLayout
+=======
+from churnops.contracts.redaction import redact
+>>>>>>> alerts
 
 PLACEHOLDERS = frozenset({"change_me", "changeme", "change-me", "placeholder", "replace_me", "todo", "xxx"})
 """Values .env.example (and habit) put where a secret belongs; refused wherever a secret is read."""
@@ -31,6 +35,7 @@ URL_FIELDS = (
     "registry_database_url",
     "serving_prediction_log_url",
     "pushgateway_url",
+    "alertmanager_url",
 )
 SECRET_ENVIRONMENT = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY")
 """Secrets read by MLflow and boto3 from the environment (checked by the entry points)."""
@@ -114,6 +119,11 @@ class Settings(BaseSettings):
     )
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway that monitoring jobs push their gauges to."
+    )
+    alertmanager_url: str | None = Field(
+        default=None,
+        description="Alertmanager the loop's own events (drift fired, retrain refused, promoted, "
+        "rolled back) are posted to (docs/alerting.md); unset: they are logged only.",
     )
     actor: str | None = Field(
         default=None,
@@ -235,6 +245,18 @@ class Settings(BaseSettings):
                 placeholder_problem(f"the password in CHURNOPS_{str(info.field_name).upper()}", password)
             )
         return value
+
+    @field_validator("alertmanager_url")
+    @classmethod
+    def _alertmanager_scheme(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        if urlparse(value).scheme not in ("http", "https") or not urlparse(value).netloc:
+            raise ValueError(
+                f"CHURNOPS_ALERTMANAGER_URL must be Alertmanager's http(s):// base URL "
+                f"(e.g. http://alertmanager:9093), not {redact(value)!r}"
+            )
+        return value.rstrip("/")
 
     @field_validator("redis_url")
     @classmethod

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from churnops.contracts.monitoring_terms import Rows
     from churnops.contracts.prediction_log import Sink, WindowSample
     from churnops.features.definitions import Definitions
+    from monitoring.alerts import Notifier
     from registry_ext import ModelRegistry
     from registry_ext.signing import KeyFiles, Signer, Verifier
     from serving.metrics import ServingMetrics
@@ -381,6 +382,22 @@ def model_source(settings: Settings, *, check: bool = True) -> AliasModelSource:
         model_name=settings.model_name,
         verifier=registry_verifier(settings),
     )
+
+
+def loop_notifier(settings: Settings) -> Notifier:
+    """Where the loop's own events go: Alertmanager's v2 API when ``alertmanager_url`` is set
+    (an httpx client with ``connect_timeout_s``), else a notifier that logs them, saying once
+    that nothing is sent."""
+    from monitoring.alerts import AlertmanagerNotifier, NullNotifier
+
+    if not settings.alertmanager_url:
+        return NullNotifier()
+    from functools import partial
+
+    import httpx
+
+    client = partial(httpx.Client, timeout=httpx.Timeout(10.0, connect=settings.connect_timeout_s))
+    return AlertmanagerNotifier(client=client, url=settings.alertmanager_url)
 
 
 def prediction_log_dir(settings: Settings) -> Path:

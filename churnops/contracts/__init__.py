@@ -7,8 +7,9 @@ matured label, the drifted share and a drifted window are, and the functions tha
 ``timestamps`` (the one rule for times a user gives), ``model_input`` (the model's input frame
 and its dtypes, for every path that calls a model), ``redaction`` (no URL credential in any
 printed text), ``sources`` (the Feast source parquet files), ``monitoring_runs`` (the MLflow
-run a drift report is logged as, which retraining reads back) and ``bootstrap`` (the paired
-bootstrap intervals of metrics on the same rows: compare and the gates).
+run a drift report is logged as, which retraining reads back) ``bootstrap`` (the paired
+bootstrap intervals of metrics on the same rows: compare and the gates) and ``loop_events``
+(the loop's events as Alertmanager alerts: names, labels, grouping, inhibition).
 Dependencies point one way: contracts <- components <- wiring <- entry points
 (docs/architecture.md).
 """

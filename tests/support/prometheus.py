@@ -29,7 +29,7 @@ RATE_INTERVAL = "30s"
 
 INSTALL_HOW = (
     "install it with: apt-get update && apt-get install -y --no-install-recommends "
-    "prometheus prometheus-pushgateway"
+    "prometheus prometheus-pushgateway prometheus-alertmanager"
 )
 
 
@@ -58,6 +58,10 @@ class Daemon:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The child's environment (None: this process's)."""
+        return None
+
     def start(self, *, timeout_s: float = 30.0, attempts: int = 3) -> None:
         """Start and wait for ``/-/ready``; a port taken in the meantime gets a new one (bounded)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,11 @@ class Daemon:
         for attempt in range(attempts):
             self._log = self.log_path.open("wb")
             self.process = subprocess.Popen(
-                self.argv(), cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT
+                self.argv(),
+                cwd=self.workdir,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=self.environment(),
             )
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
@@ -143,11 +151,18 @@ class Prometheus(Daemon):
         return data
 
 
-def scrape_config(*, serving: str, gateway: str) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml with this test's targets and a short scrape/evaluation interval."""
+def scrape_config(*, serving: str | None, gateway: str, alertmanager: str | None = None) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml with this test's targets and a short scrape/evaluation
+    interval; its ``alerting`` block points at ``alertmanager`` (host:port), or is dropped."""
     config = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))
     config["global"].update(scrape_interval=SCRAPE_INTERVAL, evaluation_interval="1s")
-    targets = {"churnops-serving": serving, "pushgateway": gateway}
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    if alertmanager is None:
+        del config["alerting"]
+    else:
+        assert [t for sc in alertmanagers["static_configs"] for t in sc["targets"]] == ["alertmanager:9093"]
+        alertmanagers["static_configs"] = [{"targets": [alertmanager]}]
+    targets = {"pushgateway": gateway} | ({} if serving is None else {"churnops-serving": serving})
     jobs = [job for job in config["scrape_configs"] if job["job_name"] in targets]
     assert {job["job_name"] for job in jobs} == set(targets), "prometheus.yml lost a scrape job"
     for job in jobs:

