@@ -19,11 +19,8 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from churnops.contracts.columns import FEATURE_SERVICE
-<<<<<<< HEAD
 from churnops.contracts.home_layout import HomeLayout
-=======
 from churnops.contracts.redaction import redact
->>>>>>> alerts
 
 PLACEHOLDERS = frozenset({"change_me", "changeme", "change-me", "placeholder", "replace_me", "todo", "xxx"})
 """Values .env.example (and habit) put where a secret belongs; refused wherever a secret is read."""

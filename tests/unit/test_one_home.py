@@ -116,7 +116,7 @@ OTHER_MEANINGS = {
         "monitoring/drift.py": "a key of the report JSON",
     },
     '"INT64"': {
-        "churnops/features/fastpath/codec.py": "Feast's ValueType (the proto value's type), not a kind's type",
+        "churnops/features/fastpath/codec.py": "Feast's ValueType (a proto value's type), not a kind's",
     },
 }
 """Files where a shared literal spells something else that happens to have the same word."""
