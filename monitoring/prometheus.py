@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.loop_events import LABEL_MODEL
 from churnops.contracts.monitoring_terms import (
     DRIFTED_SHARE,
     DRIFTED_WINDOWS,
@@ -238,7 +239,9 @@ def push_monitoring_metrics(
         wall_clock().timestamp() if now is None else now
     )
     try:
-        push_to_gateway(gateway, job=job, registry=registry, grouping_key={"model": name}, timeout=timeout_s)
+        push_to_gateway(
+            gateway, job=job, registry=registry, grouping_key={LABEL_MODEL: name}, timeout=timeout_s
+        )
     except OSError as error:  # URLError and HTTPError are OSErrors
         raise MonitoringPushError(
             f"pushing monitoring metrics to the Pushgateway at {gateway} (job {job!r}, model {name!r}) "

@@ -63,7 +63,7 @@ ANNOTATION_WINDOW_START = "window_start"
 ANNOTATION_WINDOW_END = "window_end"
 ANNOTATION_REPORT_URL = "report_url"
 
-GROUP_BY = ("alertname", "model")
+GROUP_BY = (LABEL_ALERTNAME, LABEL_MODEL)
 """The route's ``group_by``: one notification per alert name and model per group interval."""
 
 INHIBITED_BY_DRIFT_EVENT = ("ChurnOpsDataDrift", "ChurnOpsPredictionDrift", "ChurnOpsConceptDrift")

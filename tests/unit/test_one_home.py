@@ -112,8 +112,9 @@ OTHER_MEANINGS = {
         "churnops/training/candidates.py": "the sklearn Pipeline step",
         "churnops/training/plots.py": "a plot legend",
         "churnops/commands/registry.py": "a table header",
-        "monitoring/prometheus.py": "the Pushgateway grouping label",
         "monitoring/drift.py": "a key of the report JSON",
+        # the Pushgateway grouping label = the alert label the rules and loop events share
+        "churnops/contracts/loop_events.py": "LABEL_MODEL, the alert label Alertmanager groups by",
     },
     '"INT64"': {
         "churnops/features/fastpath/codec.py": "Feast's ValueType (a proto value's type), not a kind's",
