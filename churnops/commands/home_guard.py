@@ -42,7 +42,8 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     "score": ("sources",),
     "monitor drift": ("mlflow",),
     "monitor performance": ("mlflow",),
-    "log compact": ("mlflow",),  # a prediction log needs a model that scored first
+    "log compact": ("mlflow",),
+    "loop run": ("sources", "feast"),  # a prediction log needs a model that scored first
 }
 
 FIRST_DATA = "`churnops data generate` (synthetic) or `churnops data ingest FILE --as-of TIME`"
