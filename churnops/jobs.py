@@ -562,9 +562,9 @@ def run_loop_step(
         found = records[step]
         return LoopStepResult(step=step, status=StepStatus(found.status), detail=found.detail, replayed=True)
     earlier = {name: dict(record.detail) for name, record in records.items()}
-    for before in LOOP_STEPS[: LOOP_STEPS.index(step)]:
-        if before not in earlier:
-            raise LoopStepError(step, f"step {before.value} of {day} has not run yet: run the day in order")
+    needed = _NEEDS.get(step)
+    if needed is not None and needed not in earlier:
+        raise LoopStepError(step, f"step {needed.value} of {day} has not run yet: run the day in order")
     now = loop_moment(day)
     so_far = LoopDay(
         model_name=settings.model_name,
@@ -829,6 +829,9 @@ def _step_alert(*, notifier: LoopNotifier | None, so_far: LoopDay, **_: Any) -> 
     sent = notifier.notify(day=so_far)
     return StepStatus.DONE, {"notifier": type(notifier).__name__, **dict(sent or {})}
 
+
+_NEEDS = {LoopStep.RETRAIN: LoopStep.DECIDE, LoopStep.PROMOTE: LoopStep.RETRAIN}
+"""The step whose record a step reads (the decision to act on, the version to promote)."""
 
 _LOOP_STEPS: dict[LoopStep, Callable[..., StepOutcome]] = {
     LoopStep.FEATURES: _step_features,
