@@ -102,3 +102,69 @@ def _print(result: LoopDay) -> None:
         )
     elif result.replayed:
         console.print("the day had run already: nothing was run again")
+
+
+STOP_GRACE_S = 30.0  # after SIGTERM/SIGINT: how long `dagster dev` gets to stop its children
+
+
+@app.command("ui")
+def ui(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="The Dagster UI's port.")] = 3001,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print where it runs as one JSON object first.")
+    ] = False,
+) -> None:
+    """Dagster's UI and daemon (schedule and sensor RUNNING) with runs kept in DAGSTER_HOME
+    (default <CHURNOPS_HOME>/dagster); stops on SIGTERM or Ctrl-C."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from churnops.orchestration.home import DAGSTER_HOME_ENV, dagster_home, prepare_dagster_home
+
+    settings = load_settings(json_output=json_output)
+    dagster = shutil.which("dagster", path=str(Path(sys.executable).parent)) or shutil.which("dagster")
+    if dagster is None:
+        raise fail("dagster is not installed: `uv sync --extra orchestration`", json_output=json_output)
+    home = dagster_home(churnops_home=settings.home)
+    config = prepare_dagster_home(home)
+    info = {"dagster_home": str(home), "config": str(config), "url": f"http://127.0.0.1:{port}"}
+    typer.echo(json.dumps(info) if json_output else f"Dagster home {home}; UI on {info['url']}")
+    stopping: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    # Handlers installed before the child starts: it begins with the default dispositions even when
+    # this process was started in the background with SIGINT ignored (why `dagster dev &` could
+    # not be stopped), and SIGTERM reaches it as the SIGINT it shuts down cleanly on.
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        child = subprocess.Popen(  # noqa: S603 - our own dagster executable, fixed arguments
+            [dagster, "dev", "-m", "churnops.orchestration.definitions", "-p", str(port)],
+            env={**os.environ, DAGSTER_HOME_ENV: str(home)},
+            start_new_session=True,
+        )
+        while child.poll() is None:
+            if stopping:
+                os.killpg(child.pid, signal.SIGINT)
+                try:
+                    child.wait(timeout=STOP_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+                break
+            try:
+                child.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    code = child.returncode
+    if stopping:
+        return
+    if code:
+        raise typer.Exit(code=code if code in (2, 3) else 2)

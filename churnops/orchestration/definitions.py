@@ -28,6 +28,7 @@ from typing import Any
 import dagster as dg
 
 from churnops.contracts.loop import LOOP_STEPS, LoopStep
+from churnops.orchestration.home import LOOP_TAG
 from churnops.settings import Settings
 
 
@@ -118,9 +119,8 @@ loop_days = dg.DailyPartitionsDefinition(start_date=LOOP_START, timezone="UTC", 
 """One partition per day; ``end_offset=1``: today's partition exists from its first instant, the
 moment its loop runs as of (:func:`churnops.contracts.loop.loop_moment`)."""
 
-LOOP_TAG = "churnops/loop"
-"""On every loop run: the run queue admits one at a time (``DAGSTER_HOME``'s dagster.yaml,
-``churnops.orchestration.home``), so a backfill replays its days in order."""
+# LOOP_TAG (on every loop run): the run queue admits one at a time (``DAGSTER_HOME``'s
+# dagster.yaml, churnops.orchestration.home), so a backfill replays its days in order.
 
 TRANSIENT = dg.RetryPolicy(max_retries=3, delay=60, backoff=dg.Backoff.EXPONENTIAL)
 """Steps that wait on something else (a busy retrain lease, the online store, MLflow, the log)."""
@@ -211,7 +211,12 @@ def pending_decision(settings: Settings) -> int | None:
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def retrain_decision_sensor(context: dg.SensorEvaluationContext, churnops: ChurnOpsResource) -> Any:
-    decision_id = pending_decision(churnops.settings())
+    from registry_ext.migrate import SchemaNotReadyError
+
+    try:
+        decision_id = pending_decision(churnops.settings())
+    except SchemaNotReadyError as error:  # a new home: nothing trained, nothing to retrain yet
+        return dg.SkipReason(str(error))
     if decision_id is None:
         return dg.SkipReason("no fired decision waiting for a retrain")
     return dg.RunRequest(
