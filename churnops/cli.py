@@ -14,6 +14,7 @@ from churnops.commands import (
     generate,
     ingest,
     log,
+    loop,
     monitor,
     registry,
     retrain,
@@ -41,6 +42,7 @@ app.add_typer(registry.app, name="registry")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(retrain.app, name="retrain")
 app.add_typer(log.app, name="log")
+app.add_typer(loop.app, name="loop")
 app.command("train")(train.train)
 app.command("score")(score.score)
 app.command("serve")(serve.serve)

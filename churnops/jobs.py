@@ -1,8 +1,8 @@
 """The loop's steps at the Settings level: log compaction, a drift report, a performance report,
-a retraining check, a retrain.
+a retraining check, a retrain, and one day of the whole loop (:func:`run_loop_day`).
 
 ``churnops log compact``, ``churnops monitor drift|performance``, ``churnops retrain check|run``,
-the orchestrator's ops and sensor
+``churnops loop run``, the orchestrator's ops and sensor
 (``churnops.orchestration``) and the policy backtest (``churnops simulate``) all call these, so a
 step behaves the same whoever runs it. Each turns Settings into clients through
 :mod:`churnops.wiring` and hands built objects to the components; none prints.
@@ -11,11 +11,14 @@ step behaves the same whoever runs it. Each turns Settings into clients through
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from churnops.contracts.decisions import DecisionState
+from churnops.contracts.loop import LOOP_STEPS, LoopStep, StepStatus, loop_moment
 from churnops.contracts.mlflow_keys import THRESHOLD_METRIC
 from churnops.contracts.stages import Trigger
 
@@ -424,3 +427,423 @@ def score_production(*, settings: Settings, as_of: datetime) -> BatchScores:
         dispose = getattr(sink, "dispose", None)
         if callable(dispose):
             dispose()
+
+
+# --- one day of the loop ---------------------------------------------------------------------
+
+LOOP_ACTOR = "churnops-loop"
+MONITOR_DAYS = 31  # the drift and performance window: the newest month of production traffic
+LABEL_HORIZON = timedelta(days=31)  # a prediction's label matures this long after it was made
+
+
+@dataclass(frozen=True)
+class LoopStepResult:
+    """One step of a day: what it did (``detail``), and whether an earlier run of the day had
+    recorded it already (``replayed``: it was not run again)."""
+
+    step: LoopStep
+    status: StepStatus
+    detail: Mapping[str, Any]
+    replayed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step.value,
+            "status": self.status.value,
+            "replayed": self.replayed,
+            "detail": dict(self.detail),
+        }
+
+
+@dataclass(frozen=True)
+class LoopDay:
+    """One day of the loop: its steps so far, in order; ``failed_step``/``error`` when a step that
+    was due could not complete (the day stops there, and a rerun resumes at that step)."""
+
+    model_name: str
+    day: date
+    now: datetime
+    steps: tuple[LoopStepResult, ...]
+    failed_step: LoopStep | None = None
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.failed_step is None and {s.step for s in self.steps} == set(LOOP_STEPS)
+
+    @property
+    def replayed(self) -> bool:
+        """Every step came from an earlier run's records: this run changed nothing."""
+        return bool(self.steps) and all(s.replayed for s in self.steps)
+
+    def step(self, name: LoopStep) -> LoopStepResult | None:
+        return next((s for s in self.steps if s.step == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "day": self.day.isoformat(),
+            "now": self.now.isoformat(),
+            "complete": self.complete,
+            "replayed": self.replayed,
+            "failed_step": None if self.failed_step is None else self.failed_step.value,
+            "error": self.error,
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+class LoopNotifier(Protocol):
+    """Where the loop's ``alert`` step hands the day's outcome (an Alertmanager client, a
+    webhook ...). The loop calls ``notify`` once per day, after every other step finished."""
+
+    def notify(self, *, day: LoopDay) -> Mapping[str, Any] | None: ...
+
+
+class LoopStepError(RuntimeError):
+    """A step that was due could not complete (busy retrain, refused materialization, nothing to
+    score ...): the day stops at it and nothing of it is recorded, so a rerun runs it again."""
+
+    def __init__(self, step: LoopStep, message: str) -> None:
+        self.step = step
+        super().__init__(f"step {step.value}: {message}")
+
+
+def loop_day_problem(*, day: date, clock: datetime) -> str | None:
+    """Why day ``day`` cannot run at ``clock`` (its first instant lies ahead), or None."""
+    from churnops.contracts.clock import FutureTimeError, not_in_future
+
+    try:
+        not_in_future(
+            loop_moment(day),
+            field=f"day {day.isoformat()} (its loop runs as of its first instant)",
+            wall=clock,
+        )
+    except FutureTimeError as error:
+        return str(error)
+    return None
+
+
+def recorded_loop_day(*, settings: Settings, day: date) -> LoopDay:
+    """The steps of ``day`` recorded so far (each ``replayed``), without running anything."""
+    from churnops.wiring import open_registry
+    from registry_ext import loop_day_steps
+
+    with open_registry(settings, write=True) as registry:
+        records = loop_day_steps(registry.engine, name=settings.model_name, day=day)
+    steps = tuple(
+        LoopStepResult(
+            step=step, status=StepStatus(records[step].status), detail=records[step].detail, replayed=True
+        )
+        for step in LOOP_STEPS
+        if step in records
+    )
+    return LoopDay(model_name=settings.model_name, day=day, now=loop_moment(day), steps=steps)
+
+
+def run_loop_step(
+    *,
+    settings: Settings,
+    day: date,
+    step: LoopStep,
+    policy: RetrainPolicy,
+    gate_policy: Path | None = None,
+    notifier: LoopNotifier | None = None,
+) -> LoopStepResult:
+    """Run ``step`` of ``day`` as of :func:`~churnops.contracts.loop.loop_moment` and record it,
+    unless an earlier run recorded it (then its record comes back, ``replayed``, and nothing
+    runs). A step reads what the steps before it recorded (the decision ``decide`` took, the
+    version ``retrain`` registered), so the CLI and each of the orchestrator's ops can run it.
+    :class:`LoopStepError` when it was due and could not complete (nothing recorded)."""
+    from churnops.wiring import open_registry
+    from registry_ext import LoopStepRecorded, loop_day_steps, record_loop_step
+
+    problem = loop_day_problem(day=day, clock=settings.clock)
+    if problem is not None:
+        raise ValueError(problem)
+    with open_registry(settings, write=True) as registry:
+        records = loop_day_steps(registry.engine, name=settings.model_name, day=day)
+    if step in records:
+        found = records[step]
+        return LoopStepResult(step=step, status=StepStatus(found.status), detail=found.detail, replayed=True)
+    earlier = {name: dict(record.detail) for name, record in records.items()}
+    needed = _NEEDS.get(step)
+    if needed is not None and needed not in earlier:
+        raise LoopStepError(step, f"step {needed.value} of {day} has not run yet: run the day in order")
+    now = loop_moment(day)
+    so_far = LoopDay(
+        model_name=settings.model_name,
+        day=day,
+        now=now,
+        steps=tuple(
+            LoopStepResult(
+                step=s, status=StepStatus(records[s].status), detail=records[s].detail, replayed=True
+            )
+            for s in LOOP_STEPS
+            if s in records
+        ),
+    )
+    status, detail = _LOOP_STEPS[step](
+        settings=settings,
+        now=now,
+        day=day,
+        policy=policy,
+        gate_policy=gate_policy,
+        notifier=notifier,
+        earlier=earlier,
+        so_far=so_far,
+    )
+    with open_registry(settings, write=True) as registry:
+        try:
+            record_loop_step(
+                registry.engine,
+                name=settings.model_name,
+                day=day,
+                step=step.value,
+                status=status.value,
+                time=now,
+                actor=settings.actor or LOOP_ACTOR,
+                detail=detail,
+            )
+        except LoopStepRecorded as raced:  # another run finished this step meanwhile: its record wins
+            logging.getLogger(__name__).warning("%s; keeping that record", raced)
+            found = raced.record
+            return LoopStepResult(
+                step=step, status=StepStatus(found.status), detail=found.detail, replayed=True
+            )
+    return LoopStepResult(step=step, status=status, detail=detail)
+
+
+def run_loop_day(
+    *,
+    settings: Settings,
+    day: date,
+    policy: RetrainPolicy,
+    gate_policy: Path | None = None,
+    notifier: LoopNotifier | None = None,
+) -> LoopDay:
+    """One day of the loop, every step in order (:data:`~churnops.contracts.loop.LOOP_STEPS`):
+    refresh the online store, batch-score the active customers, drift and performance reports,
+    the retraining check, the retrain and its gates, the promotion (or the gates' refusal), the
+    log's compaction, the alert. Idempotent per day: the steps an earlier run recorded are
+    replayed from their records, never run again (a finished day changes nothing). A step that
+    was due and could not complete ends the day there (``failed_step``); ValueError for a day
+    whose first instant lies ahead of the clock."""
+    problem = loop_day_problem(day=day, clock=settings.clock)
+    if problem is not None:
+        raise ValueError(problem)
+    done: list[LoopStepResult] = []
+    for step in LOOP_STEPS:
+        try:
+            done.append(
+                run_loop_step(
+                    settings=settings,
+                    day=day,
+                    step=step,
+                    policy=policy,
+                    gate_policy=gate_policy,
+                    notifier=notifier,
+                )
+            )
+        except LoopStepError as error:
+            return LoopDay(
+                model_name=settings.model_name,
+                day=day,
+                now=loop_moment(day),
+                steps=tuple(done),
+                failed_step=step,
+                error=str(error),
+            )
+    return LoopDay(model_name=settings.model_name, day=day, now=loop_moment(day), steps=tuple(done))
+
+
+StepOutcome = tuple[StepStatus, dict[str, Any]]
+
+
+def _production_version(settings: Settings) -> str | None:
+    from churnops.wiring import model_source
+
+    ref = model_source(settings).production()
+    return None if ref is None else str(ref.version)
+
+
+def _step_features(*, settings: Settings, now: datetime, **_: Any) -> StepOutcome:
+    from churnops.features.materialize import RemovalRefused, materialize
+    from churnops.wiring import feature_store
+
+    try:
+        result = materialize(
+            store=feature_store(settings), end=now, max_removed_share=settings.materialize_max_removed_share
+        )
+    except RemovalRefused as error:
+        raise LoopStepError(
+            LoopStep.FEATURES, f"{error} (`churnops features materialize --force` when meant)"
+        ) from None
+    return StepStatus.DONE, {
+        "end": result.end.isoformat(),
+        "writers": dict(result.writers),
+        "removed": dict(result.removed),
+    }
+
+
+def _step_score(*, settings: Settings, now: datetime, **_: Any) -> StepOutcome:
+    from churnops.scoring.batch import BatchScoringError
+
+    if _production_version(settings) is None:
+        return StepStatus.SKIPPED, {"reason": "no Production version to score with"}
+    try:
+        scores = score_production(settings=settings, as_of=now)
+    except BatchScoringError as error:
+        raise LoopStepError(LoopStep.SCORE, str(error)) from None
+    return StepStatus.DONE, scores.to_json()
+
+
+def _step_monitor(*, settings: Settings, now: datetime, **_: Any) -> StepOutcome:
+    version = _production_version(settings)
+    if version is None:
+        return StepStatus.SKIPPED, {"reason": "no Production version to monitor"}
+    detail: dict[str, Any] = {"version": version}
+    try:
+        drift, _pushed = drift_report(settings=settings, version=version, as_of=now, days=MONITOR_DAYS)
+    except ValueError as error:  # no traffic of the version: the check still runs (schedule, cap)
+        detail["drift"] = {"status": None, "reason": str(error)}
+    else:
+        detail["drift"] = {"status": drift.status, "report": drift.report_html}
+    try:
+        report, _pushed = performance_report(
+            settings=settings,
+            start=None,
+            end=None,
+            days=MONITOR_DAYS,
+            as_of=now,
+            period="week",
+            horizon=LABEL_HORIZON,
+            push_gateway=None,
+        )
+    except ValueError as error:
+        detail["performance"] = {"matured": None, "reason": str(error)}
+    else:
+        detail["performance"] = {"scored": report.scored, "matured": report.matured}
+    return StepStatus.DONE, detail
+
+
+def _step_decide(*, settings: Settings, now: datetime, policy: RetrainPolicy, **_: Any) -> StepOutcome:
+    record = check_retrain(settings=settings, policy=policy, now=now)
+    pending = pending_retrain(settings=settings)
+    return StepStatus.DONE, {
+        "decision_id": record.id,
+        "fired": record.fired,
+        "trigger": None if record.trigger is None else record.trigger.value,
+        "suppressed_by": record.suppressed_by,
+        "retrain_decision": None if pending is None else pending.id,
+    }
+
+
+def _step_retrain(
+    *,
+    settings: Settings,
+    now: datetime,
+    policy: RetrainPolicy,
+    gate_policy: Path | None,
+    earlier: Mapping[str, Mapping[str, Any]],
+    **_: Any,
+) -> StepOutcome:
+    from churnops.contracts.decisions import PENDING
+    from churnops.retraining.orders import DecisionRefusedError
+    from churnops.retraining.run import RetrainBusyError, RetrainLeaseLostError
+    from churnops.wiring import open_registry
+    from registry_ext import get_decision
+
+    decision_id = earlier[LoopStep.DECIDE].get("retrain_decision")
+    if decision_id is None:
+        return StepStatus.SKIPPED, {"reason": "no retrain due"}
+    with open_registry(settings, write=False) as registry:
+        decision = get_decision(registry.engine, decision_id=int(decision_id))
+    if decision is not None and decision.state not in PENDING:  # another run (the sensor) finished it
+        registered = decision.last_detail(DecisionState.REGISTERED).get("version")
+        return StepStatus.DONE, {
+            "decision_id": decision.id,
+            "state": decision.state.value,
+            "version": registered,
+            "message": f"decision {decision.id} was {decision.state.value} by another run",
+        }
+    try:
+        result = retrain(
+            settings=settings,
+            policy=policy,
+            gate_policy=gate_policy,
+            forced=None,
+            now=now,
+            decision_id=int(decision_id),
+            promote=False,
+        )
+    except (RetrainBusyError, RetrainLeaseLostError, DecisionRefusedError) as error:
+        raise LoopStepError(LoopStep.RETRAIN, str(error)) from None
+    return StepStatus.DONE, {
+        "decision_id": result.decision_id,
+        "state": result.state.value,
+        "version": result.version,
+        "message": result.message,
+    }
+
+
+def _step_promote(
+    *,
+    settings: Settings,
+    now: datetime,
+    policy: RetrainPolicy,
+    earlier: Mapping[str, Mapping[str, Any]],
+    **_: Any,
+) -> StepOutcome:
+    retrained = earlier[LoopStep.RETRAIN]
+    if "decision_id" not in retrained:
+        return StepStatus.SKIPPED, {"reason": "no retrain"}
+    if retrained.get("version") is None:
+        return StepStatus.SKIPPED, {
+            "reason": "the gates refused the challenger: Production unchanged",
+            "decision_id": retrained["decision_id"],
+            "state": retrained.get("state"),
+        }
+    moved = promote_retrained(
+        settings=settings, policy=policy, decision_id=int(retrained["decision_id"]), now=now
+    )
+    return StepStatus.DONE, {
+        "decision_id": retrained["decision_id"],
+        "version": retrained["version"],
+        "production": moved,
+        "production_version": _production_version(settings),
+    }
+
+
+def _step_compact(*, settings: Settings, day: date, **_: Any) -> StepOutcome:
+    try:
+        done = compact_log(settings=settings, before=day)
+    except ValueError as error:  # the SQL log: one table, no files
+        return StepStatus.SKIPPED, {"reason": str(error)}
+    doc = done.to_dict()
+    return StepStatus.DONE, {
+        "partitions": done.partitions,
+        "compacted": len(done.compacted),
+        "files_in": doc["files_in"],
+    }
+
+
+def _step_alert(*, notifier: LoopNotifier | None, so_far: LoopDay, **_: Any) -> StepOutcome:
+    if notifier is None:
+        return StepStatus.SKIPPED, {"reason": "no notifier configured"}
+    sent = notifier.notify(day=so_far)
+    return StepStatus.DONE, {"notifier": type(notifier).__name__, **dict(sent or {})}
+
+
+_NEEDS = {LoopStep.RETRAIN: LoopStep.DECIDE, LoopStep.PROMOTE: LoopStep.RETRAIN}
+"""The step whose record a step reads (the decision to act on, the version to promote)."""
+
+_LOOP_STEPS: dict[LoopStep, Callable[..., StepOutcome]] = {
+    LoopStep.FEATURES: _step_features,
+    LoopStep.SCORE: _step_score,
+    LoopStep.MONITOR: _step_monitor,
+    LoopStep.DECIDE: _step_decide,
+    LoopStep.RETRAIN: _step_retrain,
+    LoopStep.PROMOTE: _step_promote,
+    LoopStep.COMPACT: _step_compact,
+    LoopStep.ALERT: _step_alert,
+}

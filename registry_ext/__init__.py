@@ -46,6 +46,7 @@ from registry_ext.leases import (
     acquire_lease,
     try_acquire,
 )
+from registry_ext.loop_days import LoopStepRecord, LoopStepRecorded, loop_day_steps, record_loop_step
 from registry_ext.records import (
     IntentRecord,
     ModelRecord,
@@ -70,6 +71,8 @@ __all__ = [
     "LeaseBusyError",
     "LeaseLostError",
     "LeaseState",
+    "LoopStepRecord",
+    "LoopStepRecorded",
     "ModelRecord",
     "ModelRegistry",
     "NoRollbackTargetError",
@@ -97,7 +100,9 @@ __all__ = [
     "get_decision",
     "list_decisions",
     "load_signed_model",
+    "loop_day_steps",
     "pending_decision",
+    "record_loop_step",
     "registry_engine",
     "try_acquire",
 ]

@@ -174,3 +174,21 @@ leases = sa.Table(
     sa.Column("acquired_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
+
+LOOP_STEP_STATUSES = ("done", "skipped")
+"""``loop_steps.status`` (churnops.contracts.loop.StepStatus; migration 0007 holds the same list)."""
+
+loop_steps = sa.Table(
+    "loop_steps",
+    metadata,
+    sa.Column("id", _id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("step", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("time", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("detail", _json(), nullable=False),
+    sa.UniqueConstraint("name", "day", "step", name="uq_loop_steps_day_step"),
+)
+"""One row per finished step of a model's loop day (migration 0007): see ``registry_ext.loop_days``."""

@@ -19,7 +19,8 @@ Need = Literal["sources", "feast", "mlflow"]
 
 # What each command needs from the home (by its path under `churnops`). Commands not listed
 # (data ingest|generate, demo, simulate, registry migrate) create what they need; `serve` starts on any
-# home and waits for a Production model (/readyz is 503 until one is promoted); `registry keys`
+# home and waits for a Production model (/readyz is 503 until one is promoted), as does
+# `loop ui` (Dagster's UI and daemon: the sensor skips until the registry exists); `registry keys`
 # works on key files that CHURNOPS_SIGNING_KEY_FILE / CHURNOPS_TRUSTED_KEYS_FILE may put anywhere.
 NEEDS: dict[str, tuple[Need, ...]] = {
     "features apply": ("sources",),
@@ -42,7 +43,8 @@ NEEDS: dict[str, tuple[Need, ...]] = {
     "score": ("sources",),
     "monitor drift": ("mlflow",),
     "monitor performance": ("mlflow",),
-    "log compact": ("mlflow",),  # a prediction log needs a model that scored first
+    "log compact": ("mlflow",),
+    "loop run": ("sources", "feast"),  # a prediction log needs a model that scored first
 }
 
 FIRST_DATA = "`churnops data generate` (synthetic) or `churnops data ingest FILE --as-of TIME`"

@@ -1,22 +1,27 @@
-"""The Dagster definitions run with Dagster's own local execution (``execute_in_process``,
-``build_sensor_context``) on a real home (Feast, MLflow SQLite, registry_ext, prediction log):
-a loop whose check does not fire changes nothing; one whose check fires retrains, gates and
-promotes; the sensor turns one fired decision into exactly one run key, and none once it is acted on."""
+"""The loop's one day (``churnops loop run`` and the Dagster job, one op per step) run on a real
+home (Feast, MLflow SQLite, registry_ext, prediction log) with a pinned clock, over consecutive
+days: a quiet day, a drift day whose retrain is promoted, a day whose retrain the gates refuse,
+and reruns of finished days that change nothing. Dagster's own local execution
+(``execute_in_process``, ``build_sensor_context``, ``build_schedule_context``); the sensor turns
+one fired decision into exactly one run key, and none once it is acted on."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg  # the churnops[orchestration] extra (./dev and CI install every extra)
 import pytest
 from typer.testing import CliRunner
 
 from churnops.cli import app
+from churnops.contracts.loop import LOOP_STEPS, loop_moment
 from churnops.contracts.policy_files import ShippedPolicy
-from churnops.jobs import score_production
 from churnops.orchestration.definitions import (
+    LOOP_TAG,
     ChurnOpsResource,
     churn_loop,
     churn_retrain,
@@ -37,122 +42,193 @@ DRIFTY = (
     "drift: {max_prediction_js: 0.0001, max_drifted_share: 1.0, consecutive_windows: 1}\n"
     "cooldown_hours: 0\nmax_retrains: 10\nwindow_days: 150\npromote_to: Production\n"
 )
+# a daily schedule: the day after a promotion fires on the schedule (the new model shows no drift)
+# and trains on the same labels (monthly snapshots), so the challenger is no better: refused
+DAILY = (
+    "name: daily\nschedule: '0 12 * * *'\nperformance: {enabled: false}\ndrift: {enabled: false}\n"
+    "cooldown_hours: 0\nmax_retrains: 10\nwindow_days: 150\npromote_to: Production\n"
+)
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[RetrainEnv]:
     built = make_retrain_env(tmp_path / "home")
-    # the Production (pre-drift) model scores the newest snapshot into the prediction log
-    score_production(settings=built.settings, as_of=built.data.last_snapshot)
     yield built
     built.close()
 
 
-def _resource(env: RetrainEnv, policy: Path) -> ChurnOpsResource:
-    return ChurnOpsResource(home=str(env.settings.home), retrain_policy=str(policy), now=env.now.isoformat())
+def _resource(env: RetrainEnv, policy: Path, now: datetime) -> ChurnOpsResource:
+    return ChurnOpsResource(home=str(env.settings.home), retrain_policy=str(policy), now=now.isoformat())
 
 
-def _skipped(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED" and e.step_key}
+def _steps(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    return {node: result.output_for_node(f"loop_{node}") for node in (s.value for s in LOOP_STEPS)}
 
 
-def test_definitions_load() -> None:
+def _log_rows(env: RetrainEnv) -> int:
+    from churnops.contracts.prediction_log import read_prediction_log
+
+    return read_prediction_log(env.settings.home / "predictions").num_rows
+
+
+def test_definitions_load_and_run_unattended() -> None:
     repo = defs.get_repository_def()
     assert {j.name for j in repo.get_all_jobs()} >= {"churn_loop", "churn_retrain"}
-    assert repo.get_schedule_def("nightly_loop").cron_schedule == "0 2 * * *"
-    assert repo.get_sensor_def("retrain_decision_sensor").job_name == "churn_retrain"
+    schedule = repo.get_schedule_def("nightly_loop")
+    sensor = repo.get_sensor_def("retrain_decision_sensor")
+    assert schedule.cron_schedule == "0 2 * * *" and sensor.job_name == "churn_retrain"
+    # nothing waits for someone to find a toggle
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    # one run per day: the tick at 02:00 asks for today's partition under run key loop-<day>
+    tick = datetime(2024, 12, 4, 2, tzinfo=UTC)
+    with dg.instance_for_test() as instance:
+        request = schedule.evaluate_tick(
+            dg.build_schedule_context(instance=instance, scheduled_execution_time=tick, repository_def=repo)
+        ).run_requests
+    assert request is not None and len(request) == 1
+    assert (request[0].run_key, request[0].partition_key) == ("loop-2024-12-04", "2024-12-04")
+    job = repo.get_job("churn_loop")
+    assert job.partitions_def is not None and job.tags[LOOP_TAG] == "day"
+    assert [n.name for n in job.graph.nodes_in_topological_order] == [f"loop_{s.value}" for s in LOOP_STEPS]
+    retried = {n.name for n in job.graph.nodes if n.definition.retry_policy is not None}  # type: ignore[union-attr]
+    assert retried == {"loop_features", "loop_score", "loop_monitor", "loop_retrain", "loop_promote"}
 
 
-def test_loop_not_fired_then_fired_and_the_sensor_keys_one_run_per_decision(
-    env: RetrainEnv, tmp_path: Path
-) -> None:
-    quiet, drifty = tmp_path / "quiet.yaml", tmp_path / "drifty.yaml"
+def test_loop_days_quiet_promoted_refused_and_a_rerun(env: RetrainEnv, tmp_path: Path) -> None:
+    """Consecutive pinned days through both entry points: day 1 by ``churnops loop run`` (quiet
+    policy: nothing fires), day 2 in Dagster (drift fires, the challenger passes and is promoted),
+    day 3 in Dagster (fires again, the gates refuse the same-window challenger), then day 1 and
+    day 2 again: nothing runs twice (no second score, decision or retrain), and the CLI's exit
+    codes (0 a night that ran, 2 a bad --date)."""
+    quiet, drifty, daily = tmp_path / "quiet.yaml", tmp_path / "drifty.yaml", tmp_path / "daily.yaml"
     write_over_shipped(quiet, ShippedPolicy.RETRAIN, QUIET)
     write_over_shipped(drifty, ShippedPolicy.RETRAIN, DRIFTY)
+    write_over_shipped(daily, ShippedPolicy.RETRAIN, DAILY)
     name = env.settings.model_name
     before = env.registry.production().version
+    day1 = env.now.date()
+    day2, day3 = day1 + timedelta(days=1), day1 + timedelta(days=2)
+    clock = loop_moment(day3) + timedelta(hours=2)  # the pinned clock: every day has begun
+    cli_env = {
+        "CHURNOPS_HOME": str(env.settings.home),
+        "CHURNOPS_NOW": clock.isoformat(),
+        "CHURNOPS_RETRAIN_POLICY": str(quiet),
+    }
+    runner = CliRunner()
 
-    # not fired: the loop reports drift, records the decision, and skips train and promote
-    result = churn_loop.execute_in_process(resources={"churnops": _resource(env, quiet)})
-    assert result.success
-    assert _skipped(result) == {"train_and_gate", "promote"}
-    decisions = list_decisions(env.registry.engine, name=name)
-    assert [d.fired for d in decisions] == [False]
-    assert env.registry.production().version == before
+    # day 1, the cron line: quiet, every step ran, nothing fired, exit 0
+    ran = runner.invoke(app, ["loop", "run", "--date", day1.isoformat(), "--json"], env=cli_env)
+    assert ran.exit_code == 0, ran.output
+    first = json.loads(ran.output)
+    assert first["complete"] and not first["replayed"] and first["failed_step"] is None
+    by_step = {s["step"]: s for s in first["steps"]}
+    assert by_step["score"]["status"] == "done" and by_step["score"]["detail"]["logged"] > 0
+    assert by_step["monitor"]["detail"]["drift"]["status"] is not None
+    assert by_step["decide"]["detail"]["fired"] is False
+    assert by_step["retrain"]["status"] == by_step["promote"]["status"] == "skipped"
+    assert by_step["alert"]["detail"] == {"reason": "no notifier configured"}
+    rows = _log_rows(env)
+    assert rows == by_step["score"]["detail"]["logged"]
 
-    # fired: drift in the window -> challenger -> gates -> Production, with provenance
-    result = churn_loop.execute_in_process(resources={"churnops": _resource(env, drifty)})
-    assert result.success, result
-    assert _skipped(result) == set()
-    fired = list_decisions(env.registry.engine, name=name)[-1]
-    assert fired.fired and fired.trigger is not None and fired.trigger.value == "drift"
-    assert fired.report and fired.report.startswith("runs:/")
-    new = env.registry.production()
-    assert new.version != before
-    assert new.tags["churnops.trigger"] == "drift"
-    assert new.tags["churnops.decision_id"] == str(fired.id)
-    assert new.tags["churnops.drift_report"] == fired.report
-    assert {t.trigger for t in env.registry.audit(version=new.version)} == {"drift"}
-    # the provenance is on the MLflow model version too (the MLflow UI shows it)
-    mlflow_tags = env.registry.client.get_model_version(name, str(new.version)).tags
-    assert mlflow_tags["churnops.trigger"] == "drift" and mlflow_tags["churnops.decision_id"] == str(fired.id)
-    shown = CliRunner().invoke(
-        app,
-        ["registry", "show", str(new.version)],
-        env={"CHURNOPS_HOME": str(env.settings.home), "COLUMNS": "80"},
+    # day 2 in Dagster: drift fires, the challenger passes the gates and reaches Production
+    result = churn_loop.execute_in_process(
+        resources={"churnops": _resource(env, drifty, clock)}, partition_key=day2.isoformat()
     )
-    assert shown.exit_code == 0, shown.output
-    assert "Provenance" in shown.output and f"{fired.id}" in shown.output and "drift" in shown.output
-    assert result.output_for_node("promote") is True
+    assert result.success
+    steps = _steps(result)
+    assert steps["decide"]["detail"]["fired"] and steps["decide"]["detail"]["trigger"] == "drift"
+    assert steps["retrain"]["detail"]["version"] is not None
+    assert steps["promote"]["status"] == "done" and steps["promote"]["detail"]["production"] is True
+    new = env.registry.production()
+    assert new.version != before and str(new.version) == str(steps["retrain"]["detail"]["version"])
+    fired = list_decisions(env.registry.engine, name=name)[-1]
+    assert new.tags["churnops.trigger"] == "drift" and new.tags["churnops.decision_id"] == str(fired.id)
+    assert new.tags["churnops.drift_report"] == fired.report and fired.report.startswith("runs:/")
+    assert _log_rows(env) == 2 * rows  # day 2 scored once, with the old model, as of its midnight
 
-    # the sensor: the fired decision already produced a version -> nothing to request
-    resources = {"churnops": _resource(env, drifty)}
+    # day 3: the schedule fires; the challenger on the same labels is no better: refused
+    result = churn_loop.execute_in_process(
+        resources={"churnops": _resource(env, daily, clock)}, partition_key=day3.isoformat()
+    )
+    assert result.success  # a refusal is a day that ran
+    steps = _steps(result)
+    assert steps["decide"]["detail"]["fired"] and steps["decide"]["detail"]["trigger"] == "scheduled"
+    assert steps["retrain"]["detail"]["version"] is None and steps["retrain"]["detail"]["state"] == "refused"
+    assert steps["promote"]["status"] == "skipped" and "refused" in steps["promote"]["detail"]["reason"]
+    assert env.registry.production().version == new.version
+    decisions = list_decisions(env.registry.engine, name=name)
+    assert [d.state.value for d in decisions] == ["not_fired", "promoted", "refused"]
+    scored = _log_rows(env)
+
+    # reruns: day 2 in Dagster, day 1 by the CLI (under the drifty policy now): all replayed
+    again = churn_loop.execute_in_process(
+        resources={"churnops": _resource(env, drifty, clock)}, partition_key=day2.isoformat()
+    )
+    assert again.success and all(s["replayed"] for s in _steps(again).values())
+    rerun = runner.invoke(
+        app,
+        ["loop", "run", "--date", day1.isoformat(), "--json"],
+        env=cli_env | {"CHURNOPS_RETRAIN_POLICY": str(drifty)},
+    )
+    assert rerun.exit_code == 0, rerun.output
+    replay = json.loads(rerun.output)
+    assert replay["replayed"] and replay["steps"] == [s | {"replayed": True} for s in first["steps"]]
+    assert len(list_decisions(env.registry.engine, name=name)) == len(decisions)
+    assert _log_rows(env) == scored and env.registry.production().version == new.version
+
+    # bad input: exit 2, nothing run
+    for bad in ("2024-13-01", day3.replace(year=day3.year + 5).isoformat()):
+        refused = runner.invoke(app, ["loop", "run", "--date", bad, "--json"], env=cli_env)
+        assert refused.exit_code == 2, refused.output
+        assert "--date" in json.loads(refused.output)["error"]
+
+    # the sensor: every fired decision was acted on by the loop -> nothing to request
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources=resources)
+        context = dg.build_sensor_context(
+            instance=instance, resources={"churnops": _resource(env, drifty, clock)}
+        )
         assert isinstance(retrain_decision_sensor(context), dg.SkipReason)
 
-        # a check recorded elsewhere (`churnops retrain check`) fires again: one run key for it
-        from churnops.jobs import check_retrain
-        from churnops.retraining import load_policy
 
-        score_production(settings=env.settings, as_of=env.data.last_snapshot)
-        from churnops.jobs import drift_report
+def test_the_sensor_keys_one_run_per_decision_recorded_elsewhere(env: RetrainEnv, tmp_path: Path) -> None:
+    """A fired check recorded outside the loop (`churnops retrain check` elsewhere) becomes one
+    ``churn_retrain`` run key, and none once that run acted on it."""
+    from churnops.jobs import check_retrain, drift_report, score_production
+    from churnops.retraining import load_policy
 
-        drift_report(settings=env.settings, version=str(new.version), as_of=env.now)
-        later = env.now + timedelta(hours=1)
-        record = check_retrain(settings=env.settings, policy=load_policy(drifty), now=later)
-        assert record.fired, record.reasons
+    drifty = tmp_path / "drifty.yaml"
+    write_over_shipped(drifty, ShippedPolicy.RETRAIN, DRIFTY)
+    resources = {"churnops": _resource(env, drifty, env.now)}
+    score_production(settings=env.settings, as_of=env.data.last_snapshot)
+    drift_report(settings=env.settings, version=str(env.old_version), as_of=env.now)
+    record = check_retrain(settings=env.settings, policy=load_policy(drifty), now=env.now)
+    assert record.fired, record.reasons
+    with dg.instance_for_test() as instance:
         first = retrain_decision_sensor(dg.build_sensor_context(instance=instance, resources=resources))
         again = retrain_decision_sensor(dg.build_sensor_context(instance=instance, resources=resources))
         assert isinstance(first, dg.RunRequest) and isinstance(again, dg.RunRequest)
         assert first.run_key == again.run_key == f"decision-{record.id}"
-
         run = churn_retrain.execute_in_process(
             run_config=first.run_config, resources=resources, instance=instance
         )
-        assert run.success
-        # the same window again: the challenger is no better than Production, so the gates stop it
-        # and Production stays; the decision counts as acted on all the same (one verdict, one retrain)
-        assert _skipped(run) == {"promote"}
-        assert env.registry.production().version == new.version
+        assert run.success and run.output_for_node("promote") is True
         assert isinstance(
             retrain_decision_sensor(dg.build_sensor_context(instance=instance, resources=resources)),
             dg.SkipReason,
         )
 
 
-def test_the_loop_compacts_closed_partitions_first_while_serving_writes(tmp_path: Path) -> None:
-    """``compact_log`` runs before ``monitor`` and, under Dagster's in-process executor, merges the
-    part files of the days before the loop's "now" into one per day, leaves today's partition and
-    batch files alone, and loses or doubles no row that a writer adds meanwhile."""
+def test_the_loop_compacts_closed_partitions_while_serving_writes(tmp_path: Path) -> None:
+    """``loop_compact``, under Dagster's in-process executor, merges the part files of the days
+    before its partition's day into one per day, leaves the day's own partition and batch files
+    alone, and loses or doubles no row that a writer adds meanwhile."""
     import threading
-    from datetime import UTC, datetime
 
     import pyarrow.compute as pc
 
     from churnops.contracts.prediction_log import COLUMNS, read_prediction_log, write_columns
 
-    assert [n.name for n in churn_loop.graph.nodes_in_topological_order][:2] == ["compact_log", "monitor"]
     home = tmp_path / "home"
     log = home / "predictions"
     now = datetime(2025, 3, 3, 12, tzinfo=UTC)
@@ -191,15 +267,15 @@ def test_the_loop_compacts_closed_partitions_first_while_serving_writes(tmp_path
     try:
         result = churn_loop.execute_in_process(
             resources={"churnops": ChurnOpsResource(home=str(home), now=now.isoformat())},
-            op_selection=["compact_log"],
+            op_selection=["loop_compact"],
+            partition_key=days[2],
         )
     finally:
         stop.set()
         writer.join()
     assert result.success
-    done = result.output_for_node("compact_log")
-    assert {c["day"] for c in done["compacted"]} == set(days[:2])
-    assert not any(c["rows_in"] != c["rows_out"] for c in done["compacted"])
+    done = result.output_for_node("loop_compact")["detail"]
+    assert done["compacted"] == 2 and done["partitions"] == 3
     first, today = (sorted(p.name for p in (log / f"date={d}").glob("*.parquet")) for d in (days[0], days[2]))
     assert (
         len(first) == 2 and first[0] == "batch-churn-v1-run.parquet" and first[1].startswith("part-compact-")

@@ -986,19 +986,15 @@ def test_k8s_readiness_takes_a_pod_out_when_the_online_store_is_gone() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
 
 
-def test_k8s_nightly_cronjob_runs_monitoring_and_the_retrain_check() -> None:
+def test_k8s_nightly_cronjob_runs_the_one_loop_command() -> None:
     cron = next(doc for doc in base_manifests() if doc["kind"] == "CronJob")
     spec = cron["spec"]
     assert spec["concurrencyPolicy"] == "Forbid" and spec["timeZone"] == "Etc/UTC"
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     container = pod["containers"][0]
-    script = "\n".join(container["args"])
-    lines = [line.strip() for line in script.splitlines()]
-    drift = lines.index("churnops monitor drift --json || exit $?")
-    assert drift < lines.index("churnops retrain check --json")
-    assert "exec churnops retrain run --json" in lines
-    assert '[ "$due" -eq 3 ]' in script  # "not due" is a good night, not a failed Job
+    # exactly the README's cron line: no shell re-implementing the loop, no exit-code juggling
+    assert container["command"] == ["churnops", "loop", "run", "--json"] and "args" not in container
     assert container["image"].split(":")[0] == IMAGE
     refs = container["envFrom"]
     assert {"configMapRef": {"name": "churnops-serving-config"}} in refs
