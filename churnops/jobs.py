@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from churnops.retraining.run import RetrainResult, TrainingWindow
     from churnops.scoring.batch import BatchScores
     from churnops.settings import Settings
+    from monitoring.alerts import LoopEvent, Notifier
     from monitoring.baseline import TrainingWindow as FittedWindow
     from monitoring.drift import DriftResult
     from monitoring.performance import PerformanceReport
@@ -827,11 +828,85 @@ def _step_compact(*, settings: Settings, day: date, **_: Any) -> StepOutcome:
     }
 
 
-def _step_alert(*, notifier: LoopNotifier | None, so_far: LoopDay, **_: Any) -> StepOutcome:
-    if notifier is None:
-        return StepStatus.SKIPPED, {"reason": "no notifier configured"}
-    sent = notifier.notify(day=so_far)
+def _step_alert(
+    *, settings: Settings, notifier: LoopNotifier | None, so_far: LoopDay, **_: Any
+) -> StepOutcome:
+    from monitoring.alerts import AlertDeliveryError
+
+    if notifier is None:  # the settings' own: Alertmanager when configured, else logged only
+        from churnops.wiring import loop_notifier
+
+        notifier = DayEvents(notifier=loop_notifier(settings))
+    try:
+        sent = notifier.notify(day=so_far)
+    except AlertDeliveryError as error:
+        raise LoopStepError(LoopStep.ALERT, str(error)) from None
     return StepStatus.DONE, {"notifier": type(notifier).__name__, **dict(sent or {})}
+
+
+def loop_events(*, day: LoopDay) -> list[LoopEvent]:
+    """What a person hears of one day: the drift trigger fired, a retrain the gates refused,
+    a promotion. A quiet day has none. The window is the monitored month before the day."""
+    from monitoring.alerts import LoopEvent, LoopEventKind
+
+    def detail(step: LoopStep) -> Mapping[str, Any]:
+        found = day.step(step)
+        return {} if found is None else found.detail
+
+    monitored, decided = detail(LoopStep.MONITOR), detail(LoopStep.DECIDE)
+    retrained, promoted = detail(LoopStep.RETRAIN), day.step(LoopStep.PROMOTE)
+    production = monitored.get("version")
+    start, end = day.now - timedelta(days=MONITOR_DAYS), day.now
+    report = (monitored.get("drift") or {}).get("report")
+    events: list[LoopEvent] = []
+
+    def event(kind: LoopEventKind, version: Any, reason: str) -> None:
+        if version is not None:
+            events.append(
+                LoopEvent(
+                    kind=kind,
+                    model=day.model_name,
+                    version=str(version),
+                    window_start=start,
+                    window_end=end,
+                    reason=reason,
+                    at=day.now,
+                )
+            )
+
+    if decided.get("fired") and decided.get("trigger") in (Trigger.DRIFT.value, Trigger.PERFORMANCE.value):
+        where = f"; report {report}" if report else ""
+        event(
+            LoopEventKind.DRIFT_FIRED,
+            production,
+            f"{decided['trigger']} trigger fired (decision {decided.get('decision_id')}){where}",
+        )
+    if promoted is not None and promoted.status == StepStatus.SKIPPED and "decision_id" in promoted.detail:
+        event(
+            LoopEventKind.RETRAIN_REFUSED,
+            production,
+            f"decision {promoted.detail['decision_id']}: "
+            f"{retrained.get('message') or promoted.detail['reason']}",
+        )
+    if promoted is not None and promoted.status == StepStatus.DONE and promoted.detail.get("production"):
+        event(
+            LoopEventKind.PROMOTED,
+            promoted.detail.get("version"),
+            f"retrained on decision {promoted.detail['decision_id']} and passed its gates",
+        )
+    return events
+
+
+@dataclass(frozen=True)
+class DayEvents:
+    """The loop's notifier over monitoring's: each of the day's :func:`loop_events`, sent once
+    (a replayed alert step is not re-run, so a rerun of the day sends nothing)."""
+
+    notifier: Notifier
+
+    def notify(self, *, day: LoopDay) -> Mapping[str, Any]:
+        results = [self.notifier.notify(event) for event in loop_events(day=day)]
+        return {"events": [r.event.kind.value for r in results], "sent": sum(r.sent for r in results)}
 
 
 _NEEDS = {LoopStep.RETRAIN: LoopStep.DECIDE, LoopStep.PROMOTE: LoopStep.RETRAIN}

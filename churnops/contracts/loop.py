@@ -19,7 +19,7 @@ class LoopStep(StrEnum):
     RETRAIN = "retrain"  # challenger on the policy's window, gated against the champion
     PROMOTE = "promote"  # Staging -> the policy's stage, or the gates' refusal recorded
     COMPACT = "compact"  # the prediction log's closed day partitions, one file each
-    ALERT = "alert"  # the day's outcome handed to a notifier (none by default)
+    ALERT = "alert"  # the day's events (drift fired, retrain refused, promoted) to the notifier
 
 
 LOOP_STEPS: tuple[LoopStep, ...] = tuple(LoopStep)

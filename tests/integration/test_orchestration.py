@@ -127,7 +127,8 @@ def test_loop_days_quiet_promoted_refused_and_a_rerun(env: RetrainEnv, tmp_path:
     assert by_step["monitor"]["detail"]["drift"]["status"] is not None
     assert by_step["decide"]["detail"]["fired"] is False
     assert by_step["retrain"]["status"] == by_step["promote"]["status"] == "skipped"
-    assert by_step["alert"]["detail"] == {"reason": "no notifier configured"}
+    # no Alertmanager configured: the day's events are logged only (a quiet day has none)
+    assert by_step["alert"]["detail"] == {"notifier": "DayEvents", "events": [], "sent": 0}
     rows = _log_rows(env)
     assert rows == by_step["score"]["detail"]["logged"]
 
@@ -146,6 +147,7 @@ def test_loop_days_quiet_promoted_refused_and_a_rerun(env: RetrainEnv, tmp_path:
     assert new.tags["churnops.trigger"] == "drift" and new.tags["churnops.decision_id"] == str(fired.id)
     assert new.tags["churnops.drift_report"] == fired.report and fired.report.startswith("runs:/")
     assert _log_rows(env) == 2 * rows  # day 2 scored once, with the old model, as of its midnight
+    assert steps["alert"]["detail"]["events"] == ["drift_fired", "promoted"]
 
     # day 3: the schedule fires; the challenger on the same labels is no better: refused
     result = churn_loop.execute_in_process(
@@ -156,6 +158,7 @@ def test_loop_days_quiet_promoted_refused_and_a_rerun(env: RetrainEnv, tmp_path:
     assert steps["decide"]["detail"]["fired"] and steps["decide"]["detail"]["trigger"] == "scheduled"
     assert steps["retrain"]["detail"]["version"] is None and steps["retrain"]["detail"]["state"] == "refused"
     assert steps["promote"]["status"] == "skipped" and "refused" in steps["promote"]["detail"]["reason"]
+    assert steps["alert"]["detail"]["events"] == ["retrain_refused"]  # a schedule is no drift
     assert env.registry.production().version == new.version
     decisions = list_decisions(env.registry.engine, name=name)
     assert [d.state.value for d in decisions] == ["not_fired", "promoted", "refused"]
