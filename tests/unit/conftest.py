@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,19 +20,35 @@ import pytest
 _WHY = "tests/unit needs no service and no subprocess: move this test to tests/integration"
 
 
+# What libraries run on their own to learn about the machine (not a service, not the test's
+# doing): joblib/loky counting physical cores, GitPython (through MLflow) asking git's version.
+LIBRARY_PROBES = frozenset({("lscpu", "--parse=core"), ("cat", "/proc/cpuinfo"), ("git", "version")})
+
+
 class UnitBoundaryError(RuntimeError):
     """A unit test reached for a service or a subprocess."""
 
 
-@pytest.fixture(autouse=True)
-def _no_services_no_subprocesses(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="module")
+def _no_services_no_subprocesses(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Module-scoped and autouse, so it is in place before any other module fixture is built."""
     if request.node.get_closest_marker("launches_on_purpose") is not None:
-        return  # a hostile payload shown live: starting a process is what it is meant to do
+        yield  # a hostile payload shown live: starting a process is what it is meant to do
+        return
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield from _guarded(monkeypatch)
+
+
+def _guarded(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
+    real_popen = subprocess.Popen.__init__
+    refused: list[str] = []
 
     def _refuse_inet(sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
+            refused.append(f"connect to {address!r}")
+            sock.close()  # refused here: nothing of it may leak into a later test's GC
             raise UnitBoundaryError(f"{_WHY} (connect to {address!r})")
 
     def connect(self: socket.socket, address: Any) -> None:
@@ -43,12 +60,21 @@ def _no_services_no_subprocesses(request: pytest.FixtureRequest, monkeypatch: py
         return real_connect_ex(self, address)
 
     def popen(*args: Any, **kwargs: Any) -> Any:
+        argv = args[1] if len(args) > 1 else kwargs.get("args")
+        if isinstance(argv, list | tuple) and tuple(map(str, argv)) in LIBRARY_PROBES:
+            return real_popen(*args, **kwargs)
+        refused.append(f"subprocess {args[1] if len(args) > 1 else kwargs.get('args')!r}")
         raise UnitBoundaryError(f"{_WHY} (subprocess {args[1] if len(args) > 1 else kwargs.get('args')!r})")
 
     def system(command: str) -> int:
+        refused.append(f"os.system {command!r}")
         raise UnitBoundaryError(f"{_WHY} (os.system {command!r})")
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
     monkeypatch.setattr(subprocess.Popen, "__init__", popen)
     monkeypatch.setattr(os, "system", system)
+    yield
+    # A caller that swallowed the refusal (a reachability probe, a retry loop) still fails here.
+    if refused:
+        pytest.fail(f"{_WHY}: {'; '.join(refused)}", pytrace=False)

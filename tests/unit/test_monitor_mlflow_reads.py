@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from churnops.contracts.artifacts import REFERENCE_ARTIFACT
 from churnops.jobs import training_run
 from monitoring.baseline import load_baselines
 from tests.support.registry import model_name_for, shared_sqlite_store
-from tests.support.serving_env import free_port
 
 
 def _said(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -47,19 +45,6 @@ def test_a_version_mlflow_no_longer_holds_is_reported_without_its_run_and_said(
     (record,) = _said(caplog)
     assert "version 99: no training run to read" in record.getMessage()
     assert "not found" in record.getMessage()  # MLflow's own reason, not a guess
-
-
-def test_an_mlflow_it_cannot_reach_is_an_error_not_a_deleted_version(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    unreachable = MlflowClient(url, registry_uri=url)
-    with pytest.raises(MlflowException) as raised:
-        training_run(client=unreachable, model_name="churn", version="1")
-    assert raised.value.error_code != "RESOURCE_DOES_NOT_EXIST"
-    assert _said(caplog) == []
 
 
 def test_a_run_without_a_holdout_has_no_concept_baseline_and_the_log_says_why(

@@ -98,6 +98,7 @@ OTHER_MEANINGS = {
         "monitoring/drift.py": "a drift check's statistic in the report JSON",
         "churnops/commands/monitor.py": "a drift check's statistic in the report JSON",
         "churnops/commands/demo.py": "a drift check's statistic in the report JSON",
+        "churnops/contracts/loop.py": "the loop's step name (LoopStep.SCORE)",
     },
     '"sources"': {
         "churnops/commands/home_guard.py": "a command's need (the sources exist)",
