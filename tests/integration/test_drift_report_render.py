@@ -10,32 +10,19 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from monitoring.drift import DriftResult, detect_drift
-from monitoring.policy import load_policy
+from monitoring.drift import DriftResult
 from monitoring.report import (
     write_report_html,
 )
 from tests.support.browser import screenshot
-from tests.support.drift_data import scenario
+from tests.support.drift_data import HOSTILE_MODEL_NAME, hostile_data_drift_result
 
-NASTY = '<script>alert("x")</script>&'
+NASTY = HOSTILE_MODEL_NAME
 
 
 @pytest.fixture(scope="module")
 def result() -> DriftResult:
-    s = scenario("data")
-    current = s.current.sample(n=4000, random_state=1)
-    return detect_drift(
-        reference=s.reference,
-        current=current,
-        holdout=s.holdout.sample(n=3000, random_state=2),
-        labelled=current,
-        policy=load_policy().model_copy(update={"reference_rows": 10_000}),
-        model_name=NASTY,
-        model_version=7,
-        window_start=s.window_start,
-        window_end=s.window_end,
-    )
+    return hostile_data_drift_result()
 
 
 def test_the_html_renders_in_headless_chromium(result: DriftResult, tmp_path: Path) -> None:

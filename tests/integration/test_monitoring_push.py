@@ -9,16 +9,8 @@ from monitoring.prometheus import (
     MonitoringPushError,
     push_monitoring_metrics,
 )
-from tests.support.samples import drift_document, performance_report
+from tests.support.samples import drift_document, gauge_samples, performance_report
 from tests.support.serving_env import free_port
-
-
-def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in registry.collect()
-        for s in family.samples
-    }
 
 
 def closed_gateway() -> str:
@@ -39,7 +31,7 @@ def test_drift_and_performance_become_gauges_even_when_the_push_fails() -> None:
             timeout_s=2,
             now=1_700_000_000.0,
         )
-    got = samples(registry)
+    got = gauge_samples(registry)
 
     def value(name: str, **labels: str) -> float:
         return got[(f"churnops_{name}", frozenset(labels.items()))]
@@ -72,7 +64,7 @@ def test_insufficient_results_push_no_value() -> None:
             registry=registry,
             timeout_s=2,
         )
-    names = {name for (name, _) in samples(registry)}
+    names = {name for (name, _) in gauge_samples(registry)}
     assert "churnops_concept_drift_p_value" not in names
     assert "churnops_live_roc_auc" not in names
     assert "churnops_label_lag_seconds" in names  # the lag is known from any labelled row

@@ -3,22 +3,17 @@ MLflow store (the crash itself, with a killed process, is tests/integration/test
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
-from typer.testing import CliRunner
 
-from churnops.commands.registry import app
 from registry_ext import (
     ModelRegistry,
 )
 from tests.support.registry import (
     make_registry,
     model_name_for,
-    register_candidate,
     shared_sqlite_store,
     signed_registry,
+    staged_and_live,
 )
 from tests.support.serving_env import free_port
 
@@ -31,29 +26,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 @pytest.fixture
 def registry(store: tuple[str, str], request: pytest.FixtureRequest) -> tuple[ModelRegistry, str]:
     return make_registry(store[0], store[1], model_name=model_name_for(request))
-
-
-@pytest.fixture
-def run_cli(
-    store: tuple[str, str],
-    registry: tuple[ModelRegistry, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Any:
-    monkeypatch.setenv("CHURNOPS_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("CHURNOPS_MLFLOW_TRACKING_URI", store[0])
-    monkeypatch.setenv("CHURNOPS_MODEL_NAME", registry[0].model_name)
-    monkeypatch.setenv("CHURNOPS_ACTOR", "cli-user")
-    monkeypatch.setenv("COLUMNS", "80")
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, list(args))
-
-
-def staged_and_live(reg: ModelRegistry, experiment_id: str, seeds: tuple[int, ...] = (1, 2)) -> None:
-    for seed in seeds:
-        register_candidate(reg, experiment_id=experiment_id, seed=seed)
-        reg.promote(version=seed, stage="Staging", reason="stage", actor="a")
-        reg.promote(version=seed, stage="Production", reason="ship", actor="a")
 
 
 def test_an_interrupted_delete_is_recovered_only_when_mlflow_says_the_version_is_gone(

@@ -93,3 +93,24 @@ def detected(kind: Kind) -> DriftResult:
         window_start=s.window_start,
         window_end=s.window_end,
     )
+
+
+HOSTILE_MODEL_NAME = '<script>alert("x")</script>&'
+"""A model name a report must escape wherever it prints it."""
+
+
+def hostile_data_drift_result() -> DriftResult:
+    """The data-drift scenario's report under a model name that is markup (escaping checks)."""
+    s = scenario("data")
+    current = s.current.sample(n=4000, random_state=1)
+    return detect_drift(
+        reference=s.reference,
+        current=current,
+        holdout=s.holdout.sample(n=3000, random_state=2),
+        labelled=current,
+        policy=load_policy().model_copy(update={"reference_rows": 10_000}),
+        model_name=HOSTILE_MODEL_NAME,
+        model_version=7,
+        window_start=s.window_start,
+        window_end=s.window_end,
+    )

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ import pandas as pd
 from churnops.contracts.artifacts import sha256_of_path
 from churnops.contracts.columns import column
 from tests.support.signing import signing_key_files
+
+if TYPE_CHECKING:
+    from registry_ext import ModelRegistry
 
 FEATURES = ["tenure", "monthly_charges", "contract"]
 COLUMNS = [column(name) for name in FEATURES]
@@ -232,3 +235,37 @@ def shared_postgres_store(admin_url: str, artifact_root: str) -> tuple[str, str]
         atexit.register(drop)
         _STORES["postgres"] = (url, artifact_root)
     return _STORES["postgres"]
+
+
+def staged_and_live(reg: ModelRegistry, experiment_id: str, seeds: tuple[int, ...] = (1, 2)) -> None:
+    """Each seed registered, then staged and put in Production in turn (the last one is live)."""
+    for seed in seeds:
+        register_candidate(reg, experiment_id=experiment_id, seed=seed)
+        reg.promote(version=seed, stage="Staging", reason="stage", actor="a")
+        reg.promote(version=seed, stage="Production", reason="ship", actor="a")
+
+
+HOSTILE_PARAM = "<img src=x onerror=alert(1)>&'\""
+"""A run parameter a report must escape."""
+
+
+def three_versions_v2_live(registry: ModelRegistry, experiment_id: str) -> ModelRegistry:
+    """Three versions; v2 is Production, the runs carry a hostile param and a very long one."""
+    for seed in (1, 2, 3):
+        logged = log_candidate(
+            registry.client,
+            experiment_id=experiment_id,
+            seed=seed,
+            params={"note": HOSTILE_PARAM, "features_long": ",".join(f"feature_{i}" for i in range(120))},
+        )
+        registry.register(
+            run_id=logged.run_id,
+            sha256=logged.sha256,
+            feature_service="churn_v1",
+            metrics={"test_roc_auc": 0.8, "test_rows": 1234.0, "positives_test": 56.0},
+            gate_results={"passed": True, "results": []},
+            actor="tester",
+        )
+    registry.promote(version=2, stage="Staging", reason="s", actor="t")
+    registry.promote(version=2, stage="Production", reason="p", actor="t")
+    return registry

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from prometheus_client import CollectorRegistry
 
 from monitoring.performance import PerformanceReport, performance_on_late_labels
 
@@ -85,3 +86,12 @@ def performance_report(*, version: str = "3", n: int = 400, seed: int = 0) -> Pe
         threshold=0.5,
         reference_metrics={version: {"test_roc_auc": 0.85}},
     )
+
+
+def gauge_samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample a registry holds, by (name, labels)."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in registry.collect()
+        for s in family.samples
+    }

@@ -18,26 +18,14 @@ from monitoring.report import (
     report_path,
     write_report_html,
 )
-from tests.support.drift_data import scenario
+from tests.support.drift_data import HOSTILE_MODEL_NAME, hostile_data_drift_result, scenario
 
-NASTY = '<script>alert("x")</script>&'
+NASTY = HOSTILE_MODEL_NAME
 
 
 @pytest.fixture(scope="module")
 def result() -> DriftResult:
-    s = scenario("data")
-    current = s.current.sample(n=4000, random_state=1)
-    return detect_drift(
-        reference=s.reference,
-        current=current,
-        holdout=s.holdout.sample(n=3000, random_state=2),
-        labelled=current,
-        policy=load_policy().model_copy(update={"reference_rows": 10_000}),
-        model_name=NASTY,
-        model_version=7,
-        window_start=s.window_start,
-        window_end=s.window_end,
-    )
+    return hostile_data_drift_result()
 
 
 def test_the_html_has_the_summary_first_and_escapes_user_strings(result: DriftResult, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from monitoring.prometheus import (
     GAUGES,
@@ -14,14 +13,6 @@ from monitoring.prometheus import (
 )
 from tests.support.samples import drift_document
 from tests.support.serving_env import free_port
-
-
-def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in registry.collect()
-        for s in family.samples
-    }
 
 
 def closed_gateway() -> str:

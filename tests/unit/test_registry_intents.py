@@ -28,6 +28,7 @@ from tests.support.registry import (
     model_name_for,
     register_candidate,
     shared_sqlite_store,
+    staged_and_live,
 )
 
 
@@ -55,13 +56,6 @@ def run_cli(
     monkeypatch.setenv("COLUMNS", "80")
     runner = CliRunner()
     return lambda *args: runner.invoke(app, list(args))
-
-
-def staged_and_live(reg: ModelRegistry, experiment_id: str, seeds: tuple[int, ...] = (1, 2)) -> None:
-    for seed in seeds:
-        register_candidate(reg, experiment_id=experiment_id, seed=seed)
-        reg.promote(version=seed, stage="Staging", reason="stage", actor="a")
-        reg.promote(version=seed, stage="Production", reason="ship", actor="a")
 
 
 def half_registered(reg: ModelRegistry, experiment_id: str, *, seed: int) -> int:
