@@ -708,7 +708,7 @@ def _step_monitor(*, settings: Settings, now: datetime, **_: Any) -> StepOutcome
     except ValueError as error:  # no traffic of the version: the check still runs (schedule, cap)
         detail["drift"] = {"status": None, "reason": str(error)}
     else:
-        detail["drift"] = {"status": drift.status, "report": drift.report_html}
+        detail["drift"] = {"status": drift.status.value, "report": drift.report_html}
     try:
         report, _pushed = performance_report(
             settings=settings,

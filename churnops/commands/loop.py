@@ -17,9 +17,10 @@ same steps as one op each (``churnops.orchestration``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -70,6 +71,8 @@ def run(
         rules = load_policy(policy or settings.retrain_policy)
     except RetrainPolicyError as error:
         raise fail(str(error), json_output=json_output) from None
+    import feast  # noqa: F401  # its import resets the warning filters: load it before quieting them
+
     quiet_libraries()
     result = run_loop_day(settings=settings, day=when, policy=rules, gate_policy=gate_policy)
     if json_output:
@@ -92,8 +95,7 @@ def _print(result: LoopDay) -> None:
         table.add_column(column)
     for step in result.steps:
         status = step.status.value + (" (recorded earlier)" if step.replayed else "")
-        detail = ", ".join(f"{k}={v}" for k, v in step.detail.items())
-        table.add_row(step.step.value, status, escape(detail[:160]))
+        table.add_row(step.step.value, status, escape(_detail_text(step.detail)))
     console.print(table)
     if result.failed_step is not None:
         console.print(f"[red]stopped at {result.failed_step.value}[/red]: {escape(result.error or '')}")
@@ -102,6 +104,21 @@ def _print(result: LoopDay) -> None:
         )
     elif result.replayed:
         console.print("the day had run already: nothing was run again")
+
+
+def _detail_text(detail: Mapping[str, Any], prefix: str = "") -> str:
+    """One ``key=value`` line per fact, nested mappings as dotted keys, enums by their value:
+    the table wraps lines instead of cutting them."""
+    from enum import Enum
+
+    lines = []
+    for key, value in detail.items():
+        if isinstance(value, Mapping):
+            lines.append(_detail_text(value, prefix=f"{prefix}{key}."))
+            continue
+        shown = value.value if isinstance(value, Enum) else value
+        lines.append(f"{prefix}{key}={shown}")
+    return "\n".join(line for line in lines if line)
 
 
 STOP_GRACE_S = 30.0  # after SIGTERM/SIGINT: how long `dagster dev` gets to stop its children

@@ -72,7 +72,11 @@ def test_the_first_hour_commands_print_only_their_own_output(tmp_path: Path) -> 
     )
     assert message in " ".join(again.stdout.split())
     assert "FAIL" not in again.stdout and "gates failed" not in again.stdout
-    for out in (first.stdout, again.stdout):
+    day = cli(home, "loop", "run")  # the night's one command, on the same home
+    assert day.returncode == 0, day.stdout + day.stderr
+    quiet(day)
+    assert "no retrain due" in day.stdout and "ReportStatus" not in day.stdout
+    for out in (first.stdout, again.stdout, day.stdout):
         assert "\u2026" not in out
         assert max(len(line) for line in out.splitlines()) <= 80
 
