@@ -91,11 +91,13 @@ def _print(result: LoopDay) -> None:
     table = Table(
         title=escape(f"loop {result.model_name} {result.day} (as of {result.now:%Y-%m-%d %H:%M} UTC)")
     )
-    for column in ("step", "status", "detail"):
-        table.add_column(column)
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("detail", overflow="fold")  # paths and ids have no spaces to wrap at
     for step in result.steps:
         status = step.status.value + (" (recorded earlier)" if step.replayed else "")
-        table.add_row(step.step.value, status, escape(_detail_text(step.detail)))
+        detail = "\n".join(escape(line) for line in _detail_text(step.detail).splitlines())
+        table.add_row(step.step.value, status, detail)
     console.print(table)
     if result.failed_step is not None:
         console.print(f"[red]stopped at {result.failed_step.value}[/red]: {escape(result.error or '')}")
