@@ -646,15 +646,50 @@ def run_loop_day(
                 )
             )
         except LoopStepError as error:
-            return LoopDay(
-                model_name=settings.model_name,
-                day=day,
-                now=loop_moment(day),
-                steps=tuple(done),
-                failed_step=step,
-                error=str(error),
+            return _push_loop(
+                settings,
+                LoopDay(
+                    model_name=settings.model_name,
+                    day=day,
+                    now=loop_moment(day),
+                    steps=tuple(done),
+                    failed_step=step,
+                    error=str(error),
+                ),
             )
-    return LoopDay(model_name=settings.model_name, day=day, now=loop_moment(day), steps=tuple(done))
+    return _push_loop(
+        settings, LoopDay(model_name=settings.model_name, day=day, now=loop_moment(day), steps=tuple(done))
+    )
+
+
+def _push_loop(settings: Settings, day: LoopDay) -> LoopDay:
+    """Push the day's outcome to the Pushgateway when one is configured (Grafana's loop panels:
+    last run, decision, Production version over time); the day unchanged."""
+    if not settings.pushgateway_url:
+        return day
+    from monitoring.prometheus import push_loop_metrics
+
+    decided, promoted = day.step(LoopStep.DECIDE), day.step(LoopStep.PROMOTE)
+    moved = (
+        promoted is not None
+        and promoted.status == StepStatus.DONE
+        and bool(promoted.detail.get("production"))
+    )
+    production: str | None
+    if promoted is not None and promoted.detail.get("production_version") is not None:
+        production = str(promoted.detail["production_version"])
+    else:  # a day that stopped early may have a registry problem: read it only after a full day
+        production = _production_version(settings) if day.complete else None
+    push_loop_metrics(
+        gateway=settings.pushgateway_url,
+        model_name=settings.model_name,
+        moment=day.now.timestamp(),
+        complete=day.complete,
+        retrain_fired=None if decided is None else bool(decided.detail.get("fired")),
+        promoted=moved,
+        production_version=production,
+    )
+    return day
 
 
 StepOutcome = tuple[StepStatus, dict[str, Any]]

@@ -14,6 +14,7 @@ quality, computed by Evidently with explicit ``ValueDrift`` metrics (not ``DataD
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -24,6 +25,14 @@ import numpy as np
 import pandas as pd
 
 from churnops.contracts.columns import FEATURES, LABEL, SCORE
+from churnops.contracts.monitoring_runs import (
+    PART_CONCEPT_DRIFT,
+    PART_DATA_DRIFT,
+    PART_PERFORMANCE,
+    SNAPSHOT_PART,
+    snapshot_metadata,
+    snapshot_tags,
+)
 from churnops.contracts.monitoring_terms import MonitoringCounts, ReportStatus, drifted_share, drifted_windows
 from monitoring.concept import ConceptDecision, decide_concept, frame_pit
 from monitoring.errors import MonitoringError
@@ -105,6 +114,8 @@ class DriftResult:
     """When those labels had to be known."""
     snapshot: Any = field(default=None, compare=False, repr=False)
     concept_snapshot: Any = field(default=None, compare=False, repr=False)
+    performance_snapshot: Any = field(default=None, compare=False, repr=False)
+    """Evidently's ROC-AUC of the matured labels (None: no labels, or one class only)."""
 
     @property
     def drifted_share(self) -> float:
@@ -210,10 +221,12 @@ def _evidently_frame(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFr
 
 
 def _metric_values(snapshot: Any) -> dict[tuple[str, str], float]:
-    """``(column, method) -> value`` from ``snapshot.dict()``."""
+    """``(column, method) -> value`` of the ``ValueDrift`` metrics of ``snapshot.dict()``."""
     values: dict[tuple[str, str], float] = {}
     for metric in snapshot.dict()["metrics"]:
         config = metric.get("config", {})
+        if not str(config.get("type", "")).endswith(":ValueDrift"):
+            continue
         values[(str(config.get("column")), str(config.get("method")))] = float(metric["value"])
     return values
 
@@ -234,28 +247,50 @@ def run_value_drift(
     metadata: Mapping[str, str] | None = None,
     tags: list[str] | None = None,
     name: str | None = None,
+    count_drifted: tuple[str, ...] = (),
 ) -> tuple[Any, dict[str, float]]:
     """One Evidently report with a ``ValueDrift(column, method, threshold)`` per column of
-    ``methods``; returns the snapshot and ``column -> score``."""
+    ``methods``; returns the snapshot and ``column -> score``. ``count_drifted``: those columns
+    also get a ``DriftedColumnsCount`` with the same methods and thresholds (its share is the
+    report's drifted share, which the project dashboard plots)."""
     from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
+    from evidently.metrics import DriftedColumnsCount, ValueDrift
 
     columns = tuple(methods)
     definition = DataDefinition(
         numerical_columns=[c for c in columns if c not in CATEGORICAL],
         categorical_columns=[c for c in columns if c in CATEGORICAL],
     )
+    metrics: list[Any] = [ValueDrift(column=c, method=m, threshold=t) for c, (m, t) in methods.items()]
+    if count_drifted:
+        metrics.append(
+            DriftedColumnsCount(
+                columns=list(count_drifted),
+                per_column_method={c: methods[c][0] for c in count_drifted},
+                per_column_threshold={c: methods[c][1] for c in count_drifted},
+            )
+        )
     report = Report(
-        [ValueDrift(column=c, method=m, threshold=t) for c, (m, t) in methods.items()],
+        metrics,
         metadata=dict(metadata or {}),
         tags=list(tags or []),
     )
-    snapshot = report.run(
-        Dataset.from_pandas(_evidently_frame(current, columns), data_definition=definition),
-        Dataset.from_pandas(_evidently_frame(reference, columns), data_definition=definition),
-        timestamp=timestamp,
-        name=name,
-    )
+    with warnings.catch_warnings():
+        # DriftedColumnsCount runs Evidently's legacy dataset drift, which also correlates the
+        # numeric columns (np.corrcoef) for a table this report never shows: a constant column
+        # in a window (every joiner has tenure 0) divides by a zero deviation there.
+        warnings.filterwarnings(
+            "ignore",
+            message="invalid value encountered in divide",
+            category=RuntimeWarning,
+            module=r"numpy\.lib\._function_base_impl",
+        )
+        snapshot = report.run(
+            Dataset.from_pandas(_evidently_frame(current, columns), data_definition=definition),
+            Dataset.from_pandas(_evidently_frame(reference, columns), data_definition=definition),
+            timestamp=timestamp,
+            name=name,
+        )
     values = _metric_values(snapshot)
     return snapshot, {c: values[(c, m)] for c, (m, _) in methods.items()}
 
@@ -292,6 +327,7 @@ def _concept(
     policy: DriftPolicy,
     timestamp: datetime,
     metadata: Mapping[str, str],
+    tags: list[str],
 ) -> tuple[ConceptDecision, Any]:
     from scipy.stats import ks_2samp
 
@@ -319,7 +355,8 @@ def _concept(
         current=pd.DataFrame({PIT_COLUMN: u_now}),
         methods={PIT_COLUMN: (CONCEPT_METHOD, rules.alpha)},
         timestamp=timestamp,
-        metadata={**metadata, "part": "concept_drift"},
+        metadata={**metadata, SNAPSHOT_PART: PART_CONCEPT_DRIFT},
+        tags=tags,
         name="concept drift (randomized PIT)",
     )
     statistic = float(ks_2samp(u_ref, u_now).statistic)
@@ -331,6 +368,42 @@ def _concept(
         rules=rules,
     )
     return decision, snapshot
+
+
+def _performance_snapshot(
+    *,
+    labelled: pd.DataFrame | None,
+    timestamp: datetime,
+    metadata: Mapping[str, str],
+    tags: list[str],
+    name: str,
+) -> Any:
+    """Evidently's ``RocAuc`` of the matured labels (the live ROC-AUC the dashboard plots over
+    time); None without both classes among them."""
+    if labelled is None or LABEL not in labelled.columns or SCORE not in labelled.columns:
+        return None
+    rows = labelled[labelled[LABEL].notna() & labelled[SCORE].notna()]
+    y = rows[LABEL].to_numpy(dtype=np.int64)
+    if not 0 < y.sum() < len(y):
+        return None
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.metrics import RocAuc
+    from sklearn.exceptions import UndefinedMetricWarning
+
+    frame = pd.DataFrame({LABEL: y, SCORE: rows[SCORE].to_numpy(dtype=np.float64)})
+    definition = DataDefinition(
+        classification=[BinaryClassification(target=LABEL, prediction_probas=SCORE)],
+        numerical_columns=[SCORE],
+    )
+    report = Report([RocAuc()], metadata=dict(metadata), tags=list(tags))
+    with warnings.catch_warnings():
+        # RocAuc computes Evidently's whole binary-classification quality on the way, with
+        # precision at a 0.5 cut-off: a window with no score over 0.5 (usual for churn) makes
+        # scikit-learn warn about a figure this report does not use.
+        warnings.filterwarnings("ignore", category=UndefinedMetricWarning)
+        return report.run(
+            Dataset.from_pandas(frame, data_definition=definition), None, timestamp=timestamp, name=name
+        )
 
 
 def detect_drift(
@@ -362,10 +435,16 @@ def detect_drift(
         )
     source_rows = len(reference)
     reference = sample_reference(reference=reference, rows=policy.reference_rows, seed=policy.seed)
-    metadata = {"model_name": model_name, "model_version": str(model_version)}
+    ids = {
+        "model_name": model_name,
+        "model_version": str(model_version),
+        "window_start": window_start.isoformat(),
+        "window_end": window_end.isoformat(),
+    }
+    metadata, tags = snapshot_metadata(**ids), snapshot_tags(**ids)
     timestamp = window_end.replace(tzinfo=None) if window_end.tzinfo is not None else window_end
     concept, concept_snapshot = _concept(
-        holdout=holdout, labelled=labelled, policy=policy, timestamp=timestamp, metadata=metadata
+        holdout=holdout, labelled=labelled, policy=policy, timestamp=timestamp, metadata=metadata, tags=tags
     )
     rules = policy.data_drift
     js_threshold = policy.prediction_drift.threshold
@@ -385,8 +464,9 @@ def detect_drift(
             current=current,
             methods=methods,
             timestamp=timestamp,
-            metadata=metadata,
-            tags=[f"model:{model_name}", f"version:{model_version}"],
+            metadata={**metadata, SNAPSHOT_PART: PART_DATA_DRIFT},
+            tags=tags,
+            count_drifted=tuple(name for name in methods if name != SCORE),
             name=f"drift {model_name} v{model_version} {window_start.date()}..{window_end.date()}",
         )
     features = tuple(
@@ -434,4 +514,11 @@ def detect_drift(
         policy_digest=policy.digest(),
         snapshot=snapshot,
         concept_snapshot=concept_snapshot,
+        performance_snapshot=_performance_snapshot(
+            labelled=labelled,
+            timestamp=timestamp,
+            metadata={**metadata, SNAPSHOT_PART: PART_PERFORMANCE},
+            tags=tags,
+            name=f"performance {model_name} v{model_version} {window_start.date()}..{window_end.date()}",
+        ),
     )

@@ -61,7 +61,24 @@ GAUGES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "label_lag_seconds": (("model_version",), "Median label availability minus prediction time."),
     "monitoring_last_success_timestamp_seconds": (("job",), "Unix time of the last successful run."),
+    "loop_last_run_timestamp_seconds": ((), "The moment (Unix time) of the last loop day run."),
+    "loop_day_complete": ((), "1 if the last loop day ran every step, 0 if it stopped at a failed step."),
+    "loop_retrain_fired": ((), "1 if the last loop day's retraining check fired, else 0."),
+    "loop_promoted": ((), "1 if the last loop day promoted a retrained version to Production, else 0."),
+    "production_version": ((), "The model version in Production after the last loop day."),
 }
+LOOP_GAUGES = frozenset(
+    {
+        "loop_last_run_timestamp_seconds",
+        "loop_day_complete",
+        "loop_retrain_fired",
+        "loop_promoted",
+        "production_version",
+    }
+)
+"""The gauges of :data:`GAUGES` the loop pushes (:func:`push_loop_metrics`, job :data:`LOOP_JOB`);
+a monitoring push never carries them (unlabelled gauges would read 0 there)."""
+LOOP_JOB = "churnops-loop"
 
 
 class MonitoringPushError(RuntimeError):
@@ -142,13 +159,15 @@ def parse_drift_json(document: Mapping[str, Any]) -> DriftDocument:
         ) from None
 
 
-def monitoring_gauges(registry: CollectorRegistry) -> dict[str, Any]:
-    """Every gauge of :data:`GAUGES` on ``registry`` (``churnops_<name>``), by short name."""
+def monitoring_gauges(registry: CollectorRegistry, *, loop: bool = False) -> dict[str, Any]:
+    """The monitoring gauges of :data:`GAUGES` on ``registry`` (``churnops_<name>``), by short
+    name; ``loop``: the loop's (:data:`LOOP_GAUGES`) instead."""
     from prometheus_client import Gauge
 
     return {
         name: Gauge(name, doc, list(labels), namespace=NAMESPACE, registry=registry)
         for name, (labels, doc) in GAUGES.items()
+        if (name in LOOP_GAUGES) == loop
     }
 
 
@@ -246,4 +265,50 @@ def push_monitoring_metrics(
         raise MonitoringPushError(
             f"pushing monitoring metrics to the Pushgateway at {gateway} (job {job!r}, model {name!r}) "
             f"failed: {error}; check the gateway URL and that it is up"
+        ) from error
+
+
+def push_loop_metrics(
+    *,
+    gateway: str,
+    model_name: str,
+    moment: float,
+    complete: bool,
+    retrain_fired: bool | None,
+    promoted: bool,
+    production_version: str | None,
+    registry: CollectorRegistry | None = None,
+    timeout_s: float = 10.0,
+) -> None:
+    """Push one loop day's outcome (:data:`LOOP_GAUGES`) under ``{job=churnops-loop, model}``:
+    its moment (Unix time), whether it completed, whether the retraining check fired (left out
+    when the day stopped before it), whether it promoted, and the Production version after it
+    (left out when there is none, or it is not a number)."""
+    from prometheus_client import CollectorRegistry, push_to_gateway
+
+    registry = registry if registry is not None else CollectorRegistry()
+    gauges = monitoring_gauges(registry, loop=True)
+    gauges["loop_last_run_timestamp_seconds"].set(moment)
+    gauges["loop_day_complete"].set(1.0 if complete else 0.0)
+    gauges["loop_promoted"].set(1.0 if promoted else 0.0)
+    if retrain_fired is None:
+        registry.unregister(gauges["loop_retrain_fired"])
+    else:
+        gauges["loop_retrain_fired"].set(1.0 if retrain_fired else 0.0)
+    if production_version is not None and production_version.isdigit():
+        gauges["production_version"].set(float(production_version))
+    else:
+        registry.unregister(gauges["production_version"])
+    try:
+        push_to_gateway(
+            gateway,
+            job=LOOP_JOB,
+            registry=registry,
+            grouping_key={LABEL_MODEL: model_name},
+            timeout=timeout_s,
+        )
+    except OSError as error:
+        raise MonitoringPushError(
+            f"pushing the loop's metrics to the Pushgateway at {gateway} (model {model_name!r}) failed: "
+            f"{error}; check the gateway URL and that it is up"
         ) from error

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churnops.contracts.clock import wall_clock
+from churnops.contracts.columns import SCORE
 from churnops.contracts.mlflow_keys import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
 from churnops.contracts.monitoring_runs import (
     KIND_DRIFT,
@@ -25,6 +26,12 @@ from churnops.contracts.monitoring_runs import (
     METRIC_MATURED_ROC_AUC,
     METRIC_PREDICTION_JS,
     MONITORING_EXPERIMENT,
+    PART_CONCEPT_DRIFT,
+    PART_DATA_DRIFT,
+    PART_PERFORMANCE,
+    SNAPSHOT_MODEL_NAME,
+    SNAPSHOT_MODEL_VERSION,
+    SNAPSHOT_PART,
     TAG_AS_OF,
     TAG_CONCEPT_STATUS,
     TAG_DRIFT_STATUS,
@@ -37,7 +44,7 @@ from churnops.contracts.monitoring_runs import (
     TAG_MODEL_VERSION,
 )
 from churnops.contracts.monitoring_terms import ReportStatus
-from monitoring.drift import DriftResult
+from monitoring.drift import PIT_COLUMN, PREDICTION_METHOD, DriftResult
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -209,6 +216,111 @@ def write_report_html(*, result: DriftResult, path: Path) -> Path:
 class WorkspaceEntry:
     project_id: str
     snapshot_ids: tuple[str, ...]
+    dashboard_tab: str
+    """The dashboard tab of the report's model version (``ensure_dashboard``)."""
+    dashboard_created: bool
+    """Whether this report added that tab (the version's first report in the workspace)."""
+
+
+@dataclass(frozen=True)
+class DashboardSeries:
+    """One series of a dashboard panel: an Evidently metric (``metric_v2`` type and the labels
+    that pick one value of it) in one report part."""
+
+    metric: str
+    labels: tuple[tuple[str, str], ...]
+    part: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class DashboardPanel:
+    title: str
+    subtitle: str
+    series: tuple[DashboardSeries, ...]
+
+
+DASHBOARD_PANELS: tuple[DashboardPanel, ...] = (
+    DashboardPanel(
+        "Drifted share",
+        "Share of features whose KL divergence is over the policy's threshold (DriftedColumnsCount).",
+        (
+            DashboardSeries(
+                "DriftedColumnsCount", (("value_type", "share"),), PART_DATA_DRIFT, "drifted share"
+            ),
+        ),
+    ),
+    DashboardPanel(
+        "Prediction drift",
+        "Jensen-Shannon distance of the score, reference vs window (ValueDrift on the score).",
+        (
+            DashboardSeries(
+                "ValueDrift",
+                (("column", SCORE), ("method", PREDICTION_METHOD)),
+                PART_DATA_DRIFT,
+                "JS of the score",
+            ),
+        ),
+    ),
+    DashboardPanel(
+        "Concept drift p-value",
+        "KS test on the randomized PIT of matured outcomes vs the training holdout (low: drift).",
+        (DashboardSeries("ValueDrift", (("column", PIT_COLUMN),), PART_CONCEPT_DRIFT, "KS p-value"),),
+    ),
+    DashboardPanel(
+        "Live ROC-AUC",
+        "ROC-AUC of the window's matured predictions against their late labels (RocAuc).",
+        (DashboardSeries("RocAuc", (), PART_PERFORMANCE, "ROC-AUC"),),
+    ),
+)
+"""The panels of every model version's dashboard tab, one series each."""
+
+
+def dashboard_tab_title(*, model_name: str, model_version: str) -> str:
+    return f"{model_name} v{model_version}"
+
+
+def ensure_dashboard(*, workspace: Any, project_id: Any, model_name: str, model_version: str) -> bool:
+    """Give the project's dashboard a tab for this model version holding
+    :data:`DASHBOARD_PANELS` (line plots over the window ends), each series filtered to the
+    version's snapshots by their metadata; True when the tab was added, False when it was there.
+
+    One tab per version, not one series per version in a shared panel: Evidently keys a
+    dashboard series by metric type and parameters alone, so two versions' values of one metric
+    would merge into one line. A tab already there is left as it is (a person may have edited
+    it); the caller holds the workspace lock."""
+    from evidently.sdk.models import DashboardPanelPlot, DashboardTabModel, PanelMetric
+
+    title = dashboard_tab_title(model_name=model_name, model_version=model_version)
+    dashboard = workspace.get_dashboard(project_id)
+    if any(tab.title == title for tab in dashboard.tabs):
+        return False
+    panels = [
+        DashboardPanelPlot(
+            title=f"{panel.title} (v{model_version})",
+            subtitle=panel.subtitle,
+            size="half",
+            values=[
+                PanelMetric(
+                    legend=f"{series.legend} v{model_version}",
+                    metric=series.metric,
+                    metric_labels=dict(series.labels),
+                    metadata={
+                        SNAPSHOT_MODEL_NAME: model_name,
+                        SNAPSHOT_MODEL_VERSION: model_version,
+                        SNAPSHOT_PART: series.part,
+                    },
+                )
+                for series in panel.series
+            ],
+            plot_params={"plot_type": "line"},
+        )
+        for panel in DASHBOARD_PANELS
+    ]
+    dashboard.panels.extend(panels)
+    dashboard.tabs.append(DashboardTabModel(title=title, panels=[panel.id for panel in panels]))
+    workspace.save_dashboard(project_id, dashboard)
+    return True
 
 
 def add_to_workspace(
@@ -219,7 +331,8 @@ def add_to_workspace(
     on_wait: Callable[[str], None] | None = None,
 ) -> WorkspaceEntry:
     """Add the result's snapshots to the Evidently local workspace (the project is created on
-    first use); ``evidently ui --workspace <workspace_dir>`` shows their history.
+    first use, each model version's dashboard tab with its first report: :func:`ensure_dashboard`);
+    ``evidently ui --workspace <workspace_dir>`` shows their history.
 
     Evidently's local workspace is JSON files with no cross-process coordination: one writer at a
     time (``churnops.contracts.home_lock``); a second one waits, saying so through ``on_wait``."""
@@ -237,12 +350,23 @@ def add_to_workspace(
                 project_name, description=f"ChurnOps drift reports for model {result.model_name}"
             )
         )
+        created = ensure_dashboard(
+            workspace=workspace,
+            project_id=project.id,
+            model_name=result.model_name,
+            model_version=result.model_version,
+        )
         ids: list[str] = []
-        for snapshot in (result.snapshot, result.concept_snapshot):
+        for snapshot in (result.snapshot, result.concept_snapshot, result.performance_snapshot):
             if snapshot is not None:
                 ref = workspace.add_run(project.id, snapshot)
                 ids.append(str(ref.id))
-    return WorkspaceEntry(project_id=str(project.id), snapshot_ids=tuple(ids))
+    return WorkspaceEntry(
+        project_id=str(project.id),
+        snapshot_ids=tuple(ids),
+        dashboard_tab=dashboard_tab_title(model_name=result.model_name, model_version=result.model_version),
+        dashboard_created=created,
+    )
 
 
 def monitoring_metrics(result: DriftResult) -> dict[str, float]:

@@ -33,3 +33,33 @@ METRIC_MATURED_ROC_AUC = "matured_roc_auc"
 METRIC_LABELLED_ROWS = "concept_drift_labelled_rows"
 METRIC_MATURED_LABELS = MATURED_LABELS
 """The vocabulary's count (churnops.contracts.monitoring_terms), under its own name."""
+
+# The Evidently side: every snapshot a report adds to the workspace carries these metadata keys
+# and tags, and the project dashboard (``monitoring.report.ensure_dashboard``) filters on them.
+SNAPSHOT_MODEL_NAME = "model_name"
+SNAPSHOT_MODEL_VERSION = "model_version"
+SNAPSHOT_WINDOW_START = "window_start"
+SNAPSHOT_WINDOW_END = "window_end"
+SNAPSHOT_PART = "part"
+"""Which part of the report a snapshot holds: one of the ``PART_*`` values."""
+PART_DATA_DRIFT = "data_drift"
+PART_CONCEPT_DRIFT = "concept_drift"
+PART_PERFORMANCE = "performance"
+
+
+def snapshot_metadata(
+    *, model_name: str, model_version: str, window_start: str, window_end: str
+) -> dict[str, str]:
+    """The metadata of every Evidently snapshot of one report (window ends as ISO 8601)."""
+    return {
+        SNAPSHOT_MODEL_NAME: model_name,
+        SNAPSHOT_MODEL_VERSION: model_version,
+        SNAPSHOT_WINDOW_START: window_start,
+        SNAPSHOT_WINDOW_END: window_end,
+    }
+
+
+def snapshot_tags(*, model_name: str, model_version: str, window_start: str, window_end: str) -> list[str]:
+    """The tags of every Evidently snapshot of one report: ``model:<name>``, ``version:<v>``,
+    ``window:<start>/<end>`` (the UI lists and filters reports by them)."""
+    return [f"model:{model_name}", f"version:{model_version}", f"window:{window_start}/{window_end}"]

@@ -202,7 +202,7 @@ def _check_dashboards(
 ) -> None:
     """Traffic on serving, the monitoring jobs' gauges on the Pushgateway: every Grafana panel's
     PromQL then returns data from this Prometheus (the repo's scrape config and rules)."""
-    from monitoring.prometheus import push_monitoring_metrics
+    from monitoring.prometheus import push_loop_metrics, push_monitoring_metrics
 
     env = Environment(customer_ids=ids, stale_ids=ids[:1], as_of=datetime.now(UTC), model_version=version)
     send_traffic(service=service, env=env, api_key=API_KEY)
@@ -213,6 +213,16 @@ def _check_dashboards(
         gateway=gateway,
         job="churnops-performance",
         performance=performance_report(version=version),
+        timeout_s=5,
+    )
+    push_loop_metrics(  # what `churnops loop run` pushes after a day
+        gateway=gateway,
+        model_name="churn",
+        moment=env.as_of.timestamp(),
+        complete=True,
+        retrain_fired=False,
+        promoted=False,
+        production_version=version,
         timeout_s=5,
     )
     wait_for(prometheus, 'up{job="churnops-serving"} == 1')

@@ -22,7 +22,14 @@ import pytest
 import yaml
 
 from churnops.settings import Settings
-from monitoring.prometheus import GAUGES, NAMESPACE, MonitoringPushError, push_monitoring_metrics
+from monitoring.prometheus import (
+    GAUGES,
+    LOOP_GAUGES,
+    NAMESPACE,
+    MonitoringPushError,
+    push_loop_metrics,
+    push_monitoring_metrics,
+)
 from tests.conftest import REDIS_HOW, service_missing
 from tests.support.prometheus import (
     RATE_INTERVAL,
@@ -101,6 +108,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             performance=performance_report(version=env.model_version),
             timeout_s=5,
         )
+        push_loop_metrics(  # what `churnops loop run` pushes after a day
+            gateway=gateway.url,
+            model_name="churn",
+            moment=env.as_of.timestamp(),
+            complete=True,
+            retrain_fired=True,
+            promoted=True,
+            production_version=env.model_version,
+            timeout_s=5,
+        )
         # Both targets up, the pushed gauges and the score histogram scraped, and enough
         # scrapes since the traffic for rate() over RATE_INTERVAL.
         wait_for(prometheus, 'up{job="churnops-serving"} == 1')
@@ -163,10 +180,13 @@ def test_pushed_gauges_keep_their_job_and_model_labels(stack: Stack) -> None:
     got = {
         series["metric"]["__name__"]: series["metric"]
         for series in first_data(
-            stack.prometheus, '{job=~"churnops-drift|churnops-performance", __name__=~"churnops_.+"}'
+            stack.prometheus,
+            '{job=~"churnops-drift|churnops-performance|churnops-loop", __name__=~"churnops_.+"}',
         )
     }
     assert expected <= set(got)
+    loop = {name for name, labels in got.items() if labels["job"] == "churnops-loop"}
+    assert loop == {f"{NAMESPACE}_{name}" for name in LOOP_GAUGES}  # and no monitoring push carries them
     assert got["churnops_drifted_share"] == {
         "__name__": "churnops_drifted_share",
         "job": "churnops-drift",  # honor_labels: the pushed job, not "pushgateway"
@@ -233,3 +253,20 @@ def test_the_next_push_replaces_the_group_and_the_drift_alert_clears(stack: Stac
     drifted = drift_document(version=version, share=0.5)
     push_monitoring_metrics(gateway=stack.gateway.url, job="churnops-drift", drift_json=drifted, timeout_s=5)
     wait_for(stack.prometheus, 'churnops_drifted_share{job="churnops-drift"} == 0.5', timeout_s=30)
+
+
+def test_the_loop_panels_read_the_pushed_day(stack: Stack) -> None:
+    """The Grafana loop panels' queries against this Prometheus: last day, complete, decision,
+    Production version (pushed by the fixture as `churnops loop run` does)."""
+    exprs = dict(dashboard_exprs())
+
+    def value(title: str) -> float:
+        [series] = first_data(stack.prometheus, exprs[title])
+        assert series["metric"] == {"model": "churn"}
+        return float(series["value"][1])
+
+    assert value("churnops-monitoring: Last loop day [A]") == stack.env.as_of.timestamp() * 1000
+    assert value("churnops-monitoring: Last loop day complete [A]") == 1.0
+    assert value("churnops-monitoring: Loop decision: retrain fired, promoted [A]") == 1.0
+    assert value("churnops-monitoring: Loop decision: retrain fired, promoted [B]") == 1.0
+    assert value("churnops-monitoring: Production version over time [A]") == float(stack.env.model_version)

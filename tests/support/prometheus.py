@@ -111,7 +111,10 @@ class Pushgateway(Daemon):
     name = "prometheus-pushgateway"
 
     def argv(self) -> list[str]:
-        return [binary(self.name), f"--web.listen-address=127.0.0.1:{self.port}"]
+        # In memory only: the Debian package's default persistence file
+        # (/var/lib/prometheus/pushgateway.data) is shared by every gateway on the host, so a
+        # fresh one would start with what other tests (other checkouts) pushed.
+        return [binary(self.name), f"--web.listen-address=127.0.0.1:{self.port}", "--persistence.file="]
 
 
 class Prometheus(Daemon):

@@ -115,8 +115,15 @@ def test_every_reported_score_equals_evidentlys_own_and_the_oracle(stattests: An
     assert result.concept.p_value == pytest.approx(p, rel=1e-9)
     assert result.concept.statistic == pytest.approx(d, rel=1e-12)
     # ... and the JSON carries exactly these numbers, as Evidently's snapshot.dict() has them.
-    values = {m["config"]["column"]: m["value"] for m in result.snapshot.dict()["metrics"]}
+    metrics = result.snapshot.dict()["metrics"]
+    values = {
+        m["config"]["column"]: m["value"] for m in metrics if m["config"]["type"].endswith(":ValueDrift")
+    }
     doc = result.to_json()
+    # the dashboard's drifted share: Evidently's DriftedColumnsCount with the policy's methods and
+    # thresholds counts the same features as the report's own rule
+    [counted] = [m["value"] for m in metrics if m["config"]["type"].endswith(":DriftedColumnsCount")]
+    assert counted["share"] == pytest.approx(result.drifted_share, abs=1e-12)
     assert {f["feature"]: f["score"] for f in doc["data_drift"]["features"]} == {
         k: v for k, v in values.items() if k != "score"
     }

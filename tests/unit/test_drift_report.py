@@ -72,7 +72,8 @@ def test_the_workspace_keeps_the_history(result: DriftResult, tmp_path: Path) ->
     first = add_to_workspace(result=result, workspace_dir=tmp_path / "ws", project_name="churn drift")
     second = add_to_workspace(result=result, workspace_dir=tmp_path / "ws", project_name="churn drift")
     assert first.project_id == second.project_id
-    assert len(first.snapshot_ids) == 2  # data + prediction drift, and concept drift
+    assert len(first.snapshot_ids) == 3  # data + prediction drift, concept drift, live ROC-AUC
+    assert first.dashboard_created and not second.dashboard_created
     workspace = Workspace(str(tmp_path / "ws"))
     [project] = workspace.search_project("churn drift")
     listed = {str(i) for i in workspace.list_runs(project.id)}
