@@ -72,7 +72,8 @@ def test_the_first_hour_commands_print_only_their_own_output(tmp_path: Path) -> 
     )
     assert message in " ".join(again.stdout.split())
     assert "FAIL" not in again.stdout and "gates failed" not in again.stdout
-    day = cli(home, "loop", "run")  # the night's one command, on the same home
+    # the night's one command, on the same home: the day after the last snapshot (2024-06-01)
+    day = cli(home, "loop", "run", "--date", "2024-06-02")
     assert day.returncode == 0, day.stdout + day.stderr
     quiet(day)
     assert "no retrain due" in day.stdout and "ReportStatus" not in day.stdout
