@@ -24,8 +24,10 @@ from tests.support.policies import write_over_shipped
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-TRAINS = 4
-DRIFTS = 3
+# Three trains and two reports at once: real processes racing on one home (the race itself is made
+# certain, 8 writers on a barrier, in tests/integration/test_concurrent_writers.py).
+TRAINS = 3
+DRIFTS = 2
 PERMISSIVE_GATES = """\
 name: permissive
 floors:
