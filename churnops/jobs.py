@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from monitoring.performance import PerformanceReport
     from registry_ext import DecisionRecord
 
+logger = logging.getLogger(__name__)
 DRIFT_JOB = "churnops-drift"
 PERFORMANCE_JOB = "churnops-performance"  # its own job: a push replaces the whole {job, model} group
 RETRAIN_ACTOR = "churnops-retrain"
@@ -733,22 +734,31 @@ def _step_score(*, settings: Settings, now: datetime, **_: Any) -> StepOutcome:
     return StepStatus.DONE, scores.to_json()
 
 
+def monitor_window(now: datetime) -> tuple[datetime, datetime]:
+    """The loop day's monitoring window: the month before its moment, the day's own batch scores
+    (stamped with it) included, nothing after it (a rerun or a backfill judges the same rows)."""
+    end = now + timedelta(microseconds=1)
+    return end - timedelta(days=MONITOR_DAYS), end
+
+
 def _step_monitor(*, settings: Settings, now: datetime, **_: Any) -> StepOutcome:
     version = _production_version(settings)
     if version is None:
         return StepStatus.SKIPPED, {"reason": "no Production version to monitor"}
     detail: dict[str, Any] = {"version": version}
+    start, end = monitor_window(now)  # the day's month, never traffic after the day began
     try:
-        drift, _pushed = drift_report(settings=settings, version=version, as_of=now, days=MONITOR_DAYS)
+        drift, _pushed = drift_report(settings=settings, version=version, start=start, end=end, as_of=now)
     except ValueError as error:  # no traffic of the version: the check still runs (schedule, cap)
+        logger.warning("loop %s: no drift report: %s", now.date(), error, exc_info=True)
         detail["drift"] = {"status": None, "reason": str(error)}
     else:
         detail["drift"] = {"status": drift.status.value, "report": drift.report_html}
     try:
         report, _pushed = performance_report(
             settings=settings,
-            start=None,
-            end=None,
+            start=start,
+            end=end,
             days=MONITOR_DAYS,
             as_of=now,
             period="week",
@@ -756,6 +766,7 @@ def _step_monitor(*, settings: Settings, now: datetime, **_: Any) -> StepOutcome
             push_gateway=None,
         )
     except ValueError as error:
+        logger.warning("loop %s: no performance report: %s", now.date(), error, exc_info=True)
         detail["performance"] = {"matured": None, "reason": str(error)}
     else:
         detail["performance"] = {"scored": report.scored, "matured": report.matured}
@@ -830,18 +841,38 @@ def _step_promote(
     earlier: Mapping[str, Mapping[str, Any]],
     **_: Any,
 ) -> StepOutcome:
+    from churnops.retraining.run import RetrainBusyError
+
     retrained = earlier[LoopStep.RETRAIN]
     if "decision_id" not in retrained:
         return StepStatus.SKIPPED, {"reason": "no retrain"}
+    state = retrained.get("state")
     if retrained.get("version") is None:
+        why = (
+            "the gates refused the challenger"
+            if state == DecisionState.REFUSED
+            else f"the retrain ended {state}: {retrained.get('message')}"
+        )
         return StepStatus.SKIPPED, {
-            "reason": "the gates refused the challenger: Production unchanged",
+            "reason": f"{why}: Production unchanged",
             "decision_id": retrained["decision_id"],
-            "state": retrained.get("state"),
+            "state": state,
         }
-    moved = promote_retrained(
-        settings=settings, policy=policy, decision_id=int(retrained["decision_id"]), now=now
-    )
+    if state != DecisionState.REGISTERED:  # another run (the sensor) finished this decision
+        production = _production_version(settings)
+        return StepStatus.DONE, {
+            "decision_id": retrained["decision_id"],
+            "version": retrained["version"],
+            "production": production == str(retrained["version"]),
+            "production_version": production,
+            "state": state,
+        }
+    try:
+        moved = promote_retrained(
+            settings=settings, policy=policy, decision_id=int(retrained["decision_id"]), now=now
+        )
+    except (RetrainBusyError, ValueError) as error:  # busy, or finished elsewhere meanwhile
+        raise LoopStepError(LoopStep.PROMOTE, str(error)) from None
     return StepStatus.DONE, {
         "decision_id": retrained["decision_id"],
         "version": retrained["version"],
@@ -891,7 +922,7 @@ def loop_events(*, day: LoopDay) -> list[LoopEvent]:
     monitored, decided = detail(LoopStep.MONITOR), detail(LoopStep.DECIDE)
     retrained, promoted = detail(LoopStep.RETRAIN), day.step(LoopStep.PROMOTE)
     production = monitored.get("version")
-    start, end = day.now - timedelta(days=MONITOR_DAYS), day.now
+    start, end = monitor_window(day.now)
     report = (monitored.get("drift") or {}).get("report")
     events: list[LoopEvent] = []
 
@@ -916,7 +947,11 @@ def loop_events(*, day: LoopDay) -> list[LoopEvent]:
             production,
             f"{decided['trigger']} trigger fired (decision {decided.get('decision_id')}){where}",
         )
-    if promoted is not None and promoted.status == StepStatus.SKIPPED and "decision_id" in promoted.detail:
+    if (
+        promoted is not None
+        and promoted.status == StepStatus.SKIPPED
+        and promoted.detail.get("state") == DecisionState.REFUSED
+    ):
         event(
             LoopEventKind.RETRAIN_REFUSED,
             production,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,8 @@ class FrontHooks:
 
     observe: Callable[[str, int, float], None]
     readiness: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
-    spec: Callable[[], Awaitable[dict[str, Any]]]
+    spec: Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[dict[str, Any]]]
+    """The OpenAPI document for a request with these headers (its examples need the API key)."""
 
 
 class FrontDoor:
@@ -71,7 +72,7 @@ class FrontDoor:
                 await _ready(hooks, send)
                 return
             if hooks is not None:
-                await _json(send, 200, await hooks.spec())
+                await _json(send, 200, await hooks.spec(scope.get("headers") or []))
                 return
         if hooks is None:  # starting: nothing to report to yet
             await self.app(scope, receive, send)

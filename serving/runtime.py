@@ -30,6 +30,7 @@ from churnops.contracts.prediction_log import PREDICT_ENDPOINT, WHAT_IF_ENDPOINT
 from churnops.contracts.redaction import redact
 from churnops.features.fastpath.reader import LayoutUnsupported, RedisReader, feast_version_problem
 from churnops.features.online import ServiceLayout
+from serving.auth import authorized
 from serving.config import ServingConfig
 from serving.features import FeastReader, FeaturesUnavailable, OnlineReader
 from serving.guard import GuardConfig
@@ -415,11 +416,17 @@ class Runtime:
     # -- the published document ------------------------------------------------------------
 
     async def published_spec(
-        self, spec: dict[str, Any], *, api_paths: tuple[str, ...], description: str
+        self,
+        spec: dict[str, Any],
+        *,
+        api_paths: tuple[str, ...],
+        description: str,
+        presented_key: bytes | None = None,
     ) -> dict[str, Any]:
         """BentoML's OpenAPI dict ``spec``, corrected (``serving.openapi``): the churnops version,
         ``description`` (in place of BentoML's Bento README), the Production model and request
-        examples the online store answers ``ok`` for."""
+        examples the online store answers ``ok`` for (with an API key set, only for a request that
+        presents it: ``presented_key``)."""
         from importlib.metadata import version
 
         info = spec.get("info", {})
@@ -439,7 +446,13 @@ class Runtime:
             max_ids=self.settings.serving_max_ids,
             max_rows=self.settings.serving_max_rows,
             identity=identity,
-            examples=await self.examples(),
+            # /docs.json is public (Swagger UI fetches it without credentials): with a key set, real
+            # customers' ids and features are shown only to a request that presents the key.
+            examples=(
+                await self.examples()
+                if authorized(expected=self.guard.api_key, presented=presented_key)
+                else Examples()
+            ),
         )
 
     async def examples(self, *, limit: int = 2) -> Examples:
@@ -457,7 +470,7 @@ class Runtime:
         except FeaturesUnavailable as error:
             logger.info("no request examples for the OpenAPI document: %s", error)
             return Examples()
-        ok = [r for r in rows if r.status == "ok"][:limit]
+        ok = [r for r in rows if r.status == RowStatus.OK][:limit]
         if not ok:
             return Examples()
         try:

@@ -25,13 +25,14 @@ import dataclasses
 import gc
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, cast
 
 import bentoml
 from starlette.responses import JSONResponse, Response
 
 from churnops.contracts.log_filters import quiet_known_warnings
+from serving.auth import presented_key
 from serving.direct import DirectRoute, DirectRoutes, Reply, json_body
 from serving.front import FrontDoor, FrontHooks
 from serving.guard import ERROR_HEADER, GuardConfig, RequestGuard
@@ -89,11 +90,12 @@ def _front_hooks() -> FrontHooks | None:
 
     service = cast("bentoml.Service[Any]", ChurnService)
 
-    async def spec() -> dict[str, Any]:
+    async def spec(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, Any]:
         return await runtime.published_spec(
             service.openapi_spec.asdict(),
             api_paths=API_PATHS,
             description=inspect.getdoc(service.inner) or "",
+            presented_key=presented_key(headers),
         )
 
     return FrontHooks(

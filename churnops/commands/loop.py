@@ -73,8 +73,14 @@ def run(
         raise fail(str(error), json_output=json_output) from None
     import feast  # noqa: F401  # its import resets the warning filters: load it before quieting them
 
+    from monitoring.prometheus import MonitoringPushError
+
     quiet_libraries()
-    result = run_loop_day(settings=settings, day=when, policy=rules, gate_policy=gate_policy)
+    try:
+        result = run_loop_day(settings=settings, day=when, policy=rules, gate_policy=gate_policy)
+    except MonitoringPushError as error:  # the day is recorded; a rerun replays it and pushes again
+        fail(f"{error} (the day's steps are recorded: rerun the day to push)", json_output=json_output)
+        raise typer.Exit(code=STEP_FAILED_EXIT) from None
     if json_output:
         typer.echo(json.dumps(result.to_dict(), default=str, allow_nan=False))
     else:

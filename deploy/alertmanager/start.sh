@@ -19,10 +19,19 @@ esac
 case "$url" in
   *[\"\'\ \	\\]*) echo "start.sh: ALERTMANAGER_WEBHOOK_URL holds a quote, a backslash or whitespace" >&2; exit 2 ;;
 esac
+# A newline or carriage return (a Secret saved with a trailing newline) would fold into the YAML
+# scalar and send every notification to a wrong URL.
+nl='
+'
+cr=$(printf '\r')
+case "$url" in
+  *"$nl"*|*"$cr"*) echo "start.sh: ALERTMANAGER_WEBHOOK_URL holds a line break (a Secret with a trailing newline?)" >&2; exit 2 ;;
+esac
 
 template="${ALERTMANAGER_TEMPLATE:-$(dirname "$0")/alertmanager.yml}"
 rendered="${ALERTMANAGER_RENDERED:-/tmp/alertmanager.yml}"
 umask 077
+rm -f "$rendered"  # a file someone else made in a shared /tmp keeps its owner and mode: never reuse it
 # Literal replacement (index/substr, not a regex): the URL's & and / are taken as they are.
 awk 'BEGIN { key = "${ALERTMANAGER_WEBHOOK_URL}"; url = ENVIRON["ALERTMANAGER_WEBHOOK_URL"] }
      /^[[:space:]]*#/ { print; next }

@@ -98,8 +98,10 @@ def test_alertmanager_config_renders_and_passes_amtool(tmp_path: Path) -> None:
         ("", f"set {WEBHOOK_VARIABLE}"),
         ("hooks.slack.com/services/x", "must start with http:// or https://"),
         ("https://example.org/a'b", "holds a quote"),
+        ("https://example.org/hook\n", "holds a line break"),
+        ("https://example.org/hook\r", "holds a line break"),
     ],
-    ids=["missing", "no-scheme", "quote"],
+    ids=["missing", "no-scheme", "quote", "newline", "carriage-return"],
 )
 def test_alertmanager_start_refuses_a_bad_webhook_url(tmp_path: Path, url: str, message: str) -> None:
     result = render_alertmanager(tmp_path, url)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from churnops.contracts.loop import LoopStep, StepStatus, loop_moment
-from churnops.jobs import MONITOR_DAYS, DayEvents, LoopDay, LoopStepResult, loop_events
+from churnops.jobs import MONITOR_DAYS, DayEvents, LoopDay, LoopStepResult, loop_events, monitor_window
 from monitoring.alerts import LoopEvent, NotifyResult
 
 DAY = date(2024, 12, 4)
@@ -40,7 +40,16 @@ def _fired(trigger: str) -> tuple[StepStatus, dict[str, Any]]:
 
 REFUSED = (
     StepStatus.SKIPPED,
-    {"reason": "the gates refused the challenger: Production unchanged", "decision_id": 8},
+    {
+        "reason": "the gates refused the challenger: Production unchanged",
+        "decision_id": 8,
+        "state": "refused",
+    },
+)
+FAILED_RETRAIN = (StepStatus.DONE, {"decision_id": 8, "version": None, "state": "failed", "message": "boom"})
+FAILED = (
+    StepStatus.SKIPPED,
+    {"reason": "the retrain ended failed: boom: Production unchanged", "decision_id": 8, "state": "failed"},
 )
 RETRAINED = (StepStatus.DONE, {"decision_id": 8, "version": "4", "message": "gates passed"})
 REFUSED_RETRAIN = (StepStatus.DONE, {"decision_id": 8, "version": None, "message": "roc_auc 0.71 < 0.75"})
@@ -59,6 +68,11 @@ STAGED = (StepStatus.DONE, {"decision_id": 8, "version": "4", "production": Fals
         (
             {"monitor": MONITORED, "decide": _fired("drift"), "retrain": REFUSED_RETRAIN, "promote": REFUSED},
             [("drift_fired", "3"), ("retrain_refused", "3")],
+        ),
+        # a retrain that failed is not a refusal by the gates: no "Production unchanged by the gates"
+        (
+            {"monitor": MONITORED, "decide": _fired("drift"), "retrain": FAILED_RETRAIN, "promote": FAILED},
+            [("drift_fired", "3")],
         ),
         (
             {"monitor": MONITORED, "decide": _fired("performance"), "retrain": RETRAINED, "promote": STAGED},
@@ -86,6 +100,7 @@ def test_the_events_of_a_day(steps: dict[str, Any], expected: list[tuple[str, st
     for event in events:
         assert event.model == "churn" and event.at == loop_moment(DAY)
         assert event.window_end - event.window_start == timedelta(days=MONITOR_DAYS)
+        assert (event.window_start, event.window_end) == monitor_window(loop_moment(DAY))
     refused = [e for e in events if e.kind.value == "retrain_refused"]
     assert all("roc_auc 0.71 < 0.75" in e.reason for e in refused)  # the gate's own words
     drift = [e for e in events if e.kind.value == "drift_fired"]

@@ -363,7 +363,7 @@ def test_unknown_paths_are_labelled_other_and_readyz_and_the_spec_are_answered()
     async def readiness() -> tuple[bool, dict[str, Any]]:
         return False, {"reason": "online store unreachable"}
 
-    async def spec() -> dict[str, Any]:
+    async def spec(headers: Any) -> dict[str, Any]:
         return {"openapi": "3.0.2", "info": {"title": "churn"}}
 
     hooks = FrontHooks(
