@@ -89,6 +89,7 @@ STAGED = (StepStatus.DONE, {"decision_id": 8, "version": "4", "production": Fals
         "quiet",
         "drift-promoted",
         "drift-refused",
+        "drift-failed",
         "performance-staged",
         "schedule-staged",
         "no-production",
