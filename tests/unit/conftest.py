@@ -21,8 +21,18 @@ _WHY = "tests/unit needs no service and no subprocess: move this test to tests/i
 
 
 # What libraries run on their own to learn about the machine (not a service, not the test's
-# doing): joblib/loky counting physical cores, GitPython (through MLflow) asking git's version.
-LIBRARY_PROBES = frozenset({("lscpu", "--parse=core"), ("cat", "/proc/cpuinfo"), ("git", "version")})
+# doing), by program name and leading arguments: joblib/loky counting physical cores, GitPython (through
+# MLflow) asking git's version, the platform module's processor name, ctypes finding a library.
+LIBRARY_PROBES = frozenset(
+    {
+        ("lscpu", "--parse=core"),
+        ("cat", "/proc/cpuinfo"),
+        ("git", "version"),
+        ("git", "check-ignore"),  # MLflow asking whether a run's source directory is ignored
+        ("uname", "-p"),
+        ("ldconfig", "-p"),
+    }
+)
 
 
 class UnitBoundaryError(RuntimeError):
@@ -61,7 +71,9 @@ def _guarded(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     def popen(*args: Any, **kwargs: Any) -> Any:
         argv = args[1] if len(args) > 1 else kwargs.get("args")
-        if isinstance(argv, list | tuple) and tuple(map(str, argv)) in LIBRARY_PROBES:
+        listed = isinstance(argv, list | tuple) and bool(argv)
+        command = (os.path.basename(str(argv[0])), *map(str, argv[1:])) if listed else ()
+        if command and any(command[: len(probe)] == probe for probe in LIBRARY_PROBES):
             return real_popen(*args, **kwargs)
         refused.append(f"subprocess {args[1] if len(args) > 1 else kwargs.get('args')!r}")
         raise UnitBoundaryError(f"{_WHY} (subprocess {args[1] if len(args) > 1 else kwargs.get('args')!r})")
